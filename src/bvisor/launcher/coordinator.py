@@ -1,0 +1,152 @@
+"""The launcher coordinator: verify the plan, create one child, confine it, exec, report.
+
+Single-threaded by construction (checked at run time): it forks, so it must never hold a
+thread. It writes nothing to its own stdout/stderr once a plan is being carried out — those
+fds belong to the workload — and reports everything on the control channel instead.
+"""
+
+import os
+import signal
+import sys
+
+from bvisor.launcher import childproc, execve, fds, lifetime, netns, userns, wire
+from bvisor.launcher.request import LaunchRequest, Refusal, build_request, verify_identity
+from bvisor.launcher.transcript import Transcript
+
+
+def main() -> None:
+    """One-shot entry: read the fds the host passed, run the plan, exit with the verdict."""
+    control = _fd_from_env(wire.ENV_CONTROL_FD)
+    plan_fd = _fd_from_env(wire.ENV_PLAN_FD)
+    if control is None or plan_fd is None:
+        # The only stdio write the launcher makes: no control channel exists, no workload runs.
+        sys.stderr.write("bvisor-linux-launcher: boot fault: control or plan fd missing from the environment\n")
+        os._exit(wire.EXIT_FAULTED)
+    code = wire.EXIT_FAULTED
+    try:
+        os.set_inheritable(control, False)
+        transcript = Transcript(control)
+        transcript.state("LauncherStarted")
+        with open(plan_fd, "rb", closefd=True) as plan:
+            frame = plan.read()
+        code = run_plan(frame, transcript)
+    except BaseException as exc:  # report, never print: stdio belongs to the workload
+        code = _fault_quietly(control, f"internal {type(exc).__name__}: {exc}")
+    os._exit(code)
+
+
+def run_plan(frame: bytes, transcript: Transcript) -> int:
+    """Everything after "plan received"; a warm launcher server calls this in a forked child."""
+    threads = len(os.listdir("/proc/self/task"))
+    if threads != 1:
+        return _fault(transcript, f"NotSingleThreaded threads={threads}")
+    try:
+        fields = verify_identity(wire.parse_frame(frame))
+        transcript.state("IdentityVerified")
+        request = build_request(fields)
+        transcript.state("PlanVerified")
+        _verify_handles(request)
+        transcript.state("HandlesVerified")
+    except wire.FrameReject as exc:
+        return _refuse(transcript, "PlanInvalid", f"frame {exc}")
+    except Refusal as exc:
+        return _refuse(transcript, exc.reason, exc.detail)
+    return _launch(request, transcript)
+
+
+def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: int, parent: int, sigint) -> None:
+    """The child: every confinement step in order, then exec. Never returns."""
+    step = "child"
+    try:
+        transcript.state("ChildCreated")
+        transcript.note(f"mechanism=fork child_pid={os.getpid()}")
+        step = "lifetime"
+        transcript.note(lifetime.die_with_parent(parent))
+        step = "identity"
+        _identity_phase(request, transcript)
+        transcript.state("IdentityPhaseResolved")
+        step = "visibility"
+        transcript.note("visibility=not_required")
+        transcript.state("VisibilityPhaseResolved")
+        step = "ambient"
+        transcript.note(fds.scrub({0, 1, 2, request.exe_slot, transcript.fd, error_fd}))
+        transcript.note(f"environment=exact entries={len(request.envp)} inherited=none")
+        transcript.state("AmbientAuthorityPhaseResolved")
+        step = "confinement"
+        transcript.note("confinement=not_required installed=false")
+        transcript.state("ConfinementPhaseResolved")
+        step = "exec"
+        execve.restore_signals(sigint)
+        transcript.state("ReadyToExec")
+        execve.exec_fd(request.exe_slot, request.argv, request.envp)
+    except BaseException as exc:
+        childproc.fail(error_fd, step, exc)
+    os._exit(childproc.CHILD_FAILED)  # unreachable: exec or fail() ends the child
+
+
+def _identity_phase(request: LaunchRequest, transcript: Transcript) -> None:
+    if not request.user_namespace:
+        transcript.note("identity=not_required")
+        return
+    transcript.note(userns.enter(netns.CLONE_NEWNET if request.network_namespace else 0))
+    if request.network_namespace:
+        transcript.note(netns.attest())
+
+
+def _launch(request: LaunchRequest, transcript: Transcript) -> int:
+    # The coordinator outlives a terminal Ctrl-C so it can report how the workload ended;
+    # the workload gets back the SIGINT disposition the launcher inherited.
+    inherited_sigint = signal.SIG_IGN if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else signal.SIG_DFL
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getpid()
+    pid, error_fd = childproc.fork_with_error_pipe()
+    if pid == 0:
+        confine_and_exec(request, transcript, error_fd, parent, inherited_sigint)
+    failure = childproc.read_failure(error_fd)
+    if failure is not None:
+        os.waitpid(pid, 0)
+        step, errno, detail = failure
+        transcript.note(f"child_failed step={step} errno={errno} detail={detail}")
+        return _fault(transcript, f"child failed at {step}")
+    transcript.state("ExecSucceeded")
+    _, status, usage = os.wait4(pid, 0)
+    if os.WIFSIGNALED(status):
+        transcript.note(f"workload_exit signal={os.WTERMSIG(status)}")
+    else:
+        transcript.note(f"workload_exit code={os.WEXITSTATUS(status)}")
+    transcript.note(
+        f"workload_rusage utime_us={round(usage.ru_utime * 1e6)} stime_us={round(usage.ru_stime * 1e6)} "
+        f"maxrss_kib={usage.ru_maxrss}"
+    )
+    return wire.EXIT_EXEC_SUCCEEDED
+
+
+def _verify_handles(request: LaunchRequest) -> None:
+    for slot in request.slots:
+        why = fds.shape_mismatch(slot.index, slot.kind, slot.writable)
+        if why is not None:
+            raise Refusal("HandleMismatch", f"slot {slot.index} ({slot.role}): {why}")
+
+
+def _refuse(transcript: Transcript, reason: str, detail: str) -> int:
+    transcript.note(f"refusal={reason} {detail}")
+    transcript.state("SetupRefused")
+    return wire.EXIT_REFUSED
+
+
+def _fault(transcript: Transcript, detail: str) -> int:
+    transcript.note(f"fault: {detail}")
+    transcript.state("SetupFaulted")
+    return wire.EXIT_FAULTED
+
+
+def _fault_quietly(control: int, detail: str) -> int:
+    try:
+        return _fault(Transcript(control), detail)
+    except OSError:  # the host hung up; there is nobody left to tell
+        return wire.EXIT_FAULTED
+
+
+def _fd_from_env(name: str):
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else None
