@@ -1,0 +1,104 @@
+"""``LinuxLaunchPlanV1``: the typed host-side view of what the launcher is told to do.
+
+Encodes to canonical MessagePack inside a ``BVZLNCH1`` frame (see ``bvisor.launcher.wire``,
+which both sides share). Opt-in target fields are omitted when absent so that proven byte
+forms stay stable; a golden vector test pins them.
+"""
+
+import enum
+
+import msgspec
+
+from bvisor.contract.identity import canonical_bytes
+from bvisor.launcher import wire
+
+
+class DescriptorRole(enum.Enum):
+    ReadRoot = "read_root"
+    WriteRoot = "write_root"
+    TargetExe = "target_exe"
+    CgroupDir = "cgroup_dir"
+    Stdin = "stdin"
+    Stdout = "stdout"
+    Stderr = "stderr"
+    ControlChannel = "control_channel"
+
+
+class DescriptorKind(enum.Enum):
+    Directory = "directory"
+    Regular = "regular"
+    Socket = "socket"
+    Pipe = "pipe"
+
+
+class DescriptorShape(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    kind: DescriptorKind
+    writable: bool
+
+
+class DescriptorSlotV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``slot_index`` is the fd number at which the launcher finds the handle."""
+
+    slot_index: int
+    role: DescriptorRole
+    expected: DescriptorShape
+
+
+class LoweringWireEntryV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    version: int
+    phase_code: int
+    param_digest: bytes
+    decl_digest: bytes
+
+
+class LoweringWireV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    entries: list[LoweringWireEntryV1]
+
+
+class UserNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Birth the child in a new user namespace, mapped to uid/gid 0 inside."""
+
+
+class NetworkNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Birth the child in a new, empty network namespace (requires ``user_namespace``)."""
+
+
+class TargetSpecV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    argv: list[str]
+    envp: list[tuple[str, str]]
+    exe_slot: int
+    user_namespace: UserNsRequest | None = None
+    network_namespace: NetworkNsRequest | None = None
+
+
+class LinuxLaunchBodyV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    attempt_id: bytes
+    plan_id: bytes
+    h_a: bytes
+    h_p: bytes
+    h_l: bytes
+    lowering: LoweringWireV1
+    descriptor_table: list[DescriptorSlotV1]
+    target: TargetSpecV1
+
+
+class LinuxLaunchPlanV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    body: LinuxLaunchBodyV1
+
+
+def lowering_hash(lowering: LoweringWireV1) -> bytes:
+    """``h_l`` exactly as the launcher recomputes it: blake3 of the canonical lowering bytes."""
+    return wire.lowering_digest(canonical_bytes(lowering))
+
+
+def encode_frame(plan: LinuxLaunchPlanV1) -> bytes:
+    return wire.build_frame(canonical_bytes(plan.body))
+
+
+_body_decoder = msgspec.msgpack.Decoder(LinuxLaunchBodyV1)
+
+
+def decode_frame(frame: bytes) -> LinuxLaunchPlanV1:
+    """Verify a frame and decode its body (raises ``wire.FrameReject`` / ``msgspec.DecodeError``)."""
+    return LinuxLaunchPlanV1(body=_body_decoder.decode(wire.parse_frame(frame)))
