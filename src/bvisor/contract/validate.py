@@ -1,0 +1,177 @@
+"""The contract gate: every rule a spec must meet before it is classified.
+
+One function, ``spec_problems``, serves the decoder, the planner and the CLI, so a spec is
+judged the same way however it was built. Field paths read like
+``capabilities[1].policy.entries[0].name``.
+"""
+
+import re
+from collections.abc import Iterator
+
+import msgspec
+
+from bvisor.contract.budget import BudgetDimension
+from bvisor.contract.spec import BoundarySpec, Capability, EnvPolicy, EnvSource, FdPolicy, HostControl, NetPolicy
+
+MAX_ENV_ENTRIES = 256
+MAX_ENV_TOTAL_BYTES = 128 * 1024
+
+_MAX_MICROS = 365 * 24 * 3600 * 1_000_000
+_MAX_BYTES = 2**50
+_MAX_COUNT = 2**22
+# No limit is "unlimited", but some are absurd enough to be typos: refuse them as input.
+LIMIT_CEILING = {
+    BudgetDimension.Wall: (_MAX_MICROS, "µs (365 days)"),
+    BudgetDimension.Cpu: (_MAX_MICROS, "µs (365 days)"),
+    BudgetDimension.ResidentMemory: (_MAX_BYTES, "bytes (1 PiB)"),
+    BudgetDimension.ProcessCount: (_MAX_COUNT, "processes"),
+    BudgetDimension.HandleCount: (_MAX_COUNT, "handles"),
+    BudgetDimension.Storage: (_MAX_BYTES, "bytes (1 PiB)"),
+    BudgetDimension.Network: (_MAX_BYTES, "bytes (1 PiB)"),
+}
+
+# Kinds that may appear more than once; any other repeat is ambiguous (which policy wins?).
+_REPEATABLE = (Capability.Filesystem, HostControl.ExposePath)
+
+
+class SpecProblem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    field: str
+    message: str
+
+
+_AT_PATH = re.compile(r"^(?P<message>.*) - at `(?:key` in `)?\$\.?(?P<field>[^`]*)`$", re.DOTALL)
+
+
+def problem_from_validation(error: msgspec.ValidationError) -> SpecProblem:
+    """msgspec's "Expected `int`, got `str` - at `$.a.b`" as a problem at ``a.b``."""
+    matched = _AT_PATH.match(str(error))
+    if matched is None:
+        return SpecProblem("", str(error))
+    return SpecProblem(matched["field"], matched["message"])
+
+
+def spec_problems(spec: BoundarySpec) -> list[SpecProblem]:
+    """Every rule the spec breaks, in field order; empty when it is acceptable."""
+    structural = _structure_problem(spec)
+    if structural is not None:
+        # The value-level rules below assume well-typed fields.
+        return [structural]
+    return [
+        *_workload_problems(spec),
+        *_repeat_problems("capabilities", spec.capabilities),
+        *(problem for index, capability in enumerate(spec.capabilities) for problem in _capability_problems(f"capabilities[{index}]", capability)),
+        *_repeat_problems("controls", spec.controls),
+        *(problem for index, control in enumerate(spec.controls) for problem in _control_problems(f"controls[{index}]", control)),
+        *_budget_problems(spec),
+    ]
+
+
+def _structure_problem(spec: BoundarySpec) -> SpecProblem | None:
+    """A spec built in Python is not type-checked on construction: round-trip it through
+    the strict decoder so a wrong type is reported with its path, exactly as in a file."""
+    try:
+        msgspec.convert(msgspec.to_builtins(spec), BoundarySpec)
+    except msgspec.ValidationError as error:
+        return problem_from_validation(error)
+    except TypeError as error:
+        return SpecProblem("", f"not a spec value: {error}")
+    return None
+
+
+def _path_problem(field: str, path: str) -> Iterator[SpecProblem]:
+    if "\x00" in path:
+        yield SpecProblem(field, "must not contain NUL")
+    elif not path.startswith("/"):
+        yield SpecProblem(field, f"expected absolute path, got {path!r}")
+
+
+def _workload_problems(spec: BoundarySpec) -> Iterator[SpecProblem]:
+    yield from _path_problem("workload.exe", spec.workload.exe)
+    for index, arg in enumerate(spec.workload.args):
+        if "\x00" in arg:
+            yield SpecProblem(f"workload.args[{index}]", "must not contain NUL")
+
+
+def _repeat_problems(field: str, requirements: list) -> Iterator[SpecProblem]:
+    first_at: dict[type, int] = {}
+    for index, requirement in enumerate(requirements):
+        if isinstance(requirement, _REPEATABLE):
+            continue
+        earlier = first_at.setdefault(type(requirement), index)
+        if earlier != index:
+            tag = requirement.__struct_config__.tag
+            yield SpecProblem(f"{field}[{index}]", f"a second {tag} (the first is {field}[{earlier}])")
+
+
+def _capability_problems(field: str, capability: Capability.Any) -> Iterator[SpecProblem]:
+    match capability:
+        case Capability.Filesystem(roots=roots):
+            if not roots:
+                yield SpecProblem(f"{field}.roots", "must name at least one root")
+            for index, root in enumerate(roots):
+                yield from _path_problem(f"{field}.roots[{index}]", root)
+        case Capability.Network(policy=NetPolicy.AllowList(dests=dests)):
+            yield from _net_problems(f"{field}.policy.dests", dests)
+        case Capability.Environment(policy=policy):
+            yield from _env_problems(f"{field}.policy", policy)
+        case Capability.InheritedFds(policy=FdPolicy.Only(fds=fds)):
+            yield from _fd_problems(f"{field}.policy.fds", fds)
+
+
+def _net_problems(field: str, dests: list) -> Iterator[SpecProblem]:
+    for index, dest in enumerate(dests):
+        if not dest.host or "\x00" in dest.host:
+            yield SpecProblem(f"{field}[{index}].host", "must be a non-empty host name or address without NUL")
+        if not 1 <= dest.port <= 65535:
+            yield SpecProblem(f"{field}[{index}].port", f"expected a port in 1..65535, got {dest.port}")
+
+
+def _fd_problems(field: str, fds: list[int]) -> Iterator[SpecProblem]:
+    seen: set[int] = set()
+    for index, fd in enumerate(fds):
+        if fd < 0:
+            yield SpecProblem(f"{field}[{index}]", f"expected a descriptor number >= 0, got {fd}")
+        elif fd in seen:
+            yield SpecProblem(f"{field}[{index}]", f"descriptor {fd} is listed twice")
+        seen.add(fd)
+
+
+def _env_problems(field: str, policy: EnvPolicy.Any) -> Iterator[SpecProblem]:
+    """First violation per entry wins, so one bad name gives one message."""
+    entries = policy.entries
+    if len(entries) > MAX_ENV_ENTRIES:
+        yield SpecProblem(f"{field}.entries", f"{len(entries)} entries exceed the limit of {MAX_ENV_ENTRIES}")
+    first_at: dict[str, int] = {}
+    total = 0
+    for index, entry in enumerate(entries):
+        at = f"{field}.entries[{index}]"
+        payload = entry.source.value if isinstance(entry.source, EnvSource.Literal) else entry.source.ref
+        total += len(entry.name.encode()) + len(payload.encode())
+        if not entry.name:
+            yield SpecProblem(f"{at}.name", "must not be empty")
+        elif "=" in entry.name or "\x00" in entry.name:
+            yield SpecProblem(f"{at}.name", f"{entry.name!r} must not contain '=' or NUL")
+        elif first_at.setdefault(entry.name, index) != index:
+            yield SpecProblem(f"{at}.name", f"duplicate name {entry.name!r} (first at entries[{first_at[entry.name]}])")
+        elif isinstance(entry.source, EnvSource.Literal) and "\x00" in payload:
+            yield SpecProblem(f"{at}.source.value", f"the value of {entry.name!r} must not contain NUL")
+        elif isinstance(entry.source, EnvSource.SecretLease) and (not payload or "\x00" in payload):
+            yield SpecProblem(f"{at}.source.ref", f"the lease reference of {entry.name!r} must be non-empty and NUL-free")
+    if total > MAX_ENV_TOTAL_BYTES:
+        yield SpecProblem(f"{field}.entries", f"{total} bytes exceed the limit of {MAX_ENV_TOTAL_BYTES}")
+
+
+def _control_problems(field: str, control: HostControl.Any) -> Iterator[SpecProblem]:
+    match control:
+        case HostControl.TempRoot(path=path):
+            yield from _path_problem(f"{field}.path", path)
+        case HostControl.ExposePath(source=source, dest=dest):
+            yield from _path_problem(f"{field}.source", source)
+            yield from _path_problem(f"{field}.dest", dest)
+
+
+def _budget_problems(spec: BoundarySpec) -> Iterator[SpecProblem]:
+    for dimension, request in spec.budgets.items():
+        ceiling, unit = LIMIT_CEILING[dimension]
+        if not 0 <= request.limit <= ceiling:
+            yield SpecProblem(f"budgets.{dimension.value}.limit", f"expected 0..{ceiling} {unit}, got {request.limit}")

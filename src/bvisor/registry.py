@@ -1,0 +1,76 @@
+"""The Backend protocol and the registry the planner and runner look backends up in."""
+
+from typing import TYPE_CHECKING, Protocol
+
+from bvisor.contract import (
+    BackendId,
+    BackendProfile,
+    BackendProfileSnapshot,
+    BoundaryPlan,
+    Enforcement,
+    ExecutionRecord,
+    Requirement,
+    RequirementKind,
+    SupportMatrix,
+    SupportVerdict,
+    UnknownBackend,
+    requirement_kind,
+)
+
+if TYPE_CHECKING:
+    from bvisor.capture import RunIO
+    from bvisor.contract import AttemptId
+
+
+class Backend(Protocol):
+    def id(self) -> BackendId: ...
+
+    def support(self) -> SupportMatrix:
+        """The family's best case, whatever this host can do."""
+        ...
+
+    def probe(self) -> BackendProfileSnapshot:
+        """This host's facts, cheaply: expensive proofs are cached by the backend."""
+        ...
+
+    def profile(self, snapshot: BackendProfileSnapshot) -> BackendProfile:
+        """The typed ceiling; a pure function of the snapshot."""
+        ...
+
+    def classify(self, requirement: Requirement, profile: BackendProfile) -> SupportVerdict:
+        """Usually just ``classify_requirement(self, requirement, profile)``."""
+        ...
+
+    def mechanism(self, kind: RequirementKind, enforcement: Enforcement) -> str: ...
+
+    def execute(self, plan: BoundaryPlan, attempt_id: "AttemptId", io: "RunIO") -> ExecutionRecord:
+        """Run an admitted plan. Never raises for a controlled failure: every fault ends as
+        an ``Outcome`` plus observed facts explaining it."""
+        ...
+
+
+def classify_requirement(backend: Backend, requirement: Requirement, profile: BackendProfile) -> SupportVerdict:
+    """The family's best case met with this host's ceiling: neither side can claim more
+    than the other allows."""
+    kind = requirement_kind(requirement)
+    return backend.support().best_case(kind).meet(profile.ceiling(kind).verdict)
+
+
+class BackendRegistry:
+    def __init__(self) -> None:
+        self._backends: dict[BackendId, Backend] = {}
+
+    def register(self, backend: Backend) -> None:
+        backend_id = backend.id()
+        if backend_id in self._backends:
+            raise ValueError(f"a backend named {backend_id!r} is already registered")
+        self._backends[backend_id] = backend
+
+    def get(self, backend_id: BackendId) -> Backend:
+        try:
+            return self._backends[backend_id]
+        except KeyError:
+            raise UnknownBackend(backend_id, self.ids()) from None
+
+    def ids(self) -> list[BackendId]:
+        return sorted(self._backends)
