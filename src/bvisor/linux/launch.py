@@ -122,10 +122,10 @@ def _launcher_argv(launcher) -> list:
     return argv
 
 
-def _sealed_plan_fd(plan: LinuxLaunchPlanV1) -> int:
+def _sealed_plan_fd(frame: bytes) -> int:
     fd = os.memfd_create("bvisor-launch-plan", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
-        data = memoryview(encode_frame(plan))
+        data = memoryview(frame)
         while data:
             data = data[os.write(fd, data):]
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
@@ -151,13 +151,18 @@ def _placement_actions(placement: dict) -> list:
 
 def run_launcher(launcher, plan: LinuxLaunchPlanV1, authorities: Sequence[AuthorityFd], io: RunIO | None = None):
     """Run one launch plan to a verdict. Raises ``HarnessError`` only if nothing could start."""
+    return run_launcher_frame(launcher, encode_frame(plan), authorities, io)
+
+
+def run_launcher_frame(launcher, frame: bytes, authorities: Sequence[AuthorityFd], io: RunIO | None = None):
+    """``run_launcher`` for an already-encoded frame (protocol tests hand it broken ones)."""
     io = io or RunIO()
     opened: list = []
     try:
         slots = [a.slot_index for a in authorities]
         if len(set(slots)) != len(slots) or any(s <= 2 for s in slots):
             raise HarnessError(f"authority slots must be distinct and above stdio: {slots}")
-        plan_fd = _sealed_plan_fd(plan)
+        plan_fd = _sealed_plan_fd(frame)
         opened.append(plan_fd)
         control_host, control_launcher = _socketpair()
         opened += [control_host, control_launcher]

@@ -1,0 +1,231 @@
+"""The Linux backend: probe → ceiling → execute through the separate launcher.
+
+The ceiling advertises a cell as Enforced only where ``execute`` really installs its
+mechanism on this host, gated by facts the probe proved by doing. Everything else is
+Unsupported with a reason and a remediation, so the planner refuses it.
+"""
+
+import errno
+import os
+import time
+
+from bvisor.backends.observed import Rusage, execution_record, uncapped_budget_profile
+from bvisor.capture import RunIO
+from bvisor.contract import (
+    BackendProfile,
+    BackendProfileSnapshot,
+    BoundaryPlan,
+    CeilingCell,
+    Enforcement,
+    EvidenceClaim,
+    ExecutionRecord,
+    ExitStatus,
+    ObservedFact,
+    Outcome,
+    RequirementKind,
+    SupportMatrix,
+    SupportVerdict,
+    UNSUPPORTED,
+)
+from bvisor.linux import probe
+from bvisor.linux.launch import (
+    CONFINEMENT_UNAVAILABLE_FACT,
+    HarnessError,
+    LaunchObservation,
+    LauncherState,
+    default_launcher,
+    launch_confinement_unavailable,
+    run_launcher,
+)
+from bvisor.linux.lowering import LoweredLaunch, LoweringFailed, lower
+from bvisor.registry import classify_requirement
+from bvisor.secrets import NoSecrets
+
+BACKEND_ID = "linux"
+
+K = RequirementKind
+E = EvidenceClaim
+
+
+def _verdict(*claims) -> SupportVerdict:
+    return SupportVerdict(enforcement=Enforcement.Enforced, evidence=frozenset(claims))
+
+
+# What the Linux family can deliver at best; the live ceiling decides what this host gives.
+FAMILY = SupportMatrix.of(
+    {
+        K.LaunchWorkload: _verdict(E.TerminalOutcome, E.ProcessTree),
+        K.CaptureStreams: _verdict(E.CapturedStreams),
+        K.Environment: _verdict(E.MechanismAttestation),
+        K.InheritedFdsNone: _verdict(E.MechanismAttestation),
+        K.NetworkDenyAll: _verdict(E.MechanismAttestation),
+        K.Filesystem: _verdict(E.MechanismAttestation, E.AllowedActions),
+        K.TempRoot: _verdict(E.MechanismAttestation),
+        K.ExposePath: _verdict(E.MechanismAttestation),
+        K.ChildSpawnDenyNewTasks: _verdict(E.MechanismAttestation),
+        K.ChildSpawnAllowThreads: _verdict(E.MechanismAttestation),
+        K.ChildSpawnAllowDescendants: _verdict(E.ProcessTree),
+        K.Kill: _verdict(E.ProcessTree),
+    }
+)
+
+MECHANISMS = {
+    K.LaunchWorkload: "launcher_fexecve",
+    K.CaptureStreams: "pipe_capture",
+    K.Environment: "explicit_envp",
+    K.InheritedFdsNone: "fd_scrub",
+    K.NetworkDenyAll: "empty_netns",
+}
+
+_NOT_YET = {
+    K.Filesystem: "landlock confinement",
+    K.TempRoot: "a private tmpfs temp root",
+    K.ExposePath: "bind-mounted exposed paths",
+    K.ChildSpawnDenyNewTasks: "the seccomp child-spawn filter",
+    K.ChildSpawnAllowThreads: "the seccomp threads-only filter",
+    K.ChildSpawnAllowDescendants: "a cgroup-bounded run tree",
+    K.Kill: "run-tree kill",
+}
+
+
+def _enforced(kind: RequirementKind) -> CeilingCell:
+    return CeilingCell(kind=kind, verdict=FAMILY.best_case(kind), mechanism=MECHANISMS[kind])
+
+
+def _unsupported(kind: RequirementKind, reason: str, remediation: str) -> CeilingCell:
+    return CeilingCell(kind=kind, verdict=UNSUPPORTED, mechanism="none", reason=reason, remediation=remediation)
+
+
+def linux_ceiling(facts: dict) -> list:
+    """The per-kind ceiling, a pure function of the probed facts."""
+    if facts.get("launcher.launcher_probe") != "ok":
+        why = f"the launcher could not run its probe ({facts.get('launcher.launcher_probe', 'no result')})"
+        return [_unsupported(k, why, "check that bvisor is installed for the launcher's interpreter") for k in K]
+    cells = {k: _enforced(k) for k in (K.LaunchWorkload, K.CaptureStreams, K.Environment, K.InheritedFdsNone)}
+    if facts.get("launcher.userns_netns") == "ok":
+        cells[K.NetworkDenyAll] = _enforced(K.NetworkDenyAll)
+    else:
+        cells[K.NetworkDenyAll] = _unsupported(
+            K.NetworkDenyAll,
+            "the launcher cannot create a user + network namespace here "
+            f"({facts.get('launcher.userns_netns')}; user.max_user_namespaces="
+            f"{facts.get('sysctl.user.max_user_namespaces', '?')})",
+            "allow unprivileged user namespaces (sysctl user.max_user_namespaces > 0; "
+            "kernel.unprivileged_userns_clone=1 or kernel.apparmor_restrict_unprivileged_userns=0 where present)",
+        )
+    cells[K.NetworkAllowList] = _unsupported(
+        K.NetworkAllowList,
+        "an allow-list needs a network broker, which bvisor does not have",
+        "use --net none, or run without network confinement",
+    )
+    for kind, mechanism in _NOT_YET.items():
+        cells[kind] = _unsupported(kind, f"{mechanism} is not implemented by this bvisor version", "omit this requirement")
+    return list(cells.values())
+
+
+class LinuxBackend:
+    """Runs boundaries through ``bvisor-linux-launcher``.
+
+    ``launcher``: a path or a command (default: this interpreter running ``bvisor.launcher``).
+    ``fact_overrides`` replace probed facts, to simulate a weaker host in tests; they are part
+    of the snapshot, so a plan made under them says so.
+    """
+
+    def __init__(self, launcher=None, *, secret_resolver=None, fact_overrides=None):
+        self._launcher = launcher if launcher is not None else default_launcher()
+        self._resolver = secret_resolver or NoSecrets()
+        self._overrides = dict(fact_overrides or {})
+        self._proven = probe.prove(self._launcher)
+
+    @classmethod
+    def with_launcher_path(cls, launcher) -> "LinuxBackend":
+        return cls(launcher)
+
+    def id(self) -> str:
+        return BACKEND_ID
+
+    def support(self) -> SupportMatrix:
+        return FAMILY
+
+    def probe(self) -> BackendProfileSnapshot:
+        facts = {**probe.read_live(), **self._proven, **self._overrides}
+        # An overridden fact is marked, so a plan made on a simulated host says so.
+        facts.update({f"override.{name}": "forced" for name in self._overrides})
+        return BackendProfileSnapshot.of(BACKEND_ID, facts, uncapped_budget_profile())
+
+    def profile(self, snapshot: BackendProfileSnapshot) -> BackendProfile:
+        return BackendProfile(backend=BACKEND_ID, cells=linux_ceiling({f.name: f.value for f in snapshot.facts}))
+
+    def classify(self, requirement, profile: BackendProfile) -> SupportVerdict:
+        return classify_requirement(self, requirement, profile)
+
+    def mechanism(self, kind: RequirementKind, enforcement: Enforcement) -> str:
+        return f"linux:{MECHANISMS.get(kind, 'none')}:{enforcement.value}"
+
+    def execute(self, plan: BoundaryPlan, attempt_id: str, io: RunIO) -> ExecutionRecord:
+        started_ns, clock = time.time_ns(), time.monotonic_ns()
+        try:
+            lowered = lower(plan, attempt_id, self._resolver)
+        except LoweringFailed as exc:
+            outcome = Outcome.Failed if exc.caller_error else Outcome.Unsupported
+            return _record(outcome, None, [ObservedFact(kind=exc.fact, detail=exc.detail)], started_ns, clock)
+        try:
+            observation = run_launcher(self._launcher, lowered.plan, lowered.authorities, io)
+        except HarnessError as exc:
+            facts = lowered.facts + [ObservedFact(kind="launcher_harness_fault", detail=str(exc))]
+            return _record(Outcome.SupervisorFault, None, facts, started_ns, clock)
+        outcome, exit_status, verdict_facts = judge(observation, lowered)
+        return _record(
+            outcome,
+            exit_status,
+            lowered.facts + observation_facts(observation) + verdict_facts,
+            started_ns,
+            clock,
+            observation,
+        )
+
+
+def _record(outcome, exit_status, facts, started_ns, clock, observation: LaunchObservation | None = None):
+    rusage, captures = None, ()
+    if observation is not None:
+        captures = (observation.stdout, observation.stderr)
+        fields = observation.note_fields("workload_rusage")
+        if fields:
+            rusage = Rusage(int(fields["utime_us"]) + int(fields["stime_us"]), int(fields["maxrss_kib"]))
+    return execution_record(outcome, exit_status, facts, started_ns, clock, rusage, captures)
+
+
+def observation_facts(obs: LaunchObservation) -> list:
+    terminal = obs.terminal.value if obs.terminal else "none"
+    facts = [ObservedFact(kind="launcher_terminal", detail=f"{terminal} launcher_exit={obs.launcher_exit}")]
+    facts += [ObservedFact(kind="launcher_note", detail=note) for note in obs.notes]
+    if obs.held_open:
+        facts.append(ObservedFact(kind="stream_held_open", detail=f"{obs.held_open} still open after the launcher exited"))
+    return facts
+
+
+_EXEC_ERRNO_FACT = {errno.ENOENT: "exe_not_found", errno.ENOTDIR: "exe_not_found"}
+
+
+def judge(obs: LaunchObservation, lowered: LoweredLaunch):
+    """Map the launcher's verdict to (outcome, exit status, extra facts). Pure."""
+    if obs.terminal is LauncherState.ExecSucceeded:
+        if lowered.deny_network and obs.note_fields("network_namespace=empty_netns") is None:
+            # Admitted Enforced but not attested by the launcher: an honesty fault, not a pass.
+            return Outcome.SupervisorFault, None, [ObservedFact(kind="confinement_not_attested", detail="empty_netns")]
+        status = obs.workload_exit()
+        if status is None:
+            return Outcome.SupervisorFault, None, [ObservedFact(kind="workload_exit_unknown", detail="no exit status")]
+        exit_status = ExitStatus(code=status.code, signal=status.signal)
+        return (Outcome.Completed if status.code == 0 else Outcome.Failed), exit_status, []
+    if obs.terminal is LauncherState.SetupRefused:
+        return Outcome.Unsupported, None, []
+    failed = obs.note_fields("child_failed") or {}
+    if obs.terminal is LauncherState.SetupFaulted and failed.get("step") == "exec":
+        code = int(failed.get("errno", "0"))
+        fact = _EXEC_ERRNO_FACT.get(code, "exe_not_executable")
+        return Outcome.Failed, None, [ObservedFact(kind=fact, detail=f"exec failed: {os.strerror(code)}")]
+    if launch_confinement_unavailable(obs):
+        detail = f"step={failed.get('step')} errno={failed.get('errno')}"
+        return Outcome.Unsupported, None, [ObservedFact(kind=CONFINEMENT_UNAVAILABLE_FACT, detail=detail)]
+    return Outcome.SupervisorFault, None, []

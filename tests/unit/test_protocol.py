@@ -1,0 +1,214 @@
+"""The launch-plan protocol: round trip, golden bytes, every frame and table rejection, and
+the launcher's refusals (h_l mismatch, unknown primitive, handle mismatch) before any child."""
+
+import os
+import struct
+
+import blake3
+import msgspec
+import pytest
+
+from bvisor.launcher import wire
+from bvisor.launcher.request import Refusal, build_request, verify_identity
+from bvisor.linux import launch
+from bvisor.linux.protocol import (
+    DescriptorKind,
+    DescriptorRole,
+    DescriptorShape,
+    DescriptorSlotV1,
+    decode_frame,
+    encode_frame,
+)
+from helpers import entry, plan, sh_authority, launcher_path
+
+ARGV = ["sh", "-c", "true"]
+
+# Pinned: the frame of plan(ARGV, deny_network=False). Changing a field name, an enum value,
+# the field order or the omission of absent opt-in fields breaks this on purpose.
+GOLDEN_FRAME_HEX = (
+    "42565a4c4e43483101007b0200009f812f89096f982903cc9be517170fff1bc7ed7100d8dc503e3941e51df5e73188aa"
+    "617474656d70745f6964c4200707070707070707070707070707070707070707070707070707070707070707a7706c61"
+    "6e5f6964c4200101010101010101010101010101010101010101010101010101010101010101a3685f61c42002020202"
+    "02020202020202020202020202020202020202020202020202020202a3685f70c4200303030303030303030303030303"
+    "030303030303030303030303030303030303a3685f6cc4209a0e80bb87797c7fe34040c6d3e0e988909b02569b6ac25e"
+    "74e436116ef20654a86c6f776572696e6781a7656e74726965739285a26964b66c696e75782e616d6269656e742e7363"
+    "7275622e7631a776657273696f6e01aa70686173655f636f646503ac706172616d5f646967657374c420000000000000"
+    "0000000000000000000000000000000000000000000000000000ab6465636c5f646967657374c4200000000000000000"
+    "00000000000000000000000000000000000000000000000085a26964ad6c696e75782e657865632e7631a77665727369"
+    "6f6e01aa70686173655f636f646505ac706172616d5f646967657374c420000000000000000000000000000000000000"
+    "0000000000000000000000000000ab6465636c5f646967657374c4200000000000000000000000000000000000000000"
+    "000000000000000000000000b064657363726970746f725f7461626c659183aa736c6f745f696e6465780aa4726f6c65"
+    "aa7461726765745f657865a8657870656374656482a46b696e64a7726567756c6172a87772697461626c65c2a6746172"
+    "67657483a46172677693a27368a22d63a474727565a4656e76709192a450415448ad2f7573722f62696e3a2f62696ea8"
+    "6578655f736c6f740a"
+)
+
+
+def test_round_trip_preserves_every_field():
+    for deny in (False, True):
+        original = plan(ARGV, deny)
+        assert decode_frame(encode_frame(original)) == original
+
+
+def test_golden_vector_pins_the_byte_form():
+    frame = encode_frame(plan(ARGV, False))
+    assert frame[:8] == b"BVZLNCH1"
+    assert struct.unpack_from("<HI", frame, 8) == (1, len(frame) - wire.HEADER_LEN)
+    assert frame.hex() == GOLDEN_FRAME_HEX
+    assert frame[wire.HEADER_LEN - 32 : wire.HEADER_LEN] == blake3.blake3(frame[wire.HEADER_LEN :]).digest()
+
+
+def test_absent_opt_in_target_fields_are_omitted_not_encoded_as_nil():
+    body = msgspec.msgpack.decode(wire.parse_frame(encode_frame(plan(ARGV, False))))
+    assert set(body["target"]) == {"argv", "envp", "exe_slot"}
+    body = msgspec.msgpack.decode(wire.parse_frame(encode_frame(plan(ARGV, True))))
+    assert body["target"]["user_namespace"] == {} and body["target"]["network_namespace"] == {}
+
+
+def _good_frame() -> bytes:
+    return encode_frame(plan(ARGV, False))
+
+
+def _reframe(body: bytes) -> bytes:
+    return wire.build_frame(body)
+
+
+@pytest.mark.parametrize(
+    ("mangle", "reason"),
+    [
+        (lambda f: f[: wire.HEADER_LEN - 1], "Truncated"),
+        (lambda f: b"BVZLNCH2" + f[8:], "BadMagic"),
+        (lambda f: f[:8] + struct.pack("<H", 2) + f[10:], "UnsupportedVersion"),
+        (lambda f: f + b"\x00", "LengthMismatch"),
+        (lambda f: f[:-1] + bytes([f[-1] ^ 1]), "DigestMismatch"),
+    ],
+)
+def test_every_frame_rejection(mangle, reason):
+    with pytest.raises(wire.FrameReject) as caught:
+        wire.parse_frame(mangle(_good_frame()))
+    assert caught.value.reason == reason
+    # The real launcher refuses the same frame before anything is created.
+    obs = launch.run_launcher_frame(launcher_path(), mangle(_good_frame()), [sh_authority()])
+    assert obs.terminal is launch.LauncherState.SetupRefused
+    assert launch.LauncherState.ChildCreated not in obs.transcript
+    assert any(reason in note for note in obs.notes), obs.notes
+
+
+def _body_dict(p):
+    return msgspec.msgpack.decode(wire.parse_frame(encode_frame(p)))
+
+
+def _request_from(body: dict):
+    return build_request(verify_identity(msgspec.msgpack.encode(body)))
+
+
+def test_descriptor_table_rejects_duplicate_slot_index():
+    body = _body_dict(plan(ARGV, False))
+    body["descriptor_table"].append({**body["descriptor_table"][0], "role": "read_root"})
+    with pytest.raises(Refusal, match="DuplicateSlotIndex"):
+        _request_from(body)
+
+
+def test_descriptor_table_rejects_duplicate_singleton_role():
+    body = _body_dict(plan(ARGV, False))
+    body["descriptor_table"].append({**body["descriptor_table"][0], "slot_index": 11})
+    with pytest.raises(Refusal, match="DuplicateSingletonRole"):
+        _request_from(body)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda b: b["descriptor_table"][0].update(role="owner"), "role"),
+        (lambda b: b["descriptor_table"][0]["expected"].update(kind="device"), "kind"),
+        (lambda b: b["descriptor_table"][0].update(slot_index=1), "stdio"),
+        (lambda b: b["target"].update(exe_slot=11), "exe_slot"),
+        (lambda b: b["target"].update(seccomp={}), "unknown fields"),
+        (lambda b: b["target"].update(network_namespace={}), "requires user_namespace"),
+        (lambda b: b["target"]["envp"].append(["A=B", "x"]), "contains '='"),
+        (lambda b: b["target"].update(argv=[]), "argv is empty"),
+        (lambda b: b.update(plan_id=b"short"), "32 bytes"),
+    ],
+)
+def test_malformed_bodies_are_refused_as_plan_invalid(change, match):
+    body = _body_dict(plan(ARGV, False))
+    change(body)
+    with pytest.raises(Refusal, match=match) as caught:
+        _request_from(body)
+    assert caught.value.reason in ("PlanInvalid", "IdentityMismatch")
+
+
+def test_h_l_mismatch_is_refused_by_the_launcher():
+    body = _body_dict(plan(ARGV, False))
+    body["h_l"] = bytes(32)
+    obs = launch.run_launcher_frame(launcher_path(), _reframe(msgspec.msgpack.encode(body)), [sh_authority()])
+    assert obs.terminal is launch.LauncherState.SetupRefused
+    assert launch.LauncherState.IdentityVerified not in obs.transcript
+    assert any("IdentityMismatch" in n for n in obs.notes), obs.notes
+
+
+def test_unknown_primitive_is_refused_and_no_child_is_created():
+    marker = f"BVISOR-NEVER-RUNS-{os.getpid()}"
+    entries = [entry(wire.ID_AMBIENT_SCRUB, 3), entry("linux.teleport.v1", 4), entry(wire.ID_EXEC, 5)]
+    obs = launch.run_launcher(
+        launcher_path(), plan(["sh", "-c", f"echo {marker}"], False, entries=entries), [sh_authority()]
+    )
+    assert obs.terminal is launch.LauncherState.SetupRefused
+    assert obs.transcript == [
+        launch.LauncherState.LauncherStarted,
+        launch.LauncherState.IdentityVerified,
+        launch.LauncherState.SetupRefused,
+    ]
+    assert any("MissingPrimitive" in n and "linux.teleport.v1" in n for n in obs.notes), obs.notes
+    assert obs.note_fields("mechanism=fork") is None and marker.encode() not in obs.captured_stdout
+    assert obs.launcher_exit == wire.EXIT_REFUSED
+
+
+def test_reserved_but_unimplemented_primitives_are_refused_not_skipped():
+    entries = [entry(wire.ID_AMBIENT_SCRUB, 3), entry(wire.ID_LANDLOCK_APPLY, 4), entry(wire.ID_EXEC, 5)]
+    obs = launch.run_launcher(launcher_path(), plan(ARGV, False, entries=entries), [sh_authority()])
+    assert obs.terminal is launch.LauncherState.SetupRefused
+    assert any("MissingPrimitive" in n for n in obs.notes)
+
+
+def test_primitive_in_the_wrong_phase_is_refused():
+    entries = [entry(wire.ID_AMBIENT_SCRUB, 4), entry(wire.ID_EXEC, 5)]
+    obs = launch.run_launcher(launcher_path(), plan(ARGV, False, entries=entries), [sh_authority()])
+    assert obs.terminal is launch.LauncherState.SetupRefused
+    assert any("phase" in n for n in obs.notes), obs.notes
+
+
+def test_handle_of_the_wrong_shape_is_refused():
+    directory = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    obs = launch.run_launcher(launcher_path(), plan(ARGV, False), [launch.AuthorityFd(10, directory)])
+    assert obs.terminal is launch.LauncherState.SetupRefused
+    assert launch.LauncherState.HandlesVerified not in obs.transcript
+    assert any("HandleMismatch" in n and "not a regular" in n for n in obs.notes), obs.notes
+
+
+def test_missing_handle_is_refused():
+    obs = launch.run_launcher(launcher_path(), plan(ARGV, False), [])
+    assert obs.terminal is launch.LauncherState.SetupRefused
+    assert any("HandleMismatch" in n for n in obs.notes), obs.notes
+
+
+def test_launcher_without_its_fds_faults_at_boot_and_runs_nothing():
+    import subprocess
+
+    done = subprocess.run([str(launcher_path())], capture_output=True, env={}, check=False)
+    assert done.returncode == wire.EXIT_FAULTED
+    assert b"boot fault" in done.stderr and done.stdout == b""
+
+
+def test_a_successful_run_reports_states_in_order():
+    obs = launch.run_launcher(launcher_path(), plan(["sh", "-c", "exit 7"], False), [sh_authority()])
+    assert [s.value for s in obs.transcript] == list(wire.STATES[:11])
+    assert obs.workload_exit().code == 7
+    assert obs.launcher_exit == 0
+
+
+def test_descriptor_slot_round_trip_shapes():
+    slot = DescriptorSlotV1(
+        slot_index=15, role=DescriptorRole.ReadRoot, expected=DescriptorShape(kind=DescriptorKind.Directory, writable=False)
+    )
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(slot), type=DescriptorSlotV1) == slot
