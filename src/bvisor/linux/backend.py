@@ -85,6 +85,10 @@ _NOT_YET = {
     K.ChildSpawnAllowThreads: "the seccomp threads-only filter",
     K.ChildSpawnAllowDescendants: "a cgroup-bounded run tree",
     K.Kill: "run-tree kill",
+    K.InheritedFdsOnly: "a selective fd keep-list",
+    K.CommitArtifact: "artifact commit",
+    K.DiscardArtifact: "artifact discard",
+    K.ListOutputs: "output listing",
 }
 
 

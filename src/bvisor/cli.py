@@ -1,0 +1,369 @@
+"""``bvisor``: probe, plan, run, verify.
+
+Exit status of ``run``: the workload's own code; 128+N if it died of signal N; 124 wall
+timeout; 137 killed for a budget; 125 refused at admission or a bvisor fault; 126 exe not
+executable; 127 exe not found; 2 bad input or usage. Bad input never prints a traceback
+and never writes a report.
+"""
+
+import argparse
+import os
+import signal
+import sys
+
+EXIT_BAD_INPUT = 2
+EXIT_PLAN_REFUSED = 3
+EXIT_TIMEOUT = 124
+EXIT_REFUSED_OR_FAULT = 125
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+EXIT_KILLED = 137
+
+
+class BadInput(Exception):
+    """Caller input that bvisor will not act on; the message is one line."""
+
+
+def _say(args, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        sys.stderr.write(f"bvisor: {text}\n")
+
+
+def _write_out(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Write the whole file or nothing: a reader never sees half a report."""
+    directory = os.path.dirname(os.path.abspath(path))
+    temp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "wb") as f:
+            f.write(data)
+        os.replace(temp, path)
+    except OSError:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------
+# probe
+
+
+def cmd_probe(args) -> int:
+    import msgspec
+
+    from bvisor.linux.backend import LinuxBackend
+
+    backend = LinuxBackend()
+    snapshot = backend.probe()
+    profile = backend.profile(snapshot)
+    if args.json:
+        print(msgspec.json.format(msgspec.json.encode({"snapshot": snapshot, "profile": profile}).decode()))
+        return 0
+    print("host facts:")
+    for fact in snapshot.facts:
+        print(f"  {fact.name:<40} {fact.value}")
+    print("\nrequirement kinds on this host (backend linux):")
+    for cell in profile.cells:
+        print(f"  {cell.kind.value:<30} {cell.verdict.enforcement.value:<12} {cell.mechanism}")
+        if cell.reason:
+            print(f"  {'':<30} why: {cell.reason}")
+            print(f"  {'':<30} fix: {cell.remediation}")
+    print("\nbudgets (limit guarantee this host can supply):")
+    for dimension, availability in snapshot.budget.items():
+        print(f"  {dimension.value:<30} {availability.enforcement.value:<12} {availability.mechanism}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# spec
+
+
+def cmd_spec(args) -> int:
+    from bvisor.example_spec import EXAMPLE_TOML
+
+    if not args.example:
+        raise BadInput("spec: only --example is supported (it prints a complete, commented spec)")
+    if args.format == "toml":
+        sys.stdout.write(EXAMPLE_TOML)
+    else:
+        import msgspec
+
+        from bvisor.contract import decode_spec_toml
+
+        print(msgspec.json.format(msgspec.json.encode(decode_spec_toml(EXAMPLE_TOML)).decode()))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# plan and run
+
+
+def _load_spec(path: str):
+    from bvisor.contract import SpecError, load_spec
+
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        raise BadInput(f"{path}: {exc}") from None
+
+
+def _checked_spec(spec):
+    """Flag-built specs pass the same validation a spec file does."""
+    from bvisor.contract import spec_problems
+
+    problems = spec_problems(spec)
+    if problems:
+        raise BadInput(f"invalid spec: {problems[0].field}: {problems[0].message}")
+    return spec
+
+
+def _planner():
+    from bvisor.linux.backend import LinuxBackend
+    from bvisor.planner import BoundaryPlanner
+    from bvisor.registry import BackendRegistry
+
+    registry = BackendRegistry()
+    backend = LinuxBackend()
+    registry.register(backend)
+    return registry, BoundaryPlanner(registry), backend.id()
+
+
+def cmd_plan(args) -> int:
+    import msgspec
+
+    from bvisor.contract import PlanError
+
+    spec = _load_spec(args.spec)
+    _, planner, backend_id = _planner()
+    try:
+        plan = planner.plan(spec, backend_id)
+    except PlanError as exc:
+        if args.json:
+            print(msgspec.json.encode({"refused": exc.refusal()}).decode())
+        else:
+            print(f"refused: {exc.requirement}: {exc.reason}\n  remediation: {exc.remediation}")
+        return EXIT_PLAN_REFUSED
+    if args.json:
+        print(msgspec.json.format(msgspec.json.encode(plan).decode()))
+        return 0
+    print(f"admitted on {plan.backend}: plan {plan.plan_id}")
+    for item in plan.admitted:
+        print(f"  {item.kind.value:<30} {item.enforcement.value:<10} {item.mechanism}")
+    for budget in plan.budgets:
+        print(f"  budget {budget.dimension.value:<23} {budget.supplied.value:<10} limit={budget.limit} {budget.mechanism}")
+    return 0
+
+
+def exit_code_for(report) -> int:
+    """The CLI's exit status for a sealed report (see the module docstring)."""
+    from bvisor.contract import Outcome
+
+    body = report.body
+    facts = {fact.kind for fact in body.observed}
+    if body.outcome is Outcome.Timeout:
+        return EXIT_TIMEOUT
+    if body.outcome is Outcome.Killed:
+        return EXIT_KILLED
+    if body.exit is not None:
+        return body.exit.code if body.exit.code is not None else 128 + body.exit.signal
+    if "exe_not_found" in facts:
+        return EXIT_NOT_FOUND
+    if "exe_not_executable" in facts:
+        return EXIT_NOT_EXECUTABLE
+    return EXIT_REFUSED_OR_FAULT
+
+
+# Facts every run records; the reason a run has no exit status is among the others.
+_ROUTINE_FACTS = frozenset(
+    {"launcher_note", "launcher_terminal", "stream_captured", "environment_lowered", "inherited_fds_lowered", "network_lowered"}
+)
+
+
+def _why_no_exit(report) -> str:
+    reasons = [f for f in report.body.observed if f.kind not in _ROUTINE_FACTS]
+    return report.body.outcome.value + (f": {reasons[0].kind}: {reasons[0].detail}" if reasons else "")
+
+
+def _summary(report, report_path) -> str:
+    body = report.body
+    exit_text = "none" if body.exit is None else (f"code {body.exit.code}" if body.exit.code is not None else f"signal {body.exit.signal}")
+    lines = [f"outcome {body.outcome.value} (exit {exit_text})", f"  plan      {body.plan_id}"]
+    for item in body.admitted:
+        lines.append(f"  admitted  {item.kind.value:<22} {item.enforcement.value:<9} {item.mechanism}")
+    lines.append(f"  sealed    body_hash {report.body_hash}")
+    lines.append(f"  report    {report_path}" if report_path else "  report    not written (use --report PATH)")
+    return "\n".join(lines)
+
+
+def cmd_run(args, command: list) -> int:
+    from bvisor.flags import CommandNotFound, FlagError, spec_from_flags
+
+    if args.spec is not None:
+        if command or _spec_flags_given(args):
+            raise BadInput("run: give either a spec file or flags with -- EXE [ARGS...], not both")
+        spec = _load_spec(args.spec)
+    else:
+        try:
+            spec = _checked_spec(spec_from_flags(args, command))
+        except CommandNotFound as exc:
+            sys.stderr.write(f"bvisor: {exc}\n")
+            return EXIT_NOT_FOUND
+        except FlagError as exc:
+            raise BadInput(str(exc)) from None
+    return _plan_and_run(args, spec)
+
+
+def _plan_and_run(args, spec) -> int:
+    from bvisor.capture import RunIO
+    from bvisor.contract import PlanError, encode_report_json
+    from bvisor.runner import BoundaryRunner
+
+    registry, planner, backend_id = _planner()
+    try:
+        plan = planner.plan(spec, backend_id)
+    except PlanError as exc:
+        if args.report:
+            import msgspec
+
+            _write_atomically(args.report, msgspec.json.encode({"refused": exc.refusal()}))
+        sys.stderr.write(f"bvisor: refused: {exc.requirement}: {exc.reason} (remediation: {exc.remediation})\n")
+        return EXIT_REFUSED_OR_FAULT
+    io = RunIO(
+        stdin_fd=None if args.no_stdin else 0,
+        stdout_sink=lambda data: _write_out(1, data),
+        stderr_sink=lambda data: _write_out(2, data),
+    )
+    # A terminal Ctrl-C reaches the workload directly; bvisor stays to seal what happened.
+    # A handler (not SIG_IGN) so the launcher starts with the default disposition.
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        report = BoundaryRunner(registry).run(plan, io)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if args.report:
+        _write_atomically(args.report, encode_report_json(report))
+    code = exit_code_for(report)
+    if report.body.exit is None:
+        sys.stderr.write(f"bvisor: {_why_no_exit(report)}\n")
+    _say(args, _summary(report, args.report))
+    return code
+
+
+_SPEC_FLAGS = ("net", "ro", "rw", "env", "env_secret", "no_spawn", "threads_only", "tmp", "no_system_roots") + (
+    "timeout",
+    "cpu",
+    "memory",
+    "pids",
+    "fds",
+    "storage",
+)
+
+
+def _spec_flags_given(args) -> bool:
+    return any(getattr(args, name) not in (None, False, []) for name in _SPEC_FLAGS)
+
+
+# ---------------------------------------------------------------------------------------
+# verify
+
+
+def cmd_verify(args) -> int:
+    from bvisor.contract import ReportVerdict, verify_report_json
+
+    try:
+        with open(args.report, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise BadInput(f"{args.report}: {exc.strerror}") from None
+    verdict = verify_report_json(data)
+    if isinstance(verdict, ReportVerdict.Valid):
+        body = verdict.report.body
+        print(f"valid: body_hash {verdict.report.body_hash} (outcome {body.outcome.value}, plan {body.plan_id})")
+        return 0
+    if isinstance(verdict, ReportVerdict.Tampered):
+        print(f"TAMPERED: {verdict.reason}")
+        return 1
+    sys.stderr.write(f"bvisor: {args.report}: not a report: {verdict.reason}\n")
+    return EXIT_BAD_INPUT
+
+
+# ---------------------------------------------------------------------------------------
+# argument parsing
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        subcommand = self.prog.removeprefix("bvisor").strip()
+        raise BadInput(f"{subcommand}: {message}" if subcommand else message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bvisor", description="Run a process inside a declared boundary; prove what was enforced.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    probe = sub.add_parser("probe", help="what this host can enforce, per requirement kind")
+    probe.add_argument("--json", action="store_true")
+
+    spec = sub.add_parser("spec", help="print an example spec")
+    spec.add_argument("--example", action="store_true")
+    spec.add_argument("--format", choices=("toml", "json"), default="toml")
+
+    plan = sub.add_parser("plan", help="admit or refuse a spec (exit 0 admitted, 3 refused)")
+    plan.add_argument("spec")
+    plan.add_argument("--json", action="store_true")
+
+    run = sub.add_parser("run", help="plan, run, seal: `run SPEC` or `run [FLAGS] -- EXE [ARGS...]`")
+    run.add_argument("spec", nargs="?")
+    run.add_argument("--net", action="append", default=[], metavar="none|allow=HOST:PORT")
+    run.add_argument("--ro", action="append", default=[], metavar="PATH")
+    run.add_argument("--rw", action="append", default=[], metavar="PATH")
+    run.add_argument("--no-system-roots", action="store_true")
+    run.add_argument("--tmp", action="store_true")
+    run.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    run.add_argument("--env-secret", action="append", default=[], metavar="NAME=REF")
+    run.add_argument("--no-spawn", action="store_true")
+    run.add_argument("--threads-only", action="store_true")
+    run.add_argument("--timeout", metavar="SECONDS")
+    run.add_argument("--cpu", metavar="SECONDS")
+    run.add_argument("--memory", metavar="BYTES")
+    run.add_argument("--pids", metavar="N")
+    run.add_argument("--fds", metavar="N")
+    run.add_argument("--storage", metavar="BYTES")
+    run.add_argument("--report", metavar="PATH")
+    run.add_argument("--quiet", action="store_true")
+    run.add_argument("--no-stdin", action="store_true")
+
+    verify = sub.add_parser("verify", help="recompute a report's seal (0 valid, 1 tampered, 2 not a report)")
+    verify.add_argument("report")
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` is the workload's command line, untouched.
+    command = []
+    if "--" in argv:
+        split = argv.index("--")
+        argv, command = argv[:split], argv[split + 1 :]
+    try:
+        args = build_parser().parse_args(argv)
+        if command and args.command != "run":
+            raise BadInput(f"{args.command}: unexpected arguments after --")
+        if args.command == "run":
+            return cmd_run(args, command)
+        return {"probe": cmd_probe, "spec": cmd_spec, "plan": cmd_plan, "verify": cmd_verify}[args.command](args)
+    except BadInput as exc:
+        sys.stderr.write(f"bvisor: error: {exc}\n")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        sys.stderr.write("bvisor: interrupted\n")
+        return 128 + signal.SIGINT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
