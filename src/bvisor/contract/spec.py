@@ -245,18 +245,9 @@ class RequirementKind(CanonicalEnum):
     ListOutputs = "list_outputs"
 
 
-# Keyed by the type that decides the cell: the requirement itself, or for the capabilities
-# whose cell depends on their policy, the policy.
-_KIND_BY_TYPE: dict[type, RequirementKind] = {
+_KIND_OF_REQUIREMENT: dict[type, RequirementKind] = {
     Capability.Filesystem: RequirementKind.Filesystem,
     Capability.Environment: RequirementKind.Environment,
-    NetPolicy.DenyAll: RequirementKind.NetworkDenyAll,
-    NetPolicy.AllowList: RequirementKind.NetworkAllowList,
-    SpawnPolicy.DenyNewTasks: RequirementKind.ChildSpawnDenyNewTasks,
-    SpawnPolicy.AllowThreadsWithinBoundary: RequirementKind.ChildSpawnAllowThreads,
-    SpawnPolicy.AllowDescendantsWithinBoundary: RequirementKind.ChildSpawnAllowDescendants,
-    FdPolicy.Nothing: RequirementKind.InheritedFdsNone,
-    FdPolicy.Only: RequirementKind.InheritedFdsOnly,
     HostControl.LaunchWorkload: RequirementKind.LaunchWorkload,
     HostControl.CaptureStreams: RequirementKind.CaptureStreams,
     HostControl.TempRoot: RequirementKind.TempRoot,
@@ -266,14 +257,26 @@ _KIND_BY_TYPE: dict[type, RequirementKind] = {
     HostControl.Kill: RequirementKind.Kill,
     HostControl.ListOutputs: RequirementKind.ListOutputs,
 }
+# These capabilities take their cell from their policy: denying all network and allowing
+# a list are different guarantees.
+_KIND_OF_POLICY: dict[type, RequirementKind] = {
+    NetPolicy.DenyAll: RequirementKind.NetworkDenyAll,
+    NetPolicy.AllowList: RequirementKind.NetworkAllowList,
+    SpawnPolicy.DenyNewTasks: RequirementKind.ChildSpawnDenyNewTasks,
+    SpawnPolicy.AllowThreadsWithinBoundary: RequirementKind.ChildSpawnAllowThreads,
+    SpawnPolicy.AllowDescendantsWithinBoundary: RequirementKind.ChildSpawnAllowDescendants,
+    FdPolicy.Nothing: RequirementKind.InheritedFdsNone,
+    FdPolicy.Only: RequirementKind.InheritedFdsOnly,
+}
 _POLICY_DECIDES = (Capability.Network, Capability.InheritedFds, Capability.ChildSpawn)
 
 
 def requirement_kind(requirement: Requirement) -> RequirementKind:
     """The support cell a requirement is classified under."""
-    decider = requirement.policy if isinstance(requirement, _POLICY_DECIDES) else requirement
     try:
-        return _KIND_BY_TYPE[type(decider)]
+        if isinstance(requirement, _POLICY_DECIDES):
+            return _KIND_OF_POLICY[type(requirement.policy)]
+        return _KIND_OF_REQUIREMENT[type(requirement)]
     except KeyError:
         raise TypeError(f"not a requirement: {requirement!r}") from None
 
