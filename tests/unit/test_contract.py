@@ -570,3 +570,23 @@ def test_one_changed_field_is_tampering(tamper):
 @pytest.mark.parametrize("data", [b"not json", b"[1, 2]", b'{"refused": {"requirement": "x"}}', msgspec.json.encode(seed_spec())])
 def test_documents_that_are_not_reports(data):
     assert isinstance(verify_report_json(data), ReportVerdict.NotAReport)
+
+
+def test_spec_problems_come_in_field_order():
+    spec = seed_spec(
+        args=["a\0"],
+        capabilities=[
+            Capability.Filesystem(access=FsAccess.Read, roots=[]),
+            Capability.Network(policy=NetPolicy.DenyAll()),
+            Capability.Network(policy=NetPolicy.DenyAll()),
+        ],
+        controls=[HostControl.TempRoot(path="tmp")],
+        budgets=BudgetRequirements.uniform(-1, MinGuarantee.Mediated),
+    )
+    assert [problem.field for problem in spec_problems(spec)] == [
+        "workload.args[0]",
+        "capabilities[0].roots",
+        "capabilities[2]",
+        "controls[0].path",
+        *(f"budgets.{dimension.value}.limit" for dimension in BudgetDimension),
+    ]

@@ -4,7 +4,7 @@ Strict means an unknown field, a wrong type or a missing field is an error namin
 path, and a decoded spec must also pass ``spec_problems``.
 """
 
-from pathlib import Path
+import os
 
 import msgspec
 
@@ -52,20 +52,21 @@ def decode_spec_toml(text: str) -> BoundarySpec:
     return _checked(spec)
 
 
-def load_spec(path: str | Path) -> BoundarySpec:
+def load_spec(path: str | os.PathLike) -> BoundarySpec:
     """Read a spec file, choosing the format by extension (``.toml`` or ``.json``).
 
     The one file read in the contract package: a spec path is caller input, and reading it
     here keeps every spec error, unreadable file included, a ``SpecError``.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
     if suffix not in (".toml", ".json"):
-        raise SpecError("$", f"cannot tell the format of {str(path)!r}: name it *.toml or *.json")
+        raise SpecError("$", f"cannot tell the format of {path!r}: name it *.toml or *.json")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            data = file.read()
     except OSError as error:
-        raise SpecError("$", f"cannot read {str(path)!r}: {error.strerror or error}") from None
+        raise SpecError("$", f"cannot read {path!r}: {error.strerror or error}") from None
     if suffix == ".json":
         return decode_spec_json(data)
     try:

@@ -58,10 +58,8 @@ def spec_problems(spec: BoundarySpec) -> list[SpecProblem]:
         return [structural]
     return [
         *_workload_problems(spec),
-        *_repeat_problems("capabilities", spec.capabilities),
-        *(problem for index, capability in enumerate(spec.capabilities) for problem in _capability_problems(f"capabilities[{index}]", capability)),
-        *_repeat_problems("controls", spec.controls),
-        *(problem for index, control in enumerate(spec.controls) for problem in _control_problems(f"controls[{index}]", control)),
+        *_requirement_problems("capabilities", spec.capabilities, _capability_problems),
+        *_requirement_problems("controls", spec.controls, _control_problems),
         *_budget_problems(spec),
     ]
 
@@ -92,15 +90,15 @@ def _workload_problems(spec: BoundarySpec) -> Iterator[SpecProblem]:
             yield SpecProblem(f"workload.args[{index}]", "must not contain NUL")
 
 
-def _repeat_problems(field: str, requirements: list) -> Iterator[SpecProblem]:
+def _requirement_problems(field: str, requirements: list, item_problems) -> Iterator[SpecProblem]:
     first_at: dict[type, int] = {}
     for index, requirement in enumerate(requirements):
-        if isinstance(requirement, _REPEATABLE):
-            continue
+        at = f"{field}[{index}]"
         earlier = first_at.setdefault(type(requirement), index)
-        if earlier != index:
+        if earlier != index and not isinstance(requirement, _REPEATABLE):
             tag = requirement.__struct_config__.tag
-            yield SpecProblem(f"{field}[{index}]", f"a second {tag} (the first is {field}[{earlier}])")
+            yield SpecProblem(at, f"a second {tag} (the first is {field}[{earlier}])")
+        yield from item_problems(at, requirement)
 
 
 def _capability_problems(field: str, capability: Capability.Any) -> Iterator[SpecProblem]:
