@@ -218,11 +218,32 @@ def cmd_run(args, command: list) -> int:
     return _plan_and_run(args, spec)
 
 
+def _check_report_path(path) -> None:
+    """A report that could not be written is bad input, found before anything runs."""
+    if path is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
+        raise BadInput(f"--report: cannot write into {directory}")
+    if os.path.isdir(path):
+        raise BadInput(f"--report: {path} is a directory")
+
+
+def _save_report(path, data: bytes) -> bool:
+    try:
+        _write_atomically(path, data)
+        return True
+    except OSError as exc:
+        sys.stderr.write(f"bvisor: cannot write the report to {path}: {exc.strerror}\n")
+        return False
+
+
 def _plan_and_run(args, spec) -> int:
     from bvisor.capture import RunIO
     from bvisor.contract import PlanError, encode_report_json
     from bvisor.runner import BoundaryRunner
 
+    _check_report_path(args.report)
     registry, planner, backend_id = _planner()
     try:
         plan = planner.plan(spec, backend_id)
@@ -230,7 +251,7 @@ def _plan_and_run(args, spec) -> int:
         if args.report:
             import msgspec
 
-            _write_atomically(args.report, msgspec.json.encode({"refused": exc.refusal()}))
+            _save_report(args.report, msgspec.json.encode({"refused": exc.refusal()}))
         sys.stderr.write(f"bvisor: refused: {exc.requirement}: {exc.reason} (remediation: {exc.remediation})\n")
         return EXIT_REFUSED_OR_FAULT
     io = RunIO(
@@ -245,8 +266,8 @@ def _plan_and_run(args, spec) -> int:
         report = BoundaryRunner(registry).run(plan, io)
     finally:
         signal.signal(signal.SIGINT, previous)
-    if args.report:
-        _write_atomically(args.report, encode_report_json(report))
+    if args.report and not _save_report(args.report, encode_report_json(report)):
+        return EXIT_REFUSED_OR_FAULT
     code = exit_code_for(report)
     if report.body.exit is None:
         sys.stderr.write(f"bvisor: {_why_no_exit(report)}\n")

@@ -3,6 +3,7 @@ passed through byte for byte, one-line errors without tracebacks, reports that v
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -222,3 +223,43 @@ def test_no_report_and_no_temp_file_left_on_a_refusal_without_report_flag(tmp_pa
     done = bvisor("run", "--ro", "/usr", "--", "true", cwd=tmp_path)
     assert done.returncode == 125
     assert os.listdir(tmp_path) == []
+
+
+def test_the_whole_command_runs_rootless():
+    """Rootless is the real case: an unprivileged user runs bvisor itself, end to end."""
+    import tempfile
+
+    from bvisor.linux.launch import UNPRIVILEGED_PREFIX
+
+    prefix = list(UNPRIVILEGED_PREFIX) if os.geteuid() == 0 else []
+    tmp_path = Path(tempfile.mkdtemp(prefix="bvisor-rootless-"))
+    try:
+        _run_rootless(prefix, tmp_path)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _run_rootless(prefix, tmp_path):
+    tmp_path.chmod(0o777)  # the unprivileged uid writes its report here
+    report = tmp_path / "rootless.json"
+    done = subprocess.run(
+        [*prefix, BVISOR, "run", "--quiet", "--net", "none", "--report", str(report), "--", "cat", "/proc/self/net/dev"],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    interfaces = [line.split(":")[0].strip() for line in done.stdout.decode().splitlines()[2:]]
+    assert interfaces == ["lo"]
+    document = json.loads(report.read_text())
+    assert document["outcome"] == "completed"
+    assert any(f["kind"] == "launcher_note" and "uid0=65534" in f["detail"] for f in document["observed"]) or not prefix
+
+
+def test_an_unwritable_report_path_is_bad_input_and_nothing_runs(tmp_path):
+    marker = tmp_path / "ran"
+    done = bvisor("run", "--report", str(tmp_path / "missing-dir" / "r.json"), "--", "sh", "-c", f"touch {marker}")
+    assert done.returncode == 2 and b"--report" in done.stderr
+    _no_traceback(done)
+    assert not marker.exists()
