@@ -130,3 +130,138 @@ def plan(argv, deny_network: bool, envp=None, entries=None) -> LinuxLaunchPlanV1
 
 def sh_authority() -> AuthorityFd:
     return AuthorityFd(slot_index=EXE_SLOT, handle=os.open("/bin/sh", os.O_RDONLY | os.O_CLOEXEC))
+
+
+# --- Host readers and a gated workload, for the environment and inherited-fd oracles ----------
+
+
+def host_read_environ(pid: int):
+    """The raw bytes of ``/proc/<pid>/environ`` (the envp the kernel gave at exec), or None."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def host_read_fds(pid: int):
+    """``{fd: link target}`` from ``/proc/<pid>/fd``, or None when it cannot be read."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    links = {}
+    for name in names:
+        try:
+            links[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue  # closed between the listing and the readlink
+    return links
+
+
+PARKED = "BVISOR-PARKED"
+# A shell prologue for gated workloads: announce, then wait for the host to open the gate.
+PARK = f"printf '{PARKED}\\n'; read -r _gate || :; "
+
+
+class GatedRun:
+    __slots__ = ("result", "stdout", "stderr", "inspected", "seen")
+
+    def __init__(self, result, stdout: bytes, stderr: bytes, inspected, seen: bool):
+        self.result, self.stdout, self.stderr, self.inspected, self.seen = result, stdout, stderr, inspected, seen
+
+    def after_park(self) -> bytes:
+        """The workload's stdout after its ``PARK`` line (its self-report)."""
+        head, sep, tail = self.stdout.partition(PARKED.encode() + b"\n")
+        return tail if sep else self.stdout
+
+
+def run_gated(run, marker: str, inspect, timeout: float = 3.0) -> GatedRun:
+    """Run ``run(io)`` on a thread and look at the workload while it is parked.
+
+    The workload's stdin (``io.stdin_fd``) is a pipe whose write end only the host holds
+    (close-on-exec, so no child inherits it). A workload that starts with ``PARK`` prints
+    ``PARKED`` and waits in ``read``; once the host has seen that line AND found the process
+    by ``marker`` in its argv, it calls ``inspect(pid)`` — the workload is then provably past
+    its own start-up (no loader or init fds in flight) — and closes the write end, which
+    releases it. Gives up at ``timeout``, or as soon as ``run`` returns without the workload
+    having parked (nothing was launched). Always closes the gate and joins the thread.
+    """
+    import threading
+
+    from bvisor.capture import RunIO
+
+    stdout, stderr = bytearray(), bytearray()
+    parked = threading.Event()
+    token = PARKED.encode() + b"\n"
+
+    def on_stdout(data: bytes) -> None:
+        stdout.extend(data)
+        if token in stdout:
+            parked.set()
+
+    gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+    outcome = {}
+
+    def drive():
+        try:
+            outcome["value"] = run(RunIO(stdin_fd=gate_r, stdout_sink=on_stdout, stderr_sink=stderr.extend))
+        except BaseException as exc:  # re-raised on the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=drive, name=f"gated-{marker}")
+    thread.start()
+    seen, inspected = False, None
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            finished = not thread.is_alive()
+            pid = scan_proc_cmdline(marker)
+            if pid is not None:
+                seen = True
+                if parked.is_set():
+                    inspected = inspect(pid)
+                    break
+            if finished:
+                break
+            time.sleep(0.01)
+    finally:
+        os.close(gate_w)
+        thread.join()
+        os.close(gate_r)
+    if "error" in outcome:
+        raise outcome["error"]
+    return GatedRun(outcome["value"], bytes(stdout), bytes(stderr), inspected, seen)
+
+
+def free_fd_at_or_above(preferred: int) -> int:
+    """``preferred`` if no fd is open there in this process, else the next free number."""
+    fd = preferred
+    while True:
+        try:
+            os.fstat(fd)
+        except OSError:
+            return fd
+        fd += 1
+
+
+def deny_all_spec(exe: str = "/bin/true", args=()):
+    """The seed's shape: deny-all network, an empty exact environment, uniform(8, Mediated)."""
+    from bvisor import (
+        BoundarySpec,
+        BudgetRequirements,
+        Capability,
+        EnvPolicy,
+        HostControl,
+        MinGuarantee,
+        NetPolicy,
+        StdStreams,
+        Workload,
+    )
+
+    return BoundarySpec(
+        workload=Workload.Process(exe=exe, args=list(args)),
+        capabilities=[Capability.Network(policy=NetPolicy.DenyAll()), Capability.Environment(policy=EnvPolicy.Exact([]))],
+        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())],
+        budgets=BudgetRequirements.uniform(8, MinGuarantee.Mediated),
+    )

@@ -5,12 +5,11 @@ Only the launcher's mechanism modules call into this; each names its own syscall
 
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
-MACHINE = platform.machine()
+MACHINE = os.uname().machine
 
 # Syscall numbers without a libc wrapper, per architecture. landlock_* share numbers on every
 # architecture (they postdate the unified table); seccomp(2) does not.

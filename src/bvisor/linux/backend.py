@@ -211,12 +211,21 @@ def observation_facts(obs: LaunchObservation) -> list:
 _EXEC_ERRNO_FACT = {errno.ENOENT: "exe_not_found", errno.ENOTDIR: "exe_not_found"}
 
 
+def required_attestations(lowered: LoweredLaunch) -> list:
+    """The launcher notes that must be present before a run may count as confined."""
+    notes = ["fd_scrub", "environment=exact"]
+    if lowered.deny_network:
+        notes += ["user_namespace=mapped", "network_namespace=empty_netns"]
+    return notes
+
+
 def judge(obs: LaunchObservation, lowered: LoweredLaunch):
     """Map the launcher's verdict to (outcome, exit status, extra facts). Pure."""
     if obs.terminal is LauncherState.ExecSucceeded:
-        if lowered.deny_network and obs.note_fields("network_namespace=empty_netns") is None:
-            # Admitted Enforced but not attested by the launcher: an honesty fault, not a pass.
-            return Outcome.SupervisorFault, None, [ObservedFact(kind="confinement_not_attested", detail="empty_netns")]
+        # Admitted Enforced but not attested by the launcher: an honesty fault, not a pass.
+        missing = [note for note in required_attestations(lowered) if obs.note_fields(note) is None]
+        if missing:
+            return Outcome.SupervisorFault, None, [ObservedFact(kind="confinement_not_attested", detail=" ".join(missing))]
         status = obs.workload_exit()
         if status is None:
             return Outcome.SupervisorFault, None, [ObservedFact(kind="workload_exit_unknown", detail="no exit status")]

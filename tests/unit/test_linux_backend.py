@@ -1,0 +1,112 @@
+"""The Linux backend's pure parts: the ceiling as a function of probed facts, and the judge
+that turns a launcher observation into an outcome — including the honesty faults."""
+
+import pytest
+
+from bvisor import BackendRegistry, BoundaryPlanner, LinuxBackend
+from bvisor.capture import StreamCapture
+from bvisor.contract import Enforcement, Outcome, RequirementKind, UnsupportedRequirement
+from bvisor.linux.backend import judge, linux_ceiling, required_attestations
+from bvisor.linux.launch import LaunchObservation, LauncherState
+from bvisor.linux.lowering import LoweredLaunch
+from helpers import deny_all_spec, launcher_path
+
+PROVEN = {"launcher.launcher_probe": "ok", "launcher.userns_netns": "ok", "sysctl.user.max_user_namespaces": "1000"}
+
+
+def _cells(facts):
+    return {cell.kind: cell for cell in linux_ceiling(facts)}
+
+
+def test_every_requirement_kind_has_a_cell_and_every_unsupported_cell_says_why():
+    for facts in (PROVEN, {**PROVEN, "launcher.userns_netns": "failed errno=1"}, {"launcher.launcher_probe": "failed"}):
+        cells = _cells(facts)
+        assert set(cells) == set(RequirementKind)
+        for cell in cells.values():
+            if cell.verdict.enforcement is not Enforcement.Enforced:
+                assert cell.reason and cell.remediation
+
+
+def test_deny_all_is_enforced_only_where_the_namespace_probe_passed():
+    assert _cells(PROVEN)[RequirementKind.NetworkDenyAll].verdict.enforcement is Enforcement.Enforced
+    failed = _cells({**PROVEN, "launcher.userns_netns": "failed errno=1 Operation not permitted"})
+    cell = failed[RequirementKind.NetworkDenyAll]
+    assert cell.verdict.enforcement is Enforcement.Unsupported
+    assert "Operation not permitted" in cell.reason and "max_user_namespaces" in cell.remediation
+
+
+def test_a_launcher_that_cannot_probe_enforces_nothing():
+    cells = _cells({"launcher.launcher_probe": "failed exit=1"})
+    assert all(c.verdict.enforcement is Enforcement.Unsupported for c in cells.values())
+
+
+def test_allow_list_is_never_enforced():
+    assert _cells(PROVEN)[RequirementKind.NetworkAllowList].verdict.enforcement is Enforcement.Unsupported
+
+
+def test_forcing_the_probe_makes_a_deny_all_plan_refuse_and_the_snapshot_says_so():
+    backend = LinuxBackend(launcher_path(), fact_overrides={"launcher.userns_netns": "failed forced-by-test"})
+    registry = BackendRegistry()
+    registry.register(backend)
+    with pytest.raises(UnsupportedRequirement) as refused:
+        BoundaryPlanner(registry).plan(deny_all_spec(), backend.id())
+    assert refused.value.requirement == RequirementKind.NetworkDenyAll.value
+    snapshot = backend.probe()
+    assert snapshot.fact("override.launcher.userns_netns") == "forced"
+
+
+def _observation(terminal, notes):
+    transcript = [LauncherState.LauncherStarted] + ([terminal] if terminal else [])
+    return LaunchObservation(terminal, transcript, notes, 0, StreamCapture("stdout", 10), StreamCapture("stderr", 10), [])
+
+
+def _lowered(deny_network):
+    return LoweredLaunch(plan=None, authorities=[], facts=[], deny_network=deny_network)
+
+
+ATTESTED = [
+    "fd_scrub kept=0,1,2 closed=3",
+    "environment=exact entries=0 inherited=none",
+    "user_namespace=mapped uid0=0 gid0=0 setgroups=deny",
+    "network_namespace=empty_netns interfaces=lo routes=0",
+    "workload_exit code=0",
+]
+
+
+def test_an_attested_run_completes_with_the_real_exit_code():
+    outcome, status, _ = judge(_observation(LauncherState.ExecSucceeded, ATTESTED), _lowered(True))
+    assert outcome is Outcome.Completed and status.code == 0
+    notes = ATTESTED[:-1] + ["workload_exit signal=15"]
+    outcome, status, _ = judge(_observation(LauncherState.ExecSucceeded, notes), _lowered(True))
+    assert outcome is Outcome.Failed and status.signal == 15
+
+
+@pytest.mark.parametrize("dropped", ["fd_scrub", "environment=exact", "user_namespace=mapped", "network_namespace=empty_netns"])
+def test_a_missing_attestation_is_a_supervisor_fault_never_a_pass(dropped):
+    notes = [n for n in ATTESTED if not n.startswith(dropped)]
+    outcome, status, facts = judge(_observation(LauncherState.ExecSucceeded, notes), _lowered(True))
+    assert outcome is Outcome.SupervisorFault and status is None
+    assert facts[0].kind == "confinement_not_attested" and dropped in facts[0].detail
+
+
+def test_network_attestations_are_required_only_when_deny_all_was_lowered():
+    assert "network_namespace=empty_netns" not in required_attestations(_lowered(False))
+    outcome, _, _ = judge(_observation(LauncherState.ExecSucceeded, ATTESTED[:2] + ATTESTED[-1:]), _lowered(False))
+    assert outcome is Outcome.Completed
+
+
+@pytest.mark.parametrize(
+    ("terminal", "notes", "expected", "fact"),
+    [
+        (LauncherState.SetupRefused, ["refusal=MissingPrimitive x"], Outcome.Unsupported, None),
+        (LauncherState.SetupFaulted, ["child_failed step=exec errno=2 detail=x"], Outcome.Failed, "exe_not_found"),
+        (LauncherState.SetupFaulted, ["child_failed step=exec errno=13 detail=x"], Outcome.Failed, "exe_not_executable"),
+        (LauncherState.SetupFaulted, ["child_failed step=identity errno=1 detail=x"], Outcome.Unsupported, "confinement_unavailable"),
+        (LauncherState.SetupFaulted, ["fault: internal"], Outcome.SupervisorFault, None),
+        (None, [], Outcome.SupervisorFault, None),
+    ],
+)
+def test_launcher_verdicts_map_to_outcomes(terminal, notes, expected, fact):
+    outcome, status, facts = judge(_observation(terminal, notes), _lowered(False))
+    assert outcome is expected and status is None
+    assert [f.kind for f in facts] == ([fact] if fact else [])
