@@ -13,9 +13,6 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	@echo "== bvisor probe: what this host can enforce"
-	@$(BIN)/bvisor probe
-	@echo
 	@echo "== bvisor run --net none -- cat /proc/self/net/dev  (a deny-all network boundary)"
 	@$(BIN)/bvisor run --net none --no-stdin --report bvisor-report.json -- cat /proc/self/net/dev
 	@echo
