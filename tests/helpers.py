@@ -265,3 +265,20 @@ def deny_all_spec(exe: str = "/bin/true", args=()):
         controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())],
         budgets=BudgetRequirements.uniform(8, MinGuarantee.Mediated),
     )
+
+
+def host_read_uid(pid: int):
+    """The real uid of ``pid`` from ``/proc/<pid>/status``, or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def identity_uid(identity: str) -> int:
+    """The uid a workload launched under ``launcher_as(identity)`` runs as (outside any userns)."""
+    return 65534 if identity == "unprivileged" and os.geteuid() == 0 else os.geteuid()
