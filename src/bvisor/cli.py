@@ -173,7 +173,7 @@ def exit_code_for(report) -> int:
         return body.exit.code if body.exit.code is not None else 128 + body.exit.signal
     if "exe_not_found" in facts:
         return EXIT_NOT_FOUND
-    if "exe_not_executable" in facts:
+    if facts & {"exe_not_executable", "exec_arguments_too_long"}:
         return EXIT_NOT_EXECUTABLE
     return EXIT_REFUSED_OR_FAULT
 

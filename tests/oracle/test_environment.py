@@ -36,7 +36,7 @@ from bvisor import (
     StdStreams,
     Workload,
 )
-from bvisor.contract import InvalidPolicy, encode_report_json
+from bvisor.contract import InvalidPolicy, encode_report_json, spec_problems
 from bvisor.linux import launch
 from bvisor.secrets import MapSecretResolver
 from helpers import (
@@ -331,3 +331,15 @@ def test_control_without_the_capability_the_unconfined_workload_sees_the_host_se
     if reported is None or sentinel not in reported:
         failures.append(f"CONTROL CHANNEL B: the unconfined workload must report the sentinel; got {reported!r}")
     assert not failures, f"Environment control failures (the oracle would be vacuous): {failures}"
+
+
+def test_an_entry_beyond_the_kernels_per_string_limit_is_refused_at_plan_not_at_exec():
+    """execve counts NAME=VALUE plus its NUL against MAX_ARG_STRLEN (131072): the planner must
+    refuse what exec would reject with E2BIG, rather than admit a run that cannot start."""
+    from bvisor.contract.validate import MAX_EXEC_STRING
+
+    fits = EnvEntry.literal("BIG", "x" * (MAX_EXEC_STRING - len("BIG") - 2))
+    too_long = EnvEntry.literal("BIG", "x" * (MAX_EXEC_STRING - len("BIG") - 1))
+    assert not spec_problems(spec_for(["/bin/true"], [Capability.Environment(policy=EnvPolicy.Exact([fits]))]))
+    problems = spec_problems(spec_for(["/bin/true"], [Capability.Environment(policy=EnvPolicy.Exact([too_long]))]))
+    assert problems and problems[0].field.endswith("entries[0].source.value"), problems

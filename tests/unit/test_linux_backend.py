@@ -101,6 +101,7 @@ def test_network_attestations_are_required_only_when_deny_all_was_lowered():
         (LauncherState.SetupRefused, ["refusal=MissingPrimitive x"], Outcome.Unsupported, None),
         (LauncherState.SetupFaulted, ["child_failed step=exec errno=2 detail=x"], Outcome.Failed, "exe_not_found"),
         (LauncherState.SetupFaulted, ["child_failed step=exec errno=13 detail=x"], Outcome.Failed, "exe_not_executable"),
+        (LauncherState.SetupFaulted, ["child_failed step=exec errno=7 detail=x"], Outcome.Failed, "exec_arguments_too_long"),
         (LauncherState.SetupFaulted, ["child_failed step=identity errno=1 detail=x"], Outcome.Unsupported, "confinement_unavailable"),
         (LauncherState.SetupFaulted, ["fault: internal"], Outcome.SupervisorFault, None),
         (None, [], Outcome.SupervisorFault, None),

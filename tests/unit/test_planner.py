@@ -147,7 +147,8 @@ def test_the_family_can_veto_an_enforced_ceiling(registry, backend):
         ([EnvEntry.literal("A", "\0")], "entries[0].source.value"),
         ([EnvEntry.lease("A", "")], "entries[0].source.ref"),
         ([EnvEntry.literal(f"V{i}", "") for i in range(257)], "entries"),
-        ([EnvEntry.literal("A", "x" * 131_072)], "entries"),
+        ([EnvEntry.literal("A", "x" * 65_536), EnvEntry.literal("B", "x" * 65_536)], "entries"),
+        ([EnvEntry.literal("A", "x" * 131_070)], "entries[0].source.value"),
     ],
 )
 def test_each_env_rule_is_an_invalid_policy_before_any_probe(registry, backend, entries, field):

@@ -15,6 +15,9 @@ from bvisor.contract.spec import BoundarySpec, Capability, EnvPolicy, EnvSource,
 
 MAX_ENV_ENTRIES = 256
 MAX_ENV_TOTAL_BYTES = 128 * 1024
+# The kernel's MAX_ARG_STRLEN: execve refuses (E2BIG) any one argv or envp string longer
+# than this, counting its terminating NUL (and, for envp, the '=').
+MAX_EXEC_STRING = 131072
 
 _MAX_MICROS = 365 * 24 * 3600 * 1_000_000
 _MAX_BYTES = 2**50
@@ -88,6 +91,8 @@ def _workload_problems(spec: BoundarySpec) -> Iterator[SpecProblem]:
     for index, arg in enumerate(spec.workload.args):
         if "\x00" in arg:
             yield SpecProblem(f"workload.args[{index}]", "must not contain NUL")
+        elif len(arg.encode()) + 1 > MAX_EXEC_STRING:
+            yield SpecProblem(f"workload.args[{index}]", f"longer than the kernel's {MAX_EXEC_STRING}-byte limit per argument")
 
 
 def _requirement_problems(field: str, requirements: list, item_problems) -> Iterator[SpecProblem]:
@@ -153,6 +158,8 @@ def _env_problems(field: str, policy: EnvPolicy.Any) -> Iterator[SpecProblem]:
             yield SpecProblem(f"{at}.name", f"duplicate name {entry.name!r} (first at entries[{first_at[entry.name]}])")
         elif isinstance(entry.source, EnvSource.Literal) and "\x00" in payload:
             yield SpecProblem(f"{at}.source.value", f"the value of {entry.name!r} must not contain NUL")
+        elif isinstance(entry.source, EnvSource.Literal) and len(entry.name.encode()) + len(payload.encode()) + 2 > MAX_EXEC_STRING:
+            yield SpecProblem(f"{at}.source.value", f"{entry.name}=VALUE is longer than the kernel's {MAX_EXEC_STRING}-byte limit per string")
         elif isinstance(entry.source, EnvSource.SecretLease) and (not payload or "\x00" in payload):
             yield SpecProblem(f"{at}.source.ref", f"the lease reference of {entry.name!r} must be non-empty and NUL-free")
     if total > MAX_ENV_TOTAL_BYTES:

@@ -208,7 +208,7 @@ def observation_facts(obs: LaunchObservation) -> list:
     return facts
 
 
-_EXEC_ERRNO_FACT = {errno.ENOENT: "exe_not_found", errno.ENOTDIR: "exe_not_found"}
+_EXEC_ERRNO_FACT = {errno.ENOENT: "exe_not_found", errno.ENOTDIR: "exe_not_found", errno.E2BIG: "exec_arguments_too_long"}
 
 
 def required_attestations(lowered: LoweredLaunch) -> list:
