@@ -178,14 +178,30 @@ def exit_code_for(report) -> int:
     return EXIT_REFUSED_OR_FAULT
 
 
-# Facts every run records; the reason a run has no exit status is among the others.
+# Facts that describe a run rather than explain how it ended.
 _ROUTINE_FACTS = frozenset(
-    {"launcher_note", "launcher_terminal", "stream_captured", "environment_lowered", "inherited_fds_lowered", "network_lowered"}
+    {
+        "launcher_terminal",
+        "stream_captured",
+        "environment_lowered",
+        "inherited_fds_lowered",
+        "network_lowered",
+        "filesystem_confined",
+        "filesystem_unconfined",
+        "mount_planned",
+    }
 )
+_LAUNCHER_VERDICTS = ("fault:", "refusal=", "child_failed")
+
+
+def _is_reason(fact) -> bool:
+    if fact.kind == "launcher_note":
+        return fact.detail.startswith(_LAUNCHER_VERDICTS)
+    return fact.kind not in _ROUTINE_FACTS
 
 
 def _why_no_exit(report) -> str:
-    reasons = [f for f in report.body.observed if f.kind not in _ROUTINE_FACTS]
+    reasons = [f for f in report.body.observed if _is_reason(f)]
     return report.body.outcome.value + (f": {reasons[0].kind}: {reasons[0].detail}" if reasons else "")
 
 

@@ -43,6 +43,11 @@ class Backend(Protocol):
 
     def mechanism(self, kind: RequirementKind, enforcement: Enforcement) -> str: ...
 
+    def grants(self, requirement: Requirement, snapshot: BackendProfileSnapshot) -> list[str]:
+        """What admitting ``requirement`` concretely allows on this host, implicit grants
+        included (a pure function of the requirement and the snapshot)."""
+        ...
+
     def execute(self, plan: BoundaryPlan, attempt_id: "AttemptId", io: "RunIO") -> ExecutionRecord:
         """Run an admitted plan. Never raises for a controlled failure: every fault ends as
         an ``Outcome`` plus observed facts explaining it."""

@@ -90,6 +90,9 @@ class FakeBackend:
     def mechanism(self, kind, enforcement):
         return f"fake:{kind.value}:{enforcement.value}"
 
+    def grants(self, requirement, snapshot):
+        return []
+
     def execute(self, plan, attempt_id, io):
         self.executions.append((plan, attempt_id, io))
         if self.execute_error is not None:

@@ -124,7 +124,12 @@ def test_descriptor_table_rejects_duplicate_singleton_role():
         (lambda b: b["descriptor_table"][0].update(slot_index=1), "stdio"),
         (lambda b: b["target"].update(exe_slot=11), "exe_slot"),
         (lambda b: b["target"].update(seccomp={}), "unknown fields"),
-        (lambda b: b["target"].update(network_namespace={}), "requires user_namespace"),
+        (lambda b: b["target"].update(network_namespace={}), "require user_namespace"),
+        (lambda b: b["target"].update(mount_namespace={}), "require user_namespace"),
+        (lambda b: b["target"].update(user_namespace={}, temp_root={"path": "/tmp", "size_bytes": 1}), "require mount_namespace"),
+        (lambda b: b["target"].update(landlock={"abi_floor": 3}), "scheduled=False"),
+        (lambda b: b["target"].update(user_namespace={}, mount_namespace={}, temp_root={"path": "/tmp/../etc", "size_bytes": 1}), "normalized absolute"),
+        (lambda b: b["target"].update(user_namespace={}, mount_namespace={}, binds=[{"source_slot": 10, "source_path": "/a", "dest": "/b", "writable": False}]), "expose_source"),
         (lambda b: b["target"]["envp"].append(["A=B", "x"]), "contains '='"),
         (lambda b: b["target"].update(argv=[]), "argv is empty"),
         (lambda b: b.update(plan_id=b"short"), "32 bytes"),
@@ -165,7 +170,7 @@ def test_unknown_primitive_is_refused_and_no_child_is_created():
 
 
 def test_reserved_but_unimplemented_primitives_are_refused_not_skipped():
-    entries = [entry(wire.ID_AMBIENT_SCRUB, 3), entry(wire.ID_LANDLOCK_APPLY, 4), entry(wire.ID_EXEC, 5)]
+    entries = [entry(wire.ID_AMBIENT_SCRUB, 3), entry(wire.ID_SECCOMP_APPLY, 4), entry(wire.ID_EXEC, 5)]
     obs = launch.run_launcher(launcher_path(), plan(ARGV, False, entries=entries), [sh_authority()])
     assert obs.terminal is launch.LauncherState.SetupRefused
     assert any("MissingPrimitive" in n for n in obs.notes)

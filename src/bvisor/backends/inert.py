@@ -71,6 +71,9 @@ class InertBackend:
     def mechanism(self, kind: RequirementKind, enforcement: Enforcement) -> str:
         return f"inert:{_GIVES[kind][0] if kind in _GIVES else 'none'}:{enforcement.value}"
 
+    def grants(self, requirement, snapshot: BackendProfileSnapshot) -> list:
+        return []
+
     def execute(self, plan: BoundaryPlan, attempt_id: str, io: RunIO) -> ExecutionRecord:
         started_ns, clock = time.time_ns(), time.monotonic_ns()
         spec = plan.spec

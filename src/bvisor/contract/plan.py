@@ -20,12 +20,14 @@ from bvisor.contract.support import BackendProfileSnapshot, profile_hash
 
 class AdmittedRequirement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One requirement as admitted: never ``Unsupported``; ``mechanism`` names how the
-    backend realizes it."""
+    backend realizes it; ``grants`` lists concretely what it will allow on this host,
+    implicit grants included (e.g. every filesystem root, system roots marked)."""
 
     kind: RequirementKind
     enforcement: Enforcement
     mechanism: str
     requirement: Requirement
+    grants: list[str] = []
 
 
 class BoundaryPlan(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

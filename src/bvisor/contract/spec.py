@@ -130,7 +130,7 @@ class Capability:
 
         access: FsAccess
         roots: list[str]
-        system_roots: bool = False
+        system_roots: bool = True
 
     class Network(msgspec.Struct, tag="network", **_TAGGED):
         policy: NetPolicy.Any

@@ -9,7 +9,7 @@ import os
 import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 import sys
 
-from bvisor.launcher import childproc, execve, fds, lifetime, netns, userns, wire
+from bvisor.launcher import childproc, execve, fds, landlock, lifetime, mounts, netns, seccomp, userns, wire
 from bvisor.launcher.request import LaunchRequest, Refusal, build_request, verify_identity
 from bvisor.launcher.transcript import Transcript
 
@@ -47,6 +47,7 @@ def run_plan(frame: bytes, transcript: Transcript) -> int:
         transcript.state("PlanVerified")
         _verify_handles(request)
         transcript.state("HandlesVerified")
+        _check_kernel_floors(request)
     except wire.FrameReject as exc:
         return _refuse(transcript, "PlanInvalid", f"frame {exc}")
     except Refusal as exc:
@@ -66,14 +67,17 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
         _identity_phase(request, transcript)
         transcript.state("IdentityPhaseResolved")
         step = "visibility"
-        transcript.note("visibility=not_required")
+        _visibility_phase(request, transcript)
         transcript.state("VisibilityPhaseResolved")
+        step = "confinement"
+        ruleset = _landlock_ruleset(request, transcript)  # before the scrub: rules capture the root fds
         step = "ambient"
-        transcript.note(fds.scrub({0, 1, 2, request.exe_slot, transcript.fd, error_fd}))
+        keep = {0, 1, 2, request.exe_slot, transcript.fd, error_fd} | ({ruleset} if ruleset is not None else set())
+        transcript.note(fds.scrub(keep))
         transcript.note(f"environment=exact entries={len(request.envp)} inherited=none")
         transcript.state("AmbientAuthorityPhaseResolved")
         step = "confinement"
-        transcript.note("confinement=not_required installed=false")
+        _confinement_phase(ruleset, transcript)
         transcript.state("ConfinementPhaseResolved")
         step = "exec"
         execve.restore_signals(sigint)
@@ -84,13 +88,78 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
     os._exit(childproc.CHILD_FAILED)  # unreachable: exec or fail() ends the child
 
 
+def _check_kernel_floors(request: LaunchRequest) -> None:
+    """Refuse before any child exists when this kernel lacks what the plan needs."""
+    if request.landlock_floor is not None:
+        abi = landlock.abi_version()
+        if abi < request.landlock_floor:
+            raise Refusal("MissingPrimitive", f"landlock ABI {abi} is below the plan's floor {request.landlock_floor}")
+
+
 def _identity_phase(request: LaunchRequest, transcript: Transcript) -> None:
     if not request.user_namespace:
         transcript.note("identity=not_required")
         return
-    transcript.note(userns.enter(netns.CLONE_NEWNET if request.network_namespace else 0))
+    flags = (netns.CLONE_NEWNET if request.network_namespace else 0) | (mounts.CLONE_NEWNS if request.mount_namespace else 0)
+    transcript.note(userns.enter(flags))
     if request.network_namespace:
         transcript.note(netns.attest())
+
+
+def _visibility_phase(request: LaunchRequest, transcript: Transcript) -> None:
+    if not request.mount_namespace:
+        transcript.note("visibility=not_required")
+        return
+    transcript.note(mounts.make_private())
+    sources = [mounts.locate_source(b.source_slot, b.source_path) for b in request.binds]
+    temp_path = None
+    if request.temp_root is not None:
+        temp_path = request.temp_root[0]
+        transcript.note(mounts.mount_temp_root(*request.temp_root))
+    for b, source in zip(request.binds, sources):
+        transcript.note(mounts.bind(source, b.dest, b.writable, temp_path))
+        os.close(source)
+
+
+def _rule_on_path(ruleset: int, abi: int, path: str, writable: bool) -> int:
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        allowed = landlock.access_mask(abi, writable, os.path.stat.S_ISDIR(os.fstat(fd).st_mode))
+        landlock.add_rule(ruleset, fd, allowed)
+        return allowed
+    finally:
+        os.close(fd)
+
+
+def _landlock_ruleset(request: LaunchRequest, transcript: Transcript):
+    """Build the ruleset from the host's root fds (and the mounts this child made)."""
+    if request.landlock_floor is None:
+        return None
+    abi = landlock.abi_version()
+    ruleset = landlock.create_ruleset(abi)
+    # The exe the host opened may always be read and executed, wherever it lives.
+    rules = [(request.exe_slot, False, "exe")] + [(slot, writable, "root") for slot, writable in request.roots()]
+    for slot, writable, what in rules:
+        allowed = landlock.access_mask(abi, writable, os.path.stat.S_ISDIR(os.fstat(slot).st_mode))
+        landlock.add_rule(ruleset, slot, allowed)
+        transcript.note(f"landlock_rule {what} slot={slot} access={','.join(landlock.right_names(allowed))}")
+    mounted = ([(request.temp_root[0], True)] if request.temp_root else []) + [(b.dest, b.writable) for b in request.binds]
+    for path, writable in mounted:
+        allowed = _rule_on_path(ruleset, abi, path, writable)
+        transcript.note(f"landlock_rule mount path={path} access={','.join(landlock.right_names(allowed))}")
+    handled = landlock.handled_rights(abi)
+    transcript.note(f"landlock abi={abi} handled={','.join(landlock.right_names(handled))} rules={len(rules) + len(mounted)}")
+    return ruleset
+
+
+def _confinement_phase(ruleset, transcript: Transcript) -> None:
+    if ruleset is None:
+        transcript.note("confinement=not_required installed=false")
+        return
+    transcript.note(seccomp.no_new_privs())
+    landlock.restrict_self(ruleset)
+    os.close(ruleset)
+    transcript.note("landlock=restricted installed=true")
 
 
 def _launch(request: LaunchRequest, transcript: Transcript) -> int:

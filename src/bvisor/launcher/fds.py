@@ -11,6 +11,7 @@ import stat
 _KIND_TEST = {
     "directory": stat.S_ISDIR,
     "regular": stat.S_ISREG,
+    "char_device": stat.S_ISCHR,
     "socket": stat.S_ISSOCK,
     "pipe": stat.S_ISFIFO,
 }

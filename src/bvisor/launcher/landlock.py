@@ -1,13 +1,91 @@
-"""Landlock: the kernel's unprivileged file-access LSM. Only the ABI query for now."""
+"""Landlock: the kernel's unprivileged filesystem access control.
+
+A ruleset handles every filesystem right the running kernel knows (so nothing it could
+check is left unchecked), and grants rights only beneath the root fds the host opened. The
+ruleset is built from those fds — never from paths — and applied with restrict_self just
+before exec, after no_new_privs. Rights per ABI follow the kernel's uapi header.
+"""
+
+import ctypes
 
 from bvisor.launcher import libc
 
-_LANDLOCK_CREATE_RULESET_VERSION = 1
+_CREATE_RULESET_VERSION = 1
+_RULE_PATH_BENEATH = 1
+
+# (name, bit, first ABI that knows it)
+RIGHTS = (
+    ("execute", 1 << 0, 1),
+    ("write_file", 1 << 1, 1),
+    ("read_file", 1 << 2, 1),
+    ("read_dir", 1 << 3, 1),
+    ("remove_dir", 1 << 4, 1),
+    ("remove_file", 1 << 5, 1),
+    ("make_char", 1 << 6, 1),
+    ("make_dir", 1 << 7, 1),
+    ("make_reg", 1 << 8, 1),
+    ("make_sock", 1 << 9, 1),
+    ("make_fifo", 1 << 10, 1),
+    ("make_block", 1 << 11, 1),
+    ("make_sym", 1 << 12, 1),
+    ("refer", 1 << 13, 2),
+    ("truncate", 1 << 14, 3),
+    ("ioctl_dev", 1 << 15, 5),
+)
+# Rights that apply to a file (a rule on a non-directory may only grant these).
+_FILE_RIGHTS = {"execute", "write_file", "read_file", "truncate", "ioctl_dev"}
+_READ_RIGHTS = {"execute", "read_file", "read_dir"}
+
+# Below ABI 3 truncate(2) is not checked, so a file outside every write root could still be
+# emptied: confinement would be partial. bvisor refuses rather than install it.
+ABI_FLOOR = 3
 
 
 def abi_version() -> int:
     """The landlock ABI this kernel offers; 0 when landlock is absent or disabled."""
     try:
-        return libc.syscall("landlock_create_ruleset", None, 0, _LANDLOCK_CREATE_RULESET_VERSION)
+        return libc.syscall("landlock_create_ruleset", None, 0, _CREATE_RULESET_VERSION)
     except OSError:
         return 0
+
+
+def handled_rights(abi: int) -> int:
+    return sum(bit for _, bit, since in RIGHTS if since <= abi)
+
+
+def right_names(mask: int) -> list:
+    return [name for name, bit, _ in RIGHTS if mask & bit]
+
+
+def access_mask(abi: int, writable: bool, is_directory: bool) -> int:
+    """A read root grants read and execute; a write root grants every handled right."""
+    names = {name for name, _, since in RIGHTS if since <= abi}
+    if not writable:
+        names &= _READ_RIGHTS
+    if not is_directory:
+        names &= _FILE_RIGHTS
+    return sum(bit for name, bit, _ in RIGHTS if name in names)
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64)]
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1  # the uapi struct is __attribute__((packed))
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def create_ruleset(abi: int) -> int:
+    """A ruleset fd (close-on-exec) handling every filesystem right of ``abi``."""
+    attr = _RulesetAttr(handled_rights(abi))
+    return libc.syscall("landlock_create_ruleset", ctypes.byref(attr), ctypes.sizeof(attr), 0)
+
+
+def add_rule(ruleset: int, root_fd: int, allowed: int) -> None:
+    attr = _PathBeneathAttr(allowed, root_fd)
+    libc.syscall("landlock_add_rule", ruleset, _RULE_PATH_BENEATH, ctypes.byref(attr), 0)
+
+
+def restrict_self(ruleset: int) -> None:
+    libc.syscall("landlock_restrict_self", ruleset, 0)

@@ -14,8 +14,8 @@ MACHINE = os.uname().machine
 # Syscall numbers without a libc wrapper, per architecture. landlock_* share numbers on every
 # architecture (they postdate the unified table); seccomp(2) does not.
 _SYSCALLS = {
-    "x86_64": {"seccomp": 317, "landlock_create_ruleset": 444},
-    "aarch64": {"seccomp": 277, "landlock_create_ruleset": 444},
+    "x86_64": {"seccomp": 317, "landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446},
+    "aarch64": {"seccomp": 277, "landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446},
 }
 
 

@@ -6,12 +6,27 @@ result goes to stdout as ``name=value`` lines — no workload runs in this mode.
 
 import os
 
-from bvisor.launcher import childproc, landlock, netns, seccomp, userns
+from bvisor.launcher import childproc, landlock, mounts, netns, seccomp, userns
 
 
 def _userns_netns() -> None:
     userns.enter(netns.CLONE_NEWNET)
     netns.attest()
+
+
+def _userns_mount() -> None:
+    userns.enter(mounts.CLONE_NEWNS)
+    mounts.make_private()
+    mounts.mount_temp_root("/tmp", 4096)
+
+
+def _landlock_restrict() -> None:
+    """Restrict a throwaway child with every right this ABI knows handled."""
+    abi = landlock.abi_version()
+    if abi < 1:
+        raise OSError(95, "landlock is not available")
+    seccomp.no_new_privs()
+    landlock.restrict_self(landlock.create_ruleset(abi))
 
 
 def _prove(action) -> str:
@@ -34,6 +49,8 @@ def main() -> None:
         "launcher_euid": str(os.geteuid()),
         "landlock_abi": str(landlock.abi_version()),
         "userns_netns": _prove(_userns_netns),
+        "userns_mount": _prove(_userns_mount),
+        "landlock_restrict": _prove(_landlock_restrict),
         "seccomp_filter": _prove(seccomp.install_allow_all),
     }
     os.write(1, "".join(f"{k}={v}\n" for k, v in facts.items()).encode())

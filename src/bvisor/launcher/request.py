@@ -6,6 +6,8 @@ slots and singleton roles, and every scheduled primitive must be one this launch
 out, in its frozen phase. Each failure is a ``Refusal`` naming the reason.
 """
 
+import posixpath
+
 import msgpack
 
 from bvisor.launcher import wire
@@ -27,25 +29,43 @@ class Slot:
         self.index, self.role, self.kind, self.writable = index, role, kind, writable
 
 
+class Bind:
+    __slots__ = ("source_slot", "source_path", "dest", "writable")
+
+    def __init__(self, source_slot: int, source_path: str, dest: str, writable: bool):
+        self.source_slot, self.source_path, self.dest, self.writable = source_slot, source_path, dest, writable
+
+
 class LaunchRequest:
     """What the launcher will do, after validation. Plain attributes, no behaviour."""
 
-    __slots__ = ("lowering_ids", "slots", "argv", "envp", "exe_slot", "user_namespace", "network_namespace")
+    __slots__ = (
+        "lowering_ids",
+        "slots",
+        "argv",
+        "envp",
+        "exe_slot",
+        "user_namespace",
+        "network_namespace",
+        "mount_namespace",
+        "temp_root",
+        "binds",
+        "landlock_floor",
+    )
 
-    def __init__(self, lowering_ids, slots, argv, envp, exe_slot, user_namespace, network_namespace):
-        self.lowering_ids = lowering_ids
-        self.slots = slots
-        self.argv = argv
-        self.envp = envp
-        self.exe_slot = exe_slot
-        self.user_namespace = user_namespace
-        self.network_namespace = network_namespace
+    def __init__(self, **fields):
+        for name in self.__slots__:
+            setattr(self, name, fields[name])
+
+    def roots(self) -> list:
+        """The landlock roots the host declared: ``(slot, writable)``."""
+        return [(s.index, s.role == "write_root") for s in self.slots if s.role in ("read_root", "write_root")]
 
 
 _BODY_KEYS = ("attempt_id", "plan_id", "h_a", "h_p", "h_l", "lowering", "descriptor_table", "target")
 _ENTRY_KEYS = ("id", "version", "phase_code", "param_digest", "decl_digest")
 _TARGET_REQUIRED = ("argv", "envp", "exe_slot")
-_TARGET_OPTIONAL = ("user_namespace", "network_namespace")
+_TARGET_OPTIONAL = ("user_namespace", "network_namespace", "mount_namespace", "temp_root", "binds", "landlock")
 _MAX_FD = 1 << 20
 
 
@@ -136,12 +156,71 @@ def build_request(fields: dict) -> LaunchRequest:
         raise Refusal("PlanInvalid", "target.exe_slot is not a declared target_exe slot")
     userns = _empty_request(target.get("user_namespace"), "target.user_namespace")
     netns = _empty_request(target.get("network_namespace"), "target.network_namespace")
-    if netns and not userns:
-        raise _invalid("network_namespace requires user_namespace")
+    mountns = _empty_request(target.get("mount_namespace"), "target.mount_namespace")
+    if (netns or mountns) and not userns:
+        raise _invalid("network_namespace and mount_namespace require user_namespace")
+    temp_root, binds = _temp_root(target.get("temp_root")), _binds(target.get("binds"), slots)
+    if (temp_root or binds) and not mountns:
+        raise _invalid("temp_root and binds require mount_namespace")
     schedule = [(e["id"], e["phase_code"]) for e in fields["lowering"]["entries"]]
-    request = LaunchRequest(schedule, slots, argv, envp, exe_slot, userns, netns)
+    request = LaunchRequest(
+        lowering_ids=schedule,
+        slots=slots,
+        argv=argv,
+        envp=envp,
+        exe_slot=exe_slot,
+        user_namespace=userns,
+        network_namespace=netns,
+        mount_namespace=mountns,
+        temp_root=temp_root,
+        binds=binds,
+        landlock_floor=_landlock_floor(target.get("landlock")),
+    )
     _check_primitives(request)
     return request
+
+
+def _absolute(value, name: str) -> str:
+    path = _text(value, name)
+    if not path.startswith("/") or posixpath.normpath(path) != path:
+        raise _invalid(f"{name} must be a normalized absolute path")
+    return path
+
+
+def _temp_root(value):
+    if value is None:
+        return None
+    fields = _fields(value, "target.temp_root", ("path", "size_bytes"))
+    size = _typed(fields["size_bytes"], int, "target.temp_root.size_bytes")
+    if size <= 0:
+        raise _invalid("target.temp_root.size_bytes must be positive")
+    return _absolute(fields["path"], "target.temp_root.path"), size
+
+
+def _binds(value, slots) -> list:
+    if value is None:
+        return []
+    sources = {s.index for s in slots if s.role == "expose_source"}
+    binds = []
+    for i, raw in enumerate(_typed(value, list, "target.binds")):
+        f = _fields(raw, f"target.binds[{i}]", ("source_slot", "source_path", "dest", "writable"))
+        slot = _fd_number(f["source_slot"], f"target.binds[{i}].source_slot")
+        if slot not in sources:
+            raise _invalid(f"target.binds[{i}].source_slot {slot} is not a declared expose_source slot")
+        path, dest = _absolute(f["source_path"], "source_path"), _absolute(f["dest"], "dest")
+        binds.append(Bind(slot, path, dest, _typed(f["writable"], bool, f"target.binds[{i}].writable")))
+    if not binds:
+        raise _invalid("target.binds is empty (omit it instead)")
+    return binds
+
+
+def _landlock_floor(value):
+    if value is None:
+        return None
+    floor = _typed(_fields(value, "target.landlock", ("abi_floor",))["abi_floor"], int, "target.landlock.abi_floor")
+    if floor < 1:
+        raise _invalid("target.landlock.abi_floor must be at least 1")
+    return floor
 
 
 def _empty_request(value, name: str) -> bool:
@@ -191,3 +270,11 @@ def _check_primitives(request: LaunchRequest) -> None:
             raise Refusal("MissingPrimitive", f"plan does not schedule {required}")
     if ids[-1] != wire.ID_EXEC:
         raise Refusal("PlanInvalid", "linux.exec.v1 must be the last primitive")
+    # A primitive is scheduled exactly when the target carries its parameters.
+    for primitive, present in (
+        (wire.ID_MOUNT_TEMP_ROOT, request.temp_root is not None),
+        (wire.ID_MOUNT_BIND, bool(request.binds)),
+        (wire.ID_LANDLOCK_APPLY, request.landlock_floor is not None),
+    ):
+        if (primitive in ids) != present:
+            raise Refusal("PlanInvalid", f"{primitive} scheduled={primitive in ids} but its target parameters present={present}")

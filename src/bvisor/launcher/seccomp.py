@@ -1,4 +1,5 @@
-"""seccomp: syscall filtering. For now, only the proof that filter mode can be installed."""
+"""seccomp: syscall filtering (for now, only the proof that filter mode can be installed) and
+no_new_privs, which every filter and landlock domain needs."""
 
 import ctypes
 
@@ -18,6 +19,13 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
+def no_new_privs() -> str:
+    """No exec can grant privileges again (setuid bits, file capabilities): required before an
+    unprivileged process may install a seccomp filter or restrict itself with landlock."""
+    libc.call("prctl", _PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    return "no_new_privs=1"
+
+
 def install_allow_all() -> None:
     """Install a filter that allows everything: proves filter mode works, changes nothing.
 
@@ -25,5 +33,5 @@ def install_allow_all() -> None:
     """
     program = (_SockFilter * 1)(_SockFilter(_BPF_RET_K, 0, 0, _SECCOMP_RET_ALLOW))
     fprog = _SockFprog(1, program)
-    libc.call("prctl", _PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    no_new_privs()
     libc.syscall("seccomp", _SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(fprog))

@@ -22,16 +22,21 @@ PHASE_FD_HYGIENE = 3
 PHASE_POLICY_INSTALL = 4
 PHASE_LAUNCH = 5
 
+ID_MOUNT_TEMP_ROOT = "linux.mount.temp_root.v1"
+ID_MOUNT_BIND = "linux.mount.bind.v1"
 ID_AMBIENT_SCRUB = "linux.ambient.scrub.v1"
 ID_LANDLOCK_APPLY = "linux.landlock.apply.v1"
 ID_SECCOMP_APPLY = "linux.seccomp.apply.v1"
 ID_EXEC = "linux.exec.v1"
 
 # The primitives this launcher can carry out, with the phase each must be scheduled in.
-# Landlock and seccomp ids are reserved wire constants; until their mechanisms land, a plan
-# naming them is refused (MissingPrimitive) rather than run without them.
+# The seccomp id is a reserved wire constant; until its mechanism lands, a plan naming it is
+# refused (MissingPrimitive) rather than run without it.
 IMPLEMENTED_PRIMITIVES = {
+    ID_MOUNT_TEMP_ROOT: PHASE_FS_SETUP,
+    ID_MOUNT_BIND: PHASE_FS_SETUP,
     ID_AMBIENT_SCRUB: PHASE_FD_HYGIENE,
+    ID_LANDLOCK_APPLY: PHASE_POLICY_INSTALL,
     ID_EXEC: PHASE_LAUNCH,
 }
 
@@ -43,10 +48,20 @@ ENV_CONTROL_FD = "BVISOR_CONTROL_FD"
 
 # Descriptor-table vocabulary (string values on the wire).
 ROLES = frozenset(
-    {"read_root", "write_root", "target_exe", "cgroup_dir", "stdin", "stdout", "stderr", "control_channel"}
+    {
+        "read_root",
+        "write_root",
+        "expose_source",
+        "target_exe",
+        "cgroup_dir",
+        "stdin",
+        "stdout",
+        "stderr",
+        "control_channel",
+    }
 )
-REPEATABLE_ROLES = frozenset({"read_root", "write_root"})
-KINDS = frozenset({"directory", "regular", "socket", "pipe"})
+REPEATABLE_ROLES = frozenset({"read_root", "write_root", "expose_source"})
+KINDS = frozenset({"directory", "regular", "char_device", "socket", "pipe"})
 
 # Launcher states, in the order a successful run reports them; the last three are terminal.
 STATES = (

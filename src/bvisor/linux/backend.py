@@ -9,10 +9,15 @@ import errno
 import os
 import time
 
-from bvisor.backends.observed import Rusage, execution_record, uncapped_budget_profile
+import msgspec
+
+from bvisor.backends.observed import UNBOUNDED, Rusage, execution_record, uncapped_budget_profile
 from bvisor.capture import RunIO
 from bvisor.contract import (
     BackendProfile,
+    BudgetAvailability,
+    BudgetProfile,
+    Capability,
     BackendProfileSnapshot,
     BoundaryPlan,
     CeilingCell,
@@ -27,7 +32,9 @@ from bvisor.contract import (
     SupportVerdict,
     UNSUPPORTED,
 )
+from bvisor.launcher import landlock
 from bvisor.linux import probe
+from bvisor.linux.filesystem import requirement_grants
 from bvisor.linux.launch import (
     CONFINEMENT_UNAVAILABLE_FACT,
     HarnessError,
@@ -75,12 +82,12 @@ MECHANISMS = {
     K.Environment: "explicit_envp",
     K.InheritedFdsNone: "fd_scrub",
     K.NetworkDenyAll: "empty_netns",
+    K.Filesystem: "landlock",
+    K.TempRoot: "private_tmpfs",
+    K.ExposePath: "bind_mount",
 }
 
 _NOT_YET = {
-    K.Filesystem: "landlock confinement",
-    K.TempRoot: "a private tmpfs temp root",
-    K.ExposePath: "bind-mounted exposed paths",
     K.ChildSpawnDenyNewTasks: "the seccomp child-spawn filter",
     K.ChildSpawnAllowThreads: "the seccomp threads-only filter",
     K.ChildSpawnAllowDescendants: "a cgroup-bounded run tree",
@@ -114,9 +121,11 @@ def linux_ceiling(facts: dict) -> list:
             "the launcher cannot create a user + network namespace here "
             f"({facts.get('launcher.userns_netns')}; user.max_user_namespaces="
             f"{facts.get('sysctl.user.max_user_namespaces', '?')})",
-            "allow unprivileged user namespaces (sysctl user.max_user_namespaces > 0; "
-            "kernel.unprivileged_userns_clone=1 or kernel.apparmor_restrict_unprivileged_userns=0 where present)",
+            _USERNS_REMEDIATION,
         )
+    cells[K.Filesystem] = _filesystem_cell(facts)
+    for kind in (K.TempRoot, K.ExposePath):
+        cells[kind] = _mount_cell(kind, facts)
     cells[K.NetworkAllowList] = _unsupported(
         K.NetworkAllowList,
         "an allow-list needs a network broker, which bvisor does not have",
@@ -125,6 +134,52 @@ def linux_ceiling(facts: dict) -> list:
     for kind, mechanism in _NOT_YET.items():
         cells[kind] = _unsupported(kind, f"{mechanism} is not implemented by this bvisor version", "omit this requirement")
     return list(cells.values())
+
+
+_USERNS_REMEDIATION = (
+    "allow unprivileged user namespaces (sysctl user.max_user_namespaces > 0; "
+    "kernel.unprivileged_userns_clone=1 or kernel.apparmor_restrict_unprivileged_userns=0 where present)"
+)
+
+
+def _filesystem_cell(facts: dict) -> CeilingCell:
+    abi = int(facts.get("launcher.landlock_abi", "0") or 0)
+    restrict = facts.get("launcher.landlock_restrict")
+    if abi < landlock.ABI_FLOOR:
+        return _unsupported(
+            K.Filesystem,
+            f"landlock ABI {abi} is below {landlock.ABI_FLOOR}: truncate(2) outside the write roots would not be "
+            "confined (ABI 3), so confinement would be partial",
+            "use a kernel with landlock ABI 3 or later (Linux 6.2+) and landlock in the lsm= boot list",
+        )
+    if restrict != "ok":
+        return _unsupported(K.Filesystem, f"the launcher cannot restrict itself with landlock here ({restrict})", "enable landlock")
+    return _enforced(K.Filesystem)
+
+
+def _mount_cell(kind: RequirementKind, facts: dict) -> CeilingCell:
+    proof = facts.get("launcher.userns_mount")
+    if proof != "ok":
+        return _unsupported(kind, f"the launcher cannot create a private mount namespace here ({proof})", _USERNS_REMEDIATION)
+    return _enforced(kind)
+
+
+def landlock_summary(facts: dict) -> str:
+    """The ABI and the rights a ruleset handles on this host, for ``bvisor probe``."""
+    abi = int(facts.get("launcher.landlock_abi", "0") or 0)
+    return f"abi={abi} handled={','.join(landlock.right_names(landlock.handled_rights(abi))) or 'none'}"
+
+
+def linux_budget_profile(facts: dict) -> BudgetProfile:
+    """Storage is capped by the temp root's tmpfs size where mount namespaces work (the
+    temp root is the only storage a boundary owns); everything else is watched."""
+    profile = uncapped_budget_profile()
+    if facts.get("launcher.userns_mount") != "ok":
+        return profile
+    storage = BudgetAvailability(
+        available=UNBOUNDED, enforcement=Enforcement.Enforced, evidence=frozenset(), mechanism="tmpfs_size:enforced"
+    )
+    return msgspec.structs.replace(profile, storage=storage)
 
 
 class LinuxBackend:
@@ -155,7 +210,7 @@ class LinuxBackend:
         facts = {**probe.read_live(), **self._proven, **self._overrides}
         # An overridden fact is marked, so a plan made on a simulated host says so.
         facts.update({f"override.{name}": "forced" for name in self._overrides})
-        return BackendProfileSnapshot.of(BACKEND_ID, facts, uncapped_budget_profile())
+        return BackendProfileSnapshot.of(BACKEND_ID, facts, linux_budget_profile(facts))
 
     def profile(self, snapshot: BackendProfileSnapshot) -> BackendProfile:
         return BackendProfile(backend=BACKEND_ID, cells=linux_ceiling({f.name: f.value for f in snapshot.facts}))
@@ -165,6 +220,11 @@ class LinuxBackend:
 
     def mechanism(self, kind: RequirementKind, enforcement: Enforcement) -> str:
         return f"linux:{MECHANISMS.get(kind, 'none')}:{enforcement.value}"
+
+    def grants(self, requirement, snapshot: BackendProfileSnapshot) -> list:
+        if isinstance(requirement, Capability.Filesystem):
+            return [grant.describe() for grant in requirement_grants(requirement, snapshot)]
+        return []
 
     def execute(self, plan: BoundaryPlan, attempt_id: str, io: RunIO) -> ExecutionRecord:
         started_ns, clock = time.time_ns(), time.monotonic_ns()
@@ -213,9 +273,18 @@ _EXEC_ERRNO_FACT = {errno.ENOENT: "exe_not_found", errno.ENOTDIR: "exe_not_found
 
 def required_attestations(lowered: LoweredLaunch) -> list:
     """The launcher notes that must be present before a run may count as confined."""
+    target = lowered.plan.body.target if lowered.plan is not None else None
     notes = ["fd_scrub", "environment=exact"]
     if lowered.deny_network:
         notes += ["user_namespace=mapped", "network_namespace=empty_netns"]
+    if target is not None and target.mount_namespace is not None:
+        notes += ["user_namespace=mapped", "mount_namespace=private"]
+    if target is not None and target.temp_root is not None:
+        notes.append(f"temp_root=tmpfs path={target.temp_root.path}")
+    for bind in (target.binds or []) if target is not None else []:
+        notes.append(f"bind dest={bind.dest}")
+    if target is not None and target.landlock is not None:
+        notes.append("landlock=restricted installed=true")
     return notes
 
 

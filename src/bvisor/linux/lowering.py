@@ -7,24 +7,30 @@ primitives with real declaration and parameter digests, and the exe opened as an
 
 import errno
 import os
+import stat
 
 import blake3
 
-from bvisor.contract import BoundaryPlan, Capability, NetPolicy, ObservedFact, Workload
+from bvisor.contract import BoundaryPlan, BudgetDimension, Capability, HostControl, NetPolicy, ObservedFact, Workload
 from bvisor.contract.identity import canonical_bytes
-from bvisor.launcher import wire
+from bvisor.launcher import landlock, wire
+from bvisor.linux.filesystem import filesystem_grants
 from bvisor.linux.launch import AuthorityFd
 from bvisor.linux.protocol import (
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,
     DescriptorSlotV1,
+    BindRequest,
+    LandlockRequest,
     LinuxLaunchBodyV1,
     LinuxLaunchPlanV1,
     LoweringWireEntryV1,
     LoweringWireV1,
+    MountNsRequest,
     NetworkNsRequest,
     TargetSpecV1,
+    TempRootRequest,
     UserNsRequest,
     lowering_hash,
 )
@@ -75,10 +81,62 @@ def open_exe(path: str) -> int:
     except OSError as exc:
         fact = "exe_not_found" if exc.errno in (errno.ENOENT, errno.ENOTDIR) else "exe_not_executable"
         raise LoweringFailed(fact, f"{path}: {exc.strerror}", caller_error=True, os_errno=exc.errno) from None
-    if not os.path.stat.S_ISREG(os.fstat(fd).st_mode):
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise LoweringFailed("exe_not_executable", f"{path}: not a regular file", caller_error=True, os_errno=errno.EACCES)
     return fd
+
+
+FIRST_ROOT_SLOT = 20
+MAX_ROOTS = 256
+
+_KIND_OF_MODE = (
+    (stat.S_ISDIR, DescriptorKind.Directory),
+    (stat.S_ISREG, DescriptorKind.Regular),
+    (stat.S_ISCHR, DescriptorKind.CharDevice),
+)
+
+
+def _open_authority(path: str, fact: str) -> tuple:
+    """An O_PATH fd on ``path`` and its descriptor kind; refuses what cannot be a root."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LoweringFailed(fact, f"{path}: {exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    for test, kind in _KIND_OF_MODE:
+        if test(mode):
+            return fd, kind
+    os.close(fd)
+    raise LoweringFailed(fact, f"{path}: not a directory, regular file or character device")
+
+
+class _Authorities:
+    """Host-opened handles in slot order; closed together if lowering fails half-way."""
+
+    def __init__(self):
+        self.table, self.fds = [], []
+
+    def add(self, path: str, role: DescriptorRole, fact: str) -> int:
+        if len(self.table) >= MAX_ROOTS:
+            raise LoweringFailed(fact, f"more than {MAX_ROOTS} roots and exposed paths")
+        fd, kind = _open_authority(path, fact)
+        slot = FIRST_ROOT_SLOT + len(self.table)
+        self.fds.append(AuthorityFd(slot, fd))
+        self.table.append(DescriptorSlotV1(slot_index=slot, role=role, expected=DescriptorShape(kind=kind, writable=False)))
+        return slot
+
+    def close(self) -> None:
+        for authority in self.fds:
+            os.close(authority.handle)
+
+
+def _temp_root(spec, budgets) -> TempRootRequest | None:
+    control = next((c for c in spec.controls if isinstance(c, HostControl.TempRoot)), None)
+    if control is None:
+        return None
+    storage = next(b for b in budgets if b.dimension is BudgetDimension.Storage)
+    return TempRootRequest(path=control.path, size_bytes=storage.limit)
 
 
 def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
@@ -92,14 +150,44 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
     deny_network = any(
         isinstance(c, Capability.Network) and isinstance(c.policy, NetPolicy.DenyAll) for c in spec.capabilities
     )
+    confine_fs = any(isinstance(c, Capability.Filesystem) for c in spec.capabilities)
+    grants = filesystem_grants(spec.capabilities, plan.profile)
+    exposed = [c for c in spec.controls if isinstance(c, HostControl.ExposePath)]
+    temp_root = _temp_root(spec, plan.budgets)
+    mount_ns = temp_root is not None or bool(exposed)
     argv = [spec.workload.exe, *spec.workload.args]
-    lowering = LoweringWireV1(
-        entries=[
-            _entry(wire.ID_AMBIENT_SCRUB, {"keep": ["stdio", "exe"]}),
-            _entry(wire.ID_EXEC, {"argv": argv, "env_names": [name for name, _ in envp]}),
+
+    authorities = _Authorities()
+    try:
+        for grant in grants:
+            role = DescriptorRole.WriteRoot if grant.writable else DescriptorRole.ReadRoot
+            authorities.add(grant.path, role, "filesystem_root_unavailable")
+        binds = [
+            BindRequest(
+                source_slot=authorities.add(e.source, DescriptorRole.ExposeSource, "expose_source_unavailable"),
+                source_path=e.source,
+                dest=e.dest,
+                writable=e.access.writes,
+            )
+            for e in exposed
         ]
-    )
+        exe_fd = open_exe(spec.workload.exe)
+    except BaseException:
+        authorities.close()
+        raise
+
+    entries = []
+    if temp_root is not None:
+        entries.append(_entry(wire.ID_MOUNT_TEMP_ROOT, temp_root))
+    if binds:
+        entries.append(_entry(wire.ID_MOUNT_BIND, binds))
+    entries.append(_entry(wire.ID_AMBIENT_SCRUB, {"keep": ["stdio", "exe"]}))
+    if confine_fs:
+        entries.append(_entry(wire.ID_LANDLOCK_APPLY, [[g.path, g.writable] for g in grants]))
+    entries.append(_entry(wire.ID_EXEC, {"argv": argv, "env_names": [name for name, _ in envp]}))
+    lowering = LoweringWireV1(entries=entries)
     exe_shape = DescriptorShape(kind=DescriptorKind.Regular, writable=False)
+    table = [DescriptorSlotV1(slot_index=wire.EXE_SLOT, role=DescriptorRole.TargetExe, expected=exe_shape)]
     launch_plan = LinuxLaunchPlanV1(
         body=LinuxLaunchBodyV1(
             attempt_id=bytes.fromhex(attempt_id),
@@ -108,13 +196,17 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
             h_p=bytes.fromhex(plan.profile_hash),
             h_l=lowering_hash(lowering),
             lowering=lowering,
-            descriptor_table=[DescriptorSlotV1(slot_index=wire.EXE_SLOT, role=DescriptorRole.TargetExe, expected=exe_shape)],
+            descriptor_table=table + authorities.table,
             target=TargetSpecV1(
                 argv=argv,
                 envp=envp,
                 exe_slot=wire.EXE_SLOT,
-                user_namespace=UserNsRequest() if deny_network else None,
+                user_namespace=UserNsRequest() if deny_network or mount_ns else None,
                 network_namespace=NetworkNsRequest() if deny_network else None,
+                mount_namespace=MountNsRequest() if mount_ns else None,
+                temp_root=temp_root,
+                binds=binds or None,
+                landlock=LandlockRequest(abi_floor=landlock.ABI_FLOOR) if confine_fs else None,
             ),
         )
     )
@@ -124,5 +216,13 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
     ]
     if deny_network:
         facts.append(ObservedFact(kind="network_lowered", detail="new user namespace + empty network namespace"))
-    exe_fd = open_exe(spec.workload.exe)
-    return LoweredLaunch(launch_plan, [AuthorityFd(wire.EXE_SLOT, exe_fd)], facts, deny_network)
+    if confine_fs:
+        granted = "; ".join([g.describe() for g in grants] + [f"read {spec.workload.exe} (the workload's exe)"])
+        facts.append(ObservedFact(kind="filesystem_confined", detail=f"landlock abi>={landlock.ABI_FLOOR}; granted: {granted}"))
+    else:
+        facts.append(ObservedFact(kind="filesystem_unconfined", detail="no Filesystem requirement: the host filesystem is visible"))
+    if temp_root is not None:
+        facts.append(ObservedFact(kind="mount_planned", detail=f"tmpfs {temp_root.path} size={temp_root.size_bytes}"))
+    for bind in binds:
+        facts.append(ObservedFact(kind="mount_planned", detail=f"bind {bind.source_path} -> {bind.dest} writable={str(bind.writable).lower()}"))
+    return LoweredLaunch(launch_plan, [AuthorityFd(wire.EXE_SLOT, exe_fd), *authorities.fds], facts, deny_network)

@@ -7,6 +7,7 @@ enough to run at every plan and before every execute, to detect drift.
 
 import os
 
+from bvisor.linux.filesystem import probe_system_roots
 from bvisor.linux.launch import probe_launcher
 
 _SYSCTLS = (
@@ -30,6 +31,7 @@ def read_live() -> dict:
         value = _read(f"/proc/sys/{name}")
         if value is not None:
             facts["sysctl." + name.replace("/", ".")] = value
+    facts.update(probe_system_roots())
     return facts
 
 

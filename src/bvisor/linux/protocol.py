@@ -16,6 +16,7 @@ from bvisor.launcher import wire
 class DescriptorRole(enum.Enum):
     ReadRoot = "read_root"
     WriteRoot = "write_root"
+    ExposeSource = "expose_source"
     TargetExe = "target_exe"
     CgroupDir = "cgroup_dir"
     Stdin = "stdin"
@@ -27,6 +28,7 @@ class DescriptorRole(enum.Enum):
 class DescriptorKind(enum.Enum):
     Directory = "directory"
     Regular = "regular"
+    CharDevice = "char_device"
     Socket = "socket"
     Pipe = "pipe"
 
@@ -64,12 +66,42 @@ class NetworkNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Birth the child in a new, empty network namespace (requires ``user_namespace``)."""
 
 
+class MountNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Birth the child in a new, private mount namespace (requires ``user_namespace``)."""
+
+
+class TempRootRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A private tmpfs of ``size_bytes`` mounted at ``path``."""
+
+    path: str
+    size_bytes: int
+
+
+class BindRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Bind the object the host opened at ``source_slot`` (found at ``source_path``) to ``dest``."""
+
+    source_slot: int
+    source_path: str
+    dest: str
+    writable: bool
+
+
+class LandlockRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Restrict the child to the read/write root slots; refuse below ``abi_floor``."""
+
+    abi_floor: int
+
+
 class TargetSpecV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     argv: list[str]
     envp: list[tuple[str, str]]
     exe_slot: int
     user_namespace: UserNsRequest | None = None
     network_namespace: NetworkNsRequest | None = None
+    mount_namespace: MountNsRequest | None = None
+    temp_root: TempRootRequest | None = None
+    binds: list[BindRequest] | None = None
+    landlock: LandlockRequest | None = None
 
 
 class LinuxLaunchBodyV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
