@@ -64,9 +64,12 @@ def cmd_probe(args) -> int:
     if args.json:
         print(msgspec.json.format(msgspec.json.encode({"snapshot": snapshot, "profile": profile}).decode()))
         return 0
+    from bvisor.linux.backend import landlock_summary
+
     print("host facts:")
     for fact in snapshot.facts:
         print(f"  {fact.name:<40} {fact.value}")
+    print(f"\nlandlock: {landlock_summary({f.name: f.value for f in snapshot.facts})}")
     print("\nrequirement kinds on this host (backend linux):")
     for cell in profile.cells:
         print(f"  {cell.kind.value:<30} {cell.verdict.enforcement.value:<12} {cell.mechanism}")

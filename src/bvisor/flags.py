@@ -118,14 +118,25 @@ def resolve_exe(command: str) -> str:
     return os.path.abspath(found)
 
 
+def _existing_paths(flag: str, paths: list) -> list:
+    """Absolute paths of roots that exist now: a typo is bad input, not a refused run."""
+    resolved = []
+    for path in paths:
+        absolute = os.path.abspath(path)
+        if not os.path.exists(absolute):
+            raise FlagError(f"{flag}: {path} does not exist")
+        resolved.append(absolute)
+    return resolved
+
+
 def _filesystem(ro: list, rw: list, system_roots: bool) -> list:
     caps = []
     if ro:
-        caps.append(Capability.Filesystem(access=FsAccess.Read, roots=[os.path.abspath(p) for p in ro], system_roots=system_roots))
+        caps.append(Capability.Filesystem(access=FsAccess.Read, roots=_existing_paths("--ro", ro), system_roots=system_roots))
     if rw:
-        caps.append(
-            Capability.Filesystem(access=FsAccess.ReadWrite, roots=[os.path.abspath(p) for p in rw], system_roots=system_roots)
-        )
+        caps.append(Capability.Filesystem(access=FsAccess.ReadWrite, roots=_existing_paths("--rw", rw), system_roots=system_roots))
+    if system_roots is False and not caps:
+        raise FlagError("--no-system-roots: only meaningful with --ro or --rw")
     return caps
 
 
