@@ -103,6 +103,8 @@ def test_network_attestations_are_required_only_when_deny_all_was_lowered():
         (LauncherState.SetupFaulted, ["child_failed step=exec errno=13 detail=x"], Outcome.Failed, "exe_not_executable"),
         (LauncherState.SetupFaulted, ["child_failed step=exec errno=7 detail=x"], Outcome.Failed, "exec_arguments_too_long"),
         (LauncherState.SetupFaulted, ["child_failed step=identity errno=1 detail=x"], Outcome.Unsupported, "confinement_unavailable"),
+        (LauncherState.SetupFaulted, ["child_failed step=visibility errno=2 detail=mountpoint /x does not exist"], Outcome.Unsupported, "mountpoint_missing"),
+        (LauncherState.SetupFaulted, ["child_failed step=visibility errno=1 detail=x"], Outcome.SupervisorFault, None),
         (LauncherState.SetupFaulted, ["fault: internal"], Outcome.SupervisorFault, None),
         (None, [], Outcome.SupervisorFault, None),
     ],

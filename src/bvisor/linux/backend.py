@@ -268,6 +268,11 @@ def observation_facts(obs: LaunchObservation) -> list:
     return facts
 
 
+def _child_failure_detail(obs: LaunchObservation) -> str:
+    note = next((n for n in obs.notes if n.startswith("child_failed ")), "")
+    return note.partition(" detail=")[2] or note
+
+
 _EXEC_ERRNO_FACT = {errno.ENOENT: "exe_not_found", errno.ENOTDIR: "exe_not_found", errno.E2BIG: "exec_arguments_too_long"}
 
 
@@ -307,6 +312,9 @@ def judge(obs: LaunchObservation, lowered: LoweredLaunch):
         code = int(failed.get("errno", "0"))
         fact = _EXEC_ERRNO_FACT.get(code, "exe_not_executable")
         return Outcome.Failed, None, [ObservedFact(kind=fact, detail=f"exec failed: {os.strerror(code)}")]
+    if obs.terminal is LauncherState.SetupFaulted and failed.get("step") == "visibility" and failed.get("errno") == str(errno.ENOENT):
+        # The spec names a mountpoint this host does not have: the caller's to fix, not a fault.
+        return Outcome.Unsupported, None, [ObservedFact(kind="mountpoint_missing", detail=_child_failure_detail(obs))]
     if launch_confinement_unavailable(obs):
         detail = f"step={failed.get('step')} errno={failed.get('errno')}"
         return Outcome.Unsupported, None, [ObservedFact(kind=CONFINEMENT_UNAVAILABLE_FACT, detail=detail)]
