@@ -192,6 +192,8 @@ _ROUTINE_FACTS = frozenset(
         "filesystem_confined",
         "filesystem_unconfined",
         "mount_planned",
+        "mount_made",
+        "landlock_installed",
     }
 )
 _LAUNCHER_VERDICTS = ("fault:", "refusal=", "child_failed")

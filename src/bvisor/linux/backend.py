@@ -263,6 +263,10 @@ def observation_facts(obs: LaunchObservation) -> list:
     terminal = obs.terminal.value if obs.terminal else "none"
     facts = [ObservedFact(kind="launcher_terminal", detail=f"{terminal} launcher_exit={obs.launcher_exit}")]
     facts += [ObservedFact(kind="launcher_note", detail=note) for note in obs.notes]
+    # What the launcher attests it installed, restated as facts of their own.
+    facts += [ObservedFact(kind="mount_made", detail=n) for n in obs.notes if n.startswith(("temp_root=", "bind dest="))]
+    if obs.note_fields("landlock=restricted installed=true") is not None:
+        facts += [ObservedFact(kind="landlock_installed", detail=n) for n in obs.notes if n.startswith("landlock abi=")]
     if obs.held_open:
         facts.append(ObservedFact(kind="stream_held_open", detail=f"{obs.held_open} still open after the launcher exited"))
     return facts

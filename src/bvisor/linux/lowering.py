@@ -139,6 +139,14 @@ def _temp_root(spec, budgets) -> TempRootRequest | None:
     return TempRootRequest(path=control.path, size_bytes=storage.limit)
 
 
+def _shadowed_roots(grants, temp_root) -> list:
+    """Roots beneath the temp root would be hidden by its tmpfs: bind them back in place."""
+    if temp_root is None:
+        return []
+    inside = temp_root.path.rstrip("/") + "/"
+    return [(g.path, g.path, g.writable) for g in grants if g.path.startswith(inside)]
+
+
 def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
     spec = plan.spec
     if not isinstance(spec.workload, Workload.Process):
@@ -164,12 +172,13 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
             authorities.add(grant.path, role, "filesystem_root_unavailable")
         binds = [
             BindRequest(
-                source_slot=authorities.add(e.source, DescriptorRole.ExposeSource, "expose_source_unavailable"),
-                source_path=e.source,
-                dest=e.dest,
-                writable=e.access.writes,
+                source_slot=authorities.add(source, DescriptorRole.ExposeSource, "expose_source_unavailable"),
+                source_path=source,
+                dest=dest,
+                writable=writable,
             )
-            for e in exposed
+            for source, dest, writable in [(e.source, e.dest, e.access.writes) for e in exposed]
+            + _shadowed_roots(grants, temp_root)
         ]
         exe_fd = open_exe(spec.workload.exe)
     except BaseException:
