@@ -282,3 +282,54 @@ def host_read_uid(pid: int):
 def identity_uid(identity: str) -> int:
     """The uid a workload launched under ``launcher_as(identity)`` runs as (outside any userns)."""
     return 65534 if identity == "unprivileged" and os.geteuid() == 0 else os.geteuid()
+
+
+# --- Mount-namespace readers and shared host dirs, for the temp-root and expose-path oracles ---
+
+
+def _unescape_mount_field(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as ``\\ooo`` octal."""
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def host_read_mountinfo(pid):
+    """``/proc/<pid>/mountinfo`` rows as ``(mount_point, fstype, mount_options, super_options)``,
+    in the kernel's order (a later row at the same point covers an earlier one), or None."""
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    rows = []
+    for line in lines:
+        head, _, tail = line.partition(" - ")
+        fields, after = head.split(), tail.split()
+        if len(fields) >= 6 and len(after) >= 3:
+            rows.append((_unescape_mount_field(fields[4]), after[0], fields[5], after[2]))
+    return rows
+
+
+def host_mount_at(pid, path: str):
+    """The topmost mount at ``path`` in ``pid``'s mount namespace (see host_read_mountinfo), or None."""
+    rows = [row for row in host_read_mountinfo(pid) or [] if row[0] == path]
+    return rows[-1] if rows else None
+
+
+def shared_host_dir(prefix: str, mode: int = 0o755, parent: str = "/tmp") -> str:
+    """A fresh host directory uid 65534 can traverse (pytest's tmp_path sits under a 0700 dir).
+    The caller removes it (shutil.rmtree)."""
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    os.chmod(path, mode)
+    return path
+
+
+def host_paths_named(marker: str, top: str = "/tmp") -> list:
+    """Every path under ``top`` (not following symlinks) whose name contains ``marker``."""
+    found = []
+    for directory, dirs, files in os.walk(top, onerror=lambda _: None):
+        found += [os.path.join(directory, n) for n in dirs + files if marker in n]
+    return found

@@ -1,0 +1,566 @@
+"""ExposePath — a host path bound at a declared dest inside the boundary, read-only or
+read-write as declared, in the run's private mount namespace.
+
+Sources are fresh host directories under /tmp that uid 65534 can traverse and write
+(0777/0666), so a denied write is the mount's doing (EROFS), never a permission bit. Dests
+are either existing host directories (left empty by the host) or paths inside the temp root,
+which the launcher creates in the private tmpfs. Channel A (host): while the workload is
+parked, the host reads its mount namespace from outside — ``/proc/<pid>/mountinfo`` must show
+the dest with ``ro``/``rw`` as declared, and the dest seen through ``/proc/<pid>/root`` must be
+the source (same device and inode) — and reads the source on disk: unchanged after a denied
+write, holding the new file after an allowed one; the host's own dest stays empty.
+Channel B (workload): released, it reads the exposed file, tries to write, and reports every
+result through its captured stdout. Every positive test runs with the launcher as the caller
+and as uid 65534. A dest that does not exist (outside any temp root) ends the run before the
+workload with ``mountpoint_missing``; with a Filesystem capability the dest gets its declared
+access in landlock while the source path itself stays denied; the workload (root in its user
+namespace) cannot remount a read-only bind read-write; a host without unprivileged
+mount namespaces refuses ExposePath at plan. The control runs the same workload without
+ExposePath: the dest shows nothing of the source, so the oracle is not vacuous.
+"""
+
+import functools
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from bvisor import (
+    BackendRegistry,
+    BoundaryPlanner,
+    BoundaryRunner,
+    BoundarySpec,
+    BudgetRequirements,
+    Capability,
+    HostControl,
+    LinuxBackend,
+    MinGuarantee,
+    Outcome,
+    StdStreams,
+    Workload,
+)
+from bvisor.contract import BudgetRequest, FsAccess, RequirementKind
+from bvisor.contract.errors import UnsupportedRequirement
+from helpers import (
+    IDENTITIES,
+    PARK,
+    host_mount_at,
+    host_paths_named,
+    host_read_uid,
+    identity_uid,
+    launcher_as,
+    run_gated,
+    scan_proc_cmdline,
+    shared_host_dir,
+    unique_marker,
+)
+
+MIB = 1 << 20
+GATE = 10.0  # seconds the host waits for a workload to park: a liveness bound, not a timing assert
+READ_ONLY_FS = "Read-only file system"
+FILE = "exposed.txt"
+
+
+def budgets(storage: int = MIB) -> BudgetRequirements:
+    """The seed's uniform(8, Mediated), with an Enforced storage cap (the temp root's size)."""
+    return msgspec.structs.replace(
+        BudgetRequirements.uniform(8, MinGuarantee.Mediated),
+        storage=BudgetRequest(limit=storage, guarantee=MinGuarantee.Enforced),
+    )
+
+
+def spec_for(argv, controls=(), capabilities=()) -> BoundarySpec:
+    return BoundarySpec(
+        workload=Workload.Process(exe=argv[0], args=list(argv[1:])),
+        capabilities=list(capabilities),
+        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err()), *controls],
+        budgets=budgets(),
+    )
+
+
+@functools.cache
+def linux_backend(identity: str, userns_mount: str | None = None) -> LinuxBackend:
+    overrides = {"launcher.userns_mount": userns_mount} if userns_mount is not None else None
+    return LinuxBackend(launcher_as(identity), fact_overrides=overrides)
+
+
+def runner_for(backend, spec: BoundarySpec):
+    """Plan ``spec`` on ``backend`` (raises PlanError on refusal); return run(io) -> report."""
+    registry = BackendRegistry()
+    registry.register(backend)
+    admitted = BoundaryPlanner(registry).plan(spec, backend.id())
+    return lambda io: BoundaryRunner(registry).run(admitted, io)
+
+
+def expose(source: str, dest: str, access: FsAccess) -> HostControl.ExposePath:
+    return HostControl.ExposePath(source=source, dest=dest, access=access)
+
+
+def facts_of(report, kind: str) -> list:
+    return [f.detail for f in report.body.observed if f.kind == kind]
+
+
+def reported(stdout: bytes, key: str):
+    """The rest of the workload's first ``KEY ...`` line, or None."""
+    for line in stdout.decode(errors="replace").splitlines():
+        if line.startswith(key + " "):
+            return line[len(key) + 1 :]
+    return None
+
+
+def read_text(path: str):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def dev_ino(path: str):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class Source:
+    """A host directory holding one file with unique content, writable by anyone."""
+
+    def __init__(self, parent: str = "/tmp"):
+        self.dir = shared_host_dir("bvisor-expose-src-", 0o777, parent)
+        self.content = f"exposed-{uuid.uuid4().hex}"
+        self.file = os.path.join(self.dir, FILE)
+        Path(self.file).write_text(self.content)
+        os.chmod(self.file, 0o666)
+
+    def listing(self) -> list:
+        return sorted(os.listdir(self.dir))
+
+
+@pytest.fixture
+def source():
+    made = Source()
+    try:
+        yield made
+    finally:
+        shutil.rmtree(made.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def host_dest():
+    """An existing, empty host directory to bind over; it must stay empty."""
+    path = shared_host_dir("bvisor-expose-dest-", 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def check_completed(failures: list, report) -> None:
+    if report.body.outcome != Outcome.Completed:
+        failures.append(f"the workload must run to Completed; got {report.body.outcome} {report.body.exit} facts={report.body.observed}")
+
+
+def check_identity(failures: list, identity: str, host: dict) -> None:
+    if host.get("uid") != identity_uid(identity):
+        failures.append(f"the {identity} workload must run as host uid {identity_uid(identity)}; the host read {host.get('uid')}")
+
+
+def check_bind_attested(failures: list, report, dest: str, writable: bool) -> None:
+    notes = facts_of(report, "launcher_note")
+    if not any(n.startswith("mount_namespace=private") for n in notes):
+        failures.append(f"the launcher must attest a private mount namespace; notes={notes}")
+    want = f"bind dest={dest} writable={str(writable).lower()} verified=dev_ino"
+    if want not in facts_of(report, "mount_made"):
+        failures.append(f"the report must record mount_made {want!r}; facts={report.body.observed}")
+
+
+def bind_view(src: Source, dest: str):
+    """Channel A: what the host reads of a parked workload with ``src`` bound at ``dest``."""
+
+    def inspect(pid: int) -> dict:
+        return {
+            "uid": host_read_uid(pid),
+            "mount": host_mount_at(pid, dest),
+            "dest_inside": dev_ino(f"/proc/{pid}/root{dest}"),
+            "source": dev_ino(src.dir),
+            "host_dest": sorted(os.listdir(dest)) if os.path.isdir(dest) else None,
+            "host_dest_exists": os.path.lexists(dest),
+            "source_listing": src.listing(),
+            "source_content": read_text(src.file),
+        }
+
+    return inspect
+
+
+def check_bind_channel_a(failures: list, host: dict, src: Source, dest: str, writable: bool) -> None:
+    if not host:
+        failures.append("CHANNEL A: the host never inspected the parked workload")
+        return
+    mount = host["mount"]
+    want = "rw" if writable else "ro"
+    if mount is None or want not in mount[2].split(","):
+        failures.append(f"CHANNEL A: /proc/<pid>/mountinfo must show a {want} mount at {dest}; got {mount}")
+    if host["dest_inside"] is None or host["dest_inside"] != host["source"]:
+        failures.append(f"CHANNEL A: the workload's {dest} must be the source (dev, ino) {host['source']}; got {host['dest_inside']}")
+
+
+# Reads the exposed file, tries to overwrite it and to create a new file, parks, reports.
+BIND_SCRIPT = (
+    'echo "CONTENT $(cat "$D/exposed.txt")"; '
+    'printf overwritten > "$D/exposed.txt"; echo "OVERWRITE-RC $?"; '
+    'printf "%s" "$1" > "$D/$0"; echo "CREATE-RC $?"; '
+    + PARK
+    + 'echo "AFTER $(cat "$D/exposed.txt")"'
+)
+
+
+def bind_argv(dest: str, marker: str, payload: str) -> list:
+    return ["/bin/sh", "-c", f"D={dest}; " + BIND_SCRIPT, marker, payload]
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_read_only_bind_shows_the_source_and_refuses_writes(identity, source, host_dest):
+    marker = unique_marker("BVISOR-EXPOSE-RO")
+    run = runner_for(
+        linux_backend(identity), spec_for(bind_argv(host_dest, marker, "payload"), [expose(source.dir, host_dest, FsAccess.Read)])
+    )
+    gated = run_gated(run, marker, bind_view(source, host_dest), timeout=GATE)
+    host = gated.inspected or {}
+    print(f"ExposePath ro [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+    failures = []
+    check_completed(failures, gated.result)
+    check_bind_channel_a(failures, host, source, host_dest, writable=False)
+    if host:
+        if host["source_content"] != source.content or host["source_listing"] != [FILE]:
+            failures.append(f"CHANNEL A: the source must be unchanged; content={host['source_content']!r} listing={host['source_listing']}")
+        if host["host_dest"] != []:
+            failures.append(f"CHANNEL A: the host's own dest must stay empty; it holds {host['host_dest']}")
+    check_identity(failures, identity, host)
+    if reported(gated.stdout, "CONTENT") != source.content:
+        failures.append(f"CHANNEL B: the workload must read the source's content; stdout={gated.stdout!r}")
+    for key in ("OVERWRITE-RC", "CREATE-RC"):
+        if reported(gated.stdout, key) in (None, "0"):
+            failures.append(f"CHANNEL B: {key}: a write through a read-only bind must fail; stdout={gated.stdout!r}")
+    if gated.stderr.decode(errors="replace").count(READ_ONLY_FS) != 2:
+        failures.append(f"CHANNEL B: both writes must fail with {READ_ONLY_FS!r} (EROFS, not a permission bit); stderr={gated.stderr!r}")
+    if reported(gated.stdout, "AFTER") != source.content:
+        failures.append(f"CHANNEL B: the file must read unchanged after the attempts; stdout={gated.stdout!r}")
+    if read_text(source.file) != source.content or source.listing() != [FILE]:
+        failures.append(f"after the run the source must be unchanged; listing={source.listing()}")
+    check_bind_attested(failures, gated.result, host_dest, writable=False)
+    assert not failures, f"read-only ExposePath oracle failures [{identity}]: {failures}"
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_read_write_bind_carries_the_workloads_writes_to_the_host(identity, source, host_dest):
+    marker = unique_marker("BVISOR-EXPOSE-RW")
+    payload = f"written-{uuid.uuid4().hex}"
+    run = runner_for(
+        linux_backend(identity), spec_for(bind_argv(host_dest, marker, payload), [expose(source.dir, host_dest, FsAccess.ReadWrite)])
+    )
+    gated = run_gated(run, marker, bind_view(source, host_dest), timeout=GATE)
+    host = gated.inspected or {}
+    print(f"ExposePath rw [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+    failures = []
+    check_completed(failures, gated.result)
+    check_bind_channel_a(failures, host, source, host_dest, writable=True)
+    if host:
+        if host["source_content"] != "overwritten":
+            failures.append(f"CHANNEL A: the host must see the overwrite in the source file; read {host['source_content']!r}")
+        if host["source_listing"] != sorted([FILE, marker]):
+            failures.append(f"CHANNEL A: the host must see the new file in the source; listing={host['source_listing']}")
+        if host["host_dest"] != []:
+            failures.append(f"CHANNEL A: the host's own dest must stay empty; it holds {host['host_dest']}")
+    check_identity(failures, identity, host)
+    if read_text(os.path.join(source.dir, marker)) != payload:
+        failures.append(f"the new file must hold the workload's content on the host; read {read_text(os.path.join(source.dir, marker))!r}")
+    if reported(gated.stdout, "CONTENT") != source.content:
+        failures.append(f"CHANNEL B: the workload must read the source's original content; stdout={gated.stdout!r}")
+    for key in ("OVERWRITE-RC", "CREATE-RC"):
+        if reported(gated.stdout, key) != "0":
+            failures.append(f"CHANNEL B: {key}: a write through a read-write bind must succeed; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+    if reported(gated.stdout, "AFTER") != "overwritten":
+        failures.append(f"CHANNEL B: the workload must read its own overwrite back; stdout={gated.stdout!r}")
+    check_bind_attested(failures, gated.result, host_dest, writable=True)
+    assert not failures, f"read-write ExposePath oracle failures [{identity}]: {failures}"
+
+
+@pytest.mark.parametrize("access", [FsAccess.Read, FsAccess.ReadWrite], ids=["ro", "rw"])
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_dest_inside_the_temp_root_is_created_privately(identity, access, source):
+    """dest /tmp/<marker>/data does not exist anywhere: the launcher creates it in the private
+    tmpfs (parents included). The source itself lives under /tmp — located before the tmpfs
+    hides it."""
+    marker = unique_marker("BVISOR-EXPOSE-INTMP")
+    dest = f"/tmp/{marker}/data"
+    payload = f"written-{uuid.uuid4().hex}"
+    spec = spec_for(bind_argv(dest, marker, payload), [HostControl.TempRoot(), expose(source.dir, dest, access)])
+    gated = run_gated(runner_for(linux_backend(identity), spec), marker, bind_view(source, dest), timeout=GATE)
+    host = gated.inspected or {}
+    print(f"ExposePath in temp root [{identity}/{access.value}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+    failures = []
+    check_completed(failures, gated.result)
+    check_bind_channel_a(failures, host, source, dest, writable=access.writes)
+    if host.get("host_dest_exists"):
+        failures.append(f"CHANNEL A: the dest {dest} must not appear on the host")
+    check_identity(failures, identity, host)
+    if reported(gated.stdout, "CONTENT") != source.content:
+        failures.append(f"CHANNEL B: the workload must read the source's content at {dest}; stdout={gated.stdout!r}")
+    want_rc = (lambda rc: rc == "0") if access.writes else (lambda rc: rc not in (None, "0"))
+    for key in ("OVERWRITE-RC", "CREATE-RC"):
+        if not want_rc(reported(gated.stdout, key)):
+            failures.append(f"CHANNEL B: {key} must {'succeed' if access.writes else 'fail'}; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+    expected_listing = sorted([FILE, marker]) if access.writes else [FILE]
+    if source.listing() != expected_listing:
+        failures.append(f"the source must hold {expected_listing} after the run; it holds {source.listing()}")
+    left = [p for p in host_paths_named(marker) if not p.startswith(source.dir + "/")]
+    if left:
+        failures.append(f"nothing of the private dest may remain on the host; found {left}")
+    if scan_proc_cmdline(marker) is not None:
+        failures.append("a process carrying the marker outlived the run")
+    check_bind_attested(failures, gated.result, dest, writable=access.writes)
+    assert not failures, f"ExposePath inside the temp root failures [{identity}/{access.value}]: {failures}"
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_single_file_can_be_exposed_read_only_inside_the_temp_root(identity, source):
+    marker = unique_marker("BVISOR-EXPOSE-FILE")
+    dest = f"/tmp/{marker}.txt"
+    script = 'echo "CONTENT $(cat "$0.txt")"; printf x > "$0.txt"; echo "WRITE-RC $?"; ' + PARK + "true"
+    argv = ["/bin/sh", "-c", script, f"/tmp/{marker}"]
+
+    def inspect(pid: int) -> dict:
+        return {"uid": host_read_uid(pid), "mount": host_mount_at(pid, dest), "inside": dev_ino(f"/proc/{pid}/root{dest}")}
+
+    spec = spec_for(argv, [HostControl.TempRoot(), expose(source.file, dest, FsAccess.Read)])
+    gated = run_gated(runner_for(linux_backend(identity), spec), marker, inspect, timeout=GATE)
+    host = gated.inspected or {}
+    failures = []
+    check_completed(failures, gated.result)
+    if host.get("mount") is None or "ro" not in host["mount"][2].split(","):
+        failures.append(f"CHANNEL A: mountinfo must show a ro bind at {dest}; got {host.get('mount')}")
+    if host.get("inside") != dev_ino(source.file):
+        failures.append(f"CHANNEL A: the workload's {dest} must be the source file; got {host.get('inside')}")
+    check_identity(failures, identity, host)
+    if reported(gated.stdout, "CONTENT") != source.content:
+        failures.append(f"CHANNEL B: the workload must read the file; stdout={gated.stdout!r}")
+    if reported(gated.stdout, "WRITE-RC") in (None, "0") or READ_ONLY_FS not in gated.stderr.decode(errors="replace"):
+        failures.append(f"CHANNEL B: the write must fail with {READ_ONLY_FS!r}; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+    if read_text(source.file) != source.content:
+        failures.append("the source file changed")
+    if host_paths_named(marker):
+        failures.append(f"the private dest remains on the host: {host_paths_named(marker)}")
+    check_bind_attested(failures, gated.result, dest, writable=False)
+    assert not failures, f"single-file ExposePath failures [{identity}]: {failures}"
+
+
+@pytest.mark.parametrize("temp_root", [False, True], ids=["no-temp-root", "dest-outside-temp-root"])
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_missing_dest_outside_any_temp_root_ends_the_run_before_the_workload(identity, temp_root, source):
+    marker = unique_marker("BVISOR-EXPOSE-MISSING")
+    missing_parent = f"/bvisor-missing-dest-{uuid.uuid4().hex}"
+    dest = f"{missing_parent}/data"
+    # Were it to run, the workload would leave a file named by the marker in the (writable) source.
+    argv = ["/bin/sh", "-c", f'printf ran > "{source.dir}/$0"; ' + PARK + "true", marker]
+    controls = ([HostControl.TempRoot()] if temp_root else []) + [expose(source.dir, dest, FsAccess.ReadWrite)]
+    gated = run_gated(runner_for(linux_backend(identity), spec_for(argv, controls)), marker, lambda pid: {"pid": pid}, timeout=GATE)
+    body = gated.result.body
+    print(f"ExposePath missing dest [{identity}/{temp_root}]: outcome={body.outcome} facts={body.observed}", file=sys.stderr)
+    failures = []
+    if body.outcome in (Outcome.Completed, Outcome.Failed) or body.exit is not None:
+        failures.append(f"a missing dest must end the run without a workload exit; got {body.outcome} {body.exit}")
+    if not any(dest in d for d in facts_of(gated.result, "mountpoint_missing")):
+        failures.append(f"the report must say why (mountpoint_missing naming {dest}); facts={body.observed}")
+    if gated.seen or gated.stdout or gated.stderr:
+        failures.append(f"the workload must never run; seen={gated.seen} stdout={gated.stdout!r} stderr={gated.stderr!r}")
+    if source.listing() != [FILE]:
+        failures.append(f"the marker was written: the workload ran; source holds {source.listing()}")
+    if os.path.lexists(missing_parent):
+        failures.append(f"the launcher created {missing_parent} on the host")
+        shutil.rmtree(missing_parent, ignore_errors=True)
+    assert not failures, f"missing-dest failures [{identity}/{temp_root}]: {failures}"
+
+
+@pytest.mark.parametrize("temp_root", [False, True], ids=["host-dest", "dest-in-temp-root"])
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_with_a_filesystem_capability_the_dest_is_reachable_but_the_source_path_is_not(identity, temp_root, host_dest):
+    """Filesystem(read, [an unrelated dir]) + a read-write ExposePath: landlock grants the dest
+    its declared access (the workload reads and writes through it; the host sees the write in
+    the source) but the source path itself is no root, so reading or writing it is denied. The
+    source lives under /var/tmp, outside the temp root, so it is hidden by nothing but landlock."""
+    src = Source(parent="/var/tmp")
+    unrelated = shared_host_dir("bvisor-expose-unrelated-", 0o755)
+    marker = unique_marker("BVISOR-EXPOSE-LANDLOCK")
+    dest = f"/tmp/{marker}-data" if temp_root else host_dest
+    script = (
+        'echo "DEST-READ $(cat "$D/exposed.txt")"; '
+        'printf via-dest > "$D/$0-via-dest"; echo "DEST-WRITE-RC $?"; '
+        'cat "$S/exposed.txt" >/dev/null; echo "SOURCE-READ-RC $?"; '
+        'printf via-source > "$S/$0-via-source"; echo "SOURCE-WRITE-RC $?"; '
+        + PARK
+        + "true"
+    )
+    argv = ["/bin/sh", "-c", f"D={dest}; S={src.dir}; " + script, marker]
+    caps = [Capability.Filesystem(access=FsAccess.Read, roots=[unrelated])]
+    controls = ([HostControl.TempRoot()] if temp_root else []) + [expose(src.dir, dest, FsAccess.ReadWrite)]
+
+    def inspect(pid: int) -> dict:
+        return {"uid": host_read_uid(pid), "source_listing": src.listing(), "mount": host_mount_at(pid, dest)}
+
+    try:
+        gated = run_gated(runner_for(linux_backend(identity), spec_for(argv, controls, caps)), marker, inspect, timeout=GATE)
+        host = gated.inspected or {}
+        print(f"ExposePath+landlock [{identity}/{temp_root}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+        failures = []
+        check_completed(failures, gated.result)
+        if not host:
+            failures.append(f"CHANNEL A: the host never inspected the parked workload; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+        else:
+            if host["source_listing"] != sorted([FILE, f"{marker}-via-dest"]):
+                failures.append(f"CHANNEL A: the source must hold the write made through the dest and nothing else; listing={host['source_listing']}")
+            if host["mount"] is None or "rw" not in host["mount"][2].split(","):
+                failures.append(f"CHANNEL A: mountinfo must show a rw bind at {dest}; got {host['mount']}")
+        check_identity(failures, identity, host)
+        if reported(gated.stdout, "DEST-READ") != src.content:
+            failures.append(f"CHANNEL B: the workload must read the source's content through the dest; stdout={gated.stdout!r}")
+        if reported(gated.stdout, "DEST-WRITE-RC") != "0":
+            failures.append(f"CHANNEL B: a write through the read-write dest must succeed under landlock; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+        for key in ("SOURCE-READ-RC", "SOURCE-WRITE-RC"):
+            if reported(gated.stdout, key) in (None, "0"):
+                failures.append(f"CHANNEL B: {key}: the source path is no landlock root, so it must be denied; stdout={gated.stdout!r}")
+        if gated.stderr.decode(errors="replace").count("Permission denied") != 2:
+            failures.append(f"CHANNEL B: both source accesses must fail with Permission denied (landlock); stderr={gated.stderr!r}")
+        if read_text(os.path.join(src.dir, f"{marker}-via-dest")) != "via-dest":
+            failures.append("after the run the host must hold the write made through the dest")
+        if not facts_of(gated.result, "landlock_installed"):
+            failures.append(f"the report must record landlock_installed; facts={gated.result.body.observed}")
+        if not any(n.startswith(f"landlock_rule mount path={dest} ") and "write_file" in n for n in facts_of(gated.result, "launcher_note")):
+            failures.append(f"the launcher must attest a writable landlock rule on {dest}; notes={facts_of(gated.result, 'launcher_note')}")
+        check_bind_attested(failures, gated.result, dest, writable=True)
+        if temp_root and os.path.lexists(dest):
+            failures.append(f"the private dest {dest} appeared on the host")
+    finally:
+        shutil.rmtree(src.dir, ignore_errors=True)
+        shutil.rmtree(unrelated, ignore_errors=True)
+    assert not failures, f"ExposePath under landlock failures [{identity}/{temp_root}]: {failures}"
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_with_a_filesystem_capability_a_read_only_dest_stays_read_only_in_landlock(identity, source, host_dest):
+    """The dest's landlock rule carries the declared access: read, not write."""
+    marker = unique_marker("BVISOR-EXPOSE-LANDLOCK-RO")
+    unrelated = shared_host_dir("bvisor-expose-unrelated-", 0o777)
+    caps = [Capability.Filesystem(access=FsAccess.ReadWrite, roots=[unrelated])]
+    try:
+        spec = spec_for(bind_argv(host_dest, marker, "payload"), [expose(source.dir, host_dest, FsAccess.Read)], caps)
+        gated = run_gated(runner_for(linux_backend(identity), spec), marker, bind_view(source, host_dest), timeout=GATE)
+        host = gated.inspected or {}
+        failures = []
+        check_completed(failures, gated.result)
+        check_bind_channel_a(failures, host, source, host_dest, writable=False)
+        if reported(gated.stdout, "CONTENT") != source.content:
+            failures.append(f"CHANNEL B: the read-only dest must be readable under landlock; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+        for key in ("OVERWRITE-RC", "CREATE-RC"):
+            if reported(gated.stdout, key) in (None, "0"):
+                failures.append(f"CHANNEL B: {key}: a write to the read-only dest must fail; stdout={gated.stdout!r}")
+        if read_text(source.file) != source.content or source.listing() != [FILE]:
+            failures.append(f"the source must be unchanged; listing={source.listing()}")
+        notes = facts_of(gated.result, "launcher_note")
+        rule = next((n for n in notes if n.startswith(f"landlock_rule mount path={host_dest} ")), None)
+        if rule is None or "read_file" not in rule or "write_file" in rule:
+            failures.append(f"the landlock rule on {host_dest} must grant read and not write; got {rule!r}")
+    finally:
+        shutil.rmtree(unrelated, ignore_errors=True)
+    assert not failures, f"read-only ExposePath under landlock failures [{identity}]: {failures}"
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_host_without_unprivileged_mount_namespaces_refuses_expose_path_at_plan(identity, source, host_dest):
+    marker = unique_marker("BVISOR-EXPOSE-NOMNTNS")
+    argv = ["/bin/sh", "-c", f'printf ran > "{source.dir}/$0"', marker]
+    spec = spec_for(argv, [expose(source.dir, host_dest, FsAccess.ReadWrite)])
+    failures = []
+    try:
+        runner_for(linux_backend(identity), spec)
+    except UnsupportedRequirement as exc:
+        failures.append(f"control: the same spec must be admitted on the real host; refused {exc}")
+    try:
+        runner_for(linux_backend(identity, userns_mount="failed forced"), spec)
+        failures.append("the planner ADMITTED ExposePath on a host without unprivileged mount namespaces")
+    except UnsupportedRequirement as refusal:
+        if refusal.requirement != "expose_path" or refusal.kind is not RequirementKind.ExposePath:
+            failures.append(f"the refusal must name expose_path; got requirement={refusal.requirement!r} ({refusal})")
+        if "mount namespace" not in refusal.reason:
+            failures.append(f"the refusal must say why (mount namespace); got {refusal.reason!r}")
+    if source.listing() != [FILE] or scan_proc_cmdline(marker) is not None:
+        failures.append(f"a refused spec's workload ran; source holds {source.listing()}")
+    assert not failures, f"ExposePath refusal failures [{identity}]: {failures}"
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_the_workload_cannot_make_a_read_only_bind_writable(identity, source, host_dest):
+    """The workload is root in its user namespace: it tries to remount the read-only bind
+    read-write and to unmount it, then writes. The source on the host must stay unchanged."""
+    marker = unique_marker("BVISOR-EXPOSE-REMOUNT")
+    script = (
+        '/bin/mount -o remount,bind,rw "$D"; echo "REMOUNT-RC $?"; '
+        'printf overwritten > "$D/exposed.txt"; echo "OVERWRITE-RC $?"; '
+        'printf "%s" "$1" > "$D/$0"; echo "CREATE-RC $?"; '
+        + PARK
+        + "true"
+    )
+    argv = ["/bin/sh", "-c", f"D={host_dest}; " + script, marker, "payload"]
+    spec = spec_for(argv, [expose(source.dir, host_dest, FsAccess.Read)])
+    gated = run_gated(runner_for(linux_backend(identity), spec), marker, bind_view(source, host_dest), timeout=GATE)
+    host = gated.inspected or {}
+    print(f"ExposePath remount [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+    failures = []
+    check_bind_channel_a(failures, host, source, host_dest, writable=False)
+    if host and (host["source_content"] != source.content or host["source_listing"] != [FILE]):
+        failures.append(f"CHANNEL A: the source changed through a read-only bind: content={host['source_content']!r} listing={host['source_listing']}")
+    if reported(gated.stdout, "REMOUNT-RC") in (None, "0"):
+        failures.append(f"CHANNEL B: the workload remounted its read-only bind read-write; stdout={gated.stdout!r}")
+    for key in ("OVERWRITE-RC", "CREATE-RC"):
+        if reported(gated.stdout, key) in (None, "0"):
+            failures.append(f"CHANNEL B: {key}: a write through the read-only bind succeeded; stdout={gated.stdout!r}")
+    if read_text(source.file) != source.content or source.listing() != [FILE]:
+        failures.append(f"after the run the source must be unchanged; content={read_text(source.file)!r} listing={source.listing()}")
+    assert not failures, f"read-only ExposePath remount failures [{identity}]: {failures}"
+
+
+# --- Control: the same workload without ExposePath ---------------------------------------------
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_control_without_expose_path_the_dest_shows_nothing_of_the_source(identity, source, host_dest):
+    marker = unique_marker("BVISOR-EXPOSE-CONTROL")
+
+    def inspect(pid: int) -> dict:
+        return {"dest_inside": dev_ino(f"/proc/{pid}/root{host_dest}"), "mount": host_mount_at(pid, host_dest)}
+
+    try:
+        gated = run_gated(runner_for(linux_backend(identity), spec_for(bind_argv(host_dest, marker, "payload"))), marker, inspect, timeout=GATE)
+        host = gated.inspected or {}
+        print(f"ExposePath control [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+        failures = []
+        if not host:
+            failures.append("CONTROL CHANNEL A: the host never inspected the parked workload")
+        else:
+            if host["dest_inside"] != dev_ino(host_dest) or host["dest_inside"] == dev_ino(source.dir):
+                failures.append(f"CONTROL CHANNEL A: without ExposePath the workload's {host_dest} must be the host's own; {host}")
+            if host["mount"] is not None:
+                failures.append(f"CONTROL CHANNEL A: without ExposePath nothing is mounted at {host_dest}; {host['mount']}")
+        if reported(gated.stdout, "CONTENT") == source.content or source.content.encode() in gated.stdout:
+            failures.append(f"CONTROL CHANNEL B: without ExposePath the dest must not show the source; stdout={gated.stdout!r}")
+        if source.listing() != [FILE] or read_text(source.file) != source.content:
+            failures.append(f"CONTROL: the source must be untouched without ExposePath; listing={source.listing()}")
+    finally:
+        for name in os.listdir(host_dest):  # the control's unconfined writes landed in the host dir
+            os.unlink(os.path.join(host_dest, name))
+    assert not failures, f"ExposePath control failures (the oracle would be vacuous) [{identity}]: {failures}"
