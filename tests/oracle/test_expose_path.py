@@ -389,12 +389,13 @@ def test_a_missing_dest_outside_any_temp_root_ends_the_run_before_the_workload(i
 
 @pytest.mark.parametrize("temp_root", [False, True], ids=["host-dest", "dest-in-temp-root"])
 @pytest.mark.parametrize("identity", IDENTITIES)
-def test_with_a_filesystem_capability_the_dest_is_reachable_but_the_source_path_is_not(identity, temp_root, host_dest):
-    """Filesystem(read, [an unrelated dir]) + a read-write ExposePath: landlock grants the dest
-    its declared access (the workload reads and writes through it; the host sees the write in
-    the source) but the source path itself is no root, so reading or writing it is denied. The
-    source lives under /var/tmp, outside the temp root, so it is hidden by nothing but landlock."""
+def test_with_a_filesystem_capability_the_exposed_object_is_granted_and_nothing_beside_it(identity, temp_root, host_dest):
+    """Filesystem(read, [an unrelated dir]) + a read-write ExposePath. Landlock rules attach to
+    objects, not paths: the exposed directory gets its declared access wherever it is reached
+    from — through the dest and at its own host path — and the plan and the report say so.
+    A sibling of the source beside it stays denied, so the grant is exactly the exposed object."""
     src = Source(parent="/var/tmp")
+    sibling = shared_host_dir("bvisor-expose-sibling-", 0o777, parent="/var/tmp")
     unrelated = shared_host_dir("bvisor-expose-unrelated-", 0o755)
     marker = unique_marker("BVISOR-EXPOSE-LANDLOCK")
     dest = f"/tmp/{marker}-data" if temp_root else host_dest
@@ -403,18 +404,21 @@ def test_with_a_filesystem_capability_the_dest_is_reachable_but_the_source_path_
         'printf via-dest > "$D/$0-via-dest"; echo "DEST-WRITE-RC $?"; '
         'cat "$S/exposed.txt" >/dev/null; echo "SOURCE-READ-RC $?"; '
         'printf via-source > "$S/$0-via-source"; echo "SOURCE-WRITE-RC $?"; '
+        'printf escape > "$X/$0-escape"; echo "SIBLING-WRITE-RC $?"; '
         + PARK
         + "true"
     )
-    argv = ["/bin/sh", "-c", f"D={dest}; S={src.dir}; " + script, marker]
+    argv = ["/bin/sh", "-c", f"D={dest}; S={src.dir}; X={sibling}; " + script, marker]
     caps = [Capability.Filesystem(access=FsAccess.Read, roots=[unrelated])]
     controls = ([HostControl.TempRoot()] if temp_root else []) + [expose(src.dir, dest, FsAccess.ReadWrite)]
+    spec = spec_for(argv, controls, caps)
 
     def inspect(pid: int) -> dict:
         return {"uid": host_read_uid(pid), "source_listing": src.listing(), "mount": host_mount_at(pid, dest)}
 
     try:
-        gated = run_gated(runner_for(linux_backend(identity), spec_for(argv, controls, caps)), marker, inspect, timeout=GATE)
+        backend = linux_backend(identity)
+        gated = run_gated(runner_for(backend, spec), marker, inspect, timeout=GATE)
         host = gated.inspected or {}
         print(f"ExposePath+landlock [{identity}/{temp_root}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
         failures = []
@@ -422,32 +426,38 @@ def test_with_a_filesystem_capability_the_dest_is_reachable_but_the_source_path_
         if not host:
             failures.append(f"CHANNEL A: the host never inspected the parked workload; stdout={gated.stdout!r} stderr={gated.stderr!r}")
         else:
-            if host["source_listing"] != sorted([FILE, f"{marker}-via-dest"]):
-                failures.append(f"CHANNEL A: the source must hold the write made through the dest and nothing else; listing={host['source_listing']}")
+            if host["source_listing"] != sorted([FILE, f"{marker}-via-dest", f"{marker}-via-source"]):
+                failures.append(f"CHANNEL A: the source must hold both writes and nothing else; listing={host['source_listing']}")
             if host["mount"] is None or "rw" not in host["mount"][2].split(","):
                 failures.append(f"CHANNEL A: mountinfo must show a rw bind at {dest}; got {host['mount']}")
+        if os.listdir(sibling):
+            failures.append(f"CHANNEL A: the sibling beside the source must stay untouched; it holds {os.listdir(sibling)}")
         check_identity(failures, identity, host)
         if reported(gated.stdout, "DEST-READ") != src.content:
             failures.append(f"CHANNEL B: the workload must read the source's content through the dest; stdout={gated.stdout!r}")
-        if reported(gated.stdout, "DEST-WRITE-RC") != "0":
-            failures.append(f"CHANNEL B: a write through the read-write dest must succeed under landlock; stdout={gated.stdout!r} stderr={gated.stderr!r}")
-        for key in ("SOURCE-READ-RC", "SOURCE-WRITE-RC"):
-            if reported(gated.stdout, key) in (None, "0"):
-                failures.append(f"CHANNEL B: {key}: the source path is no landlock root, so it must be denied; stdout={gated.stdout!r}")
-        if gated.stderr.decode(errors="replace").count("Permission denied") != 2:
-            failures.append(f"CHANNEL B: both source accesses must fail with Permission denied (landlock); stderr={gated.stderr!r}")
-        if read_text(os.path.join(src.dir, f"{marker}-via-dest")) != "via-dest":
-            failures.append("after the run the host must hold the write made through the dest")
+        for key in ("DEST-WRITE-RC", "SOURCE-READ-RC", "SOURCE-WRITE-RC"):
+            if reported(gated.stdout, key) != "0":
+                failures.append(f"CHANNEL B: {key}: the exposed object is granted read-write; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+        if reported(gated.stdout, "SIBLING-WRITE-RC") in (None, "0") or "Permission denied" not in gated.stderr.decode(errors="replace"):
+            failures.append(f"CHANNEL B: a write beside the source must be denied by landlock; stdout={gated.stdout!r} stderr={gated.stderr!r}")
         if not facts_of(gated.result, "landlock_installed"):
             failures.append(f"the report must record landlock_installed; facts={gated.result.body.observed}")
         if not any(n.startswith(f"landlock_rule mount path={dest} ") and "write_file" in n for n in facts_of(gated.result, "launcher_note")):
             failures.append(f"the launcher must attest a writable landlock rule on {dest}; notes={facts_of(gated.result, 'launcher_note')}")
+        granted = f"read-write {src.dir} (exposed at {dest})"
+        if not any(granted in f for f in facts_of(gated.result, "filesystem_confined")):
+            failures.append(f"the report's filesystem_confined must list {granted!r}")
+        registry = BackendRegistry()
+        registry.register(backend)
+        plan = BoundaryPlanner(registry).plan(spec, backend.id())
+        if not any(granted in g for a in plan.admitted for g in a.grants):
+            failures.append(f"the plan must list {granted!r} among its grants; admitted={plan.admitted}")
         check_bind_attested(failures, gated.result, dest, writable=True)
         if temp_root and os.path.lexists(dest):
             failures.append(f"the private dest {dest} appeared on the host")
     finally:
-        shutil.rmtree(src.dir, ignore_errors=True)
-        shutil.rmtree(unrelated, ignore_errors=True)
+        for path in (src.dir, sibling, unrelated):
+            shutil.rmtree(path, ignore_errors=True)
     assert not failures, f"ExposePath under landlock failures [{identity}/{temp_root}]: {failures}"
 
 

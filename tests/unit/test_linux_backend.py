@@ -67,6 +67,8 @@ def _lowered(deny_network):
 ATTESTED = [
     "fd_scrub kept=0,1,2 closed=3",
     "environment=exact entries=0 inherited=none",
+    "no_new_privs=1",
+    "capabilities=none bounding=empty securebits=locked",
     "user_namespace=mapped uid0=0 gid0=0 setgroups=deny",
     "network_namespace=empty_netns interfaces=lo routes=0",
     "workload_exit code=0",
@@ -81,7 +83,9 @@ def test_an_attested_run_completes_with_the_real_exit_code():
     assert outcome is Outcome.Failed and status.signal == 15
 
 
-@pytest.mark.parametrize("dropped", ["fd_scrub", "environment=exact", "user_namespace=mapped", "network_namespace=empty_netns"])
+@pytest.mark.parametrize(
+    "dropped", ["fd_scrub", "environment=exact", "no_new_privs=1", "capabilities=none", "user_namespace=mapped", "network_namespace=empty_netns"]
+)
 def test_a_missing_attestation_is_a_supervisor_fault_never_a_pass(dropped):
     notes = [n for n in ATTESTED if not n.startswith(dropped)]
     outcome, status, facts = judge(_observation(LauncherState.ExecSucceeded, notes), _lowered(True))
@@ -91,7 +95,7 @@ def test_a_missing_attestation_is_a_supervisor_fault_never_a_pass(dropped):
 
 def test_network_attestations_are_required_only_when_deny_all_was_lowered():
     assert "network_namespace=empty_netns" not in required_attestations(_lowered(False))
-    outcome, _, _ = judge(_observation(LauncherState.ExecSucceeded, ATTESTED[:2] + ATTESTED[-1:]), _lowered(False))
+    outcome, _, _ = judge(_observation(LauncherState.ExecSucceeded, ATTESTED[:4] + ATTESTED[-1:]), _lowered(False))
     assert outcome is Outcome.Completed
 
 

@@ -9,7 +9,7 @@ import os
 import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 import sys
 
-from bvisor.launcher import childproc, execve, fds, landlock, lifetime, mounts, netns, seccomp, userns, wire
+from bvisor.launcher import caps, childproc, execve, fds, landlock, lifetime, mounts, netns, seccomp, userns, wire
 from bvisor.launcher.request import LaunchRequest, Refusal, build_request, verify_identity
 from bvisor.launcher.transcript import Transcript
 
@@ -153,13 +153,13 @@ def _landlock_ruleset(request: LaunchRequest, transcript: Transcript):
 
 
 def _confinement_phase(ruleset, transcript: Transcript) -> None:
-    if ruleset is None:
-        transcript.note("confinement=not_required installed=false")
-        return
+    """Every boundary: no_new_privs and no capabilities; landlock where the plan asks."""
     transcript.note(seccomp.no_new_privs())
-    landlock.restrict_self(ruleset)
-    os.close(ruleset)
-    transcript.note("landlock=restricted installed=true")
+    transcript.note(caps.drop_all())  # before landlock: it reads back from /proc
+    if ruleset is not None:
+        landlock.restrict_self(ruleset)
+        os.close(ruleset)
+        transcript.note("landlock=restricted installed=true")
 
 
 def _launch(request: LaunchRequest, transcript: Transcript) -> int:

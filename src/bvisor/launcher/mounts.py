@@ -65,6 +65,8 @@ def _ensure_mountpoint(path: str, directory: bool, inside: str | None) -> None:
 
 
 def mount_temp_root(path: str, size_bytes: int) -> str:
+    if not os.path.isdir(path):
+        raise OSError(2, f"temp root mountpoint {path} does not exist")
     _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_bytes},mode=1777")
     return f"temp_root=tmpfs path={path} size={size_bytes}"
 

@@ -18,6 +18,7 @@ from bvisor.contract import (
     BudgetAvailability,
     BudgetProfile,
     Capability,
+    HostControl,
     BackendProfileSnapshot,
     BoundaryPlan,
     CeilingCell,
@@ -34,7 +35,7 @@ from bvisor.contract import (
 )
 from bvisor.launcher import landlock
 from bvisor.linux import probe
-from bvisor.linux.filesystem import requirement_grants
+from bvisor.linux.filesystem import exposed_grant, requirement_grants
 from bvisor.linux.launch import (
     CONFINEMENT_UNAVAILABLE_FACT,
     HarnessError,
@@ -224,6 +225,8 @@ class LinuxBackend:
     def grants(self, requirement, snapshot: BackendProfileSnapshot) -> list:
         if isinstance(requirement, Capability.Filesystem):
             return [grant.describe() for grant in requirement_grants(requirement, snapshot)]
+        if isinstance(requirement, HostControl.ExposePath):
+            return [exposed_grant(requirement).describe()]
         return []
 
     def execute(self, plan: BoundaryPlan, attempt_id: str, io: RunIO) -> ExecutionRecord:
@@ -283,7 +286,7 @@ _EXEC_ERRNO_FACT = {errno.ENOENT: "exe_not_found", errno.ENOTDIR: "exe_not_found
 def required_attestations(lowered: LoweredLaunch) -> list:
     """The launcher notes that must be present before a run may count as confined."""
     target = lowered.plan.body.target if lowered.plan is not None else None
-    notes = ["fd_scrub", "environment=exact"]
+    notes = ["fd_scrub", "environment=exact", "no_new_privs=1", "capabilities=none"]
     if lowered.deny_network:
         notes += ["user_namespace=mapped", "network_namespace=empty_netns"]
     if target is not None and target.mount_namespace is not None:

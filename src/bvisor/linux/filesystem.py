@@ -6,7 +6,7 @@ what was admitted, what is installed and what the report says are one list.
 
 import os
 
-from bvisor.contract import BackendProfileSnapshot, Capability, FsAccess
+from bvisor.contract import BackendProfileSnapshot, Capability, FsAccess, HostControl
 
 # What an ordinary program needs to load and run, read-only — except /dev/null, which
 # programs open for writing (`2>/dev/null`). Only those present on the host are granted.
@@ -62,3 +62,9 @@ def filesystem_grants(capabilities, snapshot: BackendProfileSnapshot) -> list:
                 if known is None or (grant.writable and not known.writable):
                     merged[grant.path] = grant
     return list(merged.values())
+
+
+def exposed_grant(expose: HostControl.ExposePath) -> Grant:
+    """Landlock rules attach to objects, not paths: exposing a source grants its declared
+    access to that object wherever it is reached from, its own host path included."""
+    return Grant(expose.source, expose.access.writes, f"exposed at {expose.dest}")

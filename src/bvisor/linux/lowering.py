@@ -14,7 +14,7 @@ import blake3
 from bvisor.contract import BoundaryPlan, BudgetDimension, Capability, HostControl, NetPolicy, ObservedFact, Workload
 from bvisor.contract.identity import canonical_bytes
 from bvisor.launcher import landlock, wire
-from bvisor.linux.filesystem import filesystem_grants
+from bvisor.linux.filesystem import exposed_grant, filesystem_grants
 from bvisor.linux.launch import AuthorityFd
 from bvisor.linux.protocol import (
     DescriptorKind,
@@ -226,7 +226,8 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
     if deny_network:
         facts.append(ObservedFact(kind="network_lowered", detail="new user namespace + empty network namespace"))
     if confine_fs:
-        granted = "; ".join([g.describe() for g in grants] + [f"read {spec.workload.exe} (the workload's exe)"])
+        implicit = [exposed_grant(e).describe() for e in exposed] + [f"read {spec.workload.exe} (the workload's exe)"]
+        granted = "; ".join([g.describe() for g in grants] + implicit)
         facts.append(ObservedFact(kind="filesystem_confined", detail=f"landlock abi>={landlock.ABI_FLOOR}; granted: {granted}"))
     else:
         facts.append(ObservedFact(kind="filesystem_unconfined", detail="no Filesystem requirement: the host filesystem is visible"))
