@@ -191,6 +191,7 @@ _ROUTINE_FACTS = frozenset(
         "network_lowered",
         "filesystem_confined",
         "filesystem_unconfined",
+        "filesystem_root_resolved",
         "mount_planned",
         "mount_made",
         "landlock_installed",

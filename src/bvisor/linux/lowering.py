@@ -116,11 +116,15 @@ class _Authorities:
 
     def __init__(self):
         self.table, self.fds = [], []
+        self.resolved = []  # (declared path, the object's path) where a symlink was followed
 
     def add(self, path: str, role: DescriptorRole, fact: str) -> int:
         if len(self.table) >= MAX_ROOTS:
             raise LoweringFailed(fact, f"more than {MAX_ROOTS} roots and exposed paths")
         fd, kind = _open_authority(path, fact)
+        actual = os.readlink(f"/proc/self/fd/{fd}")
+        if actual != path:
+            self.resolved.append((path, actual))
         slot = FIRST_ROOT_SLOT + len(self.table)
         self.fds.append(AuthorityFd(slot, fd))
         self.table.append(DescriptorSlotV1(slot_index=slot, role=role, expected=DescriptorShape(kind=kind, writable=False)))
@@ -231,6 +235,9 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
         facts.append(ObservedFact(kind="filesystem_confined", detail=f"landlock abi>={landlock.ABI_FLOOR}; granted: {granted}"))
     else:
         facts.append(ObservedFact(kind="filesystem_unconfined", detail="no Filesystem requirement: the host filesystem is visible"))
+    for declared, actual in authorities.resolved:
+        # The rule lands on the object the path named when the host opened it: say which.
+        facts.append(ObservedFact(kind="filesystem_root_resolved", detail=f"{declared} -> {actual}"))
     if temp_root is not None:
         facts.append(ObservedFact(kind="mount_planned", detail=f"tmpfs {temp_root.path} size={temp_root.size_bytes}"))
     for bind in binds:
