@@ -26,51 +26,36 @@ import sys
 import uuid
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from bvisor import (
     BackendRegistry,
     BoundaryPlanner,
-    BoundaryRunner,
     BoundarySpec,
-    BudgetRequirements,
     Capability,
     HostControl,
-    LinuxBackend,
-    MinGuarantee,
     Outcome,
     StdStreams,
     Workload,
 )
-from bvisor.contract import BudgetRequest, FsAccess, RequirementKind
+from bvisor.contract import FsAccess, RequirementKind
 from bvisor.contract.errors import UnsupportedRequirement
+from mount_oracles import budgets, check_identity, facts_of, linux_backend, read_text, reported, runner_for
 from helpers import (
     IDENTITIES,
     PARK,
     host_mount_at,
     host_paths_named,
     host_read_uid,
-    identity_uid,
-    launcher_as,
     run_gated,
     scan_proc_cmdline,
     shared_host_dir,
     unique_marker,
 )
 
-MIB = 1 << 20
 GATE = 10.0  # seconds the host waits for a workload to park: a liveness bound, not a timing assert
 READ_ONLY_FS = "Read-only file system"
 FILE = "exposed.txt"
-
-
-def budgets(storage: int = MIB) -> BudgetRequirements:
-    """The seed's uniform(8, Mediated), with an Enforced storage cap (the temp root's size)."""
-    return msgspec.structs.replace(
-        BudgetRequirements.uniform(8, MinGuarantee.Mediated),
-        storage=BudgetRequest(limit=storage, guarantee=MinGuarantee.Enforced),
-    )
 
 
 def spec_for(argv, controls=(), capabilities=()) -> BoundarySpec:
@@ -83,41 +68,8 @@ def spec_for(argv, controls=(), capabilities=()) -> BoundarySpec:
 
 
 @functools.cache
-def linux_backend(identity: str, userns_mount: str | None = None) -> LinuxBackend:
-    overrides = {"launcher.userns_mount": userns_mount} if userns_mount is not None else None
-    return LinuxBackend(launcher_as(identity), fact_overrides=overrides)
-
-
-def runner_for(backend, spec: BoundarySpec):
-    """Plan ``spec`` on ``backend`` (raises PlanError on refusal); return run(io) -> report."""
-    registry = BackendRegistry()
-    registry.register(backend)
-    admitted = BoundaryPlanner(registry).plan(spec, backend.id())
-    return lambda io: BoundaryRunner(registry).run(admitted, io)
-
-
 def expose(source: str, dest: str, access: FsAccess) -> HostControl.ExposePath:
     return HostControl.ExposePath(source=source, dest=dest, access=access)
-
-
-def facts_of(report, kind: str) -> list:
-    return [f.detail for f in report.body.observed if f.kind == kind]
-
-
-def reported(stdout: bytes, key: str):
-    """The rest of the workload's first ``KEY ...`` line, or None."""
-    for line in stdout.decode(errors="replace").splitlines():
-        if line.startswith(key + " "):
-            return line[len(key) + 1 :]
-    return None
-
-
-def read_text(path: str):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def dev_ino(path: str):
@@ -164,11 +116,6 @@ def host_dest():
 def check_completed(failures: list, report) -> None:
     if report.body.outcome != Outcome.Completed:
         failures.append(f"the workload must run to Completed; got {report.body.outcome} {report.body.exit} facts={report.body.observed}")
-
-
-def check_identity(failures: list, identity: str, host: dict) -> None:
-    if host.get("uid") != identity_uid(identity):
-        failures.append(f"the {identity} workload must run as host uid {identity_uid(identity)}; the host read {host.get('uid')}")
 
 
 def check_bind_attested(failures: list, report, dest: str, writable: bool) -> None:

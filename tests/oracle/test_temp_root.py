@@ -28,26 +28,20 @@ import threading
 import uuid
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from bvisor import (
-    BackendRegistry,
-    BoundaryPlanner,
-    BoundaryRunner,
     BoundarySpec,
-    BudgetRequirements,
     Capability,
     HostControl,
-    LinuxBackend,
-    MinGuarantee,
     Outcome,
     StdStreams,
     Workload,
 )
-from bvisor.contract import BudgetDimension, BudgetRequest, FsAccess, RequirementKind
+from bvisor.contract import BudgetDimension, FsAccess, RequirementKind
 from bvisor.contract.errors import UnsupportedRequirement
 from bvisor.linux.launch import UNPRIVILEGED_PREFIX
+from mount_oracles import MIB, budgets, check_identity, facts_of, linux_backend, read_text, reported, runner_for
 from helpers import (
     IDENTITIES,
     PARK,
@@ -55,15 +49,12 @@ from helpers import (
     host_mount_at,
     host_paths_named,
     host_read_uid,
-    identity_uid,
-    launcher_as,
     run_gated,
     scan_proc_cmdline,
     shared_host_dir,
     unique_marker,
 )
 
-MIB = 1 << 20
 GATE = 10.0  # seconds the host waits for a workload to park: a liveness bound, not a timing assert
 PAGE = os.sysconf("SC_PAGE_SIZE")
 BVISOR = str(Path(sys.executable).parent / "bvisor")
@@ -80,14 +71,6 @@ def size_option(limit: int) -> str:
     return f"size={tmpfs_bytes(limit) // 1024}k"
 
 
-def budgets(storage: int = MIB) -> BudgetRequirements:
-    """The seed's uniform(8, Mediated), with an Enforced storage cap: the temp root's size."""
-    return msgspec.structs.replace(
-        BudgetRequirements.uniform(8, MinGuarantee.Mediated),
-        storage=BudgetRequest(limit=storage, guarantee=MinGuarantee.Enforced),
-    )
-
-
 def spec_for(argv, controls=(), capabilities=(), storage: int = MIB) -> BoundarySpec:
     return BoundarySpec(
         workload=Workload.Process(exe=argv[0], args=list(argv[1:])),
@@ -98,37 +81,12 @@ def spec_for(argv, controls=(), capabilities=(), storage: int = MIB) -> Boundary
 
 
 @functools.cache
-def linux_backend(identity: str, userns_mount: str | None = None) -> LinuxBackend:
-    overrides = {"launcher.userns_mount": userns_mount} if userns_mount is not None else None
-    return LinuxBackend(launcher_as(identity), fact_overrides=overrides)
-
-
-def runner_for(backend, spec: BoundarySpec):
-    """Plan ``spec`` on ``backend`` (raises PlanError on refusal); return run(io) -> report."""
-    registry = BackendRegistry()
-    registry.register(backend)
-    admitted = BoundaryPlanner(registry).plan(spec, backend.id())
-    return lambda io: BoundaryRunner(registry).run(admitted, io)
-
-
-def facts_of(report, kind: str) -> list:
-    return [f.detail for f in report.body.observed if f.kind == kind]
-
-
 def lines_between(stdout: bytes, begin: str, end: str):
     """The lines the workload printed between two delimiter lines, or None if it never did."""
     text = stdout.decode(errors="replace")
     _, sep, rest = text.partition(begin + "\n")
     body, sep2, _ = rest.partition(end + "\n")
     return body.splitlines() if sep and sep2 else None
-
-
-def reported(stdout: bytes, key: str):
-    """The rest of the workload's first ``KEY ...`` line, or None."""
-    for line in stdout.decode(errors="replace").splitlines():
-        if line.startswith(key + " "):
-            return line[len(key) + 1 :]
-    return None
 
 
 def host_statvfs_bytes(path: str):
@@ -139,14 +97,6 @@ def host_statvfs_bytes(path: str):
     return st.f_blocks * st.f_frsize
 
 
-def read_text(path: str):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def check_no_leftovers(failures: list, marker: str, what: str = "") -> None:
     """Gone when the run ends: no process carries the marker and nothing under /tmp is named by it."""
     left = host_paths_named(marker)
@@ -154,11 +104,6 @@ def check_no_leftovers(failures: list, marker: str, what: str = "") -> None:
         failures.append(f"{what}after the run the host's /tmp still holds {left}")
     if scan_proc_cmdline(marker) is not None:
         failures.append(f"{what}a process carrying the marker outlived the run")
-
-
-def check_identity(failures: list, identity: str, host: dict) -> None:
-    if host.get("uid") != identity_uid(identity):
-        failures.append(f"the {identity} workload must run as host uid {identity_uid(identity)}; the host read {host.get('uid')}")
 
 
 def check_attested(failures: list, report, path: str, limit: int) -> None:

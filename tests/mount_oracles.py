@@ -1,0 +1,56 @@
+"""Shared by the TempRoot and ExposePath oracles: backends with a forceable mount probe,
+plan-then-run, the seed's budgets with an Enforced storage cap, and report readers."""
+
+import msgspec
+
+from bvisor import BackendRegistry, BoundaryPlanner, BoundaryRunner, BoundarySpec, BudgetRequirements, LinuxBackend, MinGuarantee
+from bvisor.contract import BudgetRequest
+from helpers import identity_uid, launcher_as
+
+MIB = 1 << 20
+
+
+def budgets(storage: int = MIB) -> BudgetRequirements:
+    """The seed's uniform(8, Mediated), with an Enforced storage cap: the temp root's size."""
+    return msgspec.structs.replace(
+        BudgetRequirements.uniform(8, MinGuarantee.Mediated),
+        storage=BudgetRequest(limit=storage, guarantee=MinGuarantee.Enforced),
+    )
+
+
+def check_identity(failures: list, identity: str, host: dict) -> None:
+    if host.get("uid") != identity_uid(identity):
+        failures.append(f"the {identity} workload must run as host uid {identity_uid(identity)}; the host read {host.get('uid')}")
+
+
+def facts_of(report, kind: str) -> list:
+    return [f.detail for f in report.body.observed if f.kind == kind]
+
+
+def linux_backend(identity: str, userns_mount: str | None = None) -> LinuxBackend:
+    overrides = {"launcher.userns_mount": userns_mount} if userns_mount is not None else None
+    return LinuxBackend(launcher_as(identity), fact_overrides=overrides)
+
+
+def read_text(path: str):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def reported(stdout: bytes, key: str):
+    """The rest of the workload's first ``KEY ...`` line, or None."""
+    for line in stdout.decode(errors="replace").splitlines():
+        if line.startswith(key + " "):
+            return line[len(key) + 1 :]
+    return None
+
+
+def runner_for(backend, spec: BoundarySpec):
+    """Plan ``spec`` on ``backend`` (raises PlanError on refusal); return run(io) -> report."""
+    registry = BackendRegistry()
+    registry.register(backend)
+    admitted = BoundaryPlanner(registry).plan(spec, backend.id())
+    return lambda io: BoundaryRunner(registry).run(admitted, io)
