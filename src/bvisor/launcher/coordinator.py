@@ -121,14 +121,11 @@ def _visibility_phase(request: LaunchRequest, transcript: Transcript) -> None:
         os.close(source)
 
 
-def _rule_on_path(ruleset: int, abi: int, path: str, writable: bool) -> int:
-    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    try:
-        allowed = landlock.access_mask(abi, writable, os.path.stat.S_ISDIR(os.fstat(fd).st_mode))
-        landlock.add_rule(ruleset, fd, allowed)
-        return allowed
-    finally:
-        os.close(fd)
+def _add_rule(ruleset: int, abi: int, fd: int, writable: bool) -> str:
+    """One path-beneath rule on ``fd``; returns the rights it grants, for the transcript."""
+    allowed = landlock.access_mask(abi, writable, os.path.stat.S_ISDIR(os.fstat(fd).st_mode))
+    landlock.add_rule(ruleset, fd, allowed)
+    return ",".join(landlock.right_names(allowed))
 
 
 def _landlock_ruleset(request: LaunchRequest, transcript: Transcript):
@@ -140,13 +137,14 @@ def _landlock_ruleset(request: LaunchRequest, transcript: Transcript):
     # The exe the host opened may always be read and executed, wherever it lives.
     rules = [(request.exe_slot, False, "exe")] + [(slot, writable, "root") for slot, writable in request.roots()]
     for slot, writable, what in rules:
-        allowed = landlock.access_mask(abi, writable, os.path.stat.S_ISDIR(os.fstat(slot).st_mode))
-        landlock.add_rule(ruleset, slot, allowed)
-        transcript.note(f"landlock_rule {what} slot={slot} access={','.join(landlock.right_names(allowed))}")
+        transcript.note(f"landlock_rule {what} slot={slot} access={_add_rule(ruleset, abi, slot, writable)}")
     mounted = ([(request.temp_root[0], True)] if request.temp_root else []) + [(b.dest, b.writable) for b in request.binds]
     for path, writable in mounted:
-        allowed = _rule_on_path(ruleset, abi, path, writable)
-        transcript.note(f"landlock_rule mount path={path} access={','.join(landlock.right_names(allowed))}")
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # a mount this child made, not host authority
+        try:
+            transcript.note(f"landlock_rule mount path={path} access={_add_rule(ruleset, abi, fd, writable)}")
+        finally:
+            os.close(fd)
     handled = landlock.handled_rights(abi)
     transcript.note(f"landlock abi={abi} handled={','.join(landlock.right_names(handled))} rules={len(rules) + len(mounted)}")
     return ruleset

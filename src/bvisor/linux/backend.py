@@ -14,24 +14,24 @@ import msgspec
 from bvisor.backends.observed import UNBOUNDED, Rusage, execution_record, uncapped_budget_profile
 from bvisor.capture import RunIO
 from bvisor.contract import (
+    UNSUPPORTED,
     BackendProfile,
+    BackendProfileSnapshot,
+    BoundaryPlan,
     BudgetAvailability,
     BudgetProfile,
     Capability,
-    HostControl,
-    BackendProfileSnapshot,
-    BoundaryPlan,
     CeilingCell,
     Enforcement,
     EvidenceClaim,
     ExecutionRecord,
     ExitStatus,
+    HostControl,
     ObservedFact,
     Outcome,
     RequirementKind,
     SupportMatrix,
     SupportVerdict,
-    UNSUPPORTED,
 )
 from bvisor.launcher import landlock
 from bvisor.linux import probe
@@ -143,8 +143,12 @@ _USERNS_REMEDIATION = (
 )
 
 
+def _landlock_abi(facts: dict) -> int:
+    return int(facts.get("launcher.landlock_abi") or 0)
+
+
 def _filesystem_cell(facts: dict) -> CeilingCell:
-    abi = int(facts.get("launcher.landlock_abi", "0") or 0)
+    abi = _landlock_abi(facts)
     restrict = facts.get("launcher.landlock_restrict")
     if abi < landlock.ABI_FLOOR:
         return _unsupported(
@@ -167,7 +171,7 @@ def _mount_cell(kind: RequirementKind, facts: dict) -> CeilingCell:
 
 def landlock_summary(facts: dict) -> str:
     """The ABI and the rights a ruleset handles on this host, for ``bvisor probe``."""
-    abi = int(facts.get("launcher.landlock_abi", "0") or 0)
+    abi = _landlock_abi(facts)
     return f"abi={abi} handled={','.join(landlock.right_names(landlock.handled_rights(abi))) or 'none'}"
 
 

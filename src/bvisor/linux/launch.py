@@ -12,6 +12,7 @@ import functools
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -202,8 +203,6 @@ _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def _socketpair():
-    import socket
-
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     return a.detach(), b.detach()
 
