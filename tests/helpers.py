@@ -333,3 +333,41 @@ def host_paths_named(marker: str, top: str = "/tmp") -> list:
     for directory, dirs, files in os.walk(top, onerror=lambda _: None):
         found += [os.path.join(directory, n) for n in dirs + files if marker in n]
     return found
+
+
+def registry_of(backend):
+    from bvisor import BackendRegistry
+
+    registry = BackendRegistry()
+    registry.register(backend)
+    return registry
+
+
+def planned(backend, spec):
+    """Plan ``spec`` on ``backend`` (raises PlanError on refusal); return (plan, run(io) -> report)."""
+    from bvisor import BoundaryPlanner, BoundaryRunner
+
+    registry = registry_of(backend)
+    plan = BoundaryPlanner(registry).plan(spec, backend.id())
+    return plan, lambda io: BoundaryRunner(registry).run(plan, io)
+
+
+def runner_for(backend, spec):
+    """``planned`` when only the run is needed."""
+    return planned(backend, spec)[1]
+
+
+def facts_of(report, kind: str) -> list:
+    return [f.detail for f in report.body.observed if f.kind == kind]
+
+
+def check_completed(failures: list, report) -> None:
+    from bvisor import Outcome
+
+    if report.body.outcome != Outcome.Completed:
+        failures.append(f"the workload must run to Completed; got {report.body.outcome} {report.body.exit} facts={report.body.observed}")
+
+
+def cli_prefix(identity: str) -> tuple:
+    """The prefix that runs the bvisor command itself as the identity."""
+    return UNPRIVILEGED_PREFIX if identity == "unprivileged" and os.geteuid() == 0 else ()

@@ -1,9 +1,9 @@
 """Shared by the TempRoot and ExposePath oracles: backends with a forceable mount probe,
-plan-then-run, the seed's budgets with an Enforced storage cap, and report readers."""
+the seed's budgets with an Enforced storage cap, and report readers."""
 
 import msgspec
 
-from bvisor import BackendRegistry, BoundaryPlanner, BoundaryRunner, BoundarySpec, BudgetRequirements, LinuxBackend, MinGuarantee
+from bvisor import BudgetRequirements, LinuxBackend, MinGuarantee
 from bvisor.contract import BudgetRequest
 from helpers import identity_uid, launcher_as
 
@@ -21,10 +21,6 @@ def budgets(storage: int = MIB) -> BudgetRequirements:
 def check_identity(failures: list, identity: str, host: dict) -> None:
     if host.get("uid") != identity_uid(identity):
         failures.append(f"the {identity} workload must run as host uid {identity_uid(identity)}; the host read {host.get('uid')}")
-
-
-def facts_of(report, kind: str) -> list:
-    return [f.detail for f in report.body.observed if f.kind == kind]
 
 
 def linux_backend(identity: str, userns_mount: str | None = None) -> LinuxBackend:
@@ -47,10 +43,3 @@ def reported(stdout: bytes, key: str):
             return line[len(key) + 1 :]
     return None
 
-
-def runner_for(backend, spec: BoundarySpec):
-    """Plan ``spec`` on ``backend`` (raises PlanError on refusal); return run(io) -> report."""
-    registry = BackendRegistry()
-    registry.register(backend)
-    admitted = BoundaryPlanner(registry).plan(spec, backend.id())
-    return lambda io: BoundaryRunner(registry).run(admitted, io)

@@ -19,9 +19,7 @@ import msgspec
 import pytest
 
 from bvisor import (
-    BackendRegistry,
     BoundaryPlanner,
-    BoundaryRunner,
     BoundarySpec,
     BudgetRequirements,
     Capability,
@@ -40,6 +38,9 @@ from bvisor.contract import InvalidPolicy, encode_report_json, spec_problems
 from bvisor.linux import launch
 from bvisor.secrets import MapSecretResolver
 from helpers import (
+    planned,
+    registry_of,
+    check_completed,
     IDENTITIES,
     PARK,
     host_read_environ,
@@ -104,19 +105,6 @@ def linux_backend(identity: str) -> LinuxBackend:
     return LinuxBackend.with_launcher_path(launcher_as(identity))
 
 
-def registry_of(backend) -> BackendRegistry:
-    registry = BackendRegistry()
-    registry.register(backend)
-    return registry
-
-
-def runner_for(backend, spec: BoundarySpec):
-    """Plan ``spec`` on ``backend`` (raises PlanError on refusal); return (plan, run(io) -> report)."""
-    registry = registry_of(backend)
-    admitted = BoundaryPlanner(registry).plan(spec, backend.id())
-    return admitted, lambda io: BoundaryRunner(registry).run(admitted, io)
-
-
 @pytest.fixture
 def sentinel(monkeypatch) -> bytes:
     """A unique secret in the test process's own environment; it must never reach a boundary."""
@@ -135,11 +123,6 @@ def check_identity(failures: list, identity: str, gated) -> None:
     uid = (gated.inspected or {}).get("uid")
     if uid != identity_uid(identity):
         failures.append(f"the {identity} workload must run as uid {identity_uid(identity)}; the host read uid={uid}")
-
-
-def check_completed(failures: list, report) -> None:
-    if report.body.outcome != Outcome.Completed:
-        failures.append(f"the workload must run to Completed; got {report.body.outcome} facts={report.body.observed}")
 
 
 def check_both_channels(failures: list, gated, expected: bytes, sentinel: bytes) -> None:
@@ -165,7 +148,7 @@ def check_both_channels(failures: list, gated, expected: bytes, sentinel: bytes)
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_exact_environment_is_the_declared_table_by_both_channels(identity, sentinel):
     marker = unique_marker("BVISOR-ENV-MARKER")
-    _, run = runner_for(linux_backend(identity), spec_for(parked_sh(marker), [exact(DECLARED)]))
+    _, run = planned(linux_backend(identity), spec_for(parked_sh(marker), [exact(DECLARED)]))
     gated = run_gated(run, marker, host_view)
     print(f"Environment exact [{identity}]: host={gated.inspected} stdout={gated.stdout!r}", file=sys.stderr)
     failures = []
@@ -182,7 +165,7 @@ def test_exact_environment_is_the_declared_table_by_both_channels(identity, sent
 def test_env_exec_directly_lists_exactly_the_declared_table(identity, sentinel):
     """Channel B without a shell in between: /usr/bin/env -0 prints what libc sees, nothing more."""
     out = bytearray()
-    _, run = runner_for(linux_backend(identity), spec_for(["/usr/bin/env", "-0"], [exact(DECLARED)]))
+    _, run = planned(linux_backend(identity), spec_for(["/usr/bin/env", "-0"], [exact(DECLARED)]))
     report = run(RunIO(stdout_sink=out.extend))
     failures = []
     check_completed(failures, report)
@@ -216,7 +199,7 @@ def test_the_launcher_itself_execs_exactly_the_plans_envp(identity, sentinel):
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_no_environment_capability_gives_a_genuinely_empty_environment(identity, sentinel):
     marker = unique_marker("BVISOR-ENV-EMPTY-MARKER")
-    _, run = runner_for(linux_backend(identity), spec_for(parked_sh(marker), []))
+    _, run = planned(linux_backend(identity), spec_for(parked_sh(marker), []))
     gated = run_gated(run, marker, host_view)
     print(f"Environment none [{identity}]: host={gated.inspected} stdout={gated.stdout!r}", file=sys.stderr)
     failures = []
@@ -233,7 +216,7 @@ def test_a_secret_lease_reaches_the_workload_but_never_the_plan_or_the_report(id
     entries = [EnvEntry.literal("PATH", "/usr/bin:/bin"), EnvEntry.lease("TOKEN", "ref1")]
     marker = unique_marker("BVISOR-ENV-LEASE-MARKER")
     spec = spec_for(parked_sh(marker), [Capability.Environment(policy=EnvPolicy.Exact(entries))])
-    admitted, run = runner_for(backend, spec)
+    admitted, run = planned(backend, spec)
     gated = run_gated(run, marker, host_view)
     report = gated.result
     failures = []
@@ -256,7 +239,7 @@ def test_an_unresolvable_lease_ends_unsupported_before_the_workload_runs(identit
     backend = LinuxBackend(launcher_as(identity), secret_resolver=MapSecretResolver({}))
     marker = unique_marker("BVISOR-ENV-NOLEASE-MARKER")
     entries = [EnvEntry.literal("PATH", "/usr/bin:/bin"), EnvEntry.lease("TOKEN", "missing-ref")]
-    _, run = runner_for(backend, spec_for(parked_sh(marker), [Capability.Environment(policy=EnvPolicy.Exact(entries))]))
+    _, run = planned(backend, spec_for(parked_sh(marker), [Capability.Environment(policy=EnvPolicy.Exact(entries))]))
     gated = run_gated(run, marker, host_view)
     body = gated.result.body
     failures = []
@@ -308,7 +291,7 @@ def test_an_environment_at_the_entry_and_byte_limits_is_admitted_and_arrives_exa
     pairs = [(n, "v" * (room // 256 + (1 if i < room % 256 else 0))) for i, n in enumerate(names)]
     assert sum(len(n) + len(v) for n, v in pairs) == _BIG
     out = bytearray()
-    _, run = runner_for(linux_backend("caller"), spec_for(["/usr/bin/env", "-0"], [exact(pairs)]))
+    _, run = planned(linux_backend("caller"), spec_for(["/usr/bin/env", "-0"], [exact(pairs)]))
     report = run(RunIO(stdout_sink=out.extend))
     failures = []
     check_completed(failures, report)
@@ -321,7 +304,7 @@ def test_control_without_the_capability_the_unconfined_workload_sees_the_host_se
     """Control: the same parked workload on the InertBackend with no Environment capability
     inherits the test process's environment, sentinel included, by both channels."""
     marker = unique_marker("BVISOR-ENV-CONTROL-MARKER")
-    _, run = runner_for(InertBackend(), spec_for(parked_sh(marker), []))
+    _, run = planned(InertBackend(), spec_for(parked_sh(marker), []))
     gated = run_gated(run, marker, host_view)
     host, reported = (gated.inspected or {}).get("environ"), reported_environ(gated.after_park())
     failures = []

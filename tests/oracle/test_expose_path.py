@@ -40,8 +40,11 @@ from bvisor import (
 )
 from bvisor.contract import FsAccess, RequirementKind
 from bvisor.contract.errors import UnsupportedRequirement
-from mount_oracles import budgets, check_identity, facts_of, linux_backend, read_text, reported, runner_for
+from mount_oracles import budgets, check_identity, linux_backend, read_text, reported
 from helpers import (
+    facts_of,
+    runner_for,
+    check_completed,
     IDENTITIES,
     PARK,
     host_mount_at,
@@ -111,11 +114,6 @@ def host_dest():
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def check_completed(failures: list, report) -> None:
-    if report.body.outcome != Outcome.Completed:
-        failures.append(f"the workload must run to Completed; got {report.body.outcome} {report.body.exit} facts={report.body.observed}")
 
 
 def check_bind_attested(failures: list, report, dest: str, writable: bool) -> None:

@@ -35,9 +35,7 @@ import msgspec
 import pytest
 
 from bvisor import (
-    BackendRegistry,
     BoundaryPlanner,
-    BoundaryRunner,
     BoundarySpec,
     BudgetRequirements,
     Capability,
@@ -54,8 +52,11 @@ from bvisor import (
 )
 from bvisor.contract import Enforcement, FsAccess, RequirementKind, decode_report_json
 from bvisor.contract.errors import UnsupportedRequirement
-from bvisor.linux.launch import UNPRIVILEGED_PREFIX
 from helpers import (
+    planned,
+    registry_of,
+    facts_of,
+    cli_prefix,
     IDENTITIES,
     PARK,
     host_read_fds,
@@ -184,22 +185,9 @@ def linux_backend(identity: str, landlock_abi: str | None = None) -> LinuxBacken
     return LinuxBackend(launcher_as(identity), fact_overrides=overrides)
 
 
-def registry_of(backend) -> BackendRegistry:
-    registry = BackendRegistry()
-    registry.register(backend)
-    return registry
-
-
 def plan_for(backend, spec: BoundarySpec):
     """Plan ``spec`` on ``backend``; raises PlanError on refusal."""
     return BoundaryPlanner(registry_of(backend)).plan(spec, backend.id())
-
-
-def runner_for(backend, spec: BoundarySpec):
-    """Plan ``spec`` on ``backend``; return (plan, run(io) -> sealed report)."""
-    registry = registry_of(backend)
-    admitted = BoundaryPlanner(registry).plan(spec, backend.id())
-    return admitted, lambda io: BoundaryRunner(registry).run(admitted, io)
 
 
 def require_landlock(identity: str) -> LinuxBackend:
@@ -224,7 +212,7 @@ def workload(marker: str, body: str, *args) -> list:
 
 
 def run_parked(backend, argv, capabilities, marker: str):
-    _, run = runner_for(backend, spec_for(argv, capabilities))
+    _, run = planned(backend, spec_for(argv, capabilities))
     return run_gated(run, marker, host_view, timeout=GATE)
 
 
@@ -234,10 +222,6 @@ def said(stdout: bytes, key: str):
         if line.startswith(key + "="):
             return line[len(key) + 1 :]
     return None
-
-
-def facts_of(report, kind: str) -> list:
-    return [f.detail for f in report.body.observed if f.kind == kind]
 
 
 def fds_on(gated, path: str) -> list:
@@ -804,7 +788,7 @@ def test_the_plan_and_the_report_list_every_granted_root_and_the_landlock_abi(id
         Capability.Filesystem(access=FsAccess.ReadWrite, roots=[extra]),
     ]
     marker = unique_marker("BVISOR-FS-GRANTS")
-    admitted, run = runner_for(backend, spec_for(workload(marker, 'say ran 0 ""'), caps))
+    admitted, run = planned(backend, spec_for(workload(marker, 'say ran 0 ""'), caps))
     gated = run_gated(run, marker, host_view, timeout=GATE)
     report = gated.result
     failures = []
@@ -920,7 +904,7 @@ def test_without_system_roots_a_shell_cannot_even_start_and_with_them_it_runs(id
     failures = []
 
     bare = [Capability.Filesystem(access=FsAccess.ReadWrite, roots=[tree.rw], system_roots=False)]
-    admitted, run = runner_for(backend, spec_for(argv, bare))
+    admitted, run = planned(backend, spec_for(argv, bare))
     grants = [g for i in admitted.admitted if i.kind is RequirementKind.Filesystem for g in i.grants]
     if grants != [f"read-write {tree.rw}"]:
         failures.append(f"with system_roots=False the plan must grant only the data root; got {grants}")
@@ -941,7 +925,7 @@ def test_without_system_roots_a_shell_cannot_even_start_and_with_them_it_runs(id
         failures.append("CHANNEL A: the shell must never have run, yet its file exists")
 
     with_roots = [Capability.Filesystem(access=FsAccess.ReadWrite, roots=[tree.rw])]
-    _, run = runner_for(backend, spec_for(argv, with_roots))
+    _, run = planned(backend, spec_for(argv, with_roots))
     report = run(RunIO())
     if report.body.outcome is not Outcome.Completed:
         failures.append(f"with system roots the shell must run to Completed; got {report.body.outcome} facts={report.body.observed}")
@@ -959,10 +943,6 @@ CLI_SCRIPT = (
     "printf outside > elsewhere.txt; echo outside=$?; "
     "cat work/inside.txt; echo"
 )
-
-
-def cli_prefix(identity: str) -> list:
-    return list(UNPRIVILEGED_PREFIX) if identity == "unprivileged" and os.geteuid() == 0 else []
 
 
 @pytest.fixture

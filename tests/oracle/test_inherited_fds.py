@@ -19,9 +19,6 @@ from pathlib import Path
 import pytest
 
 from bvisor import (
-    BackendRegistry,
-    BoundaryPlanner,
-    BoundaryRunner,
     BoundarySpec,
     BudgetRequirements,
     Capability,
@@ -36,6 +33,7 @@ from bvisor import (
 )
 from bvisor.linux import launch
 from helpers import (
+    runner_for,
     EXE_SLOT,
     IDENTITIES,
     PARK,
@@ -122,14 +120,6 @@ def spec_for(argv, capabilities) -> BoundarySpec:
 
 
 NO_FDS = Capability.InheritedFds(policy=FdPolicy.Nothing())
-
-
-def runner_for(backend, spec: BoundarySpec):
-    """Plan ``spec`` on ``backend``; return run(io) -> sealed report."""
-    registry = BackendRegistry()
-    registry.register(backend)
-    admitted = BoundaryPlanner(registry).plan(spec, backend.id())
-    return lambda io: BoundaryRunner(registry).run(admitted, io)
 
 
 def check_no_inherited_fds(failures: list, gated, inherited: InheritedSecret, identity: str) -> None:

@@ -40,9 +40,11 @@ from bvisor import (
 )
 from bvisor.contract import BudgetDimension, FsAccess, RequirementKind
 from bvisor.contract.errors import UnsupportedRequirement
-from bvisor.linux.launch import UNPRIVILEGED_PREFIX
-from mount_oracles import MIB, budgets, check_identity, facts_of, linux_backend, read_text, reported, runner_for
+from mount_oracles import MIB, budgets, check_identity, linux_backend, read_text, reported
 from helpers import (
+    facts_of,
+    runner_for,
+    cli_prefix,
     IDENTITIES,
     PARK,
     PARKED,
@@ -623,10 +625,6 @@ def test_control_without_temp_root_the_same_2mib_write_succeeds(identity):
 
 
 # --- The CLI ----------------------------------------------------------------------------------
-
-
-def cli_prefix(identity: str) -> tuple:
-    return UNPRIVILEGED_PREFIX if identity == "unprivileged" and os.geteuid() == 0 else ()
 
 
 def find_cli_workload(marker: str):
