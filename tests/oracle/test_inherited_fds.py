@@ -68,10 +68,14 @@ def inherited_secret(tmp_path):
     secret = f"BVISOR-FD-SECRET-{uuid.uuid4().hex}"
     path = tmp_path / "inherited-secret.txt"
     path.write_text(secret)
-    original = os.open(path, os.O_RDONLY)
+    # Both fds sit far above the harness's slot and channel numbers, so posix_spawn's
+    # placement cannot overwrite either one and the launcher really inherits two.
+    opened = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    original = free_fd_at_or_above(47)
+    os.dup2(opened, original, inheritable=True)
+    os.close(opened)
     number = None
     try:
-        os.set_inheritable(original, True)
         number = free_fd_at_or_above(57)
         os.dup2(original, number, inheritable=True)
         assert os.get_inheritable(original) and os.get_inheritable(number), "precondition: both fds must be inheritable"
