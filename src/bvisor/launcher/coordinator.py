@@ -9,7 +9,22 @@ import os
 import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 import sys
 
-from bvisor.launcher import caps, childproc, execve, fds, landlock, lifetime, mounts, netns, seccomp, userns, wire
+from bvisor.launcher import (
+    caps,
+    cgroup,
+    childproc,
+    execve,
+    fds,
+    landlock,
+    lifetime,
+    mounts,
+    netns,
+    pidns,
+    rlimits,
+    seccomp,
+    userns,
+    wire,
+)
 from bvisor.launcher.request import LaunchRequest, Refusal, build_request, verify_identity
 from bvisor.launcher.transcript import Transcript
 
@@ -55,8 +70,9 @@ def run_plan(frame: bytes, transcript: Transcript) -> int:
     return _launch(request, transcript)
 
 
-def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: int, parent: int, sigint) -> None:
-    """The child: every confinement step in order, then exec. Never returns."""
+def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, parent: int, sigint) -> None:
+    """The child: namespaces, then (with a pid namespace) the init that runs the workload,
+    else the workload itself. Never returns."""
     step = "child"
     try:
         transcript.state("ChildCreated")
@@ -66,10 +82,88 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
         step = "identity"
         _identity_phase(request, transcript)
         transcript.state("IdentityPhaseResolved")
+        if request.pid_namespace:
+            step = "pid_namespace"
+            _namespace_parent(request, transcript, error_fd, status_fd, sigint)
+        os.close(status_fd)
         step = "visibility"
         _visibility_phase(request, transcript)
         transcript.state("VisibilityPhaseResolved")
-        step = "confinement"
+    except BaseException as exc:
+        childproc.fail(error_fd, step, exc)
+    confine_workload(request, transcript, error_fd, sigint)
+
+
+def _namespace_parent(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, sigint) -> None:
+    """Fork pid 1 of the new namespace and wait for it; exit with its fate. Never returns.
+
+    Exit code: the init's own code, or 128+N when a signal (a run-tree kill) ended it.
+    """
+    transcript.note("pid_namespace=new")
+    life_r, life_w = lifetime.lifeline()
+    init = os.fork()
+    if init == 0:
+        os.close(life_w)
+        _init(request, transcript, error_fd, status_fd, life_r, sigint)
+    # Only the init and the workload may hold these: EOF must mean they are done.
+    for fd in (life_r, error_fd, status_fd):
+        os.close(fd)
+    _, status = os.waitpid(init, 0)
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
+def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, life_r: int, sigint) -> None:
+    """Pid 1: join the run's cgroup leaf, mount this namespace's /proc and the run's mounts,
+    start the workload, reap until it ends, relay how it ended, exit (taking the tree along)."""
+    step = "lifetime"
+    try:
+        transcript.note(lifetime.die_with_lifeline(life_r))
+        if os.getpid() != 1:
+            raise OSError(0, f"the init is pid {os.getpid()}, not 1")
+        step = "cgroup"
+        if request.cgroup_slots:
+            transcript.note(cgroup.place(request.cgroup_slots))
+        step = "visibility"
+        _visibility_phase(request, transcript)
+        transcript.note("pid_namespace=init pid=1 proc=own")
+        transcript.state("VisibilityPhaseResolved")
+        workload = os.fork()
+    except BaseException as exc:
+        childproc.fail(error_fd, step, exc)
+    if workload == 0:
+        os.close(status_fd)
+        confine_workload(request, transcript, error_fd, sigint)
+    os.close(error_fd)
+    status, usage = pidns.reap_until(workload)
+    notes = _ending_notes(status, usage) + _boundary_usage_notes(request)
+    os.write(status_fd, "\n".join(notes).encode())
+    os._exit(0)
+
+
+def _ending_notes(status: int, usage) -> list:
+    """How the workload ended, from its wait status and rusage."""
+    return [
+        f"workload_exit {pidns.describe_exit(status)}",
+        f"workload_rusage utime_us={round(usage.ru_utime * 1e6)} stime_us={round(usage.ru_stime * 1e6)} "
+        f"maxrss_kib={usage.ru_maxrss}",
+    ]
+
+
+def _boundary_usage_notes(request: LaunchRequest) -> list:
+    """What the run left in the boundary's own storage and moved over its own network,
+    read from inside its namespaces once the workload has ended."""
+    notes = []
+    if request.temp_root is not None:
+        notes.append(mounts.usage_note(request.temp_root[0]))
+    if request.network_namespace:
+        notes.append(netns.usage_note())
+    return notes
+
+
+def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: int, sigint) -> None:
+    """The workload's own process: ambient scrub, limits, policies, then exec. Never returns."""
+    step = "confinement"
+    try:
         ruleset = _landlock_ruleset(request, transcript)  # before the scrub: rules capture the root fds
         step = "ambient"
         keep = {0, 1, 2, request.exe_slot, transcript.fd, error_fd} | ({ruleset} if ruleset is not None else set())
@@ -77,7 +171,7 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
         transcript.note(f"environment=exact entries={len(request.envp)} inherited=none")
         transcript.state("AmbientAuthorityPhaseResolved")
         step = "confinement"
-        _confinement_phase(ruleset, transcript)
+        _confinement_phase(request, ruleset, transcript)
         transcript.state("ConfinementPhaseResolved")
         step = "exec"
         execve.restore_signals(sigint)
@@ -90,17 +184,22 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
 
 def _check_kernel_floors(request: LaunchRequest) -> None:
     """Refuse before any child exists when this kernel lacks what the plan needs."""
-    if request.landlock_floor is not None:
+    floors = [f for f in (request.landlock_floor, request.scope_floor) if f is not None]
+    if floors:
         abi = landlock.abi_version()
-        if abi < request.landlock_floor:
-            raise Refusal("MissingPrimitive", f"landlock ABI {abi} is below the plan's floor {request.landlock_floor}")
+        if abi < max(floors):
+            raise Refusal("MissingPrimitive", f"landlock ABI {abi} is below the plan's floor {max(floors)}")
 
 
 def _identity_phase(request: LaunchRequest, transcript: Transcript) -> None:
     if not request.user_namespace:
         transcript.note("identity=not_required")
         return
-    flags = (netns.CLONE_NEWNET if request.network_namespace else 0) | (mounts.CLONE_NEWNS if request.mount_namespace else 0)
+    flags = (
+        (netns.CLONE_NEWNET if request.network_namespace else 0)
+        | (mounts.CLONE_NEWNS if request.mount_namespace else 0)
+        | (pidns.CLONE_NEWPID if request.pid_namespace else 0)
+    )
     transcript.note(userns.enter(flags))
     if request.network_namespace:
         transcript.note(netns.attest())
@@ -112,6 +211,8 @@ def _visibility_phase(request: LaunchRequest, transcript: Transcript) -> None:
         return
     transcript.note(mounts.make_private())
     sources = [mounts.locate_source(b.source_slot, b.source_path) for b in request.binds]
+    if request.pid_namespace:
+        transcript.note(mounts.mount_proc())
     temp_path = None
     if request.temp_root is not None:
         temp_path = request.temp_root[0]
@@ -129,18 +230,24 @@ def _add_rule(ruleset: int, abi: int, fd: int, writable: bool) -> str:
 
 
 def _landlock_ruleset(request: LaunchRequest, transcript: Transcript):
-    """Build the ruleset from the host's root fds (and the mounts this child made)."""
+    """Build the ruleset from the host's root fds (and the mounts this child made), scoped
+    where the plan asks; None when the plan asks for neither."""
+    scoped = landlock.SCOPE_SIGNAL | landlock.SCOPE_ABSTRACT_UNIX_SOCKET if request.scope_floor is not None else 0
     if request.landlock_floor is None:
-        return None
+        return landlock.create_ruleset(landlock.abi_version(), handle_fs=False, scoped=scoped) if scoped else None
     abi = landlock.abi_version()
-    ruleset = landlock.create_ruleset(abi)
+    ruleset = landlock.create_ruleset(abi, scoped=scoped)
     # The exe the host opened may always be read and executed, wherever it lives.
     rules = [(request.exe_slot, False, "exe")] + [(slot, writable, "root") for slot, writable in request.roots()]
     for slot, writable, what in rules:
         transcript.note(f"landlock_rule {what} slot={slot} access={_add_rule(ruleset, abi, slot, writable)}")
-    mounted = ([(request.temp_root[0], True)] if request.temp_root else []) + [(b.dest, b.writable) for b in request.binds]
+    mounted = (
+        ([(request.temp_root[0], True)] if request.temp_root else [])
+        + [(b.dest, b.writable) for b in request.binds]
+        + request.proc_roots
+    )
     for path, writable in mounted:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # a mount this child made, not host authority
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # beneath a mount this run made, not host authority
         try:
             transcript.note(f"landlock_rule mount path={path} access={_add_rule(ruleset, abi, fd, writable)}")
         finally:
@@ -150,14 +257,19 @@ def _landlock_ruleset(request: LaunchRequest, transcript: Transcript):
     return ruleset
 
 
-def _confinement_phase(ruleset, transcript: Transcript) -> None:
-    """Every boundary: no_new_privs and no capabilities; landlock where the plan asks."""
+def _confinement_phase(request: LaunchRequest, ruleset, transcript: Transcript) -> None:
+    """Every boundary: no_new_privs and no capabilities; limits and landlock where the plan asks."""
+    if request.rlimits:
+        transcript.note(rlimits.apply(request.rlimits))
     transcript.note(seccomp.no_new_privs())
     transcript.note(caps.drop_all())  # before landlock: it reads back from /proc
     if ruleset is not None:
         landlock.restrict_self(ruleset)
         os.close(ruleset)
-        transcript.note("landlock=restricted installed=true")
+        if request.landlock_floor is not None:
+            transcript.note("landlock=restricted installed=true")
+        if request.scope_floor is not None:
+            transcript.note("landlock_scope=signal,abstract_unix_socket installed=true")
 
 
 def _launch(request: LaunchRequest, transcript: Transcript) -> int:
@@ -166,26 +278,44 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
     inherited_sigint = signal.SIG_IGN if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else signal.SIG_DFL
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getpid()
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)  # the init's account of how the workload ended
     pid, error_fd = childproc.fork_with_error_pipe()
     if pid == 0:
-        confine_and_exec(request, transcript, error_fd, parent, inherited_sigint)
+        os.close(status_r)
+        confine_and_exec(request, transcript, error_fd, status_w, parent, inherited_sigint)
+    os.close(status_w)
     failure = childproc.read_failure(error_fd)
     if failure is not None:
+        os.close(status_r)
         os.waitpid(pid, 0)
         step, errno, detail = failure
         transcript.note(f"child_failed step={step} errno={errno} detail={detail}")
         return _fault(transcript, f"child failed at {step}")
     transcript.state("ExecSucceeded")
+    relayed = _read_to_eof(status_r)
     _, status, usage = os.wait4(pid, 0)
-    if os.WIFSIGNALED(status):
-        transcript.note(f"workload_exit signal={os.WTERMSIG(status)}")
-    else:
-        transcript.note(f"workload_exit code={os.WEXITSTATUS(status)}")
-    transcript.note(
-        f"workload_rusage utime_us={round(usage.ru_utime * 1e6)} stime_us={round(usage.ru_stime * 1e6)} "
-        f"maxrss_kib={usage.ru_maxrss}"
-    )
+    if not request.pid_namespace:
+        relayed = _ending_notes(status, usage)
+    elif not relayed:
+        # A run-tree kill (or the init's death) ended the namespace before it could report.
+        relayed = [f"workload_exit unknown init_exit={_init_fate(status)}"]
+    for note in relayed:
+        transcript.note(note)
     return wire.EXIT_EXEC_SUCCEEDED
+
+
+def _init_fate(status: int) -> str:
+    """Decode the namespace parent's exit code (see ``_namespace_parent``)."""
+    code = os.waitstatus_to_exitcode(status)
+    return f"signal={code - 128}" if code > 128 else f"code={code}"
+
+
+def _read_to_eof(fd: int) -> list:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace").splitlines()
 
 
 def _verify_handles(request: LaunchRequest) -> None:

@@ -36,6 +36,13 @@ RIGHTS = (
 _FILE_RIGHTS = {"execute", "write_file", "read_file", "truncate", "ioctl_dev"}
 _READ_RIGHTS = {"execute", "read_file", "read_dir"}
 
+# Scopes (ABI 6): a scoped domain may not signal, nor connect to an abstract unix socket of,
+# a process outside it.
+SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
+SCOPE_SIGNAL = 1 << 1
+SCOPE_ABI = 6
+SCOPES = (("abstract_unix_socket", SCOPE_ABSTRACT_UNIX_SOCKET), ("signal", SCOPE_SIGNAL))
+
 # Below ABI 3 truncate(2) is not checked, so a file outside every write root could still be
 # emptied: confinement would be partial. bvisor refuses rather than install it.
 ABI_FLOOR = 3
@@ -68,7 +75,8 @@ def access_mask(abi: int, writable: bool, is_directory: bool) -> int:
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64)]
+    # Fields a kernel does not know must be zero; it accepts the larger struct then.
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -76,9 +84,14 @@ class _PathBeneathAttr(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
-def create_ruleset(abi: int) -> int:
-    """A ruleset fd (close-on-exec) handling every filesystem right of ``abi``."""
-    attr = _RulesetAttr(handled_rights(abi))
+def scope_names(scoped: int) -> list:
+    return [name for name, bit in SCOPES if scoped & bit]
+
+
+def create_ruleset(abi: int, handle_fs: bool = True, scoped: int = 0) -> int:
+    """A ruleset fd (close-on-exec) handling every filesystem right of ``abi`` (or none, for
+    a scope-only domain), scoped by ``scoped``."""
+    attr = _RulesetAttr(handled_rights(abi) if handle_fs else 0, 0, scoped)
     return libc.syscall("landlock_create_ruleset", ctypes.byref(attr), ctypes.sizeof(attr), 0)
 
 

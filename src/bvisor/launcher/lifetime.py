@@ -1,6 +1,7 @@
-"""Tie the workload's life to the coordinator's: if the launcher dies, the workload dies."""
+"""Tie each launcher process's life to its parent's: if the launcher dies, the run dies."""
 
 import os
+import select
 import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 
 from bvisor.launcher import libc
@@ -14,3 +15,19 @@ def die_with_parent(parent_pid: int) -> str:
     if os.getppid() != parent_pid:
         raise OSError(0, "launcher exited before the workload was tied to it")
     return "lifetime=pdeathsig_sigkill"
+
+
+def lifeline() -> tuple:
+    """A pipe whose write end only the parent holds: EOF on the read end means it died."""
+    return os.pipe2(os.O_CLOEXEC)
+
+
+def die_with_lifeline(read_fd: int) -> str:
+    """``die_with_parent`` for a child whose parent is outside its pid namespace (getppid()
+    reads 0 there): after prctl, a hung-up lifeline proves the parent died first."""
+    libc.call("prctl", _PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    readable, _, _ = select.select([read_fd], [], [], 0)
+    os.close(read_fd)
+    if readable:
+        raise OSError(0, "the namespace parent exited before the init was tied to it")
+    return "lifetime=pdeathsig_sigkill(init)"

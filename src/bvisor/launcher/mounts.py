@@ -64,11 +64,26 @@ def _ensure_mountpoint(path: str, directory: bool, inside: str | None) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
 
 
+def mount_proc() -> str:
+    """A /proc of this process's pid namespace, over the host's: the run sees only itself."""
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    # /proc/self names this process as the mounted instance's pid namespace numbers it.
+    if os.readlink("/proc/self") != str(os.getpid()):
+        raise OSError(0, "the new /proc does not show this pid namespace")
+    return "proc=mounted pid_namespace_view=own"
+
+
 def mount_temp_root(path: str, size_bytes: int) -> str:
     if not os.path.isdir(path):
         raise OSError(2, f"temp root mountpoint {path} does not exist")
     _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_bytes},mode=1777")
     return f"temp_root=tmpfs path={path} size={size_bytes}"
+
+
+def usage_note(path: str) -> str:
+    """Bytes in use on the tmpfs at ``path`` (what the run left in its temp root)."""
+    st = os.statvfs(path)
+    return f"temp_root_usage bytes={(st.f_blocks - st.f_bfree) * st.f_frsize}"
 
 
 def locate_source(source_fd: int, source_path: str) -> int:

@@ -8,10 +8,16 @@ the namespace back before the workload runs, so the note states what is, not wha
 CLONE_NEWNET = 0x40000000
 
 
-def interfaces() -> list:
+def _device_rows() -> dict:
+    """``{interface: [counters…]}`` from /proc/self/net/dev (rx bytes first, tx bytes ninth)."""
     with open("/proc/self/net/dev") as f:
         lines = f.read().splitlines()[2:]
-    return sorted(line.split(":", 1)[0].strip() for line in lines if ":" in line)
+    rows = (line.split(":", 1) for line in lines if ":" in line)
+    return {name.strip(): [int(v) for v in counters.split()] for name, counters in rows}
+
+
+def interfaces() -> list:
+    return sorted(_device_rows())
 
 
 _RTF_REJECT = 0x0200
@@ -39,3 +45,10 @@ def attest() -> str:
     if names != ["lo"] or routes:
         raise OSError(0, f"network namespace not empty: interfaces={names} routes={routes}")
     return "network_namespace=empty_netns interfaces=lo routes=0"
+
+
+def usage_note() -> str:
+    """Bytes received and sent on every interface but loopback: what crossed the boundary."""
+    rows = _device_rows()
+    crossed = sum(c[0] + c[8] for name, c in rows.items() if name != "lo")
+    return f"network_usage bytes={crossed} interfaces={','.join(sorted(rows))}"

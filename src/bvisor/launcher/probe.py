@@ -6,7 +6,7 @@ result goes to stdout as ``name=value`` lines — no workload runs in this mode.
 
 import os
 
-from bvisor.launcher import childproc, landlock, mounts, netns, seccomp, userns
+from bvisor.launcher import childproc, landlock, mounts, netns, pidns, seccomp, userns
 
 
 def _userns_netns() -> None:
@@ -18,6 +18,22 @@ def _userns_mount() -> None:
     userns.enter(mounts.CLONE_NEWNS)
     mounts.make_private()
     mounts.mount_temp_root("/tmp", 4096)
+
+
+def _userns_pid() -> None:
+    """A pid namespace whose init mounts its own /proc, as every run's init does."""
+    userns.enter(mounts.CLONE_NEWNS | pidns.CLONE_NEWPID)
+    mounts.make_private()
+    init = os.fork()
+    if init == 0:
+        try:
+            mounts.mount_proc()
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(init, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(1, "the namespace's init could not mount its own /proc")
 
 
 def _landlock_restrict() -> None:
@@ -50,6 +66,7 @@ def main() -> None:
         "landlock_abi": str(landlock.abi_version()),
         "userns_netns": _prove(_userns_netns),
         "userns_mount": _prove(_userns_mount),
+        "userns_pid": _prove(_userns_pid),
         "landlock_restrict": _prove(_landlock_restrict),
         "seccomp_filter": _prove(seccomp.install_allow_all),
     }

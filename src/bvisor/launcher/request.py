@@ -51,6 +51,11 @@ class LaunchRequest:
         "temp_root",
         "binds",
         "landlock_floor",
+        "pid_namespace",
+        "cgroup_slots",
+        "rlimits",
+        "scope_floor",
+        "proc_roots",
     )
 
     def __init__(self, **fields):
@@ -65,7 +70,20 @@ class LaunchRequest:
 _BODY_KEYS = ("attempt_id", "plan_id", "h_a", "h_p", "h_l", "lowering", "descriptor_table", "target")
 _ENTRY_KEYS = ("id", "version", "phase_code", "param_digest", "decl_digest")
 _TARGET_REQUIRED = ("argv", "envp", "exe_slot")
-_TARGET_OPTIONAL = ("user_namespace", "network_namespace", "mount_namespace", "temp_root", "binds", "landlock")
+_TARGET_OPTIONAL = (
+    "user_namespace",
+    "network_namespace",
+    "mount_namespace",
+    "temp_root",
+    "binds",
+    "landlock",
+    "pid_namespace",
+    "cgroup",
+    "rlimits",
+    "landlock_scope",
+    "proc_roots",
+)
+RLIMIT_RESOURCES = ("nofile",)
 _MAX_FD = 1 << 20
 
 
@@ -157,8 +175,11 @@ def build_request(fields: dict) -> LaunchRequest:
     userns = _empty_request(target.get("user_namespace"), "target.user_namespace")
     netns = _empty_request(target.get("network_namespace"), "target.network_namespace")
     mountns = _empty_request(target.get("mount_namespace"), "target.mount_namespace")
-    if (netns or mountns) and not userns:
-        raise _invalid("network_namespace and mount_namespace require user_namespace")
+    pidns = _empty_request(target.get("pid_namespace"), "target.pid_namespace")
+    if (netns or mountns or pidns) and not userns:
+        raise _invalid("network_namespace, mount_namespace and pid_namespace require user_namespace")
+    if pidns and not mountns:
+        raise _invalid("pid_namespace requires mount_namespace (the init mounts its own /proc)")
     temp_root, binds = _temp_root(target.get("temp_root")), _binds(target.get("binds"), slots)
     if (temp_root or binds) and not mountns:
         raise _invalid("temp_root and binds require mount_namespace")
@@ -174,8 +195,17 @@ def build_request(fields: dict) -> LaunchRequest:
         mount_namespace=mountns,
         temp_root=temp_root,
         binds=binds,
-        landlock_floor=_landlock_floor(target.get("landlock")),
+        landlock_floor=_abi_floor(target.get("landlock"), "target.landlock"),
+        pid_namespace=pidns,
+        cgroup_slots=_cgroup_slots(target.get("cgroup"), slots),
+        rlimits=_rlimits(target.get("rlimits")),
+        scope_floor=_abi_floor(target.get("landlock_scope"), "target.landlock_scope"),
+        proc_roots=_proc_roots(target.get("proc_roots")),
     )
+    if request.proc_roots and not (pidns and request.landlock_floor is not None):
+        raise _invalid("proc_roots require pid_namespace and landlock")
+    if request.cgroup_slots and not pidns:
+        raise _invalid("cgroup placement requires pid_namespace (the init places itself)")
     _check_primitives(request)
     return request
 
@@ -214,13 +244,57 @@ def _binds(value, slots) -> list:
     return binds
 
 
-def _landlock_floor(value):
+def _abi_floor(value, name: str):
     if value is None:
         return None
-    floor = _typed(_fields(value, "target.landlock", ("abi_floor",))["abi_floor"], int, "target.landlock.abi_floor")
+    floor = _typed(_fields(value, name, ("abi_floor",))["abi_floor"], int, f"{name}.abi_floor")
     if floor < 1:
-        raise _invalid("target.landlock.abi_floor must be at least 1")
+        raise _invalid(f"{name}.abi_floor must be at least 1")
     return floor
+
+
+def _proc_roots(value) -> list:
+    if value is None:
+        return []
+    roots = []
+    for i, raw in enumerate(_typed(value, list, "target.proc_roots")):
+        f = _fields(raw, f"target.proc_roots[{i}]", ("path", "writable"))
+        path = _absolute(f["path"], f"target.proc_roots[{i}].path")
+        if path != "/proc" and not path.startswith("/proc/"):
+            raise _invalid(f"target.proc_roots[{i}].path {path!r} is not beneath /proc")
+        roots.append((path, _typed(f["writable"], bool, f"target.proc_roots[{i}].writable")))
+    if not roots:
+        raise _invalid("target.proc_roots is empty (omit it instead)")
+    return roots
+
+
+def _cgroup_slots(value, slots) -> list:
+    if value is None:
+        return []
+    declared = {s.index for s in slots if s.role == "cgroup_procs"}
+    raw = _typed(_fields(value, "target.cgroup", ("procs_slots",))["procs_slots"], list, "target.cgroup.procs_slots")
+    chosen = [_fd_number(slot, "target.cgroup.procs_slots[]") for slot in raw]
+    if not chosen or set(chosen) != declared or len(set(chosen)) != len(chosen):
+        raise _invalid(f"target.cgroup.procs_slots {chosen} must name each declared cgroup_procs slot once")
+    return chosen
+
+
+def _rlimits(value) -> list:
+    if value is None:
+        return []
+    limits = []
+    for i, raw in enumerate(_typed(value, list, "target.rlimits")):
+        f = _fields(raw, f"target.rlimits[{i}]", ("resource", "limit"))
+        resource = _text(f["resource"], f"target.rlimits[{i}].resource")
+        limit = _typed(f["limit"], int, f"target.rlimits[{i}].limit")
+        if resource not in RLIMIT_RESOURCES or any(r == resource for r, _ in limits):
+            raise _invalid(f"target.rlimits[{i}].resource {resource!r} is unknown or repeated")
+        if limit < 0:
+            raise _invalid(f"target.rlimits[{i}].limit must not be negative")
+        limits.append((resource, limit))
+    if not limits:
+        raise _invalid("target.rlimits is empty (omit it instead)")
+    return limits
 
 
 def _empty_request(value, name: str) -> bool:
@@ -272,6 +346,10 @@ def _check_primitives(request: LaunchRequest) -> None:
         raise Refusal("PlanInvalid", "linux.exec.v1 must be the last primitive")
     # A primitive is scheduled exactly when the target carries its parameters.
     for primitive, present in (
+        (wire.ID_PID_INIT, request.pid_namespace),
+        (wire.ID_CGROUP_PLACE, bool(request.cgroup_slots)),
+        (wire.ID_RLIMIT_SET, bool(request.rlimits)),
+        (wire.ID_LANDLOCK_SCOPE, request.scope_floor is not None),
         (wire.ID_MOUNT_TEMP_ROOT, request.temp_root is not None),
         (wire.ID_MOUNT_BIND, bool(request.binds)),
         (wire.ID_LANDLOCK_APPLY, request.landlock_floor is not None),

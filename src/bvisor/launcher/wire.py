@@ -22,10 +22,14 @@ PHASE_FD_HYGIENE = 3
 PHASE_POLICY_INSTALL = 4
 PHASE_LAUNCH = 5
 
+ID_PID_INIT = "linux.pidns.init.v1"
+ID_CGROUP_PLACE = "linux.cgroup.place.v1"
 ID_MOUNT_TEMP_ROOT = "linux.mount.temp_root.v1"
 ID_MOUNT_BIND = "linux.mount.bind.v1"
 ID_AMBIENT_SCRUB = "linux.ambient.scrub.v1"
+ID_RLIMIT_SET = "linux.rlimit.set.v1"
 ID_LANDLOCK_APPLY = "linux.landlock.apply.v1"
+ID_LANDLOCK_SCOPE = "linux.landlock.scope.v1"
 ID_SECCOMP_APPLY = "linux.seccomp.apply.v1"
 ID_EXEC = "linux.exec.v1"
 
@@ -33,10 +37,14 @@ ID_EXEC = "linux.exec.v1"
 # The seccomp id is a reserved wire constant; until its mechanism lands, a plan naming it is
 # refused (MissingPrimitive) rather than run without it.
 IMPLEMENTED_PRIMITIVES = {
+    ID_PID_INIT: PHASE_NAMESPACE_CREATE,
+    ID_CGROUP_PLACE: PHASE_NAMESPACE_CREATE,
     ID_MOUNT_TEMP_ROOT: PHASE_FS_SETUP,
     ID_MOUNT_BIND: PHASE_FS_SETUP,
     ID_AMBIENT_SCRUB: PHASE_FD_HYGIENE,
+    ID_RLIMIT_SET: PHASE_PRIVILEGE_DROP,
     ID_LANDLOCK_APPLY: PHASE_POLICY_INSTALL,
+    ID_LANDLOCK_SCOPE: PHASE_POLICY_INSTALL,
     ID_EXEC: PHASE_LAUNCH,
 }
 
@@ -54,13 +62,14 @@ ROLES = frozenset(
         "expose_source",
         "target_exe",
         "cgroup_dir",
+        "cgroup_procs",
         "stdin",
         "stdout",
         "stderr",
         "control_channel",
     }
 )
-REPEATABLE_ROLES = frozenset({"read_root", "write_root", "expose_source"})
+REPEATABLE_ROLES = frozenset({"read_root", "write_root", "expose_source", "cgroup_procs"})
 KINDS = frozenset({"directory", "regular", "char_device", "socket", "pipe"})
 
 # Launcher states, in the order a successful run reports them; the last three are terminal.

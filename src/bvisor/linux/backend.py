@@ -301,6 +301,14 @@ def required_attestations(lowered: LoweredLaunch) -> list:
         notes.append(f"bind dest={bind.dest}")
     if target is not None and target.landlock is not None:
         notes.append("landlock=restricted installed=true")
+    if target is not None and target.pid_namespace is not None:
+        notes += ["pid_namespace=init pid=1 proc=own", "lifetime=pdeathsig_sigkill(init)"]
+    if target is not None and target.cgroup is not None:
+        notes.append("cgroup=placed")
+    if target is not None and target.rlimits:
+        notes.append("rlimits=set")
+    if target is not None and target.landlock_scope is not None:
+        notes.append("landlock_scope=signal,abstract_unix_socket installed=true")
     return notes
 
 

@@ -105,7 +105,9 @@ class LaunchObservation:
             return None
         if "signal" in fields:
             return WorkloadExit(signal=int(fields["signal"]))
-        return WorkloadExit(code=int(fields["code"]))
+        if "code" in fields:
+            return WorkloadExit(code=int(fields["code"]))
+        return None  # "workload_exit unknown": a run-tree kill ended the init first
 
     def __repr__(self) -> str:
         return f"LaunchObservation(terminal={self.terminal}, notes={self.notes})"

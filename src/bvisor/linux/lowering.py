@@ -22,13 +22,18 @@ from bvisor.linux.protocol import (
     DescriptorShape,
     DescriptorSlotV1,
     BindRequest,
+    CgroupPlacementRequest,
     LandlockRequest,
+    LandlockScopeRequest,
+    ProcRootRequest,
     LinuxLaunchBodyV1,
     LinuxLaunchPlanV1,
     LoweringWireEntryV1,
     LoweringWireV1,
     MountNsRequest,
     NetworkNsRequest,
+    PidNsRequest,
+    RlimitRequest,
     TargetSpecV1,
     TempRootRequest,
     UserNsRequest,
@@ -87,6 +92,8 @@ def open_exe(path: str) -> int:
     return fd
 
 
+FIRST_CGROUP_SLOT = 11  # up to 5 hierarchies: 11..15, below the roots
+MAX_CGROUP_SLOTS = 5
 FIRST_ROOT_SLOT = 20
 MAX_ROOTS = 256
 
@@ -151,7 +158,52 @@ def _shadowed_roots(grants, temp_root) -> list:
     return [(g.path, g.path, g.writable) for g in grants if g.path.startswith(inside)]
 
 
-def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
+def _capped(plan: BoundaryPlan, dimension: BudgetDimension):
+    """The admitted limit of ``dimension`` when the caller asked for a cap, else None."""
+    budget = next(b for b in plan.budgets if b.dimension is dimension)
+    return budget.limit if budget.capped else None
+
+
+def _rlimits(plan: BoundaryPlan) -> list:
+    """Per-process kernel caps: the fd count. (Storage is the temp root's tmpfs size: the
+    budget counts boundary-owned storage only, so RLIMIT_FSIZE, which would also cap writes
+    to granted host paths and pre-empt the tmpfs's ENOSPC with SIGXFSZ, is not used.)"""
+    handles = _capped(plan, BudgetDimension.HandleCount)
+    return [] if handles is None else [RlimitRequest(resource="nofile", limit=handles)]
+
+
+def _run_tree(plan: BoundaryPlan, cgroup_procs) -> tuple:
+    """The pid namespace every run gets where the host can make one, and the cgroup slots."""
+    if plan.profile.fact("launcher.userns_pid") != "ok":
+        if cgroup_procs:
+            raise LoweringFailed("cgroup_placement_unavailable", "cgroup placement needs the pid namespace's init")
+        return None, None, []
+    if len(cgroup_procs) > MAX_CGROUP_SLOTS:
+        raise LoweringFailed("cgroup_placement_unavailable", f"more than {MAX_CGROUP_SLOTS} cgroup hierarchies")
+    slots = [FIRST_CGROUP_SLOT + i for i in range(len(cgroup_procs))]
+    table = [
+        DescriptorSlotV1(slot_index=slot, role=DescriptorRole.CgroupProcs, expected=DescriptorShape(kind=DescriptorKind.Regular, writable=True))
+        for slot in slots
+    ]
+    placement = CgroupPlacementRequest(procs_slots=slots) if slots else None
+    return PidNsRequest(), placement, table
+
+
+def _beneath_proc(path: str) -> bool:
+    return path == "/proc" or path.startswith("/proc/")
+
+
+def _landlock_scope(plan: BoundaryPlan) -> LandlockScopeRequest | None:
+    """Signal and abstract-socket scoping, on every run whose kernel offers it."""
+    abi = int(plan.profile.fact("launcher.landlock_abi") or 0)
+    if abi < landlock.SCOPE_ABI or plan.profile.fact("launcher.landlock_restrict") != "ok":
+        return None
+    return LandlockScopeRequest(abi_floor=landlock.SCOPE_ABI)
+
+
+def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> LoweredLaunch:
+    """``cgroup_procs``: host-opened ``cgroup.procs`` fds of the run's leaf; they ride the
+    launch as authorities (the caller still closes them if lowering fails)."""
     spec = plan.spec
     if not isinstance(spec.workload, Workload.Process):
         raise LoweringFailed("workload_unsupported", f"{type(spec.workload).__name__} workloads do not run on linux")
@@ -159,19 +211,24 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
         envp = lower_environment(spec.capabilities, resolver)
     except SecretUnavailable as exc:
         raise LoweringFailed("environment_lowering_failed", str(exc)) from None
-    deny_network = any(
+    # A capped network budget of 0 bytes is met by the same empty namespace as deny-all.
+    deny_network = _capped(plan, BudgetDimension.Network) == 0 or any(
         isinstance(c, Capability.Network) and isinstance(c.policy, NetPolicy.DenyAll) for c in spec.capabilities
     )
     confine_fs = any(isinstance(c, Capability.Filesystem) for c in spec.capabilities)
     grants = filesystem_grants(spec.capabilities, plan.profile)
     exposed = [c for c in spec.controls if isinstance(c, HostControl.ExposePath)]
     temp_root = _temp_root(spec, plan.budgets)
-    mount_ns = temp_root is not None or bool(exposed)
     argv = [spec.workload.exe, *spec.workload.args]
 
     authorities = _Authorities()
     try:
+        pid_ns, placement, cgroup_table = _run_tree(plan, list(cgroup_procs))
+        mount_ns = temp_root is not None or bool(exposed) or pid_ns is not None
+        proc_roots = [ProcRootRequest(path=g.path, writable=g.writable) for g in grants if _beneath_proc(g.path)] if pid_ns else []
         for grant in grants:
+            if proc_roots and _beneath_proc(grant.path):
+                continue
             role = DescriptorRole.WriteRoot if grant.writable else DescriptorRole.ReadRoot
             authorities.add(grant.path, role, "filesystem_root_unavailable")
         binds = [
@@ -189,14 +246,24 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
         authorities.close()
         raise
 
+    scope = _landlock_scope(plan)
+    rlimits = _rlimits(plan)
     entries = []
+    if pid_ns is not None:
+        entries.append(_entry(wire.ID_PID_INIT, {"proc": "own"}))
+    if placement is not None:
+        entries.append(_entry(wire.ID_CGROUP_PLACE, {"hierarchies": len(placement.procs_slots)}))
     if temp_root is not None:
         entries.append(_entry(wire.ID_MOUNT_TEMP_ROOT, temp_root))
     if binds:
         entries.append(_entry(wire.ID_MOUNT_BIND, binds))
     entries.append(_entry(wire.ID_AMBIENT_SCRUB, {"keep": ["stdio", "exe"]}))
+    if rlimits:
+        entries.append(_entry(wire.ID_RLIMIT_SET, rlimits))
     if confine_fs:
         entries.append(_entry(wire.ID_LANDLOCK_APPLY, [[g.path, g.writable] for g in grants]))
+    if scope is not None:
+        entries.append(_entry(wire.ID_LANDLOCK_SCOPE, scope))
     entries.append(_entry(wire.ID_EXEC, {"argv": argv, "env_names": [name for name, _ in envp]}))
     lowering = LoweringWireV1(entries=entries)
     exe_shape = DescriptorShape(kind=DescriptorKind.Regular, writable=False)
@@ -209,7 +276,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
             h_p=bytes.fromhex(plan.profile_hash),
             h_l=lowering_hash(lowering),
             lowering=lowering,
-            descriptor_table=table + authorities.table,
+            descriptor_table=table + cgroup_table + authorities.table,
             target=TargetSpecV1(
                 argv=argv,
                 envp=envp,
@@ -220,6 +287,11 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
                 temp_root=temp_root,
                 binds=binds or None,
                 landlock=LandlockRequest(abi_floor=landlock.ABI_FLOOR) if confine_fs else None,
+                pid_namespace=pid_ns,
+                cgroup=placement,
+                rlimits=rlimits or None,
+                landlock_scope=scope,
+                proc_roots=proc_roots or None,
             ),
         )
     )
@@ -242,4 +314,11 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver) -> LoweredLaunch:
         facts.append(ObservedFact(kind="mount_planned", detail=f"tmpfs {temp_root.path} size={temp_root.size_bytes}"))
     for bind in binds:
         facts.append(ObservedFact(kind="mount_planned", detail=f"bind {bind.source_path} -> {bind.dest} writable={str(bind.writable).lower()}"))
-    return LoweredLaunch(launch_plan, [AuthorityFd(wire.EXE_SLOT, exe_fd), *authorities.fds], facts, deny_network)
+    if pid_ns is not None:
+        facts.append(ObservedFact(kind="run_tree_lowered", detail="own pid namespace and /proc under a minimal init; the tree dies with it"))
+    if placement is not None:
+        facts.append(ObservedFact(kind="cgroup_lowered", detail=f"the init joins the run's leaf in {len(placement.procs_slots)} hierarchies before the workload exists"))
+    for limit in rlimits:
+        facts.append(ObservedFact(kind="rlimit_lowered", detail=f"{limit.resource}={limit.limit} per process"))
+    procs = [AuthorityFd(slot, fd) for slot, fd in zip(placement.procs_slots if placement else [], cgroup_procs)]
+    return LoweredLaunch(launch_plan, [AuthorityFd(wire.EXE_SLOT, exe_fd), *procs, *authorities.fds], facts, deny_network)

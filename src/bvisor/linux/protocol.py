@@ -19,6 +19,7 @@ class DescriptorRole(enum.Enum):
     ExposeSource = "expose_source"
     TargetExe = "target_exe"
     CgroupDir = "cgroup_dir"
+    CgroupProcs = "cgroup_procs"
     Stdin = "stdin"
     Stdout = "stdout"
     Stderr = "stderr"
@@ -70,6 +71,39 @@ class MountNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Birth the child in a new, private mount namespace (requires ``user_namespace``)."""
 
 
+class PidNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Run the workload under a minimal init as pid 1 of a new pid namespace with its own
+    /proc (requires ``user_namespace`` and ``mount_namespace``): the tree dies with the init."""
+
+
+class CgroupPlacementRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The init writes itself into each host-opened ``cgroup.procs`` at these slots before
+    the workload exists, so the whole run tree lives in the run's leaf."""
+
+    procs_slots: list[int]
+
+
+class RlimitRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A per-process kernel cap set (soft = hard = ``limit``) just before exec."""
+
+    resource: str  # "nofile"
+    limit: int
+
+
+class LandlockScopeRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Scope signals and abstract unix sockets to the workload's own landlock domain."""
+
+    abi_floor: int
+
+
+class ProcRootRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A landlock root beneath /proc. The run sees the /proc its init mounted, not the host's,
+    so the rule goes on the object at ``path`` in that mount, opened by the launcher."""
+
+    path: str
+    writable: bool
+
+
 class TempRootRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A private tmpfs of ``size_bytes`` mounted at ``path``."""
 
@@ -102,6 +136,11 @@ class TargetSpecV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit
     temp_root: TempRootRequest | None = None
     binds: list[BindRequest] | None = None
     landlock: LandlockRequest | None = None
+    pid_namespace: PidNsRequest | None = None
+    cgroup: CgroupPlacementRequest | None = None
+    rlimits: list[RlimitRequest] | None = None
+    landlock_scope: LandlockScopeRequest | None = None
+    proc_roots: list[ProcRootRequest] | None = None
 
 
 class LinuxLaunchBodyV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
