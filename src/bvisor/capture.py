@@ -60,12 +60,14 @@ class StreamCapture:
         return self._hasher.hexdigest()
 
 
-def pump(readers: dict, exit_fd: int, grace: float = 1.0) -> list:
+def pump(readers: dict, exit_fd: int, grace: float = 1.0, watchdog=None) -> list:
     """Feed each readable fd in ``readers`` (fd → callable) to its callable until EOF.
 
     ``exit_fd`` is a pidfd of the process the run waits for; once it has exited, the other
     fds get ``grace`` seconds to reach EOF (a descendant may hold a pipe open). Returns the
     fds still open then; the caller decides what that means. Closes nothing.
+    ``watchdog``: while the process runs, ``watchdog.check()`` is called at (not before)
+    each ``watchdog.next_check()`` monotonic time; None from it means nothing to watch.
     """
     selector = selectors.DefaultSelector()
     for fd in readers:
@@ -75,8 +77,11 @@ def pump(readers: dict, exit_fd: int, grace: float = 1.0) -> list:
     give_up_at = None
     try:
         while open_fds:
-            timeout = None if give_up_at is None else max(0.0, give_up_at - time.monotonic())
-            events = selector.select(timeout)
+            wake = watchdog.next_check() if watchdog is not None and give_up_at is None else None
+            deadline = give_up_at if wake is None else wake
+            events = selector.select(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if wake is not None and time.monotonic() >= wake:
+                watchdog.check()
             if not events and give_up_at is not None:
                 break
             for key, _ in events:

@@ -29,6 +29,7 @@ from bvisor.contract import (
     FdPolicy,
     HostControl,
     InvalidPolicy,
+    MinGuarantee,
     NetPolicy,
     Requirement,
     SpawnPolicy,
@@ -122,6 +123,14 @@ def _admit_dimension(dimension: BudgetDimension, request: BudgetRequest, availab
             BudgetFailure.GuaranteeInsufficient,
             f"{request.guarantee.value} was asked but this host supplies {availability.enforcement.value} ({availability.mechanism})",
             f"ask for a weaker guarantee on budgets.{dimension.value}, or use a host that can enforce it",
+        )
+    ceiling = availability.enforced_up_to
+    if request.guarantee is MinGuarantee.Enforced and ceiling is not None and request.limit > ceiling:
+        raise BudgetRefused(
+            dimension,
+            BudgetFailure.GuaranteeInsufficient,
+            f"Enforced was asked for {request.limit} but this host can enforce at most {ceiling} ({availability.mechanism})",
+            f"lower budgets.{dimension.value}.limit to {ceiling}, or ask Mediated",
         )
     missing = request.evidence - availability.evidence
     if missing:

@@ -74,11 +74,6 @@ def test_refused_plan_exits_125_with_one_line_reason_and_writes_a_refusal_docume
         ["--net", "allow=example.com:443"],
         ["--no-spawn"],
         ["--threads-only"],
-        ["--timeout", "5"],
-        ["--cpu", "1"],
-        ["--memory", "64M"],
-        ["--pids", "16"],
-        ["--fds", "64"],
     ],
 )
 def test_flags_of_capabilities_not_yet_enforced_refuse_never_ignore(flags):

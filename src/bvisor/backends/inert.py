@@ -11,7 +11,7 @@ import os
 import subprocess
 import time
 
-from bvisor.backends.observed import Rusage, execution_record, uncapped_budget_profile
+from bvisor.backends.observed import Rusage, execution_record, observed_usage, uncapped_budget_profile
 from bvisor.capture import RunIO, StreamCapture, pump
 from bvisor.contract import (
     BackendProfile,
@@ -83,7 +83,7 @@ class InertBackend:
             env = dict(lower_environment(caps, self._resolver)) if exact_env else None
         except SecretUnavailable as exc:
             fact = ObservedFact(kind="environment_lowering_failed", detail=str(exc))
-            return execution_record(Outcome.Unsupported, None, [fact], started_ns, clock)
+            return execution_record(Outcome.Unsupported, None, [fact], started_ns, observed_usage(clock))
         close_fds = any(isinstance(c, Capability.InheritedFds) and isinstance(c.policy, FdPolicy.Nothing) for c in caps)
         argv = [spec.workload.exe, *spec.workload.args]
         facts = [ObservedFact(kind="workload_launched", detail=f"{argv[0]} unconfined close_fds={close_fds} exact_env={exact_env}")]
@@ -100,7 +100,7 @@ class InertBackend:
         except OSError as exc:
             kind = "exe_not_found" if isinstance(exc, FileNotFoundError) else "exe_not_executable"
             facts.append(ObservedFact(kind=kind, detail=f"{argv[0]}: {exc.strerror}"))
-            return execution_record(Outcome.Failed, None, facts, started_ns, clock)
+            return execution_record(Outcome.Failed, None, facts, started_ns, observed_usage(clock))
         stdout = StreamCapture("stdout", io.capture_limit, io.stdout_sink)
         stderr = StreamCapture("stderr", io.capture_limit, io.stderr_sink)
         pidfd = os.pidfd_open(proc.pid)
@@ -118,4 +118,4 @@ class InertBackend:
             code = os.WEXITSTATUS(status)
             exit_status, outcome = ExitStatus(code=code), (Outcome.Completed if code == 0 else Outcome.Failed)
         rusage = Rusage(round((usage.ru_utime + usage.ru_stime) * 1e6), usage.ru_maxrss)
-        return execution_record(outcome, exit_status, facts, started_ns, clock, rusage, (stdout, stderr))
+        return execution_record(outcome, exit_status, facts, started_ns, observed_usage(clock, rusage), (stdout, stderr))

@@ -53,9 +53,18 @@ class Rusage:
         self.cpu_us, self.maxrss_kib = cpu_us, maxrss_kib
 
 
-def execution_record(outcome, exit_status, facts, started_ns, clock_ns, rusage=None, captures=()) -> ExecutionRecord:
-    """Assemble what a backend returns; ``clock_ns`` is the monotonic time the run started."""
-    wall_us = (time.monotonic_ns() - clock_ns) // 1000
+def observed_usage(clock_ns: int, rusage: Rusage | None = None) -> BudgetUsage:
+    """Wall time since ``clock_ns`` (monotonic, when the run started) and, if the workload was
+    reaped, its rusage: cpu, and the largest single process's peak resident set."""
+    return BudgetUsage(
+        wall=(time.monotonic_ns() - clock_ns) // 1000,
+        cpu=rusage.cpu_us if rusage else None,
+        resident_memory=rusage.maxrss_kib * 1024 if rusage else None,
+    )
+
+
+def execution_record(outcome, exit_status, facts, started_ns, usage: BudgetUsage, captures=()) -> ExecutionRecord:
+    """Assemble what a backend returns."""
     facts = list(facts)
     if captures:
         facts.append(
@@ -65,11 +74,7 @@ def execution_record(outcome, exit_status, facts, started_ns, clock_ns, rusage=N
         outcome=outcome,
         exit=exit_status,
         observed=facts,
-        usage=BudgetUsage(
-            wall=wall_us,
-            cpu=rusage.cpu_us if rusage else None,
-            resident_memory=rusage.maxrss_kib * 1024 if rusage else None,
-        ),
+        usage=usage,
         captured=[
             CaptureRef(stream=c.name, bytes=c.total, kept=len(c.kept), truncated=c.truncated, blake3=c.digest)
             for c in captures

@@ -74,13 +74,16 @@ class BudgetRequirements(_PerDimension):
         return cls.filled(BudgetRequest(limit=limit, guarantee=guarantee))
 
 
-class BudgetAvailability(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What a backend can supply on one dimension on this host."""
+class BudgetAvailability(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What a backend can supply on one dimension on this host. ``enforced_up_to``: the
+    mechanism caps only limits up to this (an empty network namespace caps at 0 bytes); a
+    larger limit can be watched but not enforced. None: every limit up to ``available``."""
 
     available: int
     enforcement: Enforcement
     evidence: frozenset[EvidenceClaim]
     mechanism: str
+    enforced_up_to: int | None = None
 
 
 class BudgetProfile(_PerDimension):

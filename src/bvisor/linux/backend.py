@@ -7,19 +7,19 @@ Unsupported with a reason and a remediation, so the planner refuses it.
 
 import errno
 import os
+import _signal as signal
 import time
 
 import msgspec
 
-from bvisor.backends.observed import UNBOUNDED, Rusage, execution_record, uncapped_budget_profile
+from bvisor.backends.observed import Rusage, execution_record, observed_usage
 from bvisor.capture import RunIO
 from bvisor.contract import (
     UNSUPPORTED,
     BackendProfile,
     BackendProfileSnapshot,
     BoundaryPlan,
-    BudgetAvailability,
-    BudgetProfile,
+    BudgetDimension,
     Capability,
     CeilingCell,
     Enforcement,
@@ -34,7 +34,8 @@ from bvisor.contract import (
     SupportVerdict,
 )
 from bvisor.launcher import landlock
-from bvisor.linux import probe
+from bvisor.linux import cgroup, probe
+from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage
 from bvisor.linux.filesystem import exposed_grant, requirement_grants
 from bvisor.linux.launch import (
     CONFINEMENT_UNAVAILABLE_FACT,
@@ -86,13 +87,13 @@ MECHANISMS = {
     K.Filesystem: "landlock",
     K.TempRoot: "private_tmpfs",
     K.ExposePath: "bind_mount",
+    K.ChildSpawnAllowDescendants: "run_tree",
+    K.Kill: "run_tree_kill",
 }
 
 _NOT_YET = {
     K.ChildSpawnDenyNewTasks: "the seccomp child-spawn filter",
     K.ChildSpawnAllowThreads: "the seccomp threads-only filter",
-    K.ChildSpawnAllowDescendants: "a cgroup-bounded run tree",
-    K.Kill: "run-tree kill",
     K.InheritedFdsOnly: "a selective fd keep-list",
     K.CommitArtifact: "artifact commit",
     K.DiscardArtifact: "artifact discard",
@@ -127,6 +128,8 @@ def linux_ceiling(facts: dict) -> list:
     cells[K.Filesystem] = _filesystem_cell(facts)
     for kind in (K.TempRoot, K.ExposePath):
         cells[kind] = _mount_cell(kind, facts)
+    for kind in (K.Kill, K.ChildSpawnAllowDescendants):
+        cells[kind] = _run_tree_cell(kind, facts)
     cells[K.NetworkAllowList] = _unsupported(
         K.NetworkAllowList,
         "an allow-list needs a network broker, which bvisor does not have",
@@ -169,22 +172,24 @@ def _mount_cell(kind: RequirementKind, facts: dict) -> CeilingCell:
     return _enforced(kind)
 
 
+def _run_tree_cell(kind: RequirementKind, facts: dict) -> CeilingCell:
+    """Descendants stay inside, and the whole tree dies at once, where a cgroup leaf can be
+    killed atomically or the run's pid namespace init takes its tree along."""
+    kill = run_tree_kill(facts)
+    if kill is None:
+        return _unsupported(
+            kind,
+            "neither a killable cgroup leaf (cgroup.kill or the v1 freezer) nor a pid namespace is available "
+            f"(cgroup.kill: {facts.get('cgroup.kill', 'not probed')}; pid namespace: {facts.get('launcher.userns_pid')})",
+            "delegate a cgroup v2 subtree to this user, or allow unprivileged user namespaces",
+        )
+    return CeilingCell(kind=kind, verdict=FAMILY.best_case(kind), mechanism=f"{MECHANISMS[kind]}:{kill}")
+
+
 def landlock_summary(facts: dict) -> str:
     """The ABI and the rights a ruleset handles on this host, for ``bvisor probe``."""
     abi = _landlock_abi(facts)
     return f"abi={abi} handled={','.join(landlock.right_names(landlock.handled_rights(abi))) or 'none'}"
-
-
-def linux_budget_profile(facts: dict) -> BudgetProfile:
-    """Storage is capped by the temp root's tmpfs size where mount namespaces work (the
-    temp root is the only storage a boundary owns); everything else is watched."""
-    profile = uncapped_budget_profile()
-    if facts.get("launcher.userns_mount") != "ok":
-        return profile
-    storage = BudgetAvailability(
-        available=UNBOUNDED, enforcement=Enforcement.Enforced, evidence=frozenset(), mechanism="tmpfs_size:enforced"
-    )
-    return msgspec.structs.replace(profile, storage=storage)
 
 
 class LinuxBackend:
@@ -199,7 +204,11 @@ class LinuxBackend:
         self._launcher = launcher if launcher is not None else default_launcher()
         self._resolver = secret_resolver or NoSecrets()
         self._overrides = dict(fact_overrides or {})
-        self._proven = probe.prove(self._launcher)
+        self._layout = cgroup.current_layout()
+        # Leaves a crashed host left behind are killed and removed before anything else.
+        self.reconciled = cgroup.reconcile_orphans(self._layout)
+        self._delegation = cgroup.prove_delegation(self._layout)
+        self._proven = {**probe.prove(self._launcher), **self._delegation.facts()}
 
     @classmethod
     def with_launcher_path(cls, launcher) -> "LinuxBackend":
@@ -236,34 +245,85 @@ class LinuxBackend:
     def execute(self, plan: BoundaryPlan, attempt_id: str, io: RunIO) -> ExecutionRecord:
         started_ns, clock = time.time_ns(), time.monotonic_ns()
         try:
-            lowered = lower(plan, attempt_id, self._resolver)
-        except LoweringFailed as exc:
-            outcome = Outcome.Failed if exc.caller_error else Outcome.Unsupported
-            return _record(outcome, None, [ObservedFact(kind=exc.fact, detail=exc.detail)], started_ns, clock)
+            leaf = self._make_leaf(plan, attempt_id)
+        except cgroup.CgroupError as exc:
+            facts = [ObservedFact(kind="cgroup_setup_failed", detail=str(exc))]
+            return execution_record(Outcome.SupervisorFault, None, facts, started_ns, observed_usage(clock))
+        teardown = []
         try:
-            observation = run_launcher(self._launcher, lowered.plan, lowered.authorities, io)
+            record = self._run_in(leaf, plan, attempt_id, io, started_ns, clock)
+        finally:
+            if leaf is not None:
+                teardown = leaf.teardown()
+        if teardown:
+            # The tree or its leaf outlived the run: never a clean ending.
+            facts = record.observed + [ObservedFact(kind="cgroup_teardown_incomplete", detail="; ".join(teardown))]
+            return msgspec.structs.replace(record, outcome=Outcome.SupervisorFault, observed=facts)
+        return record
+
+    def _make_leaf(self, plan: BoundaryPlan, attempt_id: str):
+        """The run's cgroup leaf with its caps written, or None where no cgroup is delegated."""
+        if not self._delegation.usable():
+            return None
+        owner = os.getpid()
+        name = cgroup.leaf_name(owner, cgroup.process_start_time(owner), attempt_id)
+        return cgroup.RunLeaf.create(self._layout, self._delegation, name, leaf_limits(plan.budgets))
+
+    def _run_in(self, leaf, plan: BoundaryPlan, attempt_id: str, io: RunIO, started_ns: int, clock: int) -> ExecutionRecord:
+        procs = leaf.open_procs() if leaf is not None else []
+        try:
+            lowered = lower(plan, attempt_id, self._resolver, procs)
+        except LoweringFailed as exc:
+            for fd in procs:
+                os.close(fd)
+            outcome = Outcome.Failed if exc.caller_error else Outcome.Unsupported
+            return execution_record(outcome, None, [ObservedFact(kind=exc.fact, detail=exc.detail)], started_ns, observed_usage(clock))
+        supervisor = RunSupervisor(plan.budgets, leaf, clock / 1e9)
+        try:
+            observation = run_launcher(self._launcher, lowered.plan, lowered.authorities, io, supervisor)
         except HarnessError as exc:
             facts = lowered.facts + [ObservedFact(kind="launcher_harness_fault", detail=str(exc))]
-            return _record(Outcome.SupervisorFault, None, facts, started_ns, clock)
+            return execution_record(Outcome.SupervisorFault, None, facts, started_ns, observed_usage(clock))
+        leaf_usage = leaf.usage() if leaf is not None else None
         outcome, exit_status, verdict_facts = judge(observation, lowered)
-        return _record(
-            outcome,
-            exit_status,
-            lowered.facts + observation_facts(observation) + verdict_facts,
-            started_ns,
-            clock,
-            observation,
+        outcome, exit_status, budget_facts = budget_ending(outcome, exit_status, supervisor, leaf_usage, plan.budgets)
+        facts = lowered.facts + observation_facts(observation) + verdict_facts + budget_facts + _leaf_facts(leaf, leaf_usage)
+        usage = run_usage(observed_usage(clock, _rusage(observation)), leaf_usage, observation)
+        return execution_record(outcome, exit_status, facts, started_ns, usage, (observation.stdout, observation.stderr))
+
+
+def _rusage(observation: LaunchObservation):
+    fields = observation.note_fields("workload_rusage")
+    if not fields:
+        return None
+    return Rusage(int(fields["utime_us"]) + int(fields["stime_us"]), int(fields["maxrss_kib"]))
+
+
+def _leaf_facts(leaf, usage) -> list:
+    if leaf is None:
+        return [ObservedFact(kind="cgroup_leaf", detail="none: no cgroup is delegated to this user")]
+    return [ObservedFact(kind="cgroup_leaf", detail=f"{' '.join(leaf.dirs)} {usage.describe()}")]
+
+
+def budget_ending(outcome, exit_status, supervisor: RunSupervisor, usage, budgets) -> tuple:
+    """A budget that ended the run overrides how the launcher saw it end."""
+    if supervisor.killed_for is not None and outcome is not Outcome.Unsupported:
+        dimension = supervisor.killed_for
+        fact = ObservedFact(
+            kind="budget_enforced",
+            detail=f"dimension={dimension.value} action=run_tree_killed mechanism={supervisor.kill_mechanism}",
         )
-
-
-def _record(outcome, exit_status, facts, started_ns, clock, observation: LaunchObservation | None = None):
-    rusage, captures = None, ()
-    if observation is not None:
-        captures = (observation.stdout, observation.stderr)
-        fields = observation.note_fields("workload_rusage")
-        if fields:
-            rusage = Rusage(int(fields["utime_us"]) + int(fields["stime_us"]), int(fields["maxrss_kib"]))
-    return execution_record(outcome, exit_status, facts, started_ns, clock, rusage, captures)
+        ended = Outcome.Timeout if dimension is BudgetDimension.Wall else Outcome.Killed
+        return ended, exit_status or ExitStatus(signal=signal.SIGKILL), [fact]
+    memory_capped = any(b.dimension is BudgetDimension.ResidentMemory and b.capped for b in budgets)
+    if memory_capped and usage is not None and usage.oom_kills:
+        fact = ObservedFact(kind="budget_enforced", detail=f"dimension=resident_memory action=oom_kill count={usage.oom_kills}")
+        killed = exit_status is None or exit_status.signal == signal.SIGKILL
+        return (Outcome.Killed if killed else outcome), exit_status or ExitStatus(signal=signal.SIGKILL), [fact]
+    if usage is not None and usage.pids_limit_hits:
+        fact = ObservedFact(kind="budget_enforced", detail=f"dimension=process_count action=fork_refused count={usage.pids_limit_hits}")
+        return outcome, exit_status, [fact]
+    return outcome, exit_status, []
 
 
 def observation_facts(obs: LaunchObservation) -> list:

@@ -152,12 +152,14 @@ def _placement_actions(placement: dict) -> list:
     return staged + placed + cleared
 
 
-def run_launcher(launcher, plan: LinuxLaunchPlanV1, authorities: Sequence[AuthorityFd], io: RunIO | None = None):
-    """Run one launch plan to a verdict. Raises ``HarnessError`` only if nothing could start."""
-    return run_launcher_frame(launcher, encode_frame(plan), authorities, io)
+def run_launcher(launcher, plan: LinuxLaunchPlanV1, authorities: Sequence[AuthorityFd], io: RunIO | None = None, supervisor=None):
+    """Run one launch plan to a verdict. Raises ``HarnessError`` only if nothing could start.
+    ``supervisor`` (a ``RunSupervisor``) is attached to the launcher's pidfd and checked while
+    the launcher runs."""
+    return run_launcher_frame(launcher, encode_frame(plan), authorities, io, supervisor)
 
 
-def run_launcher_frame(launcher, frame: bytes, authorities: Sequence[AuthorityFd], io: RunIO | None = None):
+def run_launcher_frame(launcher, frame: bytes, authorities: Sequence[AuthorityFd], io: RunIO | None = None, supervisor=None):
     """``run_launcher`` for an already-encoded frame (protocol tests hand it broken ones)."""
     io = io or RunIO()
     opened: list = []
@@ -192,7 +194,7 @@ def run_launcher_frame(launcher, frame: bytes, authorities: Sequence[AuthorityFd
         for fd in (plan_fd, control_launcher, out_w, err_w):
             os.close(fd)
             opened.remove(fd)
-        return _observe(pid, control_host, out_r, err_r, io)
+        return _observe(pid, control_host, out_r, err_r, io, supervisor)
     finally:
         for fd in opened:
             os.close(fd)
@@ -217,13 +219,15 @@ def _close_quietly(fd: int) -> None:
             raise
 
 
-def _observe(pid: int, control: int, out_r: int, err_r: int, io: RunIO) -> LaunchObservation:
+def _observe(pid: int, control: int, out_r: int, err_r: int, io: RunIO, supervisor) -> LaunchObservation:
     control_bytes = bytearray()
     stdout = StreamCapture("stdout", io.capture_limit, io.stdout_sink)
     stderr = StreamCapture("stderr", io.capture_limit, io.stderr_sink)
     pidfd = os.pidfd_open(pid)
+    if supervisor is not None:
+        supervisor.attach(pidfd)
     try:
-        held = pump({control: control_bytes.extend, out_r: stdout.feed, err_r: stderr.feed}, pidfd)
+        held = pump({control: control_bytes.extend, out_r: stdout.feed, err_r: stderr.feed}, pidfd, watchdog=supervisor)
     finally:
         os.close(pidfd)
     _, status = os.waitpid(pid, 0)

@@ -1,0 +1,165 @@
+"""Budgets on Linux: what each dimension's mechanism really gives on this host, the caps a
+run's cgroup leaf carries, the supervisor that enforces wall and cpu, and the usage a run
+reports.
+
+Every guarantee is a pure function of probed facts. A dimension is ``Enforced`` only where
+``execute`` installs a cap for it on this host; otherwise it is watched (``Mediated``) and its
+mechanism says how, or that it is not observed at all.
+"""
+
+import os
+import _signal as signal
+import time
+
+import msgspec
+
+from bvisor.backends.observed import UNBOUNDED, uncapped_budget_profile
+from bvisor.contract import (
+    AdmittedBudget,
+    BudgetAvailability,
+    BudgetDimension,
+    BudgetProfile,
+    BudgetUsage,
+    Enforcement,
+    EvidenceClaim,
+)
+from bvisor.linux.cgroup import LeafLimits
+
+D = BudgetDimension
+USAGE = frozenset({EvidenceClaim.ResourceUsage})
+
+# The init the backend adds to every run is a member of its cgroup leaf but not a workload
+# process: pids.max is the workload's limit plus this, and its peak is reported without it.
+INIT_PROCESSES = 1
+
+# The supervisor never sleeps longer than the cpu budget could last with every CPU busy,
+# and never polls faster than this.
+_CPU_POLL_FLOOR_S = 0.002
+
+
+def run_tree_kill(facts: dict) -> str | None:
+    """How a whole run tree is killed at once on this host, or None."""
+    kill = facts.get("cgroup.kill", "")
+    if kill in ("cgroup.kill", "freezer"):
+        return kill
+    if facts.get("launcher.userns_pid") == "ok":
+        return "pid_namespace_init"
+    return None
+
+
+def _enforced(mechanism: str, evidence=USAGE, enforced_up_to=None) -> BudgetAvailability:
+    return BudgetAvailability(
+        available=UNBOUNDED, enforcement=Enforcement.Enforced, evidence=evidence, mechanism=mechanism, enforced_up_to=enforced_up_to
+    )
+
+
+def linux_budget_profile(facts: dict) -> BudgetProfile:
+    """Per dimension, the strongest guarantee this host's mechanisms give."""
+    profile = {dimension: availability for dimension, availability in uncapped_budget_profile().items()}
+    kill = run_tree_kill(facts)
+    cpu, memory, pids = facts.get("cgroup.cpu", ""), facts.get("cgroup.memory", ""), facts.get("cgroup.pids", "")
+    if kill is not None:
+        profile[D.Wall] = _enforced(f"supervisor_deadline+{kill}")
+    if kill is not None and cpu in ("v1", "v2"):
+        profile[D.Cpu] = _enforced(f"cgroup_{cpu}_cpu_usage:supervisor_kill+{kill}")
+    if memory in ("v1", "v2"):
+        profile[D.ResidentMemory] = _enforced(f"cgroup_{memory}_memory_limit:oom_kill(whole tree, init included)")
+    if pids in ("v1", "v2"):
+        profile[D.ProcessCount] = _enforced(f"cgroup_{pids}_pids.max(whole tree, threads count, init not counted)")
+    profile[D.HandleCount] = _enforced("rlimit_nofile(per process, not tree-wide)", evidence=frozenset())
+    if facts.get("launcher.userns_mount") == "ok":
+        profile[D.Storage] = _enforced("temp_root_tmpfs_size")
+    if facts.get("launcher.userns_netns") == "ok":
+        profile[D.Network] = _enforced("empty_netns(zero bytes only)", enforced_up_to=0)
+    return BudgetProfile(**{dimension.value: availability for dimension, availability in profile.items()})
+
+
+def _capped(budgets: list, dimension: BudgetDimension):
+    budget = next((b for b in budgets if b.dimension is dimension), None)
+    return budget.limit if budget is not None and budget.capped else None
+
+
+def leaf_limits(budgets: list[AdmittedBudget]) -> LeafLimits:
+    """The cgroup caps a run's leaf carries before its workload exists: only capped ones."""
+    pids = _capped(budgets, D.ProcessCount)
+    return LeafLimits(
+        pids_max=None if pids is None else pids + INIT_PROCESSES,
+        memory_max=_capped(budgets, D.ResidentMemory),
+    )
+
+
+class RunSupervisor:
+    """Enforces the capped wall and cpu budgets of one run from the host.
+
+    Wall: one deadline. Cpu: the leaf's whole-tree usage, read no later than the earliest
+    moment the budget could be spent with every CPU busy. Either one kills the whole tree
+    (the leaf's kill, else SIGKILL to the launcher, whose death takes the namespace parent,
+    the init and so the pid namespace with it) and records which dimension did.
+    """
+
+    def __init__(self, budgets: list[AdmittedBudget], leaf, start: float):
+        wall = _capped(budgets, D.Wall)
+        self._wall_deadline = None if wall is None else start + wall / 1e6
+        self._cpu_limit_us = _capped(budgets, D.Cpu) if leaf is not None else None
+        self._leaf = leaf
+        self._cpus = os.cpu_count() or 1
+        self._next_cpu_check = start if self._cpu_limit_us is not None else None
+        self._launcher_pidfd = None
+        self.killed_for: BudgetDimension | None = None
+        self.kill_mechanism: str | None = None
+
+    def attach(self, launcher_pidfd: int) -> None:
+        self._launcher_pidfd = launcher_pidfd
+
+    def next_check(self):
+        """The monotonic time of the next check, or None when nothing is left to enforce."""
+        if self.killed_for is not None:
+            return None
+        times = [t for t in (self._wall_deadline, self._next_cpu_check) if t is not None]
+        return min(times) if times else None
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if self._wall_deadline is not None and now >= self._wall_deadline:
+            self._kill(D.Wall)
+            return
+        if self._next_cpu_check is not None and now >= self._next_cpu_check:
+            used = self._leaf.usage().cpu_us or 0
+            remaining_us = self._cpu_limit_us - used
+            if remaining_us <= 0:
+                self._kill(D.Cpu)
+                return
+            self._next_cpu_check = now + max(_CPU_POLL_FLOOR_S, remaining_us / 1e6 / self._cpus)
+
+    def _kill(self, dimension: BudgetDimension) -> None:
+        self.killed_for = dimension
+        if self._leaf is not None:
+            self.kill_mechanism = self._leaf.kill()
+        else:
+            signal.pidfd_send_signal(self._launcher_pidfd, signal.SIGKILL)
+            self.kill_mechanism = "pid_namespace_init(launcher killed)"
+
+
+def _note_bytes(observation, head: str):
+    fields = observation.note_fields(head) if observation is not None else None
+    return int(fields["bytes"]) if fields and "bytes" in fields else None
+
+
+def run_usage(observed: BudgetUsage, leaf_usage, observation) -> BudgetUsage:
+    """What the run used, each from the best witness it had: the leaf's whole-tree counters
+    where it had a leaf, else what ``observed`` (wall clock + reaped rusage) says; storage and
+    network as the init read them inside the boundary."""
+    leaf = {}
+    if leaf_usage is not None:
+        pids = leaf_usage.pids_peak
+        leaf = {
+            "cpu": leaf_usage.cpu_us,
+            "resident_memory": leaf_usage.memory_peak,
+            "process_count": None if pids is None else max(0, pids - INIT_PROCESSES),
+        }
+    own = {
+        "storage": _note_bytes(observation, "temp_root_usage"),
+        "network": _note_bytes(observation, "network_usage"),
+    }
+    chosen = {name: value for name, value in {**leaf, **own}.items() if value is not None}
+    return msgspec.structs.replace(observed, **chosen)
