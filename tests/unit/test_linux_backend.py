@@ -65,6 +65,7 @@ def _lowered(deny_network):
 
 
 ATTESTED = [
+    "launcher_lifetime=pdeathsig_sigkill",
     "fd_scrub kept=0,1,2 closed=3",
     "environment=exact entries=0 inherited=none",
     "no_new_privs=1",
@@ -95,7 +96,7 @@ def test_a_missing_attestation_is_a_supervisor_fault_never_a_pass(dropped):
 
 def test_network_attestations_are_required_only_when_deny_all_was_lowered():
     assert "network_namespace=empty_netns" not in required_attestations(_lowered(False))
-    outcome, _, _ = judge(_observation(LauncherState.ExecSucceeded, ATTESTED[:4] + ATTESTED[-1:]), _lowered(False))
+    outcome, _, _ = judge(_observation(LauncherState.ExecSucceeded, ATTESTED[:5] + ATTESTED[-1:]), _lowered(False))
     assert outcome is Outcome.Completed
 
 

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from bvisor import LinuxBackend
-from bvisor.contract import RequirementKind
+from bvisor.contract import BudgetDimension, RequirementKind
 from bvisor.qualification import Floor, Ledger, Status, coupling_problems, load_ledger
 from helpers import launcher_path
 
@@ -37,13 +37,18 @@ def test_every_requirement_kind_has_exactly_one_linux_row(ledger):
 
 def _with_row(ledger: Ledger, kind: RequirementKind, **changes) -> Ledger:
     rows = [msgspec.structs.replace(r, **changes) if r.kind is kind else r for r in ledger.row]
-    return Ledger(row=rows)
+    return Ledger(row=rows, budget=ledger.budget)
+
+
+def _with_budget_row(ledger: Ledger, dimension: BudgetDimension, **changes) -> Ledger:
+    rows = [msgspec.structs.replace(r, **changes) if r.dimension is dimension else r for r in ledger.budget]
+    return Ledger(row=ledger.row, budget=rows)
 
 
 def test_an_advertised_cell_without_a_proven_row_fails_the_gate(backend, ledger):
     planted = _with_row(ledger, RequirementKind.NetworkDenyAll, status=Status.FailClosed)
     assert any("network_deny_all: advertised enforced without a proven" in p for p in coupling_problems(planted, backend, backend.probe(), REPO))
-    missing = Ledger(row=[r for r in ledger.row if r.kind is not RequirementKind.Environment])
+    missing = Ledger(row=[r for r in ledger.row if r.kind is not RequirementKind.Environment], budget=ledger.budget)
     assert any(p.startswith("environment:") for p in coupling_problems(missing, backend, backend.probe(), REPO))
 
 
@@ -60,3 +65,18 @@ def test_a_host_below_the_proofs_floor_fails_the_gate(backend, ledger):
 def test_a_different_mechanism_fails_the_gate(backend, ledger):
     planted = _with_row(ledger, RequirementKind.InheritedFdsNone, mechanism="linux:close_some_fds:enforced")
     assert any("inherited_fds_none: ledger proves linux:close_some_fds" in p for p in coupling_problems(planted, backend, backend.probe(), REPO))
+
+
+def test_every_budget_dimension_has_exactly_one_linux_row(ledger):
+    dimensions = [row.dimension for row in ledger.budget if row.backend == "linux"]
+    assert sorted(dimensions) == sorted(BudgetDimension) and len(dimensions) == len(set(dimensions))
+
+
+def test_an_enforced_budget_without_its_proof_fails_the_gate(backend, ledger):
+    snapshot = backend.probe()
+    planted = _with_budget_row(ledger, BudgetDimension.ProcessCount, status=Status.FailClosed)
+    assert any(p.startswith("budget process_count: advertised enforced") for p in coupling_problems(planted, backend, snapshot, REPO))
+    other = _with_budget_row(ledger, BudgetDimension.ResidentMemory, mechanism="rusage_maxrss:kill")
+    assert any("budget resident_memory: ledger proves rusage_maxrss:kill" in p for p in coupling_problems(other, backend, snapshot, REPO))
+    below = _with_budget_row(ledger, BudgetDimension.Wall, floor=Floor(landlock_abi_min=99))
+    assert any(p.startswith("budget wall: advertised enforced on a host below") for p in coupling_problems(below, backend, snapshot, REPO))

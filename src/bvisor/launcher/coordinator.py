@@ -31,8 +31,8 @@ from bvisor.launcher.transcript import Transcript
 
 def main() -> None:
     """One-shot entry: read the fds the host passed, run the plan, exit with the verdict."""
-    control = _fd_from_env(wire.ENV_CONTROL_FD)
-    plan_fd = _fd_from_env(wire.ENV_PLAN_FD)
+    control = _int_from_env(wire.ENV_CONTROL_FD)
+    plan_fd = _int_from_env(wire.ENV_PLAN_FD)
     if control is None or plan_fd is None:
         # The only stdio write the launcher makes: no control channel exists, no workload runs.
         sys.stderr.write("bvisor-linux-launcher: boot fault: control or plan fd missing from the environment\n")
@@ -42,6 +42,10 @@ def main() -> None:
         os.set_inheritable(control, False)
         transcript = Transcript(control)
         transcript.state("LauncherStarted")
+        host = _int_from_env(wire.ENV_HOST_PID)
+        if host is not None:
+            # A host killed mid-run takes the launcher, and through it the whole run, along.
+            transcript.note(lifetime.die_with_parent(host, "launcher_lifetime"))
         with open(plan_fd, "rb", closefd=True) as plan:
             frame = plan.read()
         code = run_plan(frame, transcript)
@@ -344,6 +348,6 @@ def _fault_quietly(control: int, detail: str) -> int:
         return wire.EXIT_FAULTED
 
 
-def _fd_from_env(name: str):
+def _int_from_env(name: str):
     value = os.environ.get(name, "")
     return int(value) if value.isdigit() else None

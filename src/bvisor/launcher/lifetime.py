@@ -9,12 +9,12 @@ from bvisor.launcher import libc
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(parent_pid: int) -> str:
+def die_with_parent(parent_pid: int, attestation: str = "lifetime") -> str:
     libc.call("prctl", _PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     # The parent may have died before prctl took effect; then nobody would deliver the signal.
     if os.getppid() != parent_pid:
-        raise OSError(0, "launcher exited before the workload was tied to it")
-    return "lifetime=pdeathsig_sigkill"
+        raise OSError(0, f"parent {parent_pid} exited before this process was tied to it")
+    return f"{attestation}=pdeathsig_sigkill"
 
 
 def lifeline() -> tuple:

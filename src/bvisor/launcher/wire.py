@@ -53,6 +53,7 @@ EXE_SLOT = 10
 # Environment variables naming the fds the host passes to the launcher.
 ENV_PLAN_FD = "BVISOR_LAUNCH_PLAN_FD"
 ENV_CONTROL_FD = "BVISOR_CONTROL_FD"
+ENV_HOST_PID = "BVISOR_HOST_PID"  # the launcher dies with this process (its parent)
 
 # Descriptor-table vocabulary (string values on the wire).
 ROLES = frozenset(

@@ -350,7 +350,7 @@ _EXEC_ERRNO_FACT = {errno.ENOENT: "exe_not_found", errno.ENOTDIR: "exe_not_found
 def required_attestations(lowered: LoweredLaunch) -> list:
     """The launcher notes that must be present before a run may count as confined."""
     target = lowered.plan.body.target if lowered.plan is not None else None
-    notes = ["fd_scrub", "environment=exact", "no_new_privs=1", "capabilities=none"]
+    notes = ["launcher_lifetime=pdeathsig_sigkill", "fd_scrub", "environment=exact", "no_new_privs=1", "capabilities=none"]
     if lowered.deny_network:
         notes += ["user_namespace=mapped", "network_namespace=empty_netns"]
     if target is not None and target.mount_namespace is not None:

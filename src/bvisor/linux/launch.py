@@ -182,7 +182,7 @@ def run_launcher_frame(launcher, frame: bytes, authorities: Sequence[AuthorityFd
         channel = max(slots + [2]) + 1
         placement = {0: stdin, 1: out_w, 2: err_w, channel: plan_fd, channel + 1: control_launcher}
         placement.update({a.slot_index: a.handle for a in authorities})
-        env = {wire.ENV_PLAN_FD: str(channel), wire.ENV_CONTROL_FD: str(channel + 1)}
+        env = {wire.ENV_PLAN_FD: str(channel), wire.ENV_CONTROL_FD: str(channel + 1), wire.ENV_HOST_PID: str(os.getpid())}
         argv = _launcher_argv(launcher)
         try:
             pid = os.posix_spawn(
