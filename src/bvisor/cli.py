@@ -406,6 +406,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("bvisor: interrupted\n")
         return 128 + signal.SIGINT
+    except BrokenPipeError:
+        # The reader went away (`bvisor probe --json | head -1`): as SIGPIPE would end it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":
