@@ -201,9 +201,11 @@ def _admitted(limit: int, required: MinGuarantee) -> AdmittedBudget:
     ("required", "observed", "finding"),
     [
         (MinGuarantee.Enforced, None, BudgetFinding.ObservationUnavailable),
-        (MinGuarantee.Enforced, 10, BudgetFinding.WithinLimit),
+        (MinGuarantee.Enforced, 9, BudgetFinding.WithinLimit),
+        (MinGuarantee.Enforced, 10, BudgetFinding.LimitReached),  # a counter the cap stopped
         (MinGuarantee.Enforced, 11, BudgetFinding.LimitReached),
         (MinGuarantee.Mediated, 0, BudgetFinding.WithinLimit),
+        (MinGuarantee.Mediated, 10, BudgetFinding.WithinLimit),
         (MinGuarantee.Mediated, 11, BudgetFinding.ExceededMediated),
     ],
 )

@@ -139,11 +139,15 @@ class BudgetWitness(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def budget_finding(admitted: AdmittedBudget, observed: int | None) -> BudgetFinding:
+    """A cap's counter stops at the cap (a memory peak, a pid count), so a capped dimension
+    that got there has reached its limit (a zero cap with nothing used has not); a watched
+    one has only when it went past."""
     if observed is None:
         return BudgetFinding.ObservationUnavailable
-    if observed <= admitted.limit:
-        return BudgetFinding.WithinLimit
-    return BudgetFinding.LimitReached if admitted.capped else BudgetFinding.ExceededMediated
+    if admitted.capped:
+        reached = observed >= admitted.limit and observed > 0
+        return BudgetFinding.LimitReached if reached else BudgetFinding.WithinLimit
+    return BudgetFinding.ExceededMediated if observed > admitted.limit else BudgetFinding.WithinLimit
 
 
 def witness_budgets(admitted: list[AdmittedBudget], usage: BudgetUsage) -> list[BudgetWitness]:
