@@ -58,6 +58,15 @@ def launcher_as(identity: str):
 IDENTITIES = ("caller", "unprivileged")
 
 
+def read_text(path: str):
+    """A file's text, or None if it cannot be read (gone, or not ours to read)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def unique_marker(prefix: str = "BVISOR-MARKER") -> str:
     return f"{prefix}-{os.getpid()}-{time.time_ns()}"
 

@@ -5,7 +5,7 @@ import msgspec
 
 from bvisor import BudgetRequirements, LinuxBackend, MinGuarantee
 from bvisor.contract import BudgetRequest
-from helpers import identity_uid, launcher_as
+from helpers import identity_uid, launcher_as, read_text
 
 MIB = 1 << 20
 
@@ -26,14 +26,6 @@ def check_identity(failures: list, identity: str, host: dict) -> None:
 def linux_backend(identity: str, userns_mount: str | None = None) -> LinuxBackend:
     overrides = {"launcher.userns_mount": userns_mount} if userns_mount is not None else None
     return LinuxBackend(launcher_as(identity), fact_overrides=overrides)
-
-
-def read_text(path: str):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 def reported(stdout: bytes, key: str):

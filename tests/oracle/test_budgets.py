@@ -61,11 +61,13 @@ from helpers import (
     launcher_as,
     loud_skip,
     planned,
+    read_text,
     run_gated,
     runner_for,
     scan_proc_cmdline,
     unique_marker,
 )
+from cgroup_oracles import host_cgroup_dirs
 
 D = BudgetDimension
 ENFORCED, MEDIATED = MinGuarantee.Enforced, MinGuarantee.Mediated
@@ -129,45 +131,7 @@ def run_parked(identity: str, argv, marker: str, inspect, **asked):
     return run_gated(run, marker, inspect, timeout=GATE)
 
 
-# --- the host's own view of a workload's cgroups -----------------------------------------------
-
-
-def read_text(path: str):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def cgroup_mounts() -> dict:
-    """Where this host mounts each hierarchy: ``{controller ('' = cgroup2): (mountpoint, root)}``."""
-    mounts = {}
-    for line in (read_text("/proc/self/mountinfo") or "").splitlines():
-        head, _, tail = line.partition(" - ")
-        fields, after = head.split(), tail.split()
-        if len(fields) < 5 or len(after) < 3:
-            continue
-        if after[0] == "cgroup2":
-            mounts.setdefault("", (fields[4], fields[3]))
-        elif after[0] == "cgroup":
-            for option in after[2].split(","):
-                mounts.setdefault(option, (fields[4], fields[3]))
-    return mounts
-
-
-def host_cgroup_dirs(pid: int) -> dict:
-    """``{controller ('' = cgroup2): directory}`` of ``pid``, from ``/proc/<pid>/cgroup`` alone."""
-    mounts, dirs = cgroup_mounts(), {}
-    for line in (read_text(f"/proc/{pid}/cgroup") or "").splitlines():
-        _, controllers, path = line.split(":", 2)
-        for name in controllers.split(",") if controllers else [""]:
-            if name not in mounts:
-                continue
-            mountpoint, root = mounts[name]
-            relative = path[len(root) :] if root != "/" and path.startswith(root) else path
-            dirs[name] = mountpoint.rstrip("/") + "/" + relative.strip("/")
-    return dirs
+# --- the host's own view of a workload's cgroups (see cgroup_oracles) --------------------------
 
 
 # Each counter: where to read it, cgroup2 first (as the backend prefers it), then cgroup v1.

@@ -53,6 +53,7 @@ from bvisor.contract import (
     SpawnPolicy,
 )
 from bvisor.linux.launch import UNPRIVILEGED_PREFIX
+from cgroup_oracles import bvisor_leaf_dirs
 from helpers import (
     IDENTITIES,
     PARK,
@@ -139,46 +140,9 @@ def nspids(pid) -> list:
     return [int(x) for x in status_of(pid).get("NSpid", "").split()]
 
 
-def cgroup_paths(pid) -> dict:
-    """``{hierarchy-controllers: path}`` from ``/proc/<pid>/cgroup`` ("" for cgroup2)."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return {}
-    return {parts[1]: parts[2] for parts in (line.split(":", 2) for line in lines) if len(parts) == 3}
-
-
 def bvisor_leaf_of(pid) -> set:
     """The names of the bvisor leaves ``pid`` sits in, one per hierarchy that has one."""
-    return {os.path.basename(p) for p in cgroup_paths(pid).values() if os.path.basename(p).startswith("bvisor-")}
-
-
-def leaf_dirs_of(pid) -> list:
-    """The host directories of every bvisor leaf ``pid`` sits in: each ``/proc/<pid>/cgroup``
-    path joined to where its hierarchy is mounted (per ``/proc/self/mountinfo``)."""
-    mounts = {}  # controller key -> (mount root, mount point)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            head, _, tail = line.partition(" - ")
-            fields, after = head.split(), tail.split()
-            if len(after) < 3 or len(fields) < 5:
-                continue
-            if after[0] == "cgroup2":
-                mounts.setdefault("", (fields[3], fields[4]))
-            elif after[0] == "cgroup":
-                for option in after[2].split(","):
-                    mounts.setdefault(option, (fields[3], fields[4]))
-    dirs = []
-    for controllers, path in cgroup_paths(pid).items():
-        if not os.path.basename(path).startswith("bvisor-"):
-            continue
-        key = "" if controllers == "" else controllers.split(",")[0]
-        if key in mounts:
-            root, point = mounts[key]
-            relative = os.path.relpath(path, root) if root != "/" else path.lstrip("/")
-            dirs.append(os.path.join(point, relative))
-    return sorted(dirs)
+    return {os.path.basename(d) for d in bvisor_leaf_dirs(pid)}
 
 
 def bvisor_cgroup_dirs(owner: int | None = None) -> list:
@@ -651,7 +615,7 @@ def chain_view(marker: str):
                 "ppid": int(status_of(pid).get("PPid", "0")) if pid else None,
                 "nspid": nspids(pid) if pid else [],
                 "leaves": bvisor_leaf_of(pid) if pid else set(),
-                "dirs": leaf_dirs_of(pid) if pid else [],
+                "dirs": bvisor_leaf_dirs(pid) if pid else [],
             }
         return view
 
@@ -780,7 +744,7 @@ def test_host_sigkill_mid_run_takes_the_tree_and_the_next_backend_reconciles_the
         found = wait_for(lambda: pids_named(marker), seconds=30.0)  # the host probes its launcher first
         workload = found[0] if found else None
         tree = ancestry(workload, host.pid) if workload else []
-        dirs = leaf_dirs_of(workload) if workload else []
+        dirs = bvisor_leaf_dirs(workload) if workload else []
         names = bvisor_leaf_of(workload) if workload else set()
         host.kill()
         host.wait()
