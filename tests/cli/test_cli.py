@@ -58,13 +58,13 @@ def test_environment_is_exactly_the_env_flags():
 def test_refused_plan_exits_125_with_one_line_reason_and_writes_a_refusal_document(tmp_path):
     report = tmp_path / "refusal.json"
     marker = tmp_path / "ran"
-    done = bvisor("run", "--no-spawn", "--report", str(report), "--", "sh", "-c", f"touch {marker}")
+    done = bvisor("run", "--net", "allow=example.com:443", "--report", str(report), "--", "sh", "-c", f"touch {marker}")
     assert done.returncode == 125
     _no_traceback(done)
     lines = done.stderr.decode().strip().splitlines()
-    assert len(lines) == 1 and "child_spawn_deny_new_tasks" in lines[0], lines
+    assert len(lines) == 1 and "network_allow_list" in lines[0], lines
     refused = json.loads(report.read_text())["refused"]
-    assert refused["requirement"] == "child_spawn_deny_new_tasks" and refused["reason"] and refused["remediation"]
+    assert refused["requirement"] == "network_allow_list" and refused["reason"] and refused["remediation"]
     assert not marker.exists(), "a refused plan must not run the workload"
 
 
@@ -72,8 +72,6 @@ def test_refused_plan_exits_125_with_one_line_reason_and_writes_a_refusal_docume
     "flags",
     [
         ["--net", "allow=example.com:443"],
-        ["--no-spawn"],
-        ["--threads-only"],
     ],
 )
 def test_flags_of_capabilities_not_yet_enforced_refuse_never_ignore(flags):
@@ -165,11 +163,12 @@ def test_example_spec_plans_and_runs(tmp_path):
 
 def test_plan_exits_3_when_refused(tmp_path):
     good = json.loads(bvisor("spec", "--example", "--format", "json").stdout)
-    good["capabilities"].append({"kind": "child_spawn", "policy": {"kind": "deny_new_tasks"}})
-    path = tmp_path / "spawn.json"
+    # A non-zero network budget cannot be a hard cap: only 0 bytes (an empty netns) can.
+    good["budgets"]["network"] = {"limit": 1000, "guarantee": "enforced", "evidence": []}
+    path = tmp_path / "network.json"
     path.write_text(json.dumps(good))
     done = bvisor("plan", str(path))
-    assert done.returncode == 3 and b"child_spawn_deny_new_tasks" in done.stdout
+    assert done.returncode == 3 and b"network" in done.stdout and b"at most 0" in done.stdout
 
 
 def test_verify_accepts_a_fresh_report_and_rejects_one_changed_byte(tmp_path):
@@ -212,7 +211,7 @@ def test_probe_lists_every_requirement_kind_with_a_reason_for_each_unsupported_c
 
 
 def test_no_report_and_no_temp_file_left_on_a_refusal_without_report_flag(tmp_path):
-    done = bvisor("run", "--no-spawn", "--", "true", cwd=tmp_path)
+    done = bvisor("run", "--net", "allow=example.com:443", "--", "true", cwd=tmp_path)
     assert done.returncode == 125
     assert os.listdir(tmp_path) == []
 

@@ -123,7 +123,7 @@ def test_descriptor_table_rejects_duplicate_singleton_role():
         (lambda b: b["descriptor_table"][0]["expected"].update(kind="device"), "kind"),
         (lambda b: b["descriptor_table"][0].update(slot_index=1), "stdio"),
         (lambda b: b["target"].update(exe_slot=11), "exe_slot"),
-        (lambda b: b["target"].update(seccomp={}), "unknown fields"),
+        (lambda b: b["target"].update(seccomp={}), "target.seccomp lacks"),
         (lambda b: b["target"].update(network_namespace={}), "require user_namespace"),
         (lambda b: b["target"].update(mount_namespace={}), "require user_namespace"),
         (lambda b: b["target"].update(user_namespace={}, temp_root={"path": "/tmp", "size_bytes": 1}), "require mount_namespace"),
@@ -169,11 +169,19 @@ def test_unknown_primitive_is_refused_and_no_child_is_created():
     assert obs.launcher_exit == wire.EXIT_REFUSED
 
 
-def test_reserved_but_unimplemented_primitives_are_refused_not_skipped():
+def test_a_seccomp_policy_this_launcher_does_not_know_is_a_missing_primitive():
+    body = _body_dict(plan(ARGV, False))
+    body["target"]["seccomp"] = {"policies": ["teleport.v1"], "program_digest": bytes(32)}
+    with pytest.raises(Refusal, match="MissingPrimitive.*teleport.v1") as refused:
+        _request_from(body)
+    assert refused.value.reason == "MissingPrimitive"
+
+
+def test_a_primitive_scheduled_without_its_parameters_is_refused_not_skipped():
     entries = [entry(wire.ID_AMBIENT_SCRUB, 3), entry(wire.ID_SECCOMP_APPLY, 4), entry(wire.ID_EXEC, 5)]
     obs = launch.run_launcher(launcher_path(), plan(ARGV, False, entries=entries), [sh_authority()])
     assert obs.terminal is launch.LauncherState.SetupRefused
-    assert any("MissingPrimitive" in n for n in obs.notes)
+    assert any("linux.seccomp.apply.v1 scheduled=True but its target parameters present=False" in n for n in obs.notes), obs.notes
 
 
 def test_primitive_in_the_wrong_phase_is_refused():

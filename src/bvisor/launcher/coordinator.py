@@ -169,6 +169,7 @@ def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: i
     step = "confinement"
     try:
         ruleset = _landlock_ruleset(request, transcript)  # before the scrub: rules capture the root fds
+        program = _seccomp_program(request, transcript)
         step = "ambient"
         keep = {0, 1, 2, request.exe_slot, transcript.fd, error_fd} | ({ruleset} if ruleset is not None else set())
         transcript.note(fds.scrub(keep))
@@ -180,6 +181,10 @@ def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: i
         step = "exec"
         execve.restore_signals(sigint)
         transcript.state("ReadyToExec")
+        if program is not None:
+            step = "seccomp"
+            seccomp.install(program)  # last: from here on only execve runs
+            step = "exec"
         execve.exec_fd(request.exe_slot, request.argv, request.envp)
     except BaseException as exc:
         childproc.fail(error_fd, step, exc)
@@ -259,6 +264,20 @@ def _landlock_ruleset(request: LaunchRequest, transcript: Transcript):
     handled = landlock.handled_rights(abi)
     transcript.note(f"landlock abi={abi} handled={','.join(landlock.right_names(handled))} rules={len(rules) + len(mounted)}")
     return ruleset
+
+
+def _seccomp_program(request: LaunchRequest, transcript: Transcript):
+    """Compile the plan's filter here, for this machine, and refuse unless it is the very
+    program the host planned (same policies, same compiler, same architecture)."""
+    if request.seccomp is None:
+        return None
+    policies, expected = request.seccomp
+    program = seccomp.compile_program(seccomp.merged(policies), os.uname().machine)
+    digest = seccomp.program_digest(program)
+    if bytes.fromhex(digest) != expected:
+        raise OSError(0, f"seccomp program digest {digest} is not the planned {expected.hex()}")
+    transcript.note(f"seccomp=filter policies={','.join(policies)} program={digest} insns={len(program) // 8}")
+    return program
 
 
 def _confinement_phase(request: LaunchRequest, ruleset, transcript: Transcript) -> None:

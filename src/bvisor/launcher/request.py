@@ -10,7 +10,7 @@ import posixpath
 
 import msgpack
 
-from bvisor.launcher import wire
+from bvisor.launcher import seccomp, wire
 
 
 class Refusal(Exception):
@@ -56,6 +56,7 @@ class LaunchRequest:
         "rlimits",
         "scope_floor",
         "proc_roots",
+        "seccomp",
     )
 
     def __init__(self, **fields):
@@ -82,6 +83,7 @@ _TARGET_OPTIONAL = (
     "rlimits",
     "landlock_scope",
     "proc_roots",
+    "seccomp",
 )
 RLIMIT_RESOURCES = ("nofile",)
 _MAX_FD = 1 << 20
@@ -201,6 +203,7 @@ def build_request(fields: dict) -> LaunchRequest:
         rlimits=_rlimits(target.get("rlimits")),
         scope_floor=_abi_floor(target.get("landlock_scope"), "target.landlock_scope"),
         proc_roots=_proc_roots(target.get("proc_roots")),
+        seccomp=_seccomp(target.get("seccomp")),
     )
     if request.proc_roots and not (pidns and request.landlock_floor is not None):
         raise _invalid("proc_roots require pid_namespace and landlock")
@@ -266,6 +269,18 @@ def _proc_roots(value) -> list:
     if not roots:
         raise _invalid("target.proc_roots is empty (omit it instead)")
     return roots
+
+
+def _seccomp(value):
+    """``(policy names, program digest)``; the names must be frozen policies of this launcher."""
+    if value is None:
+        return None
+    fields = _fields(value, "target.seccomp", ("policies", "program_digest"))
+    names = [_text(n, "target.seccomp.policies[]") for n in _typed(fields["policies"], list, "target.seccomp.policies")]
+    unknown = [n for n in names if n not in seccomp.POLICIES]
+    if not names or unknown or len(set(names)) != len(names):
+        raise Refusal("MissingPrimitive", f"target.seccomp.policies {names}: empty, repeated or unknown {unknown}")
+    return names, _digest(fields["program_digest"], "target.seccomp.program_digest")
 
 
 def _cgroup_slots(value, slots) -> list:
@@ -350,6 +365,7 @@ def _check_primitives(request: LaunchRequest) -> None:
         (wire.ID_CGROUP_PLACE, bool(request.cgroup_slots)),
         (wire.ID_RLIMIT_SET, bool(request.rlimits)),
         (wire.ID_LANDLOCK_SCOPE, request.scope_floor is not None),
+        (wire.ID_SECCOMP_APPLY, request.seccomp is not None),
         (wire.ID_MOUNT_TEMP_ROOT, request.temp_root is not None),
         (wire.ID_MOUNT_BIND, bool(request.binds)),
         (wire.ID_LANDLOCK_APPLY, request.landlock_floor is not None),

@@ -34,8 +34,6 @@ ID_SECCOMP_APPLY = "linux.seccomp.apply.v1"
 ID_EXEC = "linux.exec.v1"
 
 # The primitives this launcher can carry out, with the phase each must be scheduled in.
-# The seccomp id is a reserved wire constant; until its mechanism lands, a plan naming it is
-# refused (MissingPrimitive) rather than run without it.
 IMPLEMENTED_PRIMITIVES = {
     ID_PID_INIT: PHASE_NAMESPACE_CREATE,
     ID_CGROUP_PLACE: PHASE_NAMESPACE_CREATE,
@@ -45,6 +43,7 @@ IMPLEMENTED_PRIMITIVES = {
     ID_RLIMIT_SET: PHASE_PRIVILEGE_DROP,
     ID_LANDLOCK_APPLY: PHASE_POLICY_INSTALL,
     ID_LANDLOCK_SCOPE: PHASE_POLICY_INSTALL,
+    ID_SECCOMP_APPLY: PHASE_POLICY_INSTALL,
     ID_EXEC: PHASE_LAUNCH,
 }
 

@@ -33,7 +33,7 @@ from bvisor.contract import (
     SupportMatrix,
     SupportVerdict,
 )
-from bvisor.launcher import landlock
+from bvisor.launcher import landlock, seccomp
 from bvisor.linux import cgroup, probe
 from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage
 from bvisor.linux.filesystem import exposed_grant, requirement_grants
@@ -46,7 +46,7 @@ from bvisor.linux.launch import (
     launch_confinement_unavailable,
     run_launcher,
 )
-from bvisor.linux.lowering import LoweredLaunch, LoweringFailed, lower
+from bvisor.linux.lowering import BASELINE_POLICY, LoweredLaunch, LoweringFailed, lower
 from bvisor.registry import classify_requirement
 from bvisor.secrets import NoSecrets
 
@@ -88,12 +88,12 @@ MECHANISMS = {
     K.TempRoot: "private_tmpfs",
     K.ExposePath: "bind_mount",
     K.ChildSpawnAllowDescendants: "run_tree",
+    K.ChildSpawnDenyNewTasks: "seccomp_filter",
+    K.ChildSpawnAllowThreads: "seccomp_filter",
     K.Kill: "run_tree_kill",
 }
 
 _NOT_YET = {
-    K.ChildSpawnDenyNewTasks: "the seccomp child-spawn filter",
-    K.ChildSpawnAllowThreads: "the seccomp threads-only filter",
     K.InheritedFdsOnly: "a selective fd keep-list",
     K.CommitArtifact: "artifact commit",
     K.DiscardArtifact: "artifact discard",
@@ -130,6 +130,8 @@ def linux_ceiling(facts: dict) -> list:
         cells[kind] = _mount_cell(kind, facts)
     for kind in (K.Kill, K.ChildSpawnAllowDescendants):
         cells[kind] = _run_tree_cell(kind, facts)
+    for kind in (K.ChildSpawnDenyNewTasks, K.ChildSpawnAllowThreads):
+        cells[kind] = _seccomp_cell(kind, facts)
     cells[K.NetworkAllowList] = _unsupported(
         K.NetworkAllowList,
         "an allow-list needs a network broker, which bvisor does not have",
@@ -186,6 +188,25 @@ def _run_tree_cell(kind: RequirementKind, facts: dict) -> CeilingCell:
     return CeilingCell(kind=kind, verdict=FAMILY.best_case(kind), mechanism=f"{MECHANISMS[kind]}:{kill}")
 
 
+def _seccomp_cell(kind: RequirementKind, facts: dict) -> CeilingCell:
+    proof = facts.get("launcher.seccomp_filter")
+    if proof != "ok":
+        return _unsupported(
+            kind,
+            f"the launcher cannot install a seccomp filter here ({proof})",
+            "use a kernel with CONFIG_SECCOMP_FILTER and a container runtime that allows seccomp(2)",
+        )
+    return _enforced(kind)
+
+
+def seccomp_baseline_facts(facts: dict) -> dict:
+    """The hardening baseline every run gets, named in the profile by its policy digest."""
+    if facts.get("launcher.seccomp_filter") != "ok":
+        return {"seccomp.baseline": "not installed: no seccomp filter mode"}
+    rules = seccomp.merged([BASELINE_POLICY])
+    return {"seccomp.baseline": f"{BASELINE_POLICY} policy={seccomp.policy_digest([BASELINE_POLICY])} rules={len(rules)}"}
+
+
 def landlock_summary(facts: dict) -> str:
     """The ABI and the rights a ruleset handles on this host, for ``bvisor probe``."""
     abi = _landlock_abi(facts)
@@ -208,7 +229,8 @@ class LinuxBackend:
         # Leaves a crashed host left behind are killed and removed before anything else.
         self.reconciled = cgroup.reconcile_orphans(self._layout)
         self._delegation = cgroup.prove_delegation(self._layout)
-        self._proven = {**probe.prove(self._launcher), **self._delegation.facts()}
+        proven = probe.prove(self._launcher)
+        self._proven = {**proven, **seccomp_baseline_facts(proven), **self._delegation.facts()}
 
     @classmethod
     def with_launcher_path(cls, launcher) -> "LinuxBackend":
@@ -369,6 +391,8 @@ def required_attestations(lowered: LoweredLaunch) -> list:
         notes.append("rlimits=set")
     if target is not None and target.landlock_scope is not None:
         notes.append("landlock_scope=signal,abstract_unix_socket installed=true")
+    if target is not None and target.seccomp is not None:
+        notes.append(f"seccomp=filter policies={','.join(target.seccomp.policies)} program={target.seccomp.program_digest.hex()}")
     return notes
 
 

@@ -263,7 +263,7 @@ def launch_confinement_unavailable(obs: LaunchObservation) -> bool:
     failed = obs.note_fields("child_failed")
     return (
         failed is not None
-        and failed.get("step") in ("identity", "confinement")
+        and failed.get("step") in ("identity", "confinement", "seccomp")
         and int(failed.get("errno", "0")) in _UNAVAILABLE_ERRNOS
     )
 

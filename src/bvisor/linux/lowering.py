@@ -11,9 +11,18 @@ import stat
 
 import blake3
 
-from bvisor.contract import BoundaryPlan, BudgetDimension, Capability, HostControl, NetPolicy, ObservedFact, Workload
+from bvisor.contract import (
+    BoundaryPlan,
+    BudgetDimension,
+    Capability,
+    HostControl,
+    NetPolicy,
+    ObservedFact,
+    SpawnPolicy,
+    Workload,
+)
 from bvisor.contract.identity import canonical_bytes
-from bvisor.launcher import landlock, wire
+from bvisor.launcher import landlock, seccomp, wire
 from bvisor.linux.filesystem import exposed_grant, filesystem_grants
 from bvisor.linux.launch import AuthorityFd
 from bvisor.linux.protocol import (
@@ -26,6 +35,7 @@ from bvisor.linux.protocol import (
     LandlockRequest,
     LandlockScopeRequest,
     ProcRootRequest,
+    SeccompRequest,
     LinuxLaunchBodyV1,
     LinuxLaunchPlanV1,
     LoweringWireEntryV1,
@@ -189,6 +199,39 @@ def _run_tree(plan: BoundaryPlan, cgroup_procs) -> tuple:
     return PidNsRequest(), placement, table
 
 
+_SPAWN_POLICIES = {
+    SpawnPolicy.DenyNewTasks: "spawn.deny_new_tasks.v1",
+    SpawnPolicy.AllowThreadsWithinBoundary: "spawn.threads_only.v1",
+}
+BASELINE_POLICY = "baseline.v1"
+NET_POLICY = "net.deny_inet_sockets.v1"
+
+
+def seccomp_policies(capabilities, deny_network: bool) -> list:
+    """The filter's frozen policies, strictest first: the spawn policy, inet sockets under
+    deny-all, then the hardening baseline every run gets."""
+    asked = {type(c.policy) for c in capabilities if isinstance(c, Capability.ChildSpawn)}
+    spawn = [name for policy, name in _SPAWN_POLICIES.items() if policy in asked][:1]  # the strictest
+    return spawn + ([NET_POLICY] if deny_network else []) + [BASELINE_POLICY]
+
+
+def _seccomp(plan: BoundaryPlan, deny_network: bool):
+    """The filter request, where this host can install one (else the run has none, and says so)."""
+    if plan.profile.fact("launcher.seccomp_filter") != "ok":
+        return None, []
+    policies = seccomp_policies(plan.spec.capabilities, deny_network)
+    program = seccomp.compile_program(seccomp.merged(policies), os.uname().machine)
+    digest = seccomp.program_digest(program)
+    facts = [
+        ObservedFact(
+            kind="seccomp_lowered",
+            detail=f"policies={','.join(policies)} policy={seccomp.policy_digest(policies)} program={digest} insns={len(program) // 8}",
+        )
+    ]
+    facts += [ObservedFact(kind="seccomp_rule", detail=line) for line in seccomp.describe(seccomp.merged(policies))]
+    return SeccompRequest(policies=policies, program_digest=bytes.fromhex(digest)), facts
+
+
 def _beneath_proc(path: str) -> bool:
     return path == "/proc" or path.startswith("/proc/")
 
@@ -248,6 +291,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
 
     scope = _landlock_scope(plan)
     rlimits = _rlimits(plan)
+    filter_request, seccomp_facts = _seccomp(plan, deny_network)
     entries = []
     if pid_ns is not None:
         entries.append(_entry(wire.ID_PID_INIT, {"proc": "own"}))
@@ -264,6 +308,8 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
         entries.append(_entry(wire.ID_LANDLOCK_APPLY, [[g.path, g.writable] for g in grants]))
     if scope is not None:
         entries.append(_entry(wire.ID_LANDLOCK_SCOPE, scope))
+    if filter_request is not None:
+        entries.append(_entry(wire.ID_SECCOMP_APPLY, filter_request))
     entries.append(_entry(wire.ID_EXEC, {"argv": argv, "env_names": [name for name, _ in envp]}))
     lowering = LoweringWireV1(entries=entries)
     exe_shape = DescriptorShape(kind=DescriptorKind.Regular, writable=False)
@@ -292,6 +338,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
                 rlimits=rlimits or None,
                 landlock_scope=scope,
                 proc_roots=proc_roots or None,
+                seccomp=filter_request,
             ),
         )
     )
@@ -320,5 +367,6 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
         facts.append(ObservedFact(kind="cgroup_lowered", detail=f"the init joins the run's leaf in {len(placement.procs_slots)} hierarchies before the workload exists"))
     for limit in rlimits:
         facts.append(ObservedFact(kind="rlimit_lowered", detail=f"{limit.resource}={limit.limit} per process"))
+    facts += seccomp_facts or [ObservedFact(kind="seccomp_lowered", detail="none: this host cannot install a seccomp filter")]
     procs = [AuthorityFd(slot, fd) for slot, fd in zip(placement.procs_slots if placement else [], cgroup_procs)]
     return LoweredLaunch(launch_plan, [AuthorityFd(wire.EXE_SLOT, exe_fd), *procs, *authorities.fds], facts, deny_network)

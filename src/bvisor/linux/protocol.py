@@ -104,6 +104,14 @@ class ProcRootRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     writable: bool
 
 
+class SeccompRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Install the filter compiled from these frozen policies, in this order, last before exec.
+    The launcher compiles it itself and refuses unless it hashes to ``program_digest``."""
+
+    policies: list[str]
+    program_digest: bytes
+
+
 class TempRootRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A private tmpfs of ``size_bytes`` mounted at ``path``."""
 
@@ -141,6 +149,7 @@ class TargetSpecV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit
     rlimits: list[RlimitRequest] | None = None
     landlock_scope: LandlockScopeRequest | None = None
     proc_roots: list[ProcRootRequest] | None = None
+    seccomp: SeccompRequest | None = None
 
 
 class LinuxLaunchBodyV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
