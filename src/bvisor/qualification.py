@@ -27,6 +27,7 @@ class Floor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     userns_netns: bool = False
     userns_mount: bool = False
     userns_pid: bool = False
+    seccomp_filter: bool = False
     landlock_abi_min: int = 0
     cgroup_kill: bool = False  # the v2 leaf's cgroup.kill
     cgroup_pids: bool = False
@@ -72,6 +73,8 @@ def floor_unmet(floor: Floor, snapshot: BackendProfileSnapshot) -> list:
         unmet.append("userns_mount")
     if floor.userns_pid and snapshot.fact("launcher.userns_pid") != "ok":
         unmet.append("userns_pid")
+    if floor.seccomp_filter and snapshot.fact("launcher.seccomp_filter") != "ok":
+        unmet.append("seccomp_filter")
     if floor.cgroup_kill and snapshot.fact("cgroup.kill") != "cgroup.kill":
         unmet.append("cgroup_kill")
     for name in ("pids", "memory", "cpu"):
