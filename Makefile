@@ -12,18 +12,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# The demo keeps its evidence store and signing key in ./.bvisor, not in your home.
+demo: export BVISOR_HOME := $(CURDIR)/.bvisor
 demo: $(STAMP)
-	@echo "== bvisor run --net none -- cat /proc/self/net/dev  (a deny-all network boundary)"
-	@$(BIN)/bvisor run --net none --no-stdin --report bvisor-report.json -- cat /proc/self/net/dev
+	@echo "== bvisor run --net none --sign -- cat /proc/self/net/dev  (a deny-all network boundary, stored and signed)"
+	@$(BIN)/bvisor run --net none --no-stdin --sign --report bvisor-report.json -- cat /proc/self/net/dev
 	@echo
-	@echo "== bvisor verify bvisor-report.json  (recompute the seal)"
-	@$(BIN)/bvisor verify bvisor-report.json
+	@echo "== bvisor verify --key bvisor-key.pem bvisor-report.json  (recompute the seal, check the signature)"
+	@$(BIN)/bvisor key > bvisor-key.pem 2>/dev/null
+	@$(BIN)/bvisor verify --key bvisor-key.pem bvisor-report.json
+	@echo
+	@echo "== bvisor reports show  (the run as the evidence store keeps it)"
+	@$(BIN)/bvisor reports show $$($(BIN)/python -c 'import json; print(json.load(open("bvisor-report.json"))["body_hash"])')
+	@echo
+	@echo "== bvisor reports verify  (the whole hash chain of stored runs)"
+	@$(BIN)/bvisor reports verify
 
+# The ledger gate fails the run unless every test a ledger row cites ran here and passed.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	BVISOR_LEDGER_GATE=1 $(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/launch_latency.py
 
 clean:
-	rm -rf $(VENV) bvisor-report.json
+	rm -rf $(VENV) bvisor-report.json bvisor-key.pem .bvisor

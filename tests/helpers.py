@@ -378,5 +378,18 @@ def check_completed(failures: list, report) -> None:
 
 
 def cli_prefix(identity: str) -> tuple:
-    """The prefix that runs the bvisor command itself as the identity."""
-    return UNPRIVILEGED_PREFIX if identity == "unprivileged" and os.geteuid() == 0 else ()
+    """The prefix that runs the bvisor command itself as the identity. An unprivileged CLI
+    gets a BVISOR_HOME of its own (uid 65534's home does not exist here, and the root
+    session's store is private to root)."""
+    if identity == "unprivileged" and os.geteuid() == 0:
+        return UNPRIVILEGED_PREFIX + ("/usr/bin/env", f"BVISOR_HOME={unprivileged_home()}")
+    return ()
+
+
+def unprivileged_home() -> str:
+    """A BVISOR_HOME owned by uid 65534, one per test process."""
+    home = f"/tmp/bvisor-test-home-65534-{os.getpid()}"
+    if not os.path.isdir(home):
+        os.mkdir(home, 0o700)
+        os.chown(home, 65534, 65534)
+    return home

@@ -65,20 +65,24 @@ def cmd_probe(args) -> int:
         print(msgspec.json.format(msgspec.json.encode({"snapshot": snapshot, "profile": profile}).decode()))
         return 0
     from bvisor.linux.backend import landlock_summary
+    from bvisor.qualification import cell_qualification, load_ledger
 
+    ledger = load_ledger()
     print("host facts:")
     for fact in snapshot.facts:
         print(f"  {fact.name:<40} {fact.value}")
     print(f"\nlandlock: {landlock_summary({f.name: f.value for f in snapshot.facts})}")
-    print("\nrequirement kinds on this host (backend linux):")
+    print("\nrequirement kinds on this host (backend linux), with their qualification in the ledger:")
     for cell in profile.cells:
         print(f"  {cell.kind.value:<30} {cell.verdict.enforcement.value:<12} {cell.mechanism}")
+        print(f"  {'':<30} ledger: {cell_qualification(ledger, backend.id(), cell.kind)}")
         if cell.reason:
             print(f"  {'':<30} why: {cell.reason}")
             print(f"  {'':<30} fix: {cell.remediation}")
     print("\nbudgets (limit guarantee this host can supply):")
     for dimension, availability in snapshot.budget.items():
         print(f"  {dimension.value:<30} {availability.enforcement.value:<12} {availability.mechanism}")
+        print(f"  {'':<30} ledger: {cell_qualification(ledger, backend.id(), dimension)}")
     return 0
 
 
@@ -129,9 +133,11 @@ def _planner():
     from bvisor.linux.backend import LinuxBackend
     from bvisor.planner import BoundaryPlanner
     from bvisor.registry import BackendRegistry
+    from bvisor.secrets import EnvSecretResolver
 
     registry = BackendRegistry()
-    backend = LinuxBackend()
+    # --env-secret NAME=env:VAR leases the caller's own VAR to the workload.
+    backend = LinuxBackend(secret_resolver=EnvSecretResolver())
     registry.register(backend)
     return registry, BoundaryPlanner(registry), backend.id()
 
@@ -195,6 +201,12 @@ _ROUTINE_FACTS = frozenset(
         "mount_planned",
         "mount_made",
         "landlock_installed",
+        "run_tree_lowered",
+        "cgroup_lowered",
+        "rlimit_lowered",
+        "seccomp_lowered",
+        "seccomp_rule",
+        "cgroup_leaf",
     }
 )
 _LAUNCHER_VERDICTS = ("fault:", "refusal=", "child_failed")
@@ -211,7 +223,7 @@ def _why_no_exit(report) -> str:
     return report.body.outcome.value + (f": {reasons[0].kind}: {reasons[0].detail}" if reasons else "")
 
 
-def _summary(report, report_path) -> str:
+def _summary(report, report_path, stored=None) -> str:
     body = report.body
     exit_text = "none" if body.exit is None else (f"code {body.exit.code}" if body.exit.code is not None else f"signal {body.exit.signal}")
     lines = [f"outcome {body.outcome.value} (exit {exit_text})", f"  plan      {body.plan_id}"]
@@ -219,6 +231,7 @@ def _summary(report, report_path) -> str:
         lines.append(f"  admitted  {item.kind.value:<22} {item.enforcement.value:<9} {item.mechanism}")
     lines.append(f"  sealed    body_hash {report.body_hash}")
     lines.append(f"  report    {report_path}" if report_path else "  report    not written (use --report PATH)")
+    lines.append(f"  stored    {stored} (bvisor reports show {stored[:12]})" if stored else "  stored    no")
     return "\n".join(lines)
 
 
@@ -266,6 +279,16 @@ def _plan_and_run(args, spec) -> int:
     from bvisor.runner import BoundaryRunner
 
     _check_report_path(args.report)
+    evidence = None
+    if not args.no_store:
+        from bvisor import cli_reports
+
+        # Opened before anything runs: a run whose record cannot be kept does not start.
+        cli_reports.open_store(args).close()
+        key = cli_reports.signing_key(args) if args.sign else None
+        evidence = cli_reports
+    elif args.sign:
+        raise BadInput("--sign: a signed report is kept in the store; drop --no-store")
     registry, planner, backend_id = _planner()
     try:
         plan = planner.plan(spec, backend_id)
@@ -276,10 +299,11 @@ def _plan_and_run(args, spec) -> int:
             _save_report(args.report, msgspec.json.encode({"refused": exc.refusal()}))
         sys.stderr.write(f"bvisor: refused: {exc.requirement}: {exc.reason} (remediation: {exc.remediation})\n")
         return EXIT_REFUSED_OR_FAULT
+    kept = evidence.KeptStreams(evidence.stream_cap()) if evidence else None
     io = RunIO(
         stdin_fd=None if args.no_stdin else 0,
-        stdout_sink=lambda data: _write_out(1, data),
-        stderr_sink=lambda data: _write_out(2, data),
+        stdout_sink=kept.sink("stdout", 1) if kept else lambda data: _write_out(1, data),
+        stderr_sink=kept.sink("stderr", 2) if kept else lambda data: _write_out(2, data),
     )
     # A terminal Ctrl-C reaches the workload directly; bvisor stays to seal what happened.
     # A handler (not SIG_IGN) so the launcher starts with the default disposition.
@@ -288,12 +312,17 @@ def _plan_and_run(args, spec) -> int:
         report = BoundaryRunner(registry).run(plan, io)
     finally:
         signal.signal(signal.SIGINT, previous)
+    if args.sign:
+        report = key.sign(report)
+    stored = evidence.store_run(args, report, kept) if evidence else None
     if args.report and not _save_report(args.report, encode_report_json(report)):
+        return EXIT_REFUSED_OR_FAULT
+    if evidence and stored is None:
         return EXIT_REFUSED_OR_FAULT
     code = exit_code_for(report)
     if report.body.exit is None:
         sys.stderr.write(f"bvisor: {_why_no_exit(report)}\n")
-    _say(args, _summary(report, args.report))
+    _say(args, _summary(report, args.report, stored))
     return code
 
 
@@ -324,9 +353,17 @@ def cmd_verify(args) -> int:
     except OSError as exc:
         raise BadInput(f"{args.report}: {exc.strerror}") from None
     verdict = verify_report_json(data)
+    if isinstance(verdict, ReportVerdict.Valid) and args.key:
+        from bvisor.cli_reports import signature_verdict
+
+        signed, why = signature_verdict(verdict.report, args.key)
+        if not signed:
+            print(f"TAMPERED: signature: {why}")
+            return 1
     if isinstance(verdict, ReportVerdict.Valid):
         body = verdict.report.body
-        print(f"valid: body_hash {verdict.report.body_hash} (outcome {body.outcome.value}, plan {body.plan_id})")
+        signed_by = f", signed by {verdict.report.signature.public_key}" if args.key else ""
+        print(f"valid: body_hash {verdict.report.body_hash} (outcome {body.outcome.value}, plan {body.plan_id}{signed_by})")
         return 0
     if isinstance(verdict, ReportVerdict.Tampered):
         print(f"TAMPERED: {verdict.reason}")
@@ -383,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="recompute a report's seal (0 valid, 1 tampered, 2 not a report)")
     verify.add_argument("report")
+    verify.add_argument("--key", metavar="PUBKEY", help="also check the report's signature against this public key (PEM)")
+
+    from bvisor import cli_reports
+
+    cli_reports.add_parsers(sub, run)
     return parser
 
 
@@ -399,6 +441,10 @@ def main(argv=None) -> int:
             raise BadInput(f"{args.command}: unexpected arguments after --")
         if args.command == "run":
             return cmd_run(args, command)
+        if args.command in ("reports", "key"):
+            from bvisor import cli_reports
+
+            return {"reports": cli_reports.cmd_reports, "key": cli_reports.cmd_key}[args.command](args)
         return {"probe": cmd_probe, "spec": cmd_spec, "plan": cmd_plan, "verify": cmd_verify}[args.command](args)
     except BadInput as exc:
         sys.stderr.write(f"bvisor: error: {exc}\n")

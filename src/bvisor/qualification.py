@@ -1,24 +1,45 @@
 """The qualification ledger: which tests prove each Enforced cell, and on what machine floor.
 
-The ledger is data in the repository (``qualification/ledger.toml``). ``coupling_problems``
-is the law a test enforces: the live ceiling may advertise ``Enforced`` for a kind only with
-a ``proven`` row whose floor this host meets, whose mechanism is the backend's own, and
-whose cited tests exist.
+The ledger ships inside the package (``bvisor/ledger.toml``) so an installed ``bvisor`` can
+say how each cell it advertises was qualified. ``coupling_problems`` is the law a unit test
+enforces: the live ceiling may advertise ``Enforced`` for a cell only with a proving row
+(``proven`` or ``fault-injected``) or an unexpired waiver, whose floor this host meets and
+whose mechanism is the backend's own, and every cited test must exist. ``gate_problems``
+adds the same-run law the ``tests/ledger_gate.py`` plugin applies at the end of a session:
+every test the gated rows cite ran in that session and passed.
 """
 
 import ast
+import datetime
 import enum
+import importlib.resources
 import tomllib
+from collections.abc import Mapping
+from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
 from bvisor.contract import BackendProfileSnapshot, BudgetDimension, Enforcement, RequirementKind
 
+LEDGER: Traversable = importlib.resources.files("bvisor") / "ledger.toml"
+
 
 class Status(enum.Enum):
     Proven = "proven"
+    # Proven by tests that break the mechanism on purpose and show the run fails closed.
+    FaultInjected = "fault-injected"
     FailClosed = "fail-closed"
+    # Advertised without proof, on a named person's say-so, until a date.
+    Waived = "waived"
+
+
+# The statuses that stand for a proof: their rows must cite tests, and the gate reruns them.
+PROOFS = frozenset({Status.Proven, Status.FaultInjected})
+
+# How a cited test fared in one pytest session (a test absent from the map did not run).
+TestResult = Literal["passed", "failed", "skipped"]
 
 
 class Floor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -35,105 +56,216 @@ class Floor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cgroup_cpu: bool = False
 
 
-class LedgerRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+# Each boolean floor condition: the probe fact that decides it, and the values that meet it.
+_FLOOR_FACTS = {
+    "userns_netns": ("launcher.userns_netns", {"ok"}),
+    "userns_mount": ("launcher.userns_mount", {"ok"}),
+    "userns_pid": ("launcher.userns_pid", {"ok"}),
+    "seccomp_filter": ("launcher.seccomp_filter", {"ok"}),
+    "cgroup_kill": ("cgroup.kill", {"cgroup.kill"}),
+    "cgroup_pids": ("cgroup.pids", {"v1", "v2"}),
+    "cgroup_memory": ("cgroup.memory", {"v1", "v2"}),
+    "cgroup_cpu": ("cgroup.cpu", {"v1", "v2"}),
+}
+
+
+def _cell_name(cell: RequirementKind | BudgetDimension) -> str:
+    """How problems name a cell: budget dimensions are prefixed, kinds are bare."""
+    return f"budget {cell.value}" if isinstance(cell, BudgetDimension) else cell.value
+
+
+class Row(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What both kinds of row say. ``owner``, ``reason`` and ``expires`` belong to a waiver
+    and only to a waiver, so a waiver cannot be anonymous, unexplained or open-ended."""
+
     backend: str
-    kind: RequirementKind
     status: Status
     mechanism: str
     floor: Floor = Floor()
     tests: list[str] = []
+    owner: str = ""
+    reason: str = ""
+    expires: datetime.date | None = None
+
+    def __post_init__(self):
+        waiver = {"owner": self.owner, "reason": self.reason, "expires": self.expires}
+        if self.status is Status.Waived:
+            missing = [field for field, value in waiver.items() if not value]
+            if missing:
+                raise ValueError(f"a waived row needs {', '.join(missing)}")
+        elif any(waiver.values()):
+            raise ValueError(f"owner, reason and expires belong only to a waived row, not a {self.status.value} one")
+
+    @property
+    def name(self) -> str:
+        return _cell_name(self.cell)
 
 
-class BudgetRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class LedgerRow(Row, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    kind: RequirementKind
+
+    @property
+    def cell(self) -> RequirementKind:
+        return self.kind
+
+
+class BudgetRow(Row, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A budget dimension the profile may call Enforced, with the mechanism it was proven on."""
 
-    backend: str
     dimension: BudgetDimension
-    status: Status
-    mechanism: str
-    floor: Floor = Floor()
-    tests: list[str] = []
+
+    @property
+    def cell(self) -> BudgetDimension:
+        return self.dimension
 
 
 class Ledger(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     row: list[LedgerRow]
     budget: list[BudgetRow] = []
 
+    def rows(self) -> list[Row]:
+        return [*self.row, *self.budget]
 
-def load_ledger(path: Path) -> Ledger:
-    return msgspec.convert(tomllib.loads(Path(path).read_text()), Ledger)
+
+class Findings(msgspec.Struct, frozen=True):
+    """Problems fail the gate; warnings (live waivers) are shown but do not."""
+
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def __add__(self, other: "Findings") -> "Findings":
+        return Findings(self.problems + other.problems, self.warnings + other.warnings)
 
 
-def floor_unmet(floor: Floor, snapshot: BackendProfileSnapshot) -> list:
+def parse_ledger(text: str) -> Ledger:
+    return msgspec.convert(tomllib.loads(text), Ledger)
+
+
+def load_ledger(source: Traversable = LEDGER) -> Ledger:
+    return parse_ledger(source.read_text())
+
+
+def ledger_row(ledger: Ledger, backend_id: str, cell: RequirementKind | BudgetDimension) -> Row | None:
+    rows = ledger.budget if isinstance(cell, BudgetDimension) else ledger.row
+    return next((row for row in rows if row.backend == backend_id and row.cell is cell), None)
+
+
+def floor_terms(floor: Floor) -> list[str]:
+    """The conditions a floor sets, named as ``floor_unmet`` names them."""
+    terms = [name for name in _FLOOR_FACTS if getattr(floor, name)]
+    return terms + ([f"landlock_abi>={floor.landlock_abi_min}"] if floor.landlock_abi_min else [])
+
+
+def floor_unmet(floor: Floor, snapshot: BackendProfileSnapshot) -> list[str]:
     """The floor conditions this host does not meet (empty when it meets them all)."""
-    unmet = []
-    if floor.userns_netns and snapshot.fact("launcher.userns_netns") != "ok":
-        unmet.append("userns_netns")
-    if floor.userns_mount and snapshot.fact("launcher.userns_mount") != "ok":
-        unmet.append("userns_mount")
-    if floor.userns_pid and snapshot.fact("launcher.userns_pid") != "ok":
-        unmet.append("userns_pid")
-    if floor.seccomp_filter and snapshot.fact("launcher.seccomp_filter") != "ok":
-        unmet.append("seccomp_filter")
-    if floor.cgroup_kill and snapshot.fact("cgroup.kill") != "cgroup.kill":
-        unmet.append("cgroup_kill")
-    for name in ("pids", "memory", "cpu"):
-        if getattr(floor, f"cgroup_{name}") and snapshot.fact(f"cgroup.{name}") not in ("v1", "v2"):
-            unmet.append(f"cgroup_{name}")
+    unmet = [name for name, (fact, ok) in _FLOOR_FACTS.items() if getattr(floor, name) and snapshot.fact(fact) not in ok]
     if int(snapshot.fact("launcher.landlock_abi") or 0) < floor.landlock_abi_min:
         unmet.append(f"landlock_abi>={floor.landlock_abi_min}")
     return unmet
 
 
-def _test_exists(root: Path, test_id: str) -> bool:
-    file, _, name = test_id.partition("::")
-    path = root / file
-    if not name or not path.is_file():
-        return False
-    tree = ast.parse(path.read_text())
-    return any(isinstance(node, ast.FunctionDef) and node.name == name for node in tree.body)
+def cell_qualification(ledger: Ledger, backend_id: str, cell: RequirementKind | BudgetDimension) -> str:
+    """A short label for how one cell was qualified, for ``bvisor probe``."""
+    row = ledger_row(ledger, backend_id, cell)
+    if row is None:
+        return "no ledger row"
+    if row.status is Status.Waived:
+        return f"waived until {row.expires.isoformat()} by {row.owner}: {row.reason}"
+    if row.status is Status.FailClosed:
+        return row.status.value
+    count = f"{len(row.tests)} test{'' if len(row.tests) == 1 else 's'}"
+    terms = floor_terms(row.floor)
+    return f"{row.status.value} ({count}; floor {', '.join(terms)})" if terms else f"{row.status.value} ({count})"
 
 
-def coupling_problems(ledger: Ledger, backend, snapshot: BackendProfileSnapshot, repo_root: Path) -> list:
-    """Every way the live ceiling over-claims against the ledger, one line each."""
-    rows = {(row.backend, row.kind): row for row in ledger.row}
+def _missing_tests(root: Path, test_ids: set[str]) -> set[str]:
+    """The cited ids naming no module-level test function; each file is parsed once."""
+    defined = {}
+    for file in {test_id.partition("::")[0] for test_id in test_ids}:
+        path = root / file
+        body = ast.parse(path.read_text()).body if path.is_file() else []
+        defined[file] = {node.name for node in body if isinstance(node, ast.FunctionDef)}
+    return {t for t in test_ids if t.partition("::")[2] not in defined[t.partition("::")[0]]}
+
+
+def _advertised(backend, snapshot: BackendProfileSnapshot) -> list[tuple[RequirementKind | BudgetDimension, str]]:
+    """Every cell the live ceiling calls Enforced, with the mechanism it says it installs."""
+    kinds = [(kind, backend.mechanism(kind, Enforcement.Enforced)) for kind in backend.profile(snapshot).enforced_kinds()]
+    budgets = [(dimension, a.mechanism) for dimension, a in snapshot.budget.items() if a.enforcement is Enforcement.Enforced]
+    return kinds + budgets
+
+
+def _row_findings(row: Row, missing: set[str], today: datetime.date) -> Findings:
+    """What a row owes whatever the host: its tests exist, a proof cites some, a waiver is live."""
+    problems = [f"{row.name}: cited test {t} does not exist" for t in row.tests if t in missing]
+    if row.status in PROOFS and not row.tests:
+        problems.append(f"{row.name}: a {row.status.value} row cites no test")
+    if row.status is Status.Waived and row.expires < today:
+        problems.append(f"{row.name}: the waiver by {row.owner} expired on {row.expires.isoformat()} ({row.reason})")
+    return Findings(problems=tuple(problems))
+
+
+def _advertised_findings(name: str, row: Row | None, mechanism: str, snapshot: BackendProfileSnapshot, today: datetime.date) -> Findings:
+    """What a cell advertised Enforced owes: a proof or a live waiver, for the backend's own
+    mechanism, on a floor this host meets. An expired waiver is already a row problem."""
+    if row is None or row.status is Status.FailClosed:
+        return Findings(problems=(f"{name}: advertised enforced without a proven ledger row",))
+    warnings = []
+    if row.status is Status.Waived and row.expires >= today:
+        warnings.append(f"{name}: advertised enforced on a waiver, not a proof, until {row.expires.isoformat()} (owner {row.owner}: {row.reason})")
     problems = []
-    for row in ledger.row:
-        problems += [f"{row.kind.value}: cited test {t} does not exist" for t in row.tests if not _test_exists(repo_root, t)]
-    for row in ledger.budget:
-        problems += [f"budget {row.dimension.value}: cited test {t} does not exist" for t in row.tests if not _test_exists(repo_root, t)]
-    profile = backend.profile(snapshot)
-    for kind in profile.enforced_kinds():
-        row = rows.get((backend.id(), kind))
-        if row is None or row.status is not Status.Proven:
-            problems.append(f"{kind.value}: advertised enforced without a proven ledger row")
-            continue
-        if not row.tests:
-            problems.append(f"{kind.value}: a proven row cites no test")
-        if row.mechanism != backend.mechanism(kind, Enforcement.Enforced):
-            problems.append(f"{kind.value}: ledger proves {row.mechanism}, backend installs {backend.mechanism(kind, Enforcement.Enforced)}")
-        problems += _floor_problems(kind.value, row, snapshot)
-    return problems + _budget_problems(ledger, backend.id(), snapshot)
-
-
-def _floor_problems(name: str, row, snapshot: BackendProfileSnapshot) -> list:
+    if row.mechanism != mechanism:
+        problems.append(f"{name}: the ledger row is for {row.mechanism}, the backend installs {mechanism}")
     unmet = floor_unmet(row.floor, snapshot)
-    return [f"{name}: advertised enforced on a host below the proof's floor ({', '.join(unmet)})"] if unmet else []
+    if unmet:
+        problems.append(f"{name}: advertised enforced on a host below the row's floor ({', '.join(unmet)})")
+    return Findings(tuple(problems), tuple(warnings))
 
 
-def _budget_problems(ledger: Ledger, backend_id: str, snapshot: BackendProfileSnapshot) -> list:
-    """The budget profile may call a dimension Enforced only on its proven mechanism."""
-    rows = {(row.backend, row.dimension): row for row in ledger.budget}
-    problems = []
-    for dimension, availability in snapshot.budget.items():
-        if availability.enforcement is not Enforcement.Enforced:
-            continue
-        row = rows.get((backend_id, dimension))
-        name = f"budget {dimension.value}"
-        if row is None or row.status is not Status.Proven or not row.tests:
-            problems.append(f"{name}: advertised enforced without a proven ledger row citing tests")
-            continue
-        if row.mechanism != availability.mechanism:
-            problems.append(f"{name}: ledger proves {row.mechanism}, the profile says {availability.mechanism}")
-        problems += _floor_problems(name, row, snapshot)
-    return problems
+def coupling_problems(ledger: Ledger, backend, snapshot: BackendProfileSnapshot, repo_root: Path | None, today: datetime.date | None = None) -> Findings:
+    """Every way the live ceiling over-claims against the ledger, one line each. ``repo_root``
+    None (an installed package, no tests beside it) skips checking that cited tests exist."""
+    today = today or datetime.date.today()
+    cited = {t for row in ledger.rows() for t in row.tests}
+    missing = _missing_tests(repo_root, cited) if repo_root is not None else set()
+    findings = Findings()
+    for row in ledger.rows():
+        findings += _row_findings(row, missing, today)
+    for cell, mechanism in _advertised(backend, snapshot):
+        findings += _advertised_findings(_cell_name(cell), ledger_row(ledger, backend.id(), cell), mechanism, snapshot, today)
+    return findings
+
+
+def _gated_rows(ledger: Ledger, backend, snapshot: BackendProfileSnapshot) -> list[Row]:
+    """The rows this session must re-prove: this backend's proofs whose floor the host meets
+    (below it the tests can only skip and the cell is refused anyway), and every row behind
+    a cell the ceiling advertises, whatever its floor."""
+    advertised = {cell for cell, _ in _advertised(backend, snapshot)}
+    return [
+        row
+        for row in ledger.rows()
+        if row.backend == backend.id() and ((row.status in PROOFS and not floor_unmet(row.floor, snapshot)) or row.cell in advertised)
+    ]
+
+
+# How a cited test that did not pass fared (absent from the results: it never ran).
+_FATES = {None: "did not run", "skipped": "was skipped", "failed": "failed"}
+
+
+def gate_problems(
+    ledger: Ledger,
+    backend,
+    snapshot: BackendProfileSnapshot,
+    repo_root: Path,
+    results: Mapping[str, TestResult],
+    today: datetime.date | None = None,
+) -> Findings:
+    """``coupling_problems`` plus the same-run law: every test a gated row cites ran in this
+    session (``results``, by node id without parameters) and passed."""
+    same_run = tuple(
+        f"{row.name} cites {t} which {_FATES[results.get(t)]} in this session"
+        for row in _gated_rows(ledger, backend, snapshot)
+        for t in row.tests
+        if results.get(t) != "passed"
+    )
+    return coupling_problems(ledger, backend, snapshot, repo_root, today) + Findings(problems=same_run)

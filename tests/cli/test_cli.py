@@ -220,9 +220,9 @@ def test_the_whole_command_runs_rootless():
     """Rootless is the real case: an unprivileged user runs bvisor itself, end to end."""
     import tempfile
 
-    from bvisor.linux.launch import UNPRIVILEGED_PREFIX
+    from helpers import cli_prefix
 
-    prefix = list(UNPRIVILEGED_PREFIX) if os.geteuid() == 0 else []
+    prefix = list(cli_prefix("unprivileged"))
     tmp_path = Path(tempfile.mkdtemp(prefix="bvisor-rootless-"))
     try:
         _run_rootless(prefix, tmp_path)

@@ -1,7 +1,10 @@
 """The coupling law: what the live ceiling advertises as Enforced must be proven in the
-committed ledger, on a floor this host meets, by the backend's own mechanism, by tests that
-exist. Each planted lie below must be caught, so the gate itself is not vacuous."""
+committed ledger (or waived, by someone, until a date), on a floor this host meets, by the
+backend's own mechanism, by tests that exist; and under the same-run gate, by tests that ran
+and passed in this session. Each planted lie below must be caught, so the gate itself is not
+vacuous."""
 
+import datetime
 from pathlib import Path
 
 import msgspec
@@ -9,11 +12,22 @@ import pytest
 
 from bvisor import LinuxBackend
 from bvisor.contract import BudgetDimension, RequirementKind
-from bvisor.qualification import Floor, Ledger, Status, coupling_problems, load_ledger
+from bvisor.qualification import (
+    LEDGER,
+    Floor,
+    Ledger,
+    Status,
+    cell_qualification,
+    coupling_problems,
+    gate_problems,
+    load_ledger,
+    parse_ledger,
+)
 from helpers import launcher_path
+from ledger_gate import fold
 
 REPO = Path(__file__).resolve().parents[2]
-LEDGER = REPO / "qualification" / "ledger.toml"
+TODAY = datetime.date(2026, 6, 1)
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +36,26 @@ def backend():
 
 
 @pytest.fixture(scope="module")
+def snapshot(backend):
+    return backend.probe()
+
+
+@pytest.fixture(scope="module")
 def ledger():
-    return load_ledger(LEDGER)
+    return load_ledger()
 
 
-def test_the_live_ceiling_is_covered_by_the_committed_ledger(backend, ledger):
-    assert coupling_problems(ledger, backend, backend.probe(), REPO) == []
+def _problems(ledger, backend, snapshot, prefix: str) -> list:
+    return [p for p in coupling_problems(ledger, backend, snapshot, REPO, TODAY).problems if p.startswith(prefix)]
+
+
+def test_the_ledger_ships_inside_the_package():
+    assert LEDGER.name == "ledger.toml" and LEDGER.is_file()
+    assert Path(str(LEDGER)).parent == REPO / "src" / "bvisor"
+
+
+def test_the_live_ceiling_is_covered_by_the_committed_ledger(backend, snapshot, ledger):
+    assert coupling_problems(ledger, backend, snapshot, REPO).problems == ()
 
 
 def test_every_requirement_kind_has_exactly_one_linux_row(ledger):
@@ -45,26 +73,26 @@ def _with_budget_row(ledger: Ledger, dimension: BudgetDimension, **changes) -> L
     return Ledger(row=ledger.row, budget=rows)
 
 
-def test_an_advertised_cell_without_a_proven_row_fails_the_gate(backend, ledger):
+def test_an_advertised_cell_without_a_proven_row_fails_the_gate(backend, snapshot, ledger):
     planted = _with_row(ledger, RequirementKind.NetworkDenyAll, status=Status.FailClosed)
-    assert any("network_deny_all: advertised enforced without a proven" in p for p in coupling_problems(planted, backend, backend.probe(), REPO))
+    assert _problems(planted, backend, snapshot, "network_deny_all: advertised enforced without a proven")
     missing = Ledger(row=[r for r in ledger.row if r.kind is not RequirementKind.Environment], budget=ledger.budget)
-    assert any(p.startswith("environment:") for p in coupling_problems(missing, backend, backend.probe(), REPO))
+    assert _problems(missing, backend, snapshot, "environment:")
 
 
-def test_a_receipt_naming_a_missing_test_fails_the_gate(backend, ledger):
+def test_a_receipt_naming_a_missing_test_fails_the_gate(backend, snapshot, ledger):
     planted = _with_row(ledger, RequirementKind.Environment, tests=["tests/oracle/test_environment.py::test_that_was_never_written"])
-    assert any("test_that_was_never_written does not exist" in p for p in coupling_problems(planted, backend, backend.probe(), REPO))
+    assert any("test_that_was_never_written does not exist" in p for p in _problems(planted, backend, snapshot, "environment:"))
 
 
-def test_a_host_below_the_proofs_floor_fails_the_gate(backend, ledger):
+def test_a_host_below_the_proofs_floor_fails_the_gate(backend, snapshot, ledger):
     planted = _with_row(ledger, RequirementKind.NetworkDenyAll, floor=Floor(userns_netns=True, landlock_abi_min=99))
-    assert any("below the proof's floor (landlock_abi>=99)" in p for p in coupling_problems(planted, backend, backend.probe(), REPO))
+    assert any("below the row's floor (landlock_abi>=99)" in p for p in _problems(planted, backend, snapshot, "network_deny_all:"))
 
 
-def test_a_different_mechanism_fails_the_gate(backend, ledger):
+def test_a_different_mechanism_fails_the_gate(backend, snapshot, ledger):
     planted = _with_row(ledger, RequirementKind.InheritedFdsNone, mechanism="linux:close_some_fds:enforced")
-    assert any("inherited_fds_none: ledger proves linux:close_some_fds" in p for p in coupling_problems(planted, backend, backend.probe(), REPO))
+    assert _problems(planted, backend, snapshot, "inherited_fds_none: the ledger row is for linux:close_some_fds")
 
 
 def test_every_budget_dimension_has_exactly_one_linux_row(ledger):
@@ -72,11 +100,148 @@ def test_every_budget_dimension_has_exactly_one_linux_row(ledger):
     assert sorted(dimensions) == sorted(BudgetDimension) and len(dimensions) == len(set(dimensions))
 
 
-def test_an_enforced_budget_without_its_proof_fails_the_gate(backend, ledger):
-    snapshot = backend.probe()
+def test_an_enforced_budget_without_its_proof_fails_the_gate(backend, snapshot, ledger):
     planted = _with_budget_row(ledger, BudgetDimension.ProcessCount, status=Status.FailClosed)
-    assert any(p.startswith("budget process_count: advertised enforced") for p in coupling_problems(planted, backend, snapshot, REPO))
+    assert _problems(planted, backend, snapshot, "budget process_count: advertised enforced")
     other = _with_budget_row(ledger, BudgetDimension.ResidentMemory, mechanism="rusage_maxrss:kill")
-    assert any("budget resident_memory: ledger proves rusage_maxrss:kill" in p for p in coupling_problems(other, backend, snapshot, REPO))
+    assert _problems(other, backend, snapshot, "budget resident_memory: the ledger row is for rusage_maxrss:kill")
     below = _with_budget_row(ledger, BudgetDimension.Wall, floor=Floor(landlock_abi_min=99))
-    assert any(p.startswith("budget wall: advertised enforced on a host below") for p in coupling_problems(below, backend, snapshot, REPO))
+    assert _problems(below, backend, snapshot, "budget wall: advertised enforced on a host below")
+
+
+# Waivers and fault injection -----------------------------------------------------------
+
+WAIVED = """
+[[row]]
+backend = "linux"
+kind = "network_allow_list"
+status = "waived"
+mechanism = "linux:none:unsupported"
+owner = "alice"
+reason = "the broker lands in 0.2"
+expires = 2027-01-31
+"""
+
+
+def _waive(**changes) -> dict:
+    return dict(status=Status.Waived, tests=[], owner="alice", reason="the oracle is being rewritten", **changes)
+
+
+def test_a_waiver_loads_with_its_owner_reason_and_date():
+    (row,) = parse_ledger(WAIVED).row
+    assert (row.status, row.owner, row.expires) == (Status.Waived, "alice", datetime.date(2027, 1, 31))
+
+
+@pytest.mark.parametrize("field", ["owner", "reason", "expires"])
+def test_a_waiver_missing_its_owner_reason_or_date_is_rejected_at_load(field):
+    planted = "\n".join(line for line in WAIVED.splitlines() if not line.startswith(f"{field} ="))
+    with pytest.raises(msgspec.ValidationError, match=f"a waived row needs {field}"):
+        parse_ledger(planted)
+
+
+def test_waiver_fields_on_a_row_that_is_not_waived_are_rejected_at_load():
+    with pytest.raises(msgspec.ValidationError, match="belong only to a waived row, not a proven one"):
+        parse_ledger(WAIVED.replace('status = "waived"', 'status = "proven"'))
+
+
+def test_an_expired_waiver_fails_the_gate(backend, snapshot, ledger):
+    planted = _with_row(ledger, RequirementKind.NetworkDenyAll, **_waive(expires=datetime.date(2026, 5, 31)))
+    assert _problems(planted, backend, snapshot, "network_deny_all:") == [
+        "network_deny_all: the waiver by alice expired on 2026-05-31 (the oracle is being rewritten)"
+    ]
+    budget = _with_budget_row(ledger, BudgetDimension.HandleCount, **_waive(expires=datetime.date(2026, 5, 31)))
+    assert _problems(budget, backend, snapshot, "budget handle_count: the waiver by alice expired on 2026-05-31")
+
+
+def test_a_live_waiver_passes_the_gate_with_a_warning(backend, snapshot, ledger):
+    planted = _with_row(ledger, RequirementKind.NetworkDenyAll, **_waive(expires=datetime.date(2026, 6, 1)))
+    findings = coupling_problems(planted, backend, snapshot, REPO, TODAY)
+    assert [p for p in findings.problems if p.startswith("network_deny_all:")] == []
+    assert findings.warnings == (
+        "network_deny_all: advertised enforced on a waiver, not a proof, until 2026-06-01 (owner alice: the oracle is being rewritten)",
+    )
+    budget = _with_budget_row(ledger, BudgetDimension.Storage, **_waive(expires=datetime.date(2027, 1, 31)))
+    assert [w.split(":")[0] for w in coupling_problems(budget, backend, snapshot, REPO, TODAY).warnings] == ["budget storage"]
+
+
+def test_a_fault_injected_row_counts_as_proven_but_must_cite_tests(backend, snapshot, ledger):
+    proven = _with_row(ledger, RequirementKind.NetworkDenyAll, status=Status.FaultInjected)
+    assert _problems(proven, backend, snapshot, "network_deny_all:") == []
+    bare = _with_row(ledger, RequirementKind.NetworkDenyAll, status=Status.FaultInjected, tests=[])
+    assert _problems(bare, backend, snapshot, "network_deny_all:") == ["network_deny_all: a fault-injected row cites no test"]
+    budget = _with_budget_row(ledger, BudgetDimension.Network, status=Status.FaultInjected, tests=[])
+    assert _problems(budget, backend, snapshot, "budget network:") == ["budget network: a fault-injected row cites no test"]
+
+
+# The same-run gate ---------------------------------------------------------------------
+
+ORACLE = "tests/oracle/test_network_deny_all.py::test_workload_cannot_reach_the_network_from_the_empty_netns_or_skip"
+
+
+def _all_passed(ledger: Ledger) -> dict:
+    return {t: "passed" for row in ledger.rows() for t in row.tests}
+
+
+def _gate(ledger, backend, snapshot, results, prefix: str) -> list:
+    return [p for p in gate_problems(ledger, backend, snapshot, REPO, results, TODAY).problems if p.startswith(prefix)]
+
+
+def test_the_gate_passes_a_row_whose_every_cited_test_passed(backend, snapshot, ledger):
+    assert _gate(ledger, backend, snapshot, _all_passed(ledger), "network_deny_all") == []
+
+
+@pytest.mark.parametrize(
+    "result, fate", [("failed", "failed"), ("skipped", "was skipped"), (None, "did not run")]
+)
+def test_a_cited_test_that_did_not_pass_in_this_session_fails_the_gate(backend, snapshot, ledger, result, fate):
+    results = {**_all_passed(ledger), ORACLE: result}
+    if result is None:
+        del results[ORACLE]
+    assert _gate(ledger, backend, snapshot, results, "network_deny_all") == [f"network_deny_all cites {ORACLE} which {fate} in this session"]
+
+
+def test_the_gate_reruns_an_advertised_budget_row(backend, snapshot, ledger):
+    cited = next(r.tests for r in ledger.budget if r.dimension is BudgetDimension.Network)
+    results = {t: r for t, r in _all_passed(ledger).items() if t not in cited}
+    expected = [f"budget network cites {t} which did not run in this session" for t in cited]
+    assert _gate(ledger, backend, snapshot, results, "budget network") == expected
+
+
+@pytest.mark.parametrize("status", [Status.Proven, Status.FaultInjected])
+def test_a_proof_is_rerun_where_its_floor_holds_even_unadvertised_and_not_below_it(backend, snapshot, ledger, status):
+    # commit_artifact is never advertised, so only the row's own claim and floor gate it.
+    cited = ["tests/unit/test_qualification.py::test_the_ledger_ships_inside_the_package"]
+    results = {t: r for t, r in _all_passed(ledger).items() if t not in cited}
+    transfers = _with_row(ledger, RequirementKind.CommitArtifact, status=status, tests=cited)
+    assert _gate(transfers, backend, snapshot, results, "commit_artifact") == [f"commit_artifact cites {cited[0]} which did not run in this session"]
+    below = _with_row(ledger, RequirementKind.CommitArtifact, status=status, tests=cited, floor=Floor(landlock_abi_min=99))
+    assert _gate(below, backend, snapshot, results, "commit_artifact") == []
+
+
+def test_parametrized_instances_fold_into_one_result_where_the_worst_wins():
+    outcomes = [
+        ("t.py::a[1]", "passed"),
+        ("t.py::a[2]", "passed"),
+        ("t.py::b[1]", "passed"),
+        ("t.py::b[2]", "skipped"),
+        ("t.py::c[x::y]", "failed"),
+        ("t.py::c[z]", "passed"),
+        ("t.py::d", "passed"),
+        ("t.py::d", "failed"),  # a teardown error after a passing call
+    ]
+    assert fold(outcomes) == {"t.py::a": "passed", "t.py::b": "skipped", "t.py::c": "failed", "t.py::d": "failed"}
+
+
+# Labels for `bvisor probe` ---------------------------------------------------------------
+
+
+def test_each_cell_has_a_short_qualification_label(ledger):
+    assert cell_qualification(ledger, "linux", RequirementKind.NetworkDenyAll) == "proven (5 tests; floor userns_netns)"
+    assert cell_qualification(ledger, "linux", RequirementKind.Filesystem) == "proven (11 tests; floor landlock_abi>=3)"
+    assert cell_qualification(ledger, "linux", BudgetDimension.HandleCount) == "proven (2 tests)"
+    assert cell_qualification(ledger, "linux", RequirementKind.NetworkAllowList) == "fail-closed"
+    assert cell_qualification(ledger, "gvisor", RequirementKind.NetworkAllowList) == "no ledger row"
+    waived = parse_ledger(WAIVED)
+    assert cell_qualification(waived, "linux", RequirementKind.NetworkAllowList) == "waived until 2027-01-31 by alice: the broker lands in 0.2"
+    single = _with_row(ledger, RequirementKind.Kill, status=Status.FaultInjected, tests=["tests/x.py::test_y"])
+    assert cell_qualification(single, "linux", RequirementKind.Kill) == "fault-injected (1 test; floor userns_pid, cgroup_kill)"

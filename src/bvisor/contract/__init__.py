@@ -16,6 +16,7 @@ from bvisor.contract.budget import (
 )
 from bvisor.contract.decode import (
     ReportDecodeError,
+    ReportDocument,
     ReportVerdict,
     decode_report_json,
     decode_spec_json,
@@ -57,7 +58,9 @@ from bvisor.contract.report import (
     ExitStatus,
     ObservedFact,
     Outcome,
+    ReportSignature,
     seal,
+    signature_message,
     verify_report,
 )
 from bvisor.contract.spec import (
@@ -149,6 +152,8 @@ __all__ = [
     "Refusal",
     "ReportBodyHash",
     "ReportDecodeError",
+    "ReportDocument",
+    "ReportSignature",
     "ReportVerdict",
     "Requirement",
     "RequirementKind",
@@ -179,6 +184,7 @@ __all__ = [
     "profile_hash",
     "requirement_kind",
     "seal",
+    "signature_message",
     "snapshot_drift",
     "spec_problems",
     "verify_report",

@@ -10,7 +10,7 @@ import msgspec
 
 from bvisor.contract.errors import SpecError
 from bvisor.contract.identity import ReportHashField
-from bvisor.contract.report import BoundaryReport, BoundaryReportBody, verify_report
+from bvisor.contract.report import BoundaryReport, BoundaryReportBody, ReportSignature, verify_report
 from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.validate import SpecProblem, problem_from_validation, spec_problems
 
@@ -76,14 +76,18 @@ def load_spec(path: str | os.PathLike) -> BoundarySpec:
     return decode_spec_toml(text)
 
 
-class _FlatReport(BoundaryReportBody, kw_only=True):
-    """The report's JSON shape: every body field at top level, then ``body_hash``."""
+class ReportDocument(BoundaryReportBody, kw_only=True):
+    """The report's JSON shape: every body field at top level, then ``body_hash``, then
+    ``signature`` only when the report is signed."""
 
     body_hash: ReportHashField
+    # UNSET, not None: an unsigned report has no signature key at all (its bytes predate
+    # signatures), and an explicit null is not a report.
+    signature: ReportSignature | msgspec.UnsetType = msgspec.UNSET
 
 
 _report_encoder = msgspec.json.Encoder(order="deterministic")
-_report_decoder = msgspec.json.Decoder(_FlatReport)
+_report_decoder = msgspec.json.Decoder(ReportDocument)
 
 
 class ReportDecodeError(ValueError):
@@ -91,7 +95,9 @@ class ReportDecodeError(ValueError):
 
 
 def encode_report_json(report: BoundaryReport) -> bytes:
-    return _report_encoder.encode(_FlatReport(**msgspec.structs.asdict(report.body), body_hash=report.body_hash))
+    signature = msgspec.UNSET if report.signature is None else report.signature
+    document = ReportDocument(**msgspec.structs.asdict(report.body), body_hash=report.body_hash, signature=signature)
+    return _report_encoder.encode(document)
 
 
 def decode_report_json(data: bytes) -> BoundaryReport:
@@ -102,7 +108,12 @@ def decode_report_json(data: bytes) -> BoundaryReport:
         raise ReportDecodeError(str(error)) from None
     fields = msgspec.structs.asdict(flat)
     body_hash = fields.pop("body_hash")
-    return BoundaryReport(body=BoundaryReportBody(**fields), body_hash=body_hash)
+    signature = fields.pop("signature")
+    return BoundaryReport(
+        body=BoundaryReportBody(**fields),
+        body_hash=body_hash,
+        signature=None if signature is msgspec.UNSET else signature,
+    )
 
 
 class ReportVerdict:

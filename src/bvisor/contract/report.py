@@ -1,7 +1,7 @@
 """What happened: a backend's execution record and the sealed report built from it."""
 
 import enum
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -93,9 +93,31 @@ class BoundaryReportBody(msgspec.Struct, kw_only=True, **_STRUCT):
     finished_unix_ns: int
 
 
-class BoundaryReport(msgspec.Struct, **_STRUCT):
+# The signed message is this tag and the 32 raw bytes of ``body_hash``: the hash already
+# binds every body field, and the tag keeps a report signature from standing in for any
+# other signature made with the same key.
+SIGNATURE_DOMAIN = b"bvisor.report-signature.v1\0"
+
+
+def signature_message(body_hash: str) -> bytes:
+    return SIGNATURE_DOMAIN + bytes.fromhex(body_hash)
+
+
+class ReportSignature(msgspec.Struct, **_STRUCT):
+    """A host's Ed25519 signature over ``signature_message(body_hash)``."""
+
+    alg: Literal["ed25519"]
+    public_key: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$", description="raw Ed25519 public key, lowercase hex")]
+    value: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{128}$", description="Ed25519 signature, lowercase hex")]
+
+
+class BoundaryReport(msgspec.Struct, omit_defaults=True, **_STRUCT):
+    """A sealed body; ``signature`` is absent on unsigned reports, so signing never
+    changes an unsigned report's bytes or its ``body_hash``."""
+
     body: BoundaryReportBody
     body_hash: ReportHashField
+    signature: ReportSignature | None = None
 
 
 def report_body_hash(body: BoundaryReportBody) -> ReportBodyHash:

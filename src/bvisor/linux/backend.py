@@ -229,8 +229,7 @@ class LinuxBackend:
         # Leaves a crashed host left behind are killed and removed before anything else.
         self.reconciled = cgroup.reconcile_orphans(self._layout)
         self._delegation = cgroup.prove_delegation(self._layout)
-        proven = probe.prove(self._launcher)
-        self._proven = {**proven, **seccomp_baseline_facts(proven), **self._delegation.facts()}
+        self._proven = {**probe.prove(self._launcher), **self._delegation.facts()}
 
     @classmethod
     def with_launcher_path(cls, launcher) -> "LinuxBackend":
@@ -244,6 +243,7 @@ class LinuxBackend:
 
     def probe(self) -> BackendProfileSnapshot:
         facts = {**probe.read_live(), **self._proven, **self._overrides}
+        facts.update(seccomp_baseline_facts(facts))  # derived after overrides: a simulated host says so
         # An overridden fact is marked, so a plan made on a simulated host says so.
         facts.update({f"override.{name}": "forced" for name in self._overrides})
         return BackendProfileSnapshot.of(BACKEND_ID, facts, linux_budget_profile(facts))

@@ -1,0 +1,222 @@
+"""The evidence side of ``bvisor``: where runs are kept (``run --store/--no-store/--sign``),
+``reports list|show|verify|export|output``, ``key`` and ``verify --key``.
+
+Imported only by the commands that need it, so ``bvisor run --no-store`` never loads SQLite.
+"""
+
+import datetime
+import sys
+from pathlib import Path
+
+from bvisor.cli import BadInput, _Parser, _write_atomically, _write_out
+
+EXIT_CHAIN_BROKEN = 1
+STREAMS = ("stdout", "stderr")
+
+
+def add_parsers(sub, run) -> None:
+    """The evidence options of ``run`` and the ``reports`` and ``key`` commands."""
+    run.add_argument("--store", metavar="PATH", help="the evidence store (default: $BVISOR_HOME/evidence.sqlite3)")
+    run.add_argument("--no-store", action="store_true", help="do not keep this run in the evidence store")
+    run.add_argument("--sign", action="store_true", help="sign the report with this host's key")
+
+    reports = sub.add_parser("reports", help="the evidence store: list, show, verify, export, output")
+    reports.add_argument("--store", metavar="PATH")
+    actions = reports.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    listing = actions.add_parser("list", help="stored runs, newest first")
+    listing.add_argument("--outcome", help="only runs with this outcome (completed, failed, timeout, killed, …)")
+    listing.add_argument("--since", help="only runs started at or after this ISO 8601 time (UTC if no zone)")
+    listing.add_argument("--exe", help="only runs of this executable (absolute path)")
+    listing.add_argument("--limit", type=int)
+    listing.add_argument("--json", action="store_true")
+    show = actions.add_parser("show", help="one stored report: a summary, or the exact JSON")
+    show.add_argument("id", help="a report id (its body hash) or a unique prefix of at least 4 hex digits")
+    show.add_argument("--json", action="store_true")
+    actions.add_parser("verify", help="verify the whole chain (0 intact, 1 broken: the first bad row is named)")
+    export = actions.add_parser("export", help="write one stored report's exact JSON (bvisor verify accepts it)")
+    export.add_argument("id")
+    export.add_argument("-o", "--output", metavar="FILE")
+    output = actions.add_parser("output", help="a stored run's captured stdout or stderr")
+    output.add_argument("id")
+    which = output.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stdout", dest="stream", action="store_const", const="stdout")
+    which.add_argument("--stderr", dest="stream", action="store_const", const="stderr")
+
+    key = sub.add_parser("key", help="this host's report-signing public key (created on first use)")
+    key.add_argument("--store", metavar="PATH", help="the key lives beside this store")
+
+
+def store_path(args) -> Path:
+    from bvisor.evidence.store import default_store_path
+
+    return Path(args.store) if getattr(args, "store", None) else default_store_path()
+
+
+def open_store(args):
+    """The store a command works on; a store that cannot be opened is the caller's to fix."""
+    from bvisor.evidence.store import EvidenceStore, StoreError
+
+    try:
+        return EvidenceStore(store_path(args))
+    except StoreError as exc:
+        raise BadInput(f"--store: {exc}") from None
+
+
+def signing_key(args):
+    from bvisor.evidence.signing import HostSigningKey, SigningError
+
+    try:
+        return HostSigningKey.load_or_create(store_path(args).parent)
+    except SigningError as exc:
+        raise BadInput(f"signing key: {exc}") from None
+
+
+def stream_cap() -> int:
+    from bvisor.evidence.store import DEFAULT_STREAM_CAP
+
+    return DEFAULT_STREAM_CAP
+
+
+class KeptStreams:
+    """What the CLI keeps of a run's streams for the store while passing them through:
+    up to the store's cap plus one byte, so the store can tell a truncated stream."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.kept = {name: bytearray() for name in STREAMS}
+
+    def sink(self, name: str, fd: int):
+        kept = self.kept[name]
+
+        def feed(data: bytes) -> None:
+            room = self.cap + 1 - len(kept)
+            if room > 0:
+                kept.extend(data[:room])
+            _write_out(fd, data)
+
+        return feed
+
+
+def cmd_reports(args) -> int:
+    from bvisor.evidence.store import StoreError
+
+    with open_store(args) as store:
+        try:
+            return _REPORT_ACTIONS[args.action](store, args)
+        except StoreError as exc:
+            raise BadInput(f"reports {args.action}: {exc}") from None
+
+
+def _since_ns(text: str | None):
+    if text is None:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"reports list: --since: {text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return int(moment.timestamp() * 1_000_000_000)
+
+
+def _when(unix_ns: int) -> str:
+    return datetime.datetime.fromtimestamp(unix_ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _list(store, args) -> int:
+    import msgspec
+
+    rows = store.list(outcome=args.outcome, since_unix_ns=_since_ns(args.since), exe=args.exe, limit=args.limit)
+    if args.json:
+        print(msgspec.json.encode(rows).decode())
+        return 0
+    for row in rows:
+        print(f"{row.seq:>6}  {row.report_id[:16]}  {_when(row.started_unix_ns)}  {row.outcome:<16} {row.exe}")
+    return 0
+
+
+def _show(store, args) -> int:
+    report_id = store.resolve(args.id)
+    if args.json:
+        _write_out(1, store.export_json(report_id) + b"\n")
+        return 0
+    report = store.get(report_id)
+    body = report.body
+    exit_text = "none" if body.exit is None else (f"code {body.exit.code}" if body.exit.code is not None else f"signal {body.exit.signal}")
+    lines = [
+        f"report    {report_id}",
+        f"outcome   {body.outcome.value} (exit {exit_text})",
+        f"workload  {getattr(body.workload, 'exe', '?')} {' '.join(getattr(body.workload, 'args', []))}",
+        f"plan      {body.plan_id}",
+        f"started   {_when(body.started_unix_ns)}",
+        f"signed    {'ed25519 ' + report.signature.public_key if report.signature else 'no'}",
+    ]
+    lines += [f"admitted  {item.kind.value:<30} {item.enforcement.value:<9} {item.mechanism}" for item in body.admitted]
+    lines += [
+        f"budget    {w.dimension.value:<16} limit={w.limit} {w.supplied.value} observed={w.observed} {w.finding.value}"
+        for w in body.budget
+    ]
+    lines += [f"stream    {ref.name} kept={ref.kept} of {ref.total} bytes blake3={ref.digest}" for ref in store.streams(report_id)]
+    print("\n".join(lines))
+    return 0
+
+
+def _verify_chain(store, args) -> int:
+    verdict = store.verify_chain()
+    if verdict.ok:
+        print(f"chain intact: {verdict.rows} reports")
+        return 0
+    print(f"CHAIN BROKEN at row {verdict.first_bad_seq}: {verdict.reason}")
+    return EXIT_CHAIN_BROKEN
+
+
+def _export(store, args) -> int:
+    data = store.export_json(store.resolve(args.id))
+    if args.output:
+        _write_atomically(args.output, data)
+    else:
+        _write_out(1, data + b"\n")
+    return 0
+
+
+def _output(store, args) -> int:
+    _write_out(1, store.stream(store.resolve(args.id), args.stream))
+    return 0
+
+
+_REPORT_ACTIONS = {"list": _list, "show": _show, "verify": _verify_chain, "export": _export, "output": _output}
+
+
+def cmd_key(args) -> int:
+    key = signing_key(args)
+    _write_out(1, key.public_key_pem())
+    sys.stderr.write(f"bvisor: signing key ed25519 {key.public_key_hex()} ({store_path(args).parent})\n")
+    return 0
+
+
+def signature_verdict(report, key_path: str):
+    """The signature check of ``verify --key``: (ok, one line)."""
+    from bvisor.evidence.signing import SignatureVerdict, SigningError, verify_signed
+
+    try:
+        with open(key_path, "rb") as f:
+            pem = f.read()
+        verdict = verify_signed(report, pem)
+    except OSError as exc:
+        raise BadInput(f"--key: {key_path}: {exc.strerror}") from None
+    except SigningError as exc:
+        raise BadInput(f"--key: {exc}") from None
+    return isinstance(verdict, SignatureVerdict.Valid), verdict.reason
+
+
+def store_run(args, report, kept: KeptStreams) -> str | None:
+    """Keep the run (signed if asked); returns the stored id, or None after saying why not."""
+    from bvisor.evidence.store import StoreError
+
+    try:
+        with open_store(args) as store:
+            return store.append(report, {name: bytes(data) for name, data in kept.kept.items()}, kept.cap).report_id
+    except (StoreError, BadInput) as exc:
+        sys.stderr.write(f"bvisor: cannot store the report: {exc}\n")
+        return None
+

@@ -1,0 +1,106 @@
+"""The evidence store from the command line: every run is kept (unless --no-store), listed,
+shown, exported byte-exact, its streams retrievable; the chain verifies; a signed report
+verifies against the host's public key and a changed byte fails. Each test has its own
+BVISOR_HOME, so stores never mix."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BVISOR = str(Path(sys.executable).parent / "bvisor")
+
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path / "home"
+
+
+def bvisor(home, *args, extra_env=None):
+    env = {**os.environ, "BVISOR_HOME": str(home), **(extra_env or {})}
+    return subprocess.run([BVISOR, *args], capture_output=True, stdin=subprocess.DEVNULL, env=env, timeout=60, check=False)
+
+
+def stored_ids(home) -> list:
+    done = bvisor(home, "reports", "list", "--json")
+    assert done.returncode == 0, done.stderr.decode()
+    return [row["report_id"] for row in json.loads(done.stdout)]
+
+
+def test_a_run_is_stored_and_listed_shown_exported_and_its_streams_kept(home, tmp_path):
+    ran = bvisor(home, "run", "--quiet", "--report", str(tmp_path / "r.json"), "--", "/bin/sh", "-c", "echo out-bytes; echo err-bytes >&2; exit 3")
+    assert ran.returncode == 3, ran.stderr.decode()
+    [report_id] = stored_ids(home)
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert written["body_hash"] == report_id
+    shown = bvisor(home, "reports", "show", report_id[:8])
+    assert shown.returncode == 0 and b"outcome   failed (exit code 3)" in shown.stdout, shown.stdout
+    exported = bvisor(home, "reports", "export", report_id, "-o", str(tmp_path / "e.json"))
+    assert exported.returncode == 0 and (tmp_path / "e.json").read_bytes() == (tmp_path / "r.json").read_bytes()
+    assert bvisor(home, "verify", str(tmp_path / "e.json")).returncode == 0
+    assert bvisor(home, "reports", "output", report_id, "--stdout").stdout == b"out-bytes\n"
+    assert bvisor(home, "reports", "output", report_id, "--stderr").stdout == b"err-bytes\n"
+    listed = bvisor(home, "reports", "list", "--outcome", "completed", "--json")
+    assert json.loads(listed.stdout) == []  # the filter really filters
+    assert bvisor(home, "reports", "verify").stdout.startswith(b"chain intact: 1 reports")
+
+
+def test_no_store_keeps_nothing(home):
+    ran = bvisor(home, "run", "--quiet", "--no-store", "--", "/bin/true")
+    assert ran.returncode == 0, ran.stderr.decode()
+    assert not (home / "evidence.sqlite3").exists()
+
+
+def test_an_unusable_store_is_bad_input_and_nothing_runs(tmp_path):
+    marker = tmp_path / "ran"
+    not_a_store = tmp_path / "junk.sqlite3"
+    not_a_store.write_bytes(b"definitely not sqlite" * 100)
+    done = bvisor(tmp_path / "home", "run", "--store", str(not_a_store), "--", "/bin/sh", "-c", f"touch {marker}")
+    assert done.returncode == 2 and b"--store" in done.stderr and b"Traceback" not in done.stderr, done.stderr.decode()
+    assert not marker.exists()
+
+
+def test_a_changed_row_breaks_the_chain_and_the_command_names_it(home):
+    for _ in range(3):
+        assert bvisor(home, "run", "--quiet", "--", "/bin/true").returncode == 0
+    db = sqlite3.connect(home / "evidence.sqlite3")
+    with db:
+        db.execute("UPDATE reports SET outcome = 'completed_ok' WHERE seq = 2")
+    db.close()
+    done = bvisor(home, "reports", "verify")
+    assert done.returncode == 1 and done.stdout.startswith(b"CHAIN BROKEN at row 2"), done.stdout
+
+
+def test_a_signed_report_verifies_with_the_host_key_and_one_changed_byte_fails(home, tmp_path):
+    report = tmp_path / "signed.json"
+    assert bvisor(home, "run", "--quiet", "--sign", "--report", str(report), "--", "/bin/true").returncode == 0
+    key = tmp_path / "key.pem"
+    key.write_bytes(bvisor(home, "key").stdout)
+    ok = bvisor(home, "verify", "--key", str(key), str(report))
+    assert ok.returncode == 0 and b"signed by" in ok.stdout, ok.stdout
+    text = report.read_text()
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(text.replace('"outcome":"completed"', '"outcome":"failed"', 1))
+    assert tampered.read_text() != text
+    assert bvisor(home, "verify", "--key", str(key), str(tampered)).returncode == 1
+    other_home = tmp_path / "other"
+    other_key = tmp_path / "other.pem"
+    other_key.write_bytes(bvisor(other_home, "key").stdout)
+    wrong = bvisor(home, "verify", "--key", str(other_key), str(report))
+    assert wrong.returncode == 1 and b"TAMPERED: signature" in wrong.stdout, wrong.stdout
+
+
+def test_a_secret_lease_never_reaches_the_store(home, tmp_path):
+    secret = "bvisor-store-secret-" + os.urandom(8).hex()
+    done = bvisor(
+        home, "run", "--quiet", "--env-secret", "TOKEN=env:LEASED", "--report", str(tmp_path / "r.json"), "--",
+        "/bin/sh", "-c", 'test "${#TOKEN}" -gt 0 && echo lease-present', extra_env={"LEASED": secret},
+    )
+    assert done.returncode == 0 and done.stdout == b"lease-present\n", done.stderr.decode()
+    for path in home.iterdir():
+        assert secret.encode() not in path.read_bytes(), f"the secret leaked into {path}"
+    assert secret not in (tmp_path / "r.json").read_text()

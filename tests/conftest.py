@@ -1,0 +1,20 @@
+"""Registers the same-run ledger gate for every test run (it acts only with BVISOR_LEDGER_GATE=1),
+and gives the session its own BVISOR_HOME, so every `bvisor run` a test makes is stored in a
+throwaway evidence store instead of the user's."""
+
+import os
+
+import pytest
+
+pytest_plugins = ["ledger_gate"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_bvisor_home(tmp_path_factory):
+    previous = os.environ.get("BVISOR_HOME")
+    os.environ["BVISOR_HOME"] = str(tmp_path_factory.mktemp("bvisor-home"))
+    yield
+    if previous is None:
+        os.environ.pop("BVISOR_HOME", None)
+    else:
+        os.environ["BVISOR_HOME"] = previous

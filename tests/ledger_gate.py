@@ -1,0 +1,77 @@
+"""The same-run ledger gate, a pytest plugin (registered by tests/conftest.py).
+
+A ledger row is only as good as its tests passing on this code and this host, so with
+``BVISOR_LEDGER_GATE=1`` the session fails unless every test the gated rows cite ran in this
+very session and passed (``bvisor.qualification.gate_problems``). Without the variable the
+plugin does nothing, so a partial run (``pytest -k ...``) is not failed for what it skipped.
+"""
+
+import os
+from collections.abc import Iterable
+
+import pytest
+
+from bvisor.qualification import Findings, TestResult
+
+# Worst wins: one failed instance fails the test, one skipped instance keeps it from passing.
+_RANK = {"passed": 0, "skipped": 1, "failed": 2}
+
+# Sessions that got as far as running their tests; an interrupted one has nothing to weigh.
+_COMPLETED = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
+
+
+def fold(outcomes: Iterable[tuple[str, TestResult]]) -> dict[str, TestResult]:
+    """Per-phase outcomes by node id -> one result per test, parameters folded away:
+    ``file::name[param]`` counts under ``file::name``."""
+    results: dict[str, TestResult] = {}
+    for node_id, outcome in outcomes:
+        # No path or function name holds "[", so the first one opens the parameter id.
+        test_id = node_id.split("[", 1)[0]
+        if _RANK[outcome] >= _RANK[results.get(test_id, "passed")]:
+            results[test_id] = outcome
+    return results
+
+
+class LedgerGate:
+    def __init__(self, repo_root):
+        self.repo_root = repo_root
+        self.outcomes: list[tuple[str, TestResult]] = []
+        self.findings: Findings | None = None
+
+    def pytest_runtest_logreport(self, report):
+        # A passing setup or teardown says nothing alone; only a passing call is a pass. A
+        # failing or skipping phase (an error in a fixture, a skip in setup) always counts.
+        if report.when == "call" or not report.passed:
+            self.outcomes.append((report.nodeid, report.outcome))
+
+    def pytest_sessionfinish(self, session):
+        from bvisor import LinuxBackend
+        from bvisor.qualification import gate_problems, load_ledger
+        from helpers import launcher_path
+
+        # An interrupted session (a collection error, Ctrl-C) already fails; listing every
+        # cited test that never ran would only bury the reason it stopped.
+        if session.exitstatus not in _COMPLETED:
+            return
+        backend = LinuxBackend(launcher_path())
+        self.findings = gate_problems(load_ledger(), backend, backend.probe(), self.repo_root, fold(self.outcomes))
+        if self.findings.problems and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus):
+        # Printed here, not at session finish, so the lines follow pytest's own report.
+        terminalreporter.section("ledger gate")
+        if self.findings is None:
+            terminalreporter.write_line(f"ledger gate: not checked, the session did not complete (exit status {exitstatus})")
+            return
+        for problem in self.findings.problems:
+            terminalreporter.write_line(f"ledger gate: {problem}")
+        for warning in self.findings.warnings:
+            terminalreporter.write_line(f"ledger gate: warning: {warning}")
+        if not self.findings.problems:
+            terminalreporter.write_line("ledger gate: every test a gated ledger row cites ran in this session and passed")
+
+
+def pytest_configure(config):
+    if os.environ.get("BVISOR_LEDGER_GATE") == "1":
+        config.pluginmanager.register(LedgerGate(config.rootpath), "ledger_gate_session")
