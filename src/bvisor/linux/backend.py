@@ -33,7 +33,7 @@ from bvisor.contract import (
     SupportMatrix,
     SupportVerdict,
 )
-from bvisor.launcher import landlock, seccomp
+from bvisor.launcher import landlock
 from bvisor.linux import cgroup, probe
 from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage
 from bvisor.linux.filesystem import exposed_grant, requirement_grants
@@ -46,7 +46,7 @@ from bvisor.linux.launch import (
     launch_confinement_unavailable,
     run_launcher,
 )
-from bvisor.linux.lowering import BASELINE_POLICY, LoweredLaunch, LoweringFailed, lower
+from bvisor.linux.lowering import BASELINE_POLICY, LoweredLaunch, LoweringFailed, compiled_filter, lower
 from bvisor.registry import classify_requirement
 from bvisor.secrets import NoSecrets
 
@@ -203,8 +203,8 @@ def seccomp_baseline_facts(facts: dict) -> dict:
     """The hardening baseline every run gets, named in the profile by its policy digest."""
     if facts.get("launcher.seccomp_filter") != "ok":
         return {"seccomp.baseline": "not installed: no seccomp filter mode"}
-    rules = seccomp.merged([BASELINE_POLICY])
-    return {"seccomp.baseline": f"{BASELINE_POLICY} policy={seccomp.policy_digest([BASELINE_POLICY])} rules={len(rules)}"}
+    _, policy_digest, _, rules = compiled_filter((BASELINE_POLICY,), os.uname().machine)
+    return {"seccomp.baseline": f"{BASELINE_POLICY} policy={policy_digest} rules={len(rules)}"}
 
 
 def landlock_summary(facts: dict) -> str:

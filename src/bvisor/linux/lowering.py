@@ -6,6 +6,7 @@ primitives with real declaration and parameter digests, and the exe opened as an
 """
 
 import errno
+import functools
 import os
 import stat
 
@@ -215,20 +216,23 @@ def seccomp_policies(capabilities, deny_network: bool) -> list:
     return spawn + ([NET_POLICY] if deny_network else []) + [BASELINE_POLICY]
 
 
+@functools.lru_cache(maxsize=32)
+def compiled_filter(policies: tuple, arch: str) -> tuple:
+    """``(program digest, policy digest, instruction count, rule lines)`` of a policy list:
+    pure, so each combination is compiled once per host process."""
+    rules = seccomp.merged(list(policies))
+    program = seccomp.compile_program(rules, arch)
+    return seccomp.program_digest(program), seccomp.policy_digest(list(policies)), len(program) // 8, tuple(seccomp.describe(rules))
+
+
 def _seccomp(plan: BoundaryPlan, deny_network: bool):
     """The filter request, where this host can install one (else the run has none, and says so)."""
     if plan.profile.fact("launcher.seccomp_filter") != "ok":
         return None, []
     policies = seccomp_policies(plan.spec.capabilities, deny_network)
-    program = seccomp.compile_program(seccomp.merged(policies), os.uname().machine)
-    digest = seccomp.program_digest(program)
-    facts = [
-        ObservedFact(
-            kind="seccomp_lowered",
-            detail=f"policies={','.join(policies)} policy={seccomp.policy_digest(policies)} program={digest} insns={len(program) // 8}",
-        )
-    ]
-    facts += [ObservedFact(kind="seccomp_rule", detail=line) for line in seccomp.describe(seccomp.merged(policies))]
+    digest, policy_digest, insns, lines = compiled_filter(tuple(policies), os.uname().machine)
+    facts = [ObservedFact(kind="seccomp_lowered", detail=f"policies={','.join(policies)} policy={policy_digest} program={digest} insns={insns}")]
+    facts += [ObservedFact(kind="seccomp_rule", detail=line) for line in lines]
     return SeccompRequest(policies=policies, program_digest=bytes.fromhex(digest)), facts
 
 
