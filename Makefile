@@ -29,11 +29,19 @@ demo: $(STAMP)
 	@$(BIN)/bvisor reports verify
 
 # The ledger gate fails the run unless every test a ledger row cites ran here and passed.
+# The oracle suites then run again through the warm launcher: both paths must hold.
 test: $(STAMP)
 	BVISOR_LEDGER_GATE=1 $(BIN)/python -m pytest -q
+	BVISOR_LAUNCHER=warm $(BIN)/python -m pytest -q tests/oracle tests/unit/test_protocol.py
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/launch_latency.py
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench.py
 
 clean:
-	rm -rf $(VENV) bvisor-report.json bvisor-key.pem .bvisor
+	rm -rf $(VENV) bvisor-report.json bvisor-key.pem .bvisor benchmarks/results

@@ -49,6 +49,7 @@ from helpers import (
 
 BASH = "/bin/bash"
 STDIO = [0, 1, 2]
+WARM = os.environ.get("BVISOR_LAUNCHER") == "warm"
 
 
 class InheritedSecret:
@@ -184,8 +185,10 @@ def test_no_inherited_fd_reaches_the_workload_through_the_execute_path(identity,
     if "inherited_fds_lowered" not in kinds:
         failures.append(f"the report must record the fd lowering; facts={body.observed}")
     closed = scrub_note_closed([f.detail for f in body.observed if f.kind == "launcher_note"])
-    # The launcher inherited at least the two fds this test left open without close-on-exec.
-    if closed is None or closed < 2:
+    # A one-shot launcher inherited at least the two fds this test left open without
+    # close-on-exec; a warm launcher's coordinator never received them (its server closes
+    # what it inherits), so only the attestation itself is required there.
+    if closed is None or (closed < 2 and not WARM):
         failures.append(f"the report must carry the launcher's fd_scrub attestation closing >= 2 fds; got closed={closed}")
     assert not failures, f"InheritedFdsNone execute-path oracle failures [{identity}]: {failures}"
 
@@ -210,7 +213,7 @@ def test_the_launcher_scrubs_inherited_fds_before_exec(identity, inherited_secre
     if exit_status is None or exit_status.code != 0:
         failures.append(f"the workload must exit 0; got {exit_status}")
     closed = scrub_note_closed(obs.notes)
-    if closed is None or closed < 2:
+    if closed is None or closed < 2:  # run_launcher is always the one-shot path
         failures.append(f"the launcher must attest an fd_scrub closing >= 2 fds; notes={obs.notes}")
     check_no_inherited_fds(failures, gated, inherited_secret, identity)
     assert not failures, f"launcher-level InheritedFdsNone oracle failures [{identity}]: {failures}"

@@ -37,21 +37,26 @@ def main() -> None:
         # The only stdio write the launcher makes: no control channel exists, no workload runs.
         sys.stderr.write("bvisor-linux-launcher: boot fault: control or plan fd missing from the environment\n")
         os._exit(wire.EXIT_FAULTED)
-    code = wire.EXIT_FAULTED
+    os._exit(carry_out(control, plan_fd, _int_from_env(wire.ENV_HOST_PID)))
+
+
+def carry_out(control: int, plan_fd: int, parent) -> int:
+    """Everything from the first control line on, shared by the one-shot launcher and every
+    child of the warm server (``server.py``): report started, tie this process's life to
+    ``parent`` (the host; for a warm child the server, which dies with the host), read the
+    plan, run it. Returns the launcher's exit code."""
     try:
         os.set_inheritable(control, False)
         transcript = Transcript(control)
         transcript.state("LauncherStarted")
-        host = _int_from_env(wire.ENV_HOST_PID)
-        if host is not None:
+        if parent is not None:
             # A host killed mid-run takes the launcher, and through it the whole run, along.
-            transcript.note(lifetime.die_with_parent(host, "launcher_lifetime"))
+            transcript.note(lifetime.die_with_parent(parent, "launcher_lifetime"))
         with open(plan_fd, "rb", closefd=True) as plan:
             frame = plan.read()
-        code = run_plan(frame, transcript)
+        return run_plan(frame, transcript)
     except BaseException as exc:  # report, never print: stdio belongs to the workload
-        code = _fault_quietly(control, f"internal {type(exc).__name__}: {exc}")
-    os._exit(code)
+        return _fault_quietly(control, f"internal {type(exc).__name__}: {exc}")
 
 
 def run_plan(frame: bytes, transcript: Transcript) -> int:

@@ -47,6 +47,8 @@ from bvisor.linux.launch import (
     run_launcher,
 )
 from bvisor.linux.lowering import BASELINE_POLICY, LoweredLaunch, LoweringFailed, compiled_filter, lower
+from bvisor.linux.protocol import encode_frame
+from bvisor.linux.warm import WarmLauncher
 from bvisor.registry import classify_requirement
 from bvisor.secrets import NoSecrets
 
@@ -218,13 +220,20 @@ class LinuxBackend:
 
     ``launcher``: a path or a command (default: this interpreter running ``bvisor.launcher``).
     ``fact_overrides`` replace probed facts, to simulate a weaker host in tests; they are part
-    of the snapshot, so a plan made under them says so.
+    of the snapshot, so a plan made under them says so. ``warm``: run through a warm launcher
+    server (call ``close()`` when done) instead of one launcher process per run.
     """
 
-    def __init__(self, launcher=None, *, secret_resolver=None, fact_overrides=None):
+    def __init__(self, launcher=None, *, secret_resolver=None, fact_overrides=None, warm=None):
         self._launcher = launcher if launcher is not None else default_launcher()
         self._resolver = secret_resolver or NoSecrets()
         self._overrides = dict(fact_overrides or {})
+        # warm: one pre-imported launcher server, started on the first run, forks a
+        # coordinator per run (the same code from "plan received" on as the one-shot launcher).
+        # Unset, BVISOR_LAUNCHER=warm chooses it (the test suite runs its oracles both ways).
+        if warm is None:
+            warm = os.environ.get("BVISOR_LAUNCHER") == "warm"
+        self._warm = WarmLauncher(self._launcher) if warm else None
         self._layout = cgroup.current_layout()
         # Leaves a crashed host left behind are killed and removed before anything else.
         self.reconciled = cgroup.reconcile_orphans(self._layout)
@@ -234,6 +243,15 @@ class LinuxBackend:
     @classmethod
     def with_launcher_path(cls, launcher) -> "LinuxBackend":
         return cls(launcher)
+
+    def close(self) -> None:
+        """Stop the warm launcher server, if one runs (a later run starts a new one)."""
+        if self._warm is not None:
+            self._warm.close()
+
+    def warm_launcher_pid(self):
+        """The warm launcher server's pid while one runs, else None."""
+        return self._warm.server_pid() if self._warm is not None else None
 
     def id(self) -> str:
         return BACKEND_ID
@@ -302,7 +320,10 @@ class LinuxBackend:
             return execution_record(outcome, None, [ObservedFact(kind=exc.fact, detail=exc.detail)], started_ns, observed_usage(clock))
         supervisor = RunSupervisor(plan.budgets, leaf, clock / 1e9)
         try:
-            observation = run_launcher(self._launcher, lowered.plan, lowered.authorities, io, supervisor)
+            if self._warm is not None:
+                observation = self._warm.run(encode_frame(lowered.plan), lowered.authorities, io, supervisor)
+            else:
+                observation = run_launcher(self._launcher, lowered.plan, lowered.authorities, io, supervisor)
         except HarnessError as exc:
             facts = lowered.facts + [ObservedFact(kind="launcher_harness_fault", detail=str(exc))]
             return execution_record(Outcome.SupervisorFault, None, facts, started_ns, observed_usage(clock))

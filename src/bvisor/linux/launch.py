@@ -3,6 +3,8 @@ their declared slots, drain control + stdout + stderr concurrently, and observe 
 
 Thread-safe: the launcher is started with ``posix_spawn`` whose file actions place every fd
 in the child only, so a multi-threaded host never has its own fd table rearranged.
+``LaunchChannels`` (the run's fds, its fd layout, the observation) is shared with the warm
+launcher (``bvisor.linux.warm``), so both paths lay out and observe a run identically.
 """
 
 import enum
@@ -118,7 +120,7 @@ def default_launcher() -> tuple:
     return (sys.executable, "-I", "-m", "bvisor.launcher")
 
 
-def _launcher_argv(launcher) -> list:
+def launcher_argv(launcher) -> list:
     """A launcher is a path or a command (e.g. a privilege-dropping prefix); resolve argv[0]."""
     argv = [os.fspath(launcher)] if isinstance(launcher, (str, os.PathLike)) else [os.fspath(p) for p in launcher]
     argv[0] = shutil.which(argv[0]) or argv[0]
@@ -152,6 +154,21 @@ def _placement_actions(placement: dict) -> list:
     return staged + placed + cleared
 
 
+# The host interpreter ignores these; the launcher must start with them at default.
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def spawn_launcher(argv: list, env: dict, placement: dict) -> int:
+    """Start a launcher program with exactly ``env``, each host fd of ``placement`` (number in
+    the child → host fd) at its number and nothing else, and default signal dispositions."""
+    try:
+        return os.posix_spawn(
+            argv[0], argv, env, file_actions=_placement_actions(placement), setsigmask=(), setsigdef=_DEFAULT_SIGNALS
+        )
+    except OSError as exc:
+        raise HarnessError(f"cannot start launcher {argv[0]}: {exc.strerror}") from None
+
+
 def run_launcher(launcher, plan: LinuxLaunchPlanV1, authorities: Sequence[AuthorityFd], io: RunIO | None = None, supervisor=None):
     """Run one launch plan to a verdict. Raises ``HarnessError`` only if nothing could start.
     ``supervisor`` (a ``RunSupervisor``) is attached to the launcher's pidfd and checked while
@@ -161,49 +178,110 @@ def run_launcher(launcher, plan: LinuxLaunchPlanV1, authorities: Sequence[Author
 
 def run_launcher_frame(launcher, frame: bytes, authorities: Sequence[AuthorityFd], io: RunIO | None = None, supervisor=None):
     """``run_launcher`` for an already-encoded frame (protocol tests hand it broken ones)."""
-    io = io or RunIO()
-    opened: list = []
-    try:
-        slots = [a.slot_index for a in authorities]
-        if len(set(slots)) != len(slots) or any(s <= 2 for s in slots):
-            raise HarnessError(f"authority slots must be distinct and above stdio: {slots}")
-        plan_fd = _sealed_plan_fd(frame)
-        opened.append(plan_fd)
-        control_host, control_launcher = _socketpair()
-        opened += [control_host, control_launcher]
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        opened += [out_r, out_w, err_r, err_w]
-        stdin = io.stdin_fd
-        if stdin is None:
-            stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-            opened.append(stdin)
-        # Channel fds sit strictly above every authority slot.
-        channel = max(slots + [2]) + 1
-        placement = {0: stdin, 1: out_w, 2: err_w, channel: plan_fd, channel + 1: control_launcher}
-        placement.update({a.slot_index: a.handle for a in authorities})
-        env = {wire.ENV_PLAN_FD: str(channel), wire.ENV_CONTROL_FD: str(channel + 1), wire.ENV_HOST_PID: str(os.getpid())}
-        argv = _launcher_argv(launcher)
+    with LaunchChannels(frame, authorities, io or RunIO()) as channels:
+        plan_at, control_at, placement = channels.layout()
+        env = {wire.ENV_PLAN_FD: str(plan_at), wire.ENV_CONTROL_FD: str(control_at), wire.ENV_HOST_PID: str(os.getpid())}
+        pid = spawn_launcher(launcher_argv(launcher), env, placement)
+        channels.handed_over()
+        pidfd = os.pidfd_open(pid)
         try:
-            pid = os.posix_spawn(
-                argv[0], argv, env, file_actions=_placement_actions(placement), setsigmask=(), setsigdef=_DEFAULT_SIGNALS
-            )
-        except OSError as exc:
-            raise HarnessError(f"cannot start launcher {argv[0]}: {exc.strerror}") from None
-        # The launcher has its copies; drop ours so EOF means the launcher side is done.
-        for fd in (plan_fd, control_launcher, out_w, err_w):
+            return channels.observe(pidfd, supervisor, lambda: os.waitpid(pid, 0)[1])
+        finally:
+            os.close(pidfd)
+
+
+class LaunchChannels:
+    """The host side of one launcher run, the same whichever launcher carries it out (one-shot
+    or warm): the plan sealed in a memfd, the control socket pair, the stdout/stderr pipes,
+    stdin, and the caller's authority handles, owned from construction on. A context manager:
+    whatever is still open on exit is closed."""
+
+    def __init__(self, frame: bytes, authorities: Sequence[AuthorityFd], io: RunIO):
+        self._authorities, self._io = authorities, io
+        self._opened: list = []
+        try:
+            slots = [a.slot_index for a in authorities]
+            if len(set(slots)) != len(slots) or any(s <= 2 for s in slots):
+                raise HarnessError(f"authority slots must be distinct and above stdio: {slots}")
+            self._plan = self._own(_sealed_plan_fd(frame))
+            self._control, self._control_launcher = map(self._own, _socketpair())
+            self._out_r, self._out_w = map(self._own, os.pipe2(os.O_CLOEXEC))
+            self._err_r, self._err_w = map(self._own, os.pipe2(os.O_CLOEXEC))
+            self._stdin = io.stdin_fd
+            if self._stdin is None:
+                self._stdin = self._own(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        except BaseException:
+            self.close()
+            raise
+
+    def _own(self, fd: int) -> int:
+        self._opened.append(fd)
+        return fd
+
+    def layout(self) -> tuple:
+        """``(plan fd, control fd, {fd number in the launcher: host fd})``: stdio at 0-2, each
+        authority at its slot, the plan and the control channel strictly above every slot."""
+        channel = max([a.slot_index for a in self._authorities] + [2]) + 1
+        placement = {0: self._stdin, 1: self._out_w, 2: self._err_w, channel: self._plan, channel + 1: self._control_launcher}
+        placement.update({a.slot_index: a.handle for a in self._authorities})
+        return channel, channel + 1, placement
+
+    def handed_over(self) -> None:
+        """The launcher side has its copies; drop ours so EOF means the launcher side is done."""
+        for fd in (self._plan, self._control_launcher, self._out_w, self._err_w):
             os.close(fd)
-            opened.remove(fd)
-        return _observe(pid, control_host, out_r, err_r, io, supervisor)
-    finally:
-        for fd in opened:
+            self._opened.remove(fd)
+
+    def observe(self, pidfd: int, supervisor, wait_status) -> LaunchObservation:
+        """Drain control, stdout and stderr until the launcher (``pidfd``) has exited, then
+        ``wait_status()`` gives its wait status."""
+        control_bytes = bytearray()
+        stdout = StreamCapture("stdout", self._io.capture_limit, self._io.stdout_sink)
+        stderr = StreamCapture("stderr", self._io.capture_limit, self._io.stderr_sink)
+        if supervisor is not None:
+            supervisor.attach(pidfd)
+        readers = {self._control: control_bytes.extend, self._out_r: stdout.feed, self._err_r: stderr.feed}
+        held = pump(readers, pidfd, watchdog=supervisor)
+        status = wait_status()
+        names = {self._control: "control", self._out_r: "stdout", self._err_r: "stderr"}
+        transcript, notes = _read_control(control_bytes)
+        terminals = [s for s in transcript if s in _TERMINALS]
+        return LaunchObservation(
+            terminal=terminals[-1] if terminals else None,
+            transcript=transcript,
+            notes=notes,
+            launcher_exit=os.waitstatus_to_exitcode(status),
+            stdout=stdout,
+            stderr=stderr,
+            held_open=[names[fd] for fd in held],
+        )
+
+    def close(self) -> None:
+        for fd in self._opened:
             os.close(fd)
-        for authority in authorities:
+        self._opened.clear()
+        for authority in self._authorities:
             _close_quietly(authority.handle)
+        self._authorities = ()  # closed once: a second close could hit a number reused since
+
+    def __enter__(self) -> "LaunchChannels":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
-# The host interpreter ignores these; the launcher must start with them at default.
-_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+def _read_control(control_bytes: bytes) -> tuple:
+    """The control channel's lines as (states, notes)."""
+    transcript, notes = [], []
+    for line in control_bytes.decode("utf-8", "replace").splitlines():
+        if line.startswith("# "):
+            notes.append(line[2:])
+        elif line in LauncherState.__members__:
+            transcript.append(LauncherState(line))
+        else:
+            notes.append(f"unrecognised control line: {line!r}")
+    return transcript, notes
 
 
 def _socketpair():
@@ -217,39 +295,6 @@ def _close_quietly(fd: int) -> None:
     except OSError as exc:
         if exc.errno != errno.EBADF:
             raise
-
-
-def _observe(pid: int, control: int, out_r: int, err_r: int, io: RunIO, supervisor) -> LaunchObservation:
-    control_bytes = bytearray()
-    stdout = StreamCapture("stdout", io.capture_limit, io.stdout_sink)
-    stderr = StreamCapture("stderr", io.capture_limit, io.stderr_sink)
-    pidfd = os.pidfd_open(pid)
-    if supervisor is not None:
-        supervisor.attach(pidfd)
-    try:
-        held = pump({control: control_bytes.extend, out_r: stdout.feed, err_r: stderr.feed}, pidfd, watchdog=supervisor)
-    finally:
-        os.close(pidfd)
-    _, status = os.waitpid(pid, 0)
-    names = {control: "control", out_r: "stdout", err_r: "stderr"}
-    transcript, notes = [], []
-    for line in control_bytes.decode("utf-8", "replace").splitlines():
-        if line.startswith("# "):
-            notes.append(line[2:])
-        elif line in LauncherState.__members__:
-            transcript.append(LauncherState(line))
-        else:
-            notes.append(f"unrecognised control line: {line!r}")
-    terminals = [s for s in transcript if s in _TERMINALS]
-    return LaunchObservation(
-        terminal=terminals[-1] if terminals else None,
-        transcript=transcript,
-        notes=notes,
-        launcher_exit=os.waitstatus_to_exitcode(status),
-        stdout=stdout,
-        stderr=stderr,
-        held_open=[names[fd] for fd in held],
-    )
 
 
 # Errnos with which namespace/filter creation fails when the kernel or container forbids it.
@@ -278,7 +323,7 @@ def report_confinement_unavailable(observed) -> bool:
 
 def probe_launcher(launcher=None) -> dict:
     """Run the launcher's ``--probe``: what this launcher identity can install, proven by doing."""
-    argv = _launcher_argv(launcher or default_launcher()) + ["--probe"]
+    argv = launcher_argv(launcher or default_launcher()) + ["--probe"]
     try:
         done = subprocess.run(argv, capture_output=True, env={}, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:

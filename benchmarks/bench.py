@@ -1,0 +1,353 @@
+"""bvisor against its peers, side by side, in one run on one host (``make bench``).
+
+Sections, each printed as a table with medians, spreads (p10/p90) and ratios:
+
+  latency      one launch of /bin/true, sequential: bare, ``unshare -Urn``, ``bwrap
+               --unshare-user --unshare-net --clearenv``, firejail (where installed), and the
+               API-level deny-all + exact-env + fd-scrub boundary through the warm launcher and
+               the one-shot (cold) launcher
+  throughput   runs/s: bwrap sequential, bvisor warm sequential and with 2 concurrent callers
+  cli          the whole `bvisor run --no-store --net none -- /bin/true` command, cold, against
+               the same peers as commands
+  host path    planning + sealing alone (no launch)
+  cpu          a CPU-bound workload inside a full boundary vs bare: the overhead in percent
+  memory       the warm launcher's resident set, and the host's resident growth per run
+
+Peers that are absent are skipped and said so (``apt-get install bubblewrap firejail`` adds
+them). Nothing asserts: it prints, writes ``benchmarks/results/bench.json`` and a PNG plot of
+the latency distributions (``--no-plot`` to skip; needs the ``bench`` extra: matplotlib).
+
+    .venv/bin/python benchmarks/bench.py [--runs N] [--out DIR] [--no-plot]
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+TRUE = "/bin/true"
+BVISOR = str(Path(sys.executable).parent / "bvisor")
+# The CPU-bound workload: a fixed amount of pure-Python arithmetic (about 0.3 s here) that
+# reports its own loop time, so the comparison is of the work, not of the launch.
+CPU_PROGRAM = (
+    "import time\nstart = time.perf_counter()\nn = 0\nfor i in range(6_000_000):\n    n += i * i\n"
+    "print((time.perf_counter() - start) * 1000)"
+)
+PYTHON = os.path.realpath(sys.executable)
+
+
+# --- statistics (pure) -------------------------------------------------------------------
+
+
+def percentile(samples: list, q: float) -> float:
+    """Linear-interpolated percentile, ``q`` in [0, 100]."""
+    ordered = sorted(samples)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarise(samples: list) -> dict:
+    return {
+        "median_ms": percentile(samples, 50),
+        "p10_ms": percentile(samples, 10),
+        "p90_ms": percentile(samples, 90),
+        "samples_ms": samples,
+    }
+
+
+def timed(once, runs: int, warmup: int) -> list:
+    """Milliseconds per call of ``once`` over ``runs`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        once()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter_ns()
+        once()
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    return samples
+
+
+def render(title: str, rows: list, baseline: str | None) -> str:
+    """A table of ``(name, stats)`` rows with each median's ratio to ``baseline``'s."""
+    base = dict(rows).get(baseline, {}).get("median_ms") if baseline else None
+    header = ["case", "median ms", "p10 ms", "p90 ms", f"x {baseline}" if base else "x -"]
+    lines = [header]
+    for name, stats in rows:
+        ratio = f"{stats['median_ms'] / base:.2f}" if base else "-"
+        lines.append([name, f"{stats['median_ms']:.3f}", f"{stats['p10_ms']:.3f}", f"{stats['p90_ms']:.3f}", ratio])
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    out = [title]
+    for i, row in enumerate(lines):
+        out.append("  " + "  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))))
+        if i == 0:
+            out.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+# --- cases --------------------------------------------------------------------------------
+
+
+def command_case(argv: list):
+    """Spawn ``argv`` and wait; a non-zero exit is a failure."""
+
+    def once() -> None:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-300:]!r}")
+
+    return once
+
+
+def peer_commands(program: list) -> tuple[dict, dict]:
+    """``({name: argv}, {name: why skipped})`` for running ``program`` bare and under each peer."""
+    peers = {
+        "unshare": ("unshare", ["-Urn"]),
+        "bwrap": ("bwrap", ["--unshare-user", "--unshare-net", "--clearenv", "--dev-bind", "/", "/"]),
+        "firejail": ("firejail", ["--quiet", "--noprofile", "--net=none"]),
+    }
+    found, skipped = {"bare": program}, {}
+    for name, (tool, flags) in peers.items():
+        path = shutil.which(tool)
+        if path is None:
+            skipped[name] = f"{tool} is not installed"
+        else:
+            found[name] = [path, *flags, *program]
+    return found, skipped
+
+
+def boundary_spec(argv: list):
+    from bvisor import (
+        BoundarySpec,
+        BudgetRequirements,
+        Capability,
+        EnvPolicy,
+        FdPolicy,
+        HostControl,
+        MinGuarantee,
+        NetPolicy,
+        StdStreams,
+        Workload,
+    )
+
+    return BoundarySpec(
+        workload=Workload.Process(exe=argv[0], args=argv[1:]),
+        capabilities=[
+            Capability.Network(policy=NetPolicy.DenyAll()),
+            Capability.Environment(policy=EnvPolicy.Exact([])),
+            Capability.InheritedFds(policy=FdPolicy.Nothing()),
+        ],
+        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())],
+        budgets=BudgetRequirements.uniform(3_600_000_000, MinGuarantee.Mediated),
+    )
+
+
+class Boundary:
+    """One backend (warm or cold launcher), its planner and runner, and one plan per argv."""
+
+    def __init__(self, warm: bool):
+        from bvisor import BackendRegistry, BoundaryPlanner, BoundaryRunner, LinuxBackend
+
+        self.backend = LinuxBackend(warm=warm)
+        registry = BackendRegistry()
+        registry.register(self.backend)
+        self.planner, self.runner = BoundaryPlanner(registry), BoundaryRunner(registry)
+
+    def plan(self, argv: list):
+        return self.planner.plan(boundary_spec(argv), self.backend.id())
+
+    def run(self, plan) -> None:
+        from bvisor import Outcome
+
+        report = self.runner.run(plan)
+        if report.body.outcome != Outcome.Completed:
+            raise RuntimeError(f"bvisor run ended {report.body.outcome.value}: {report.body.observed[-3:]}")
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+# --- sections -----------------------------------------------------------------------------
+
+
+def latency(runs: int, warm: "Boundary", cold: "Boundary", skipped: dict) -> list:
+    commands, missing = peer_commands([TRUE])
+    skipped.update(missing)
+    rows = [(name, summarise(timed(command_case(argv), runs, 5))) for name, argv in commands.items()]
+    plan = warm.plan([TRUE])
+    rows.append(("bvisor-warm", summarise(timed(lambda: warm.run(plan), runs, 5))))
+    cold_plan = cold.plan([TRUE])
+    rows.append(("bvisor-cold", summarise(timed(lambda: cold.run(cold_plan), max(runs // 4, 10), 2))))
+    return rows
+
+
+def throughput(runs: int, warm: "Boundary") -> dict:
+    """Runs per second: bvisor warm with 1 and 2 concurrent callers, bwrap sequential."""
+    plan = warm.plan([TRUE])
+    result = {}
+    for callers in (1, 2):
+        per_caller = runs // callers
+        errors = []
+
+        def caller() -> None:
+            try:
+                for _ in range(per_caller):
+                    warm.run(plan)
+            except Exception as exc:  # reported, never swallowed
+                errors.append(exc)
+
+        threads = [threading.Thread(target=caller) for _ in range(callers)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+        if errors:
+            raise errors[0]
+        result[f"bvisor-warm x{callers}"] = per_caller * callers / elapsed
+    bwrap = peer_commands([TRUE])[0].get("bwrap")
+    if bwrap:
+        start = time.perf_counter()
+        for _ in range(runs):
+            command_case(bwrap)()
+        result["bwrap x1"] = runs / (time.perf_counter() - start)
+    return result
+
+
+def cli(runs: int, skipped: dict) -> list:
+    commands, _ = peer_commands([TRUE])
+    rows = [(name, summarise(timed(command_case(argv), runs, 2))) for name, argv in commands.items()]
+    ours = [BVISOR, "run", "--quiet", "--no-store", "--no-stdin", "--net", "none", "--", TRUE]
+    rows.append(("bvisor-cli", summarise(timed(command_case(ours), runs, 2))))
+    return rows
+
+
+def host_path(runs: int, warm: "Boundary") -> list:
+    """Planning alone, and sealing a real report body alone."""
+    from bvisor.contract import seal
+
+    spec = boundary_spec([TRUE])
+    planning = timed(lambda: warm.planner.plan(spec, warm.backend.id()), runs, 5)
+    body = warm.runner.run(warm.plan([TRUE])).body
+    sealing = timed(lambda: seal(body), runs, 5)
+    return [("plan", summarise(planning)), ("seal", summarise(sealing))]
+
+
+def cpu(runs: int, warm: "Boundary") -> list:
+    """The workload's own loop time, bare and inside a full boundary (deny-all network, exact
+    environment, fd scrub, pid namespace, cgroup leaf, seccomp baseline)."""
+    from bvisor import RunIO
+
+    argv = [PYTHON, "-c", CPU_PROGRAM]
+
+    def bare() -> float:
+        return float(subprocess.run(argv, capture_output=True, check=True).stdout)
+
+    plan = warm.plan(argv)
+
+    def inside() -> float:
+        out = bytearray()
+        warm.runner.run(plan, RunIO(stdout_sink=out.extend))
+        return float(out)
+
+    return [("bare", summarise([bare() for _ in range(runs)])), ("bvisor-warm", summarise([inside() for _ in range(runs)]))]
+
+
+def memory(warm: "Boundary") -> dict:
+    def rss_kib(pid) -> int:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+    plan = warm.plan([TRUE])
+    warm.run(plan)
+    before = rss_kib("self")
+    for _ in range(200):
+        warm.run(plan)
+    after = rss_kib("self")
+    server = warm.backend.warm_launcher_pid()
+    return {
+        "warm_launcher_rss_kib": rss_kib(server) if server else None,
+        "host_rss_growth_kib_per_run_over_200": (after - before) / 200,
+        "host_rss_kib": after,
+    }
+
+
+def plot(path: Path, sections: dict) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot skipped: matplotlib is not installed (pip install -e '.[bench]')"
+    panels = [(title, rows) for title, rows in sections.items() if rows]
+    figure, axes = plt.subplots(len(panels), 1, figsize=(9, 2.2 * len(panels) + 1))
+    for axis, (title, rows) in zip(axes if len(panels) > 1 else [axes], panels):
+        axis.boxplot([stats["samples_ms"] for _, stats in rows], vert=False, labels=[name for name, _ in rows], showfliers=False)
+        axis.set_xscale("log")
+        axis.set_title(title)
+        axis.set_xlabel("ms (log scale)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return f"plot written to {path}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200, help="timed launches per latency case (default 200)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="where bench.json and bench.png go")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    skipped: dict = {}
+    warm, cold = Boundary(warm=True), Boundary(warm=False)
+    try:
+        sections = {
+            f"latency of /bin/true, {args.runs} runs (API; cold: a quarter as many)": latency(args.runs, warm, cold, skipped),
+            "the bvisor command, cold, 30 runs": cli(30, skipped),
+            f"host path alone, {args.runs} runs": host_path(args.runs, warm),
+            "CPU-bound workload (its own loop time), 9 runs": cpu(9, warm),
+        }
+        rates = throughput(args.runs, warm)
+        mem = memory(warm)
+    finally:
+        warm.close()
+        cold.close()
+    baselines = ["bwrap", "bwrap", None, "bare"]
+    print(f"bvisor benchmark — uid {os.geteuid()}, kernel {platform.release()}, {os.cpu_count()} CPUs\n")
+    for (title, rows), baseline in zip(sections.items(), baselines):
+        present = baseline if baseline in dict(rows) else ("unshare" if baseline and "unshare" in dict(rows) else None)
+        print(render(title, rows, present) + "\n")
+    cpu_rows = dict(sections[list(sections)[3]])
+    overhead = 100 * (cpu_rows["bvisor-warm"]["median_ms"] / cpu_rows["bare"]["median_ms"] - 1)
+    print(f"CPU-bound overhead inside the boundary: {overhead:+.1f}% (median of the workload's own loop time)")
+    print("throughput (runs/s): " + ", ".join(f"{name} {rate:.1f}" for name, rate in rates.items()))
+    print("memory: " + ", ".join(f"{k} {v}" for k, v in mem.items()))
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+    document = {
+        "host": {"kernel": platform.release(), "uid": os.geteuid(), "python": platform.python_version(), "cpus": os.cpu_count()},
+        "sections": {title: dict(rows) for title, rows in sections.items()},
+        "cpu_overhead_percent": overhead,
+        "throughput_runs_per_s": rates,
+        "memory": mem,
+        "skipped": skipped,
+    }
+    (out / "bench.json").write_text(json.dumps(document, indent=2) + "\n")
+    print(f"results written to {out / 'bench.json'}")
+    if not args.no_plot:
+        print(plot(out / "bench.png", {title: rows for title, rows in sections.items() if "latency" in title or "command" in title}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The warm launcher: ``python -m bvisor.launcher --serve``, one per host backend.
+
+A one-shot launcher pays an interpreter start and its imports on every run. The server pays
+them once: it pre-imports the coordinator and every mechanism module, then forks one
+coordinator per request, which becomes exactly what ``posix_spawn`` makes of a one-shot
+launcher (the same fds at the same numbers, a fresh launcher's signal dispositions, tied to
+its parent) and runs the same code from the first control line on (``coordinator.carry_out``).
+
+Single-threaded (the coordinator forks, and checks): one ``poll`` over the host's socket and
+one pidfd per running coordinator.
+
+The socket is the SOCK_SEQPACKET pair end the host passes as fd ``BVISOR_SERVER_FD``: one
+message per request or reply, never split or merged, and EOF exactly when the host's end
+closes. Messages (little-endian; the host is the only peer, so no version negotiation beyond
+the request magic):
+
+  request  REQUEST header + u16 per passed fd (the fd number it gets in the coordinator),
+           SCM_RIGHTS: those fds in the same order, the plan memfd first and the control
+           channel second (the one-shot launcher's BVISOR_LAUNCH_PLAN_FD / BVISOR_CONTROL_FD)
+  reply    REPLY: kind, request id, coordinator pid, value
+           STARTED  right after fork; SCM_RIGHTS: a pidfd of the coordinator
+           EXITED   once reaped; value = its wait status
+           REFUSED  nothing was started; value = errno
+
+The plan rides as the same sealed memfd the one-shot launcher reads, not inline: the
+long-lived server never reads a frame (only the disposable child parses it), and a frame's
+size is not bounded by the socket's message size. The STARTED pidfd is what lets the host
+watch and signal a process it is not the parent of without racing this server's reaping.
+
+At import only the stdlib and three small launcher modules: the host imports this module for
+the message format, so the coordinator (msgpack, every mechanism) is imported by ``main``.
+"""
+
+import errno
+import gc
+import os
+import select
+import socket
+import struct
+import sys
+import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
+
+from bvisor.launcher import fds, lifetime, wire
+
+ENV_SERVER_FD = "BVISOR_SERVER_FD"
+
+REQUEST_MAGIC = b"BVZWARM1"
+# magic, request id, host pid, flags, count of passed fds; then count x u16 target fd numbers.
+REQUEST = struct.Struct("<8sQIBB")
+FLAG_SIGINT_IGNORED = 1  # the host ignores SIGINT, so a one-shot launcher would inherit that
+
+# kind, request id, coordinator pid, value.
+REPLY = struct.Struct("<BQii")
+STARTED, EXITED, REFUSED = 1, 2, 3
+
+# The kernel passes at most this many fds in one message (SCM_MAX_FD).
+MAX_FDS = 253
+MAX_REQUEST = REQUEST.size + 2 * MAX_FDS
+
+
+class RequestRefused(Exception):
+    """A request this server will not carry out; ``errno`` goes back in the REFUSED reply."""
+
+    def __init__(self, request_id: int, code: int, detail: str):
+        super().__init__(detail)
+        self.request_id, self.errno = request_id, code
+
+
+class HostGone(Exception):
+    """The host's end of the socket is closed: nobody is left to serve."""
+
+
+class Request:
+    __slots__ = ("request_id", "sigint_ignored", "plan_at", "control_at", "placement")
+
+    def __init__(self, request_id: int, sigint_ignored: bool, placement: dict):
+        self.request_id, self.sigint_ignored, self.placement = request_id, sigint_ignored, placement
+        self.plan_at, self.control_at = list(placement)[:2]
+
+
+def encode_request(request_id: int, host_pid: int, sigint_ignored: bool, plan_at: int, control_at: int, placement: dict):
+    """``(message bytes, fds)`` for one run; ``placement`` maps coordinator fd numbers to host fds."""
+    targets = [plan_at, control_at] + [t for t in placement if t not in (plan_at, control_at)]
+    flags = FLAG_SIGINT_IGNORED if sigint_ignored else 0
+    header = REQUEST.pack(REQUEST_MAGIC, request_id, host_pid, flags, len(targets))
+    return header + struct.pack(f"<{len(targets)}H", *targets), [placement[t] for t in targets]
+
+
+def decode_request(data: bytes, passed: list, msg_flags: int, host_pid: int) -> Request:
+    """Check a received request against what this server can honour; RequestRefused if not."""
+    if len(data) < REQUEST.size:
+        raise RequestRefused(0, errno.EBADMSG, f"request of {len(data)} bytes")
+    magic, request_id, sender, flags, count = REQUEST.unpack_from(data)
+    if magic != REQUEST_MAGIC or len(data) != REQUEST.size + 2 * count:
+        raise RequestRefused(request_id, errno.EBADMSG, "not a request this server speaks")
+    if msg_flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(passed) != count or count < 2:
+        raise RequestRefused(request_id, errno.EBADMSG, f"{len(passed)} fds for {count} targets")
+    if sender != host_pid:
+        # A coordinator dies with this server, and this server with host_pid: a forked host
+        # reusing its parent's server would get runs that outlive it.
+        raise RequestRefused(request_id, errno.EPERM, f"request from pid {sender}, server of {host_pid}")
+    targets = struct.unpack_from(f"<{count}H", data, REQUEST.size)
+    if len(set(targets)) != count:
+        raise RequestRefused(request_id, errno.EINVAL, f"duplicate targets {targets}")
+    return Request(request_id, bool(flags & FLAG_SIGINT_IGNORED), dict(zip(targets, passed)))
+
+
+def receive(sock: socket.socket, size: int, max_fds: int) -> tuple:
+    """One message: ``(data, fds, msg flags)``. Passed fds arrive close-on-exec: a host that
+    spawns from other threads must never leak them (``socket.recv_fds`` cannot ask for that)."""
+    data, ancillary, msg_flags, _ = sock.recvmsg(size, socket.CMSG_SPACE(max_fds * 4), socket.MSG_CMSG_CLOEXEC)
+    passed = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            passed += memoryview(payload[: len(payload) - len(payload) % 4]).cast("i").tolist()
+    return data, passed, msg_flags
+
+
+def send(sock: socket.socket, data: bytes, passed=()) -> None:
+    """One message; never SIGPIPE (a dead peer is an error here, not a reason to die)."""
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(passed)}i", *passed))] if passed else []
+    sock.sendmsg([data], ancillary, socket.MSG_NOSIGNAL)
+
+
+def main() -> None:
+    """``--serve``: tie this server to the host, pre-import, serve until the host hangs up."""
+    try:
+        server_fd, host_pid = int(os.environ[ENV_SERVER_FD]), int(os.environ[wire.ENV_HOST_PID])
+    except (KeyError, ValueError):
+        sys.stderr.write("bvisor-linux-launcher: boot fault: --serve needs BVISOR_SERVER_FD and BVISOR_HOST_PID\n")
+        os._exit(wire.EXIT_FAULTED)
+    try:
+        lifetime.die_with_parent(host_pid, "server_lifetime")
+    except OSError:  # the host is already gone
+        os._exit(wire.EXIT_FAULTED)
+    # posix_spawn passes on every fd the host left inheritable; a long-lived server must not
+    # hold them (a pipe it held open would never reach EOF for whoever reads it).
+    for fd in fds.open_fds() - {0, 1, 2, server_fd}:
+        os.close(fd)
+    # A terminal Ctrl-C reaches the whole process group; the server is the host's to stop
+    # (its coordinators get a fresh launcher's SIGINT disposition back, see _become_coordinator).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from bvisor.launcher import coordinator  # the warm part: every mechanism module, once
+
+    # Keep the collector off the pre-imported heap, so forked children do not copy its pages.
+    gc.freeze()
+    try:
+        serve(socket.socket(fileno=server_fd), host_pid, coordinator.carry_out)
+    except HostGone:
+        pass
+    os._exit(0)
+
+
+def serve(sock: socket.socket, host_pid: int, carry_out) -> None:
+    """Fork a coordinator per request and report its start and its exit, until EOF."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    children = {}  # pidfd -> (request id, pid)
+    while True:
+        for fd, _ in poller.poll():
+            if fd in children:
+                poller.unregister(fd)
+                _report_exit(sock, fd, *children.pop(fd))
+            elif not _take_request(sock, host_pid, carry_out, poller, children):
+                return
+
+
+def _take_request(sock: socket.socket, host_pid: int, carry_out, poller, children: dict) -> bool:
+    """Serve one message; False at EOF."""
+    try:
+        data, passed, msg_flags = receive(sock, MAX_REQUEST + 1, MAX_FDS)
+    except OSError as exc:  # ECONNRESET: the host closed with replies it never read
+        raise HostGone(str(exc)) from None
+    if not data:  # the host never sends an empty message: this is its end closing
+        _close_all(passed)
+        return False
+    try:
+        request = decode_request(data, passed, msg_flags, host_pid)
+        pid = _fork_coordinator(request, carry_out)
+    except RequestRefused as exc:
+        _reply(sock, REFUSED, exc.request_id, 0, exc.errno)
+        return True
+    finally:
+        _close_all(passed)  # the child has its copies; EOF on the run's pipes must mean it is done
+    pidfd = os.pidfd_open(pid)  # before any reaping: it names this child, never a reused pid
+    children[pidfd] = (request.request_id, pid)
+    poller.register(pidfd, select.POLLIN)
+    _reply(sock, STARTED, request.request_id, pid, 0, [pidfd])
+    return True
+
+
+def _fork_coordinator(request: Request, carry_out) -> int:
+    server = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        raise RequestRefused(request.request_id, exc.errno, f"fork: {exc.strerror}") from None
+    if pid == 0:
+        _become_coordinator(request, server, carry_out)
+    return pid
+
+
+def _become_coordinator(request: Request, server: int, carry_out) -> None:
+    """The forked child: what posix_spawn makes of a one-shot launcher, then its code. Never
+    returns. A fault before the first control line exits like a one-shot boot fault."""
+    code = wire.EXIT_FAULTED
+    try:
+        _place(request.placement)
+        _fresh_launcher_signals(request.sigint_ignored)
+        # Tied to this server, which is tied to the host: the host's death ends the run.
+        code = carry_out(request.control_at, request.plan_at, server)
+    finally:
+        os._exit(code)
+
+
+def _place(placement: dict) -> None:
+    """Each received fd at its number, nothing else open (not the server's socket, not
+    another run's pidfd). Staged above every number first, as the one-shot file actions are,
+    so no placement clobbers a source another still needs."""
+    base = max(list(placement) + list(placement.values())) + 1
+    staged = {target: os.dup2(source, base + i) for i, (target, source) in enumerate(placement.items())}
+    for target, fd in staged.items():
+        os.dup2(fd, target)
+    for fd in fds.open_fds() - set(placement):
+        os.close(fd)
+
+
+def _fresh_launcher_signals(sigint_ignored: bool) -> None:
+    """The dispositions a freshly started launcher interpreter has: SIGPIPE and SIGXFSZ
+    ignored (the coordinator restores them for the workload), SIGINT as the host left it."""
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN if sigint_ignored else signal.default_int_handler)
+
+
+def _report_exit(sock: socket.socket, pidfd: int, request_id: int, pid: int) -> None:
+    _, status = os.waitpid(pid, 0)  # the pidfd fired: it has exited, this does not block
+    os.close(pidfd)
+    _reply(sock, EXITED, request_id, pid, status)
+
+
+def _reply(sock: socket.socket, kind: int, request_id: int, pid: int, value: int, passed=()) -> None:
+    try:
+        send(sock, REPLY.pack(kind, request_id, pid, value), passed)
+    except OSError as exc:
+        raise HostGone(str(exc)) from None
+
+
+def _close_all(passed: list) -> None:
+    for fd in passed:
+        os.close(fd)
