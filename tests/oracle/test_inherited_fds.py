@@ -161,12 +161,16 @@ def check_no_inherited_fds(failures: list, gated, inherited: InheritedSecret, id
 
 
 def scrub_note_closed(notes) -> int | None:
-    """How many fds the launcher's attested scrub closed (``fd_scrub kept=… closed=N``)."""
+    """How many fds the launcher's attested scrubs closed: the one of every undeclared fd it
+    inherited (``undeclared_fd_scrub kept=… closed=N``) plus the workload's own last scrub
+    (``fd_scrub …``); None when the last scrub is not attested."""
+    counts = {}
     for note in notes:
-        if note.startswith("fd_scrub "):
+        head = note.split(" ", 1)[0]
+        if head in ("undeclared_fd_scrub", "fd_scrub"):
             fields = dict(p.split("=", 1) for p in note.split()[1:] if "=" in p)
-            return int(fields.get("closed", "-1"))
-    return None
+            counts[head] = int(fields.get("closed", "-1"))
+    return None if "fd_scrub" not in counts else sum(counts.values())
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)

@@ -69,6 +69,10 @@ def run_plan(frame: bytes, transcript: Transcript) -> int:
         transcript.state("IdentityVerified")
         request = build_request(fields)
         transcript.state("PlanVerified")
+        # Only what the plan declares stays: anything else this process inherited (a host fd
+        # left without close-on-exec) is closed before any handle is checked or any child made.
+        declared = {0, 1, 2, transcript.fd} | {slot.index for slot in request.slots}
+        transcript.note(fds.scrub(declared, "undeclared_fd_scrub"))
         _verify_handles(request)
         transcript.state("HandlesVerified")
         _check_kernel_floors(request)

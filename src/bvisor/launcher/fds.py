@@ -46,7 +46,7 @@ def open_fds() -> set:
     return {fd for fd in map(int, os.listdir("/proc/self/fd")) if _is_open(fd)}
 
 
-def scrub(keep: set) -> str:
+def scrub(keep: set, attestation: str = "fd_scrub") -> str:
     """Close every fd not in ``keep``; verify none survived."""
     closed = 0
     for fd in sorted(open_fds() - keep):
@@ -55,4 +55,4 @@ def scrub(keep: set) -> str:
     survivors = open_fds() - keep
     if survivors:
         raise OSError(0, f"fds survived the scrub: {sorted(survivors)}")
-    return f"fd_scrub kept={','.join(map(str, sorted(keep)))} closed={closed}"
+    return f"{attestation} kept={','.join(map(str, sorted(keep)))} closed={closed}"
