@@ -67,6 +67,15 @@ def read_text(path: str):
         return None
 
 
+def status_of(pid) -> dict:
+    """``/proc/<pid>/status`` as a dict of stripped strings ({} if gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
+    except OSError:
+        return {}
+
+
 def unique_marker(prefix: str = "BVISOR-MARKER") -> str:
     return f"{prefix}-{os.getpid()}-{time.time_ns()}"
 

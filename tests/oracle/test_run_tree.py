@@ -65,6 +65,7 @@ from helpers import (
     planned,
     run_gated,
     shared_host_dir,
+    status_of,
     unique_marker,
 )
 
@@ -124,15 +125,6 @@ def survivors(marker: str, seconds: float = GONE_WAIT) -> list:
     while (left := pids_carrying(marker)) and time.monotonic() < deadline:
         time.sleep(0.02)
     return left
-
-
-def status_of(pid) -> dict:
-    """``/proc/<pid>/status`` as a dict of stripped strings ({} if gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
-    except OSError:
-        return {}
 
 
 def nspids(pid) -> list:

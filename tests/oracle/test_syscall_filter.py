@@ -68,8 +68,9 @@ from helpers import (
     plan,
     planned,
     run_gated,
-    shared_host_dir,
     sh_authority,
+    shared_host_dir,
+    status_of,
     unique_marker,
 )
 
@@ -292,15 +293,6 @@ if held is not None:
 
 
 # --- host readers -----------------------------------------------------------------------------
-
-
-def status_of(pid) -> dict:
-    """``/proc/<pid>/status`` as a dict of stripped strings ({} if gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
-    except OSError:
-        return {}
 
 
 OWN = status_of("self")
