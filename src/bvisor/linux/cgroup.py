@@ -11,7 +11,6 @@ own cgroup directory in each hierarchy it uses.
 import errno
 import os
 import re
-import secrets
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -273,7 +272,7 @@ def _freeze_kill(directory: str) -> bool:
 
 
 def _probe_name() -> str:
-    return f"{_PROBE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    return f"{_PROBE_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"  # not `secrets`: it costs ~9 ms of imports
 
 
 def _rmdir_bounded(path: str, deadline: float) -> str | None:
