@@ -59,7 +59,7 @@ def open_store(args):
     try:
         return EvidenceStore(store_path(args))
     except StoreError as exc:
-        raise BadInput(f"--store: {exc}") from None
+        raise BadInput(f"--store: {exc} (set BVISOR_HOME or --store PATH, or run with --no-store)") from None
 
 
 def signing_key(args):
