@@ -12,6 +12,7 @@ from bvisor.contract.budget import (
     BudgetUsage,
     BudgetWitness,
     budget_finding,
+    capped_limit,
     witness_budgets,
 )
 from bvisor.contract.decode import (
@@ -172,6 +173,7 @@ __all__ = [
     "WorkloadKind",
     "admission_hash",
     "budget_finding",
+    "capped_limit",
     "canonical_bytes",
     "compute_plan_id",
     "decode_report_json",

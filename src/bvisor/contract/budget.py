@@ -138,6 +138,12 @@ class BudgetWitness(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     finding: BudgetFinding
 
 
+def capped_limit(admitted: list[AdmittedBudget], dimension: BudgetDimension) -> int | None:
+    """The admitted limit of ``dimension`` where the caller asked for a cap, else None."""
+    budget = next((b for b in admitted if b.dimension is dimension), None)
+    return budget.limit if budget is not None and budget.capped else None
+
+
 def budget_finding(admitted: AdmittedBudget, observed: int | None) -> BudgetFinding:
     """A cap's counter stops at the cap (a memory peak, a pid count), so a capped dimension
     that got there has reached its limit (a zero cap with nothing used has not); a watched

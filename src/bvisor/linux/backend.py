@@ -32,6 +32,7 @@ from bvisor.contract import (
     RequirementKind,
     SupportMatrix,
     SupportVerdict,
+    capped_limit,
 )
 from bvisor.launcher import landlock
 from bvisor.linux import cgroup, probe
@@ -151,7 +152,7 @@ _USERNS_REMEDIATION = (
 
 
 def _landlock_abi(facts: dict) -> int:
-    return int(facts.get("launcher.landlock_abi") or 0)
+    return probe.landlock_abi(facts.get("launcher.landlock_abi"))
 
 
 def _filesystem_cell(facts: dict) -> CeilingCell:
@@ -358,7 +359,7 @@ def budget_ending(outcome, exit_status, supervisor: RunSupervisor, usage, budget
         )
         ended = Outcome.Timeout if dimension is BudgetDimension.Wall else Outcome.Killed
         return ended, exit_status or ExitStatus(signal=signal.SIGKILL), [fact]
-    memory_capped = any(b.dimension is BudgetDimension.ResidentMemory and b.capped for b in budgets)
+    memory_capped = capped_limit(budgets, BudgetDimension.ResidentMemory) is not None
     if memory_capped and usage is not None and usage.oom_kills:
         fact = ObservedFact(kind="budget_enforced", detail=f"dimension=resident_memory action=oom_kill count={usage.oom_kills}")
         killed = exit_status is None or exit_status.signal == signal.SIGKILL
@@ -392,27 +393,28 @@ _EXEC_ERRNO_FACT = {errno.ENOENT: "exe_not_found", errno.ENOTDIR: "exe_not_found
 
 def required_attestations(lowered: LoweredLaunch) -> list:
     """The launcher notes that must be present before a run may count as confined."""
-    target = lowered.plan.body.target if lowered.plan is not None else None
     notes = ["launcher_lifetime=pdeathsig_sigkill", "fd_scrub", "environment=exact", "no_new_privs=1", "capabilities=none"]
     if lowered.deny_network:
         notes += ["user_namespace=mapped", "network_namespace=empty_netns"]
-    if target is not None and target.mount_namespace is not None:
+    if lowered.plan is None:
+        return notes
+    target = lowered.plan.body.target
+    if target.mount_namespace is not None:
         notes += ["user_namespace=mapped", "mount_namespace=private"]
-    if target is not None and target.temp_root is not None:
+    if target.temp_root is not None:
         notes.append(f"temp_root=tmpfs path={target.temp_root.path}")
-    for bind in (target.binds or []) if target is not None else []:
-        notes.append(f"bind dest={bind.dest}")
-    if target is not None and target.landlock is not None:
+    notes += [f"bind dest={bind.dest}" for bind in target.binds or []]
+    if target.landlock is not None:
         notes.append("landlock=restricted installed=true")
-    if target is not None and target.pid_namespace is not None:
+    if target.pid_namespace is not None:
         notes += ["pid_namespace=init pid=1 proc=own", "lifetime=pdeathsig_sigkill(init)"]
-    if target is not None and target.cgroup is not None:
+    if target.cgroup is not None:
         notes.append("cgroup=placed")
-    if target is not None and target.rlimits:
+    if target.rlimits:
         notes.append("rlimits=set")
-    if target is not None and target.landlock_scope is not None:
+    if target.landlock_scope is not None:
         notes.append("landlock_scope=signal,abstract_unix_socket installed=true")
-    if target is not None and target.seccomp is not None:
+    if target.seccomp is not None:
         notes.append(f"seccomp=filter policies={','.join(target.seccomp.policies)} program={target.seccomp.program_digest.hex()}")
     return notes
 

@@ -22,6 +22,7 @@ from bvisor.contract import (
     BudgetUsage,
     Enforcement,
     EvidenceClaim,
+    capped_limit,
 )
 from bvisor.linux.cgroup import LeafLimits
 
@@ -55,7 +56,7 @@ def _enforced(mechanism: str, evidence=USAGE, enforced_up_to=None) -> BudgetAvai
 
 def linux_budget_profile(facts: dict) -> BudgetProfile:
     """Per dimension, the strongest guarantee this host's mechanisms give."""
-    profile = {dimension: availability for dimension, availability in uncapped_budget_profile().items()}
+    profile = dict(uncapped_budget_profile().items())
     kill = run_tree_kill(facts)
     cpu, memory, pids = facts.get("cgroup.cpu", ""), facts.get("cgroup.memory", ""), facts.get("cgroup.pids", "")
     if kill is not None:
@@ -74,17 +75,12 @@ def linux_budget_profile(facts: dict) -> BudgetProfile:
     return BudgetProfile(**{dimension.value: availability for dimension, availability in profile.items()})
 
 
-def _capped(budgets: list, dimension: BudgetDimension):
-    budget = next((b for b in budgets if b.dimension is dimension), None)
-    return budget.limit if budget is not None and budget.capped else None
-
-
 def leaf_limits(budgets: list[AdmittedBudget]) -> LeafLimits:
     """The cgroup caps a run's leaf carries before its workload exists: only capped ones."""
-    pids = _capped(budgets, D.ProcessCount)
+    pids = capped_limit(budgets, D.ProcessCount)
     return LeafLimits(
         pids_max=None if pids is None else pids + INIT_PROCESSES,
-        memory_max=_capped(budgets, D.ResidentMemory),
+        memory_max=capped_limit(budgets, D.ResidentMemory),
     )
 
 
@@ -98,9 +94,9 @@ class RunSupervisor:
     """
 
     def __init__(self, budgets: list[AdmittedBudget], leaf, start: float):
-        wall = _capped(budgets, D.Wall)
+        wall = capped_limit(budgets, D.Wall)
         self._wall_deadline = None if wall is None else start + wall / 1e6
-        self._cpu_limit_us = _capped(budgets, D.Cpu) if leaf is not None else None
+        self._cpu_limit_us = capped_limit(budgets, D.Cpu) if leaf is not None else None
         self._leaf = leaf
         self._cpus = os.cpu_count() or 1
         self._next_cpu_check = start if self._cpu_limit_us is not None else None

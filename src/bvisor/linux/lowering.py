@@ -21,9 +21,11 @@ from bvisor.contract import (
     ObservedFact,
     SpawnPolicy,
     Workload,
+    capped_limit,
 )
 from bvisor.contract.identity import canonical_bytes
 from bvisor.launcher import landlock, seccomp, wire
+from bvisor.linux import probe
 from bvisor.linux.filesystem import exposed_grant, filesystem_grants
 from bvisor.linux.launch import AuthorityFd
 from bvisor.linux.protocol import (
@@ -169,17 +171,11 @@ def _shadowed_roots(grants, temp_root) -> list:
     return [(g.path, g.path, g.writable) for g in grants if g.path.startswith(inside)]
 
 
-def _capped(plan: BoundaryPlan, dimension: BudgetDimension):
-    """The admitted limit of ``dimension`` when the caller asked for a cap, else None."""
-    budget = next(b for b in plan.budgets if b.dimension is dimension)
-    return budget.limit if budget.capped else None
-
-
 def _rlimits(plan: BoundaryPlan) -> list:
     """Per-process kernel caps: the fd count. (Storage is the temp root's tmpfs size: the
     budget counts boundary-owned storage only, so RLIMIT_FSIZE, which would also cap writes
     to granted host paths and pre-empt the tmpfs's ENOSPC with SIGXFSZ, is not used.)"""
-    handles = _capped(plan, BudgetDimension.HandleCount)
+    handles = capped_limit(plan.budgets, BudgetDimension.HandleCount)
     return [] if handles is None else [RlimitRequest(resource="nofile", limit=handles)]
 
 
@@ -242,7 +238,7 @@ def _beneath_proc(path: str) -> bool:
 
 def _landlock_scope(plan: BoundaryPlan) -> LandlockScopeRequest | None:
     """Signal and abstract-socket scoping, on every run whose kernel offers it."""
-    abi = int(plan.profile.fact("launcher.landlock_abi") or 0)
+    abi = probe.landlock_abi(plan.profile.fact("launcher.landlock_abi"))
     if abi < landlock.SCOPE_ABI or plan.profile.fact("launcher.landlock_restrict") != "ok":
         return None
     return LandlockScopeRequest(abi_floor=landlock.SCOPE_ABI)
@@ -259,7 +255,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
     except SecretUnavailable as exc:
         raise LoweringFailed("environment_lowering_failed", str(exc)) from None
     # A capped network budget of 0 bytes is met by the same empty namespace as deny-all.
-    deny_network = _capped(plan, BudgetDimension.Network) == 0 or any(
+    deny_network = capped_limit(plan.budgets, BudgetDimension.Network) == 0 or any(
         isinstance(c, Capability.Network) and isinstance(c.policy, NetPolicy.DenyAll) for c in spec.capabilities
     )
     confine_fs = any(isinstance(c, Capability.Filesystem) for c in spec.capabilities)

@@ -25,6 +25,12 @@ def _read(path: str):
         return None
 
 
+def landlock_abi(fact: str | None) -> int:
+    """The landlock ABI the launcher's probe reported (``launcher.landlock_abi``); 0 when it
+    reported none or was not run."""
+    return int(fact or 0)
+
+
 def read_live() -> dict:
     facts = {"kernel_release": os.uname().release, "arch": os.uname().machine}
     for name in _SYSCTLS:
