@@ -5,13 +5,13 @@ import _signal as signal  # the C module; "signal" wraps it in enums that cost ~
 
 # CPython ignores these at start-up; ignored dispositions survive exec, so restore them or the
 # workload would silently run with SIGPIPE ignored.
-_PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
+PYTHON_IGNORED = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def restore_signals(sigint) -> None:
     """Give the workload default dispositions, and the SIGINT disposition the launcher inherited."""
     signal.signal(signal.SIGINT, sigint)
-    for sig in _PYTHON_IGNORED:
+    for sig in PYTHON_IGNORED:
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
 

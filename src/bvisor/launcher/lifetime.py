@@ -9,8 +9,12 @@ from bvisor.launcher import libc
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(parent_pid: int, attestation: str = "lifetime") -> str:
+def _sigkill_on_parent_death() -> None:
     libc.call("prctl", _PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def die_with_parent(parent_pid: int, attestation: str = "lifetime") -> str:
+    _sigkill_on_parent_death()
     # The parent may have died before prctl took effect; then nobody would deliver the signal.
     if os.getppid() != parent_pid:
         raise OSError(0, f"parent {parent_pid} exited before this process was tied to it")
@@ -25,7 +29,7 @@ def lifeline() -> tuple:
 def die_with_lifeline(read_fd: int) -> str:
     """``die_with_parent`` for a child whose parent is outside its pid namespace (getppid()
     reads 0 there): after prctl, a hung-up lifeline proves the parent died first."""
-    libc.call("prctl", _PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _sigkill_on_parent_death()
     readable, _, _ = select.select([read_fd], [], [], 0)
     os.close(read_fd)
     if readable:

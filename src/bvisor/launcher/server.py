@@ -40,7 +40,7 @@ import struct
 import sys
 import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 
-from bvisor.launcher import fds, lifetime, wire
+from bvisor.launcher import execve, fds, lifetime, wire
 
 ENV_SERVER_FD = "BVISOR_SERVER_FD"
 
@@ -215,12 +215,10 @@ def _become_coordinator(request: Request, server: int, carry_out) -> None:
 
 def _place(placement: dict) -> None:
     """Each received fd at its number, nothing else open (not the server's socket, not
-    another run's pidfd). Staged above every number first, as the one-shot file actions are,
-    so no placement clobbers a source another still needs."""
-    base = max(list(placement) + list(placement.values())) + 1
-    staged = {target: os.dup2(source, base + i) for i, (target, source) in enumerate(placement.items())}
-    for target, fd in staged.items():
-        os.dup2(fd, target)
+    another run's pidfd), by the same staged moves as the one-shot file actions."""
+    stage, final = wire.staged_placement(placement)
+    for source, target in stage + final:
+        os.dup2(source, target)
     for fd in fds.open_fds() - set(placement):
         os.close(fd)
 
@@ -228,8 +226,8 @@ def _place(placement: dict) -> None:
 def _fresh_launcher_signals(sigint_ignored: bool) -> None:
     """The dispositions a freshly started launcher interpreter has: SIGPIPE and SIGXFSZ
     ignored (the coordinator restores them for the workload), SIGINT as the host left it."""
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    for ignored in execve.PYTHON_IGNORED:
+        signal.signal(ignored, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN if sigint_ignored else signal.default_int_handler)
 
 

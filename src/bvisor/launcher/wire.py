@@ -96,6 +96,17 @@ EXIT_REFUSED = 3
 EXIT_FAULTED = 4
 
 
+def staged_placement(placement: dict) -> tuple:
+    """How to put each source fd (value) at its number (key) when sources and targets may
+    overlap: ``(stage, final)`` lists of ``(from, to)`` moves. Every source first goes to a
+    fresh number above them all, then down to its target, so no move clobbers a source
+    another move still needs; the staged numbers are then to be closed."""
+    base = max(list(placement) + list(placement.values())) + 1
+    stage = [(source, base + i) for i, source in enumerate(placement.values())]
+    final = [(base + i, target) for i, target in enumerate(placement)]
+    return stage, final
+
+
 class FrameReject(Exception):
     """The frame is not a well-formed, untampered launch plan; ``reason`` is a stable code."""
 

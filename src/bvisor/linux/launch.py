@@ -142,16 +142,11 @@ def _sealed_plan_fd(frame: bytes) -> int:
 
 
 def _placement_actions(placement: dict) -> list:
-    """posix_spawn file actions that put each source fd at its target number in the child.
-
-    Sources go first to fresh numbers above every source and target, then down to their
-    targets, so no placement can clobber a source another placement still needs.
-    """
-    base = max(list(placement) + list(placement.values())) + 1
-    staged = [(os.POSIX_SPAWN_DUP2, src, base + i) for i, src in enumerate(placement.values())]
-    placed = [(os.POSIX_SPAWN_DUP2, base + i, target) for i, target in enumerate(placement)]
-    cleared = [(os.POSIX_SPAWN_CLOSE, base + i) for i in range(len(placement))]
-    return staged + placed + cleared
+    """posix_spawn file actions that put each source fd at its target number in the child
+    (``wire.staged_placement``: staged above every number first, then placed)."""
+    stage, final = wire.staged_placement(placement)
+    moves = [(os.POSIX_SPAWN_DUP2, source, target) for source, target in stage + final]
+    return moves + [(os.POSIX_SPAWN_CLOSE, staged) for _, staged in stage]
 
 
 # The host interpreter ignores these; the launcher must start with them at default.
