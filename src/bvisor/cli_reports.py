@@ -4,6 +4,7 @@
 Imported only by the commands that need it, so ``bvisor run --no-store`` never loads SQLite.
 """
 
+import argparse
 import datetime
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ def add_parsers(sub, run) -> None:
     listing.add_argument("--outcome", help="only runs with this outcome (completed, failed, timeout, killed, …)")
     listing.add_argument("--since", help="only runs started at or after this ISO 8601 time (UTC if no zone)")
     listing.add_argument("--exe", help="only runs of this executable (absolute path)")
-    listing.add_argument("--limit", type=int)
+    listing.add_argument("--limit", type=_positive, help="at most this many rows")
     listing.add_argument("--json", action="store_true")
     show = actions.add_parser("show", help="one stored report: a summary, or the exact JSON")
     show.add_argument("id", help="a report id (its body hash) or a unique prefix of at least 4 hex digits")
@@ -44,6 +45,12 @@ def add_parsers(sub, run) -> None:
 
     key = sub.add_parser("key", help="this host's report-signing public key (created on first use)")
     key.add_argument("--store", metavar="PATH", help="the key lives beside this store")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def store_path(args) -> Path:

@@ -104,3 +104,21 @@ def test_a_secret_lease_never_reaches_the_store(home, tmp_path):
     for path in home.iterdir():
         assert secret.encode() not in path.read_bytes(), f"the secret leaked into {path}"
     assert secret not in (tmp_path / "r.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["reports", "list", "--limit", "-1"], b"--limit"),
+        (["reports", "list", "--limit", "0"], b"--limit"),
+        (["reports", "list", "--since", "yesterday"], b"--since"),
+        (["reports", "show", "zz"], b"prefix"),
+        (["reports", "output", "ffff", "--stdout"], b"no report ffff"),
+    ],
+)
+def test_bad_report_queries_are_one_line_bad_input(home, args, names):
+    assert bvisor(home, "run", "--quiet", "--", "/bin/true").returncode == 0
+    done = bvisor(home, *args)
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and names in done.stderr, done.stderr.decode()
+    assert b"Traceback" not in done.stderr
