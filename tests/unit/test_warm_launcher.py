@@ -435,7 +435,11 @@ def test_a_wedged_server_ends_the_run_after_the_reply_timeout(monkeypatch):
 
 
 def test_close_leaves_no_server_and_no_spawner_thread_and_a_later_run_starts_anew():
+    """The spawner thread must be gone from the kernel's task list when ``close`` returns, not
+    only joined by Python (the task exits a moment after ``join``): a caller that counts
+    threads, or needs a single-threaded process for ``unshare``, must not see it."""
     threads = set(threading.enumerate())
+    tasks = sorted(os.listdir("/proc/self/task"))
     launcher = warm.WarmLauncher(launcher_as("caller"))
     assert _echo_run(launcher, "before-close") is None
     server = launcher.server_pid()
@@ -443,6 +447,7 @@ def test_close_leaves_no_server_and_no_spawner_thread_and_a_later_run_starts_ane
     launcher.close()
     assert not alive(server, start) and stat_of(server) is None, "close must kill and reap the server"
     assert set(threading.enumerate()) == threads, "close must end the spawner thread"
+    assert sorted(os.listdir("/proc/self/task")) == tasks, "the spawner's task outlived close"
     assert launcher.server_pid() is None
     try:
         assert _echo_run(launcher, "after-close") is None
@@ -450,6 +455,7 @@ def test_close_leaves_no_server_and_no_spawner_thread_and_a_later_run_starts_ane
     finally:
         launcher.close()
     assert set(threading.enumerate()) == threads
+    assert sorted(os.listdir("/proc/self/task")) == tasks
 
 
 # --- the message format ------------------------------------------------------------------------

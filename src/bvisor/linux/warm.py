@@ -33,6 +33,10 @@ REPLY_TIMEOUT = 10.0
 
 _SERVER_FD = 3
 
+# How long ``close`` waits for the joined spawner thread to leave the kernel's task list
+# (microseconds in practice; bounded so a close can never hang on it).
+_THREAD_EXIT_WAIT = 1.0
+
 
 class WarmLauncher:
     """The warm launcher of one owner (a ``LinuxBackend``): started by the first run, replaced
@@ -119,8 +123,15 @@ class _Spawner:
         return outcome
 
     def stop(self) -> None:
+        """Return once the thread is gone from the kernel too: ``join`` returns when Python is
+        done with it, a moment before the task exits, and a caller that goes on to need a
+        single-threaded process (``unshare(CLONE_NEWUSER)``, a thread count) must not see it."""
         self._jobs.put(None)
         self._thread.join()
+        task = f"/proc/self/task/{self._thread.native_id}"
+        deadline = time.monotonic() + _THREAD_EXIT_WAIT
+        while os.path.exists(task) and time.monotonic() < deadline:
+            time.sleep(0.0005)
 
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
