@@ -10,7 +10,9 @@ Sections, each printed as a table with medians, spreads (p10/p90) and ratios:
   cli          the whole `bvisor run --no-store --net none -- /bin/true` command, cold, against
                the same peers as commands
   host path    planning + sealing alone (no launch)
-  cpu          a CPU-bound workload inside a full boundary vs bare: the overhead in percent
+  steps        where a warm run's time goes, step by step, from each report's launch_timeline
+  cpu          a CPU-bound workload inside a full boundary vs bare, alternating: the overhead
+               in percent (median of the per-pair ratios)
   memory       the warm launcher's resident set, and the host's resident growth per run
 
 Peers that are absent are skipped and said so (``apt-get install bubblewrap firejail`` adds
@@ -163,12 +165,13 @@ class Boundary:
     def plan(self, argv: list):
         return self.planner.plan(boundary_spec(argv), self.backend.id())
 
-    def run(self, plan) -> None:
+    def run(self, plan):
         from bvisor import Outcome
 
         report = self.runner.run(plan)
         if report.body.outcome != Outcome.Completed:
             raise RuntimeError(f"bvisor run ended {report.body.outcome.value}: {report.body.observed[-3:]}")
+        return report
 
     def close(self) -> None:
         self.backend.close()
@@ -241,9 +244,36 @@ def host_path(runs: int, warm: "Boundary") -> list:
     return [("plan", summarise(planning)), ("seal", summarise(sealing))]
 
 
-def cpu(runs: int, warm: "Boundary") -> list:
+def step_durations(timeline: str) -> list:
+    """``[(step, ms)]`` from a report's ``launch_timeline`` fact: each state's time since the
+    one before it (the first since the run began)."""
+    marks = [(name, float(at.removesuffix("ms"))) for name, at in (item.split("=") for item in timeline.split())]
+    return [(name, at - before) for (name, at), before in zip(marks, [0.0] + [at for _, at in marks])]
+
+
+def steps(runs: int, warm: "Boundary") -> list:
+    """Where a warm /bin/true run's time goes: each launcher state's median time since the one
+    before, as the host saw it (the report's ``launch_timeline``), and what follows the
+    launcher's exit (usage, leaf teardown, sealing) up to the report."""
+    plan = warm.plan([TRUE])
+    per_step: dict = {}
+    for _ in range(runs):
+        started = time.perf_counter_ns()
+        report = warm.run(plan)
+        took = (time.perf_counter_ns() - started) / 1e6
+        timeline = next(f.detail for f in report.body.observed if f.kind == "launch_timeline")
+        durations = step_durations(timeline)
+        for name, ms in durations + [("host_rest (drift check, usage, teardown, seal)", took - sum(ms for _, ms in durations))]:
+            per_step.setdefault(name, []).append(ms)
+    return [(name, summarise(samples)) for name, samples in per_step.items()]
+
+
+def cpu(pairs: int, warm: "Boundary") -> tuple[list, float]:
     """The workload's own loop time, bare and inside a full boundary (deny-all network, exact
-    environment, fd scrub, pid namespace, cgroup leaf, seccomp baseline)."""
+    environment, fd scrub, pid namespace, cgroup leaf, seccomp baseline), and the overhead in
+    percent. Runs alternate bare/inside and the overhead is the median of each pair's ratio:
+    on a shared machine the speed drifts by tens of percent within a minute, and a pair sees
+    the same drift on both sides."""
     from bvisor import RunIO
 
     argv = [PYTHON, "-c", CPU_PROGRAM]
@@ -258,7 +288,10 @@ def cpu(runs: int, warm: "Boundary") -> list:
         warm.runner.run(plan, RunIO(stdout_sink=out.extend))
         return float(out)
 
-    return [("bare", summarise([bare() for _ in range(runs)])), ("bvisor-warm", summarise([inside() for _ in range(runs)]))]
+    measured = [(bare(), inside()) for _ in range(pairs)]
+    ratios = [within / alone for alone, within in measured]
+    rows = [("bare", summarise([alone for alone, _ in measured])), ("bvisor-warm", summarise([within for _, within in measured]))]
+    return rows, 100 * (percentile(ratios, 50) - 1)
 
 
 def memory(warm: "Boundary") -> dict:
@@ -315,21 +348,21 @@ def main(argv=None) -> int:
             f"latency of /bin/true, {args.runs} runs (API; cold: a quarter as many)": latency(args.runs, warm, cold, skipped),
             "the bvisor command, cold, 30 runs": cli(30, skipped),
             f"host path alone, {args.runs} runs": host_path(args.runs, warm),
-            "CPU-bound workload (its own loop time), 9 runs": cpu(9, warm),
+            f"where a warm run's time goes: ms since the step before, {args.runs} runs": steps(args.runs, warm),
         }
+        cpu_title = "CPU-bound workload (its own loop time), 15 alternating pairs"
+        sections[cpu_title], overhead = cpu(15, warm)
         rates = throughput(args.runs, warm)
         mem = memory(warm)
     finally:
         warm.close()
         cold.close()
-    baselines = ["bwrap", "bwrap", None, "bare"]
+    baselines = ["bwrap", "bwrap", None, None, "bare"]
     print(f"bvisor benchmark — uid {os.geteuid()}, kernel {platform.release()}, {os.cpu_count()} CPUs\n")
     for (title, rows), baseline in zip(sections.items(), baselines):
         present = baseline if baseline in dict(rows) else ("unshare" if baseline and "unshare" in dict(rows) else None)
         print(render(title, rows, present) + "\n")
-    cpu_rows = dict(sections[list(sections)[3]])
-    overhead = 100 * (cpu_rows["bvisor-warm"]["median_ms"] / cpu_rows["bare"]["median_ms"] - 1)
-    print(f"CPU-bound overhead inside the boundary: {overhead:+.1f}% (median of the workload's own loop time)")
+    print(f"CPU-bound overhead inside the boundary: {overhead:+.1f}% (median of the per-pair ratios)")
     print("throughput (runs/s): " + ", ".join(f"{name} {rate:.1f}" for name, rate in rates.items()))
     print("memory: " + ", ".join(f"{k} {v}" for k, v in mem.items()))
     for name, why in skipped.items():

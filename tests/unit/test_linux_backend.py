@@ -6,8 +6,8 @@ import pytest
 from bvisor import BackendRegistry, BoundaryPlanner, LinuxBackend
 from bvisor.capture import StreamCapture
 from bvisor.contract import Enforcement, Outcome, RequirementKind, UnsupportedRequirement
-from bvisor.linux.backend import judge, linux_ceiling, required_attestations
-from bvisor.linux.launch import LaunchObservation, LauncherState
+from bvisor.linux.backend import judge, linux_ceiling, required_attestations, timeline_fact
+from bvisor.linux.launch import LaunchObservation, LauncherState, state_arrivals
 from bvisor.linux.lowering import LoweredLaunch
 from helpers import deny_all_spec, launcher_path
 
@@ -118,3 +118,17 @@ def test_launcher_verdicts_map_to_outcomes(terminal, notes, expected, fact):
     outcome, status, facts = judge(_observation(terminal, notes), _lowered(False))
     assert outcome is expected and status is None
     assert [f.kind for f in facts] == ([fact] if fact else [])
+
+
+def test_each_state_is_timed_by_the_chunk_that_completed_its_line():
+    """Two lines in one chunk share its arrival; a line split across chunks is timed by the
+    chunk holding its end; notes are not states and get no mark."""
+    control = b"LauncherStarted\n# a note\nIdentityVerified\nPlanVer" + b"ified\n"
+    arrivals = [(16, 100), (43, 200), (len(control), 300)]  # bytes received so far, ns
+    assert state_arrivals(control, arrivals) == [("LauncherStarted", 100), ("IdentityVerified", 200), ("PlanVerified", 300)]
+
+
+def test_the_timeline_fact_counts_from_the_start_of_the_run():
+    obs = _observation(LauncherState.ExecSucceeded, [])
+    obs.timeline = (("LauncherStarted", 3_500_000), ("launcher_exited", 21_000_000))
+    assert timeline_fact(obs, 1_000_000).detail == "LauncherStarted=2.50ms launcher_exited=20.00ms"

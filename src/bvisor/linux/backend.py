@@ -332,6 +332,7 @@ class LinuxBackend:
         outcome, exit_status, verdict_facts = judge(observation, lowered)
         outcome, exit_status, budget_facts = budget_ending(outcome, exit_status, supervisor, leaf_usage, plan.budgets)
         facts = lowered.facts + observation_facts(observation) + verdict_facts + budget_facts + _leaf_facts(leaf, leaf_usage)
+        facts.append(timeline_fact(observation, clock))
         usage = run_usage(observed_usage(clock, _rusage(observation)), leaf_usage, observation)
         return execution_record(outcome, exit_status, facts, started_ns, usage, (observation.stdout, observation.stderr))
 
@@ -368,6 +369,13 @@ def budget_ending(outcome, exit_status, supervisor: RunSupervisor, usage, budget
         fact = ObservedFact(kind="budget_enforced", detail=f"dimension=process_count action=fork_refused count={usage.pids_limit_hits}")
         return outcome, exit_status, [fact]
     return outcome, exit_status, []
+
+
+def timeline_fact(obs: LaunchObservation, clock: int) -> ObservedFact:
+    """When the host saw each launcher state, in ms since the run began (leaf and lowering
+    included): an operator's answer to where a slow run's time went."""
+    steps = " ".join(f"{name}={(ns - clock) / 1e6:.2f}ms" for name, ns in obs.timeline)
+    return ObservedFact(kind="launch_timeline", detail=steps)
 
 
 def observation_facts(obs: LaunchObservation) -> list:

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 
 from bvisor.capture import RunIO, StreamCapture, pump
@@ -72,9 +73,9 @@ class WorkloadExit:
 class LaunchObservation:
     """Everything the host saw of one launcher run."""
 
-    __slots__ = ("terminal", "transcript", "notes", "launcher_exit", "stdout", "stderr", "held_open")
+    __slots__ = ("terminal", "transcript", "notes", "launcher_exit", "stdout", "stderr", "held_open", "timeline")
 
-    def __init__(self, terminal, transcript, notes, launcher_exit, stdout, stderr, held_open):
+    def __init__(self, terminal, transcript, notes, launcher_exit, stdout, stderr, held_open, timeline=()):
         self.terminal: LauncherState | None = terminal
         self.transcript: list = transcript
         self.notes: list = notes
@@ -82,6 +83,8 @@ class LaunchObservation:
         self.stdout: StreamCapture = stdout
         self.stderr: StreamCapture = stderr
         self.held_open: list = held_open  # stream names a descendant still held after the run
+        # (state or "launcher_exited", monotonic ns the host saw it): where a run's time went
+        self.timeline: tuple = tuple(timeline)
 
     @property
     def captured_stdout(self) -> bytes:
@@ -230,13 +233,19 @@ class LaunchChannels:
     def observe(self, pidfd: int, supervisor, wait_status) -> LaunchObservation:
         """Drain control, stdout and stderr until the launcher (``pidfd``) has exited, then
         ``wait_status()`` gives its wait status."""
-        control_bytes = bytearray()
+        control_bytes, arrivals = bytearray(), []
+
+        def feed_control(chunk: bytes) -> None:
+            control_bytes.extend(chunk)
+            arrivals.append((len(control_bytes), time.monotonic_ns()))
+
         stdout = StreamCapture("stdout", self._io.capture_limit, self._io.stdout_sink)
         stderr = StreamCapture("stderr", self._io.capture_limit, self._io.stderr_sink)
         if supervisor is not None:
             supervisor.attach(pidfd)
-        readers = {self._control: control_bytes.extend, self._out_r: stdout.feed, self._err_r: stderr.feed}
+        readers = {self._control: feed_control, self._out_r: stdout.feed, self._err_r: stderr.feed}
         held = pump(readers, pidfd, watchdog=supervisor)
+        exited_ns = time.monotonic_ns()
         status = wait_status()
         names = {self._control: "control", self._out_r: "stdout", self._err_r: "stderr"}
         transcript, notes = _read_control(control_bytes)
@@ -249,6 +258,7 @@ class LaunchChannels:
             stdout=stdout,
             stderr=stderr,
             held_open=[names[fd] for fd in held],
+            timeline=state_arrivals(control_bytes, arrivals) + [("launcher_exited", exited_ns)],
         )
 
     def close(self) -> None:
@@ -277,6 +287,20 @@ def _read_control(control_bytes: bytes) -> tuple:
         else:
             notes.append(f"unrecognised control line: {line!r}")
     return transcript, notes
+
+
+def state_arrivals(control_bytes: bytes, arrivals: list) -> list:
+    """``(state, ns)`` for each state line: the time the chunk that completed it arrived.
+    ``arrivals`` holds ``(bytes received so far, ns)`` per chunk, in order."""
+    timeline, end, chunk = [], 0, 0
+    for line in bytes(control_bytes).split(b"\n")[:-1]:
+        end += len(line) + 1
+        while arrivals[chunk][0] < end:
+            chunk += 1
+        name = line.decode("utf-8", "replace")
+        if name in LauncherState.__members__:
+            timeline.append((name, arrivals[chunk][1]))
+    return timeline
 
 
 def _socketpair():
