@@ -6,6 +6,7 @@ Unsupported with a reason and a remediation, so the planner refuses it.
 """
 
 import errno
+import functools
 import os
 import _signal as signal
 import time
@@ -265,10 +266,10 @@ class LinuxBackend:
         facts.update(seccomp_baseline_facts(facts))  # derived after overrides: a simulated host says so
         # An overridden fact is marked, so a plan made on a simulated host says so.
         facts.update({f"override.{name}": "forced" for name in self._overrides})
-        return BackendProfileSnapshot.of(BACKEND_ID, facts, linux_budget_profile(facts))
+        return BackendProfileSnapshot.of(BACKEND_ID, facts, _budget_profile_of(tuple(facts.items())))
 
     def profile(self, snapshot: BackendProfileSnapshot) -> BackendProfile:
-        return BackendProfile(backend=BACKEND_ID, cells=linux_ceiling({f.name: f.value for f in snapshot.facts}))
+        return _profile_of(tuple((f.name, f.value) for f in snapshot.facts))
 
     def classify(self, requirement, profile: BackendProfile) -> SupportVerdict:
         return classify_requirement(self, requirement, profile)
@@ -335,6 +336,18 @@ class LinuxBackend:
         facts.append(timeline_fact(observation, clock))
         usage = run_usage(observed_usage(clock, _rusage(observation)), leaf_usage, observation)
         return execution_record(outcome, exit_status, facts, started_ns, usage, (observation.stdout, observation.stderr))
+
+
+# The ceiling and the budget profile are pure functions of the probed facts, which change
+# only on drift: computed once per set of facts, not at every plan.
+@functools.lru_cache(maxsize=8)
+def _profile_of(facts: tuple) -> BackendProfile:
+    return BackendProfile(backend=BACKEND_ID, cells=linux_ceiling(dict(facts)))
+
+
+@functools.lru_cache(maxsize=8)
+def _budget_profile_of(facts: tuple):
+    return linux_budget_profile(dict(facts))
 
 
 def _rusage(observation: LaunchObservation):
