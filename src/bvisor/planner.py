@@ -201,18 +201,18 @@ class BoundaryPlanner:
             profile_hash=profile_hash(snapshot),
             admission_hash=admission_hash(ADMISSION_RULES_VERSION, support, profile, snapshot.budget),
             spec=spec,
-            admitted=[_admitted(backend, snapshot, req, verdict) for req, verdict in zip(requirements, verdicts)],
+            admitted=[_admitted(backend, spec, snapshot, req, verdict) for req, verdict in zip(requirements, verdicts)],
             budgets=budgets,
         )
         return msgspec.structs.replace(unsealed, plan_id=compute_plan_id(unsealed))
 
 
-def _admitted(backend: Backend, snapshot, requirement: Requirement, verdict: SupportVerdict) -> AdmittedRequirement:
+def _admitted(backend: Backend, spec: BoundarySpec, snapshot, requirement: Requirement, verdict: SupportVerdict) -> AdmittedRequirement:
     kind = requirement_kind(requirement)
     return AdmittedRequirement(
         kind=kind,
         enforcement=verdict.enforcement,
         mechanism=backend.mechanism(kind, verdict.enforcement),
         requirement=requirement,
-        grants=backend.grants(requirement, snapshot),
+        grants=backend.grants(requirement, spec, snapshot),
     )

@@ -7,6 +7,7 @@ from bvisor.contract import (
     BackendProfile,
     BackendProfileSnapshot,
     BoundaryPlan,
+    BoundarySpec,
     Enforcement,
     ExecutionRecord,
     Requirement,
@@ -43,9 +44,9 @@ class Backend(Protocol):
 
     def mechanism(self, kind: RequirementKind, enforcement: Enforcement) -> str: ...
 
-    def grants(self, requirement: Requirement, snapshot: BackendProfileSnapshot) -> list[str]:
+    def grants(self, requirement: Requirement, spec: BoundarySpec, snapshot: BackendProfileSnapshot) -> list[str]:
         """What admitting ``requirement`` concretely allows on this host, implicit grants
-        included (a pure function of the requirement and the snapshot)."""
+        included (a pure function of the requirement, its spec and the snapshot)."""
         ...
 
     def execute(self, plan: BoundaryPlan, attempt_id: "AttemptId", io: "RunIO") -> ExecutionRecord:

@@ -801,12 +801,17 @@ def test_the_plan_and_the_report_list_every_granted_root_and_the_landlock_abi(id
             failures.append(f"the plan must list the system root {root} as '… {root} (system root)'; it lists {plan_grants}")
     if any(g.startswith("read-write /") and "(system root)" in g and "/dev/null" not in g for g in plan_grants):
         failures.append(f"system roots other than /dev/null must be read-only; the plan lists {plan_grants}")
-    # The report: the same admitted grants, and the fact lists the same roots (plus the exe).
-    if [i.grants for i in report.body.admitted if i.kind is RequirementKind.Filesystem] != [i.grants for i in fs_items]:
+    # The exe is granted too (the launcher's ruleset always lets it be read and executed):
+    # the plan lists it under LaunchWorkload.
+    exe_grants = [g for item in admitted.admitted if item.kind is RequirementKind.LaunchWorkload for g in item.grants]
+    if exe_grants != [f"read {BASH} (the workload's exe)"]:
+        failures.append(f"the plan must list the exe as read under launch_workload; got {exe_grants}")
+    # The report: the same admitted grants, and the fact lists every granted root, implicit ones included.
+    if [i.grants for i in report.body.admitted] != [i.grants for i in admitted.admitted]:
         failures.append("the report's admitted requirements must carry the plan's grants")
     granted = report_granted(report)
-    if set(granted) != set(plan_grants) | {f"read {BASH} (the workload's exe)"}:
-        failures.append(f"filesystem_confined must list exactly the plan's roots and the exe; report={granted} plan={plan_grants}")
+    if set(granted) != set(plan_grants) | set(exe_grants):
+        failures.append(f"filesystem_confined must list exactly the plan's roots and the exe; report={granted} plan={plan_grants + exe_grants}")
     # The launcher's own attestation: one pre-opened root fd per distinct root, the ABI, the rights.
     notes = facts_of(report, "launcher_note")
     abi_note = next((n for n in notes if n.startswith("landlock abi=")), None)

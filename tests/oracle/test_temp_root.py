@@ -484,6 +484,14 @@ def test_under_landlock_the_temp_root_is_writable_and_a_root_beneath_it_stays_th
             failures.append(f"CHANNEL B: the workload must read its scratch file back; stdout={gated.stdout!r}")
         if not facts_of(gated.result, "landlock_installed"):
             failures.append(f"the report must record landlock_installed; facts={gated.result.body.observed}")
+        # The temp root's rule is a grant like any other: the plan and the report list it.
+        tmpfs_grant = "read-write /tmp (private tmpfs)"
+        plan_grants = [g for item in gated.result.body.admitted if item.kind is RequirementKind.TempRoot for g in item.grants]
+        if plan_grants != [tmpfs_grant]:
+            failures.append(f"the admitted TempRoot must grant {tmpfs_grant!r}; got {plan_grants}")
+        confined = facts_of(gated.result, "filesystem_confined")
+        if not confined or tmpfs_grant not in confined[0].partition("granted: ")[2].split("; "):
+            failures.append(f"filesystem_confined must list {tmpfs_grant!r}; got {confined}")
         check_no_leftovers(failures, f"{marker}-scratch")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -90,7 +90,7 @@ class FakeBackend:
     def mechanism(self, kind, enforcement):
         return f"fake:{kind.value}:{enforcement.value}"
 
-    def grants(self, requirement, snapshot):
+    def grants(self, requirement, spec, snapshot):
         return []
 
     def execute(self, plan, attempt_id, io):

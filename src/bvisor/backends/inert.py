@@ -71,7 +71,7 @@ class InertBackend:
     def mechanism(self, kind: RequirementKind, enforcement: Enforcement) -> str:
         return f"inert:{_GIVES[kind][0] if kind in _GIVES else 'none'}:{enforcement.value}"
 
-    def grants(self, requirement, snapshot: BackendProfileSnapshot) -> list:
+    def grants(self, requirement, spec, snapshot: BackendProfileSnapshot) -> list:
         return []
 
     def execute(self, plan: BoundaryPlan, attempt_id: str, io: RunIO) -> ExecutionRecord:

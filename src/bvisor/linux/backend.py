@@ -20,6 +20,7 @@ from bvisor.contract import (
     BackendProfile,
     BackendProfileSnapshot,
     BoundaryPlan,
+    BoundarySpec,
     BudgetDimension,
     Capability,
     CeilingCell,
@@ -38,7 +39,7 @@ from bvisor.contract import (
 from bvisor.launcher import landlock
 from bvisor.linux import cgroup, probe
 from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage
-from bvisor.linux.filesystem import exposed_grant, requirement_grants
+from bvisor.linux.filesystem import exe_grant, exposed_grant, requirement_grants, temp_root_grant
 from bvisor.linux.launch import (
     CONFINEMENT_UNAVAILABLE_FACT,
     HarnessError,
@@ -277,11 +278,15 @@ class LinuxBackend:
     def mechanism(self, kind: RequirementKind, enforcement: Enforcement) -> str:
         return f"linux:{MECHANISMS.get(kind, 'none')}:{enforcement.value}"
 
-    def grants(self, requirement, snapshot: BackendProfileSnapshot) -> list:
+    def grants(self, requirement, spec: BoundarySpec, snapshot: BackendProfileSnapshot) -> list:
         if isinstance(requirement, Capability.Filesystem):
             return [grant.describe() for grant in requirement_grants(requirement, snapshot)]
         if isinstance(requirement, HostControl.ExposePath):
             return [exposed_grant(requirement).describe()]
+        if isinstance(requirement, HostControl.LaunchWorkload):
+            return [exe_grant(spec.workload).describe()]
+        if isinstance(requirement, HostControl.TempRoot):
+            return [temp_root_grant(requirement).describe()]
         return []
 
     def execute(self, plan: BoundaryPlan, attempt_id: str, io: RunIO) -> ExecutionRecord:

@@ -64,6 +64,17 @@ def filesystem_grants(capabilities, snapshot: BackendProfileSnapshot) -> list:
     return list(merged.values())
 
 
+def exe_grant(workload) -> Grant:
+    """The launcher's landlock ruleset always lets the workload read and execute its own exe
+    (the fd the host opened), wherever it lives."""
+    return Grant(workload.exe, False, "the workload's exe")
+
+
+def temp_root_grant(control: HostControl.TempRoot) -> Grant:
+    """The run's private tmpfs is the workload's to write, roots or not."""
+    return Grant(control.path, True, "private tmpfs")
+
+
 def exposed_grant(expose: HostControl.ExposePath) -> Grant:
     """Landlock rules attach to objects, not paths: exposing a source grants its declared
     access to that object wherever it is reached from, its own host path included."""

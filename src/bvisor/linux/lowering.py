@@ -26,7 +26,7 @@ from bvisor.contract import (
 from bvisor.contract.identity import canonical_bytes
 from bvisor.launcher import landlock, seccomp, wire
 from bvisor.linux import probe
-from bvisor.linux.filesystem import exposed_grant, filesystem_grants
+from bvisor.linux.filesystem import exe_grant, exposed_grant, filesystem_grants, temp_root_grant
 from bvisor.linux.launch import AuthorityFd
 from bvisor.linux.protocol import (
     DescriptorKind,
@@ -155,8 +155,12 @@ class _Authorities:
             os.close(authority.handle)
 
 
+def _temp_root_control(spec):
+    return next((c for c in spec.controls if isinstance(c, HostControl.TempRoot)), None)
+
+
 def _temp_root(spec, budgets) -> TempRootRequest | None:
-    control = next((c for c in spec.controls if isinstance(c, HostControl.TempRoot)), None)
+    control = _temp_root_control(spec)
     if control is None:
         return None
     storage = next(b for b in budgets if b.dimension is BudgetDimension.Storage)
@@ -349,7 +353,8 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
     if deny_network:
         facts.append(ObservedFact(kind="network_lowered", detail="new user namespace + empty network namespace"))
     if confine_fs:
-        implicit = [exposed_grant(e).describe() for e in exposed] + [f"read {spec.workload.exe} (the workload's exe)"]
+        mounted = [temp_root_grant(control)] if (control := _temp_root_control(spec)) is not None else []
+        implicit = [g.describe() for g in [*map(exposed_grant, exposed), exe_grant(spec.workload), *mounted]]
         granted = "; ".join([g.describe() for g in grants] + implicit)
         facts.append(ObservedFact(kind="filesystem_confined", detail=f"landlock abi>={landlock.ABI_FLOOR}; granted: {granted}"))
     else:
