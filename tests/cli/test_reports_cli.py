@@ -3,6 +3,7 @@ shown, exported byte-exact, its streams retrievable; the chain verifies; a signe
 verifies against the host's public key and a changed byte fails. Each test has its own
 BVISOR_HOME, so stores never mix."""
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -95,15 +96,47 @@ def test_a_signed_report_verifies_with_the_host_key_and_one_changed_byte_fails(h
 
 
 def test_a_secret_lease_never_reaches_the_store(home, tmp_path):
+    """Attacks the store with a secret lease that the workload really receives (it prints the
+    value's sha256, checked here) beside a plain --env value it echoes on stdout and stderr.
+    Checks that the raw secret is in none of the store's files (the -wal and -shm kept in
+    place by a reader held open, as another bvisor process would), the report JSON, the
+    captured streams or the stored ones. The control: the same scan finds the plain value in
+    the -wal that holds the run, the report and every stream."""
     secret = "bvisor-store-secret-" + os.urandom(8).hex()
-    done = bvisor(
-        home, "run", "--quiet", "--env-secret", "TOKEN=env:LEASED", "--report", str(tmp_path / "r.json"), "--",
-        "/bin/sh", "-c", 'test "${#TOKEN}" -gt 0 && echo lease-present', extra_env={"LEASED": secret},
-    )
-    assert done.returncode == 0 and done.stdout == b"lease-present\n", done.stderr.decode()
-    for path in home.iterdir():
-        assert secret.encode() not in path.read_bytes(), f"the secret leaked into {path}"
-    assert secret not in (tmp_path / "r.json").read_text()
+    plain = "bvisor-store-plain-" + os.urandom(8).hex()
+    assert bvisor(home, "run", "--quiet", "--", "/bin/true").returncode == 0  # the store exists
+    reader = sqlite3.connect(home / "evidence.sqlite3")
+    try:
+        assert reader.execute("SELECT count(*) FROM reports").fetchone() == (1,)  # attached to the WAL
+        done = bvisor(
+            home, "run", "--quiet", "--env", f"PLAIN={plain}", "--env-secret", "TOKEN=env:LEASED",
+            "--report", str(tmp_path / "r.json"), "--",
+            "/bin/sh", "-c", 'printf %s "$TOKEN" | sha256sum; echo "plain $PLAIN"; echo "plain $PLAIN" >&2',
+            extra_env={"LEASED": secret},
+        )
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        assert done.returncode == 0, done.stderr.decode()
+        assert done.stdout == f"{digest}  -\nplain {plain}\n".encode()  # the secret value itself arrived
+        assert done.stderr == f"plain {plain}\n".encode()
+        report = tmp_path / "r.json"
+        report_id = json.loads(report.read_bytes())["body_hash"]
+        places = {
+            "report": report.read_bytes(),
+            "stdout": done.stdout,
+            "stderr": done.stderr,
+            "stored stdout": bvisor(home, "reports", "output", report_id, "--stdout").stdout,
+            "stored stderr": bvisor(home, "reports", "output", report_id, "--stderr").stdout,
+        }
+        places |= {path.name: path.read_bytes() for path in home.iterdir()}
+    finally:
+        reader.close()
+    assert {"evidence.sqlite3", "evidence.sqlite3-wal", "evidence.sqlite3-shm"} <= places.keys()
+
+    def holding(value: str) -> set:
+        return {name for name, data in places.items() if value.encode() in data}
+
+    assert holding(secret) == set()
+    assert {"evidence.sqlite3-wal", "report", "stdout", "stderr", "stored stdout", "stored stderr"} <= holding(plain)
 
 
 @pytest.mark.parametrize(
