@@ -100,11 +100,11 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
             _namespace_parent(request, transcript, error_fd, status_fd, sigint)
         os.close(status_fd)
         step = "visibility"
-        _visibility_phase(request, transcript)
+        temp_root = _visibility_phase(request, transcript)
         transcript.state("VisibilityPhaseResolved")
     except BaseException as exc:
         childproc.fail(error_fd, step, exc)
-    confine_workload(request, transcript, error_fd, sigint)
+    confine_workload(request, transcript, error_fd, sigint, temp_root)
 
 
 def _namespace_parent(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, sigint) -> None:
@@ -137,7 +137,7 @@ def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_
         if request.cgroup_slots:
             transcript.note(cgroup.place(request.cgroup_slots))
         step = "visibility"
-        _visibility_phase(request, transcript)
+        temp_root = _visibility_phase(request, transcript)
         transcript.note("pid_namespace=init pid=1 proc=own")
         transcript.state("VisibilityPhaseResolved")
         workload = os.fork()
@@ -145,10 +145,10 @@ def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_
         childproc.fail(error_fd, step, exc)
     if workload == 0:
         os.close(status_fd)
-        confine_workload(request, transcript, error_fd, sigint)
+        confine_workload(request, transcript, error_fd, sigint, temp_root)
     os.close(error_fd)
     status, usage = pidns.reap_until(workload)
-    notes = _ending_notes(status, usage) + _boundary_usage_notes(request)
+    notes = _ending_notes(status, usage) + _boundary_usage_notes(request, temp_root)
     os.write(status_fd, "\n".join(notes).encode())
     os._exit(0)
 
@@ -162,22 +162,25 @@ def _ending_notes(status: int, usage) -> list:
     ]
 
 
-def _boundary_usage_notes(request: LaunchRequest) -> list:
+def _boundary_usage_notes(request: LaunchRequest, temp_root: int | None) -> list:
     """What the run left in the boundary's own storage and moved over its own network,
     read from inside its namespaces once the workload has ended."""
     notes = []
-    if request.temp_root is not None:
-        notes.append(mounts.usage_note(request.temp_root[0]))
+    if temp_root is not None:
+        notes.append(mounts.usage_note(temp_root))
     if request.network_namespace:
         notes.append(netns.usage_note())
     return notes
 
 
-def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: int, sigint) -> None:
-    """The workload's own process: ambient scrub, limits, policies, then exec. Never returns."""
+def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: int, sigint, temp_root: int | None) -> None:
+    """The workload's own process: ambient scrub, limits, policies, then exec. Never returns.
+    ``temp_root``: an fd on the temp root's tmpfs (its rule's object), closed here."""
     step = "confinement"
     try:
-        ruleset = _landlock_ruleset(request, transcript)  # before the scrub: rules capture the root fds
+        ruleset = _landlock_ruleset(request, transcript, temp_root)  # before the scrub: rules capture the root fds
+        if temp_root is not None:
+            os.close(temp_root)
         program = _seccomp_program(request, transcript)
         step = "ambient"
         keep = {0, 1, 2, request.exe_slot, transcript.fd, error_fd} | ({ruleset} if ruleset is not None else set())
@@ -223,21 +226,24 @@ def _identity_phase(request: LaunchRequest, transcript: Transcript) -> None:
         transcript.note(netns.attest())
 
 
-def _visibility_phase(request: LaunchRequest, transcript: Transcript) -> None:
+def _visibility_phase(request: LaunchRequest, transcript: Transcript) -> int | None:
+    """The private mount view; returns an fd on the temp root's tmpfs, or None without one."""
     if not request.mount_namespace:
         transcript.note("visibility=not_required")
-        return
+        return None
     transcript.note(mounts.make_private())
     sources = [mounts.locate_source(b.source_slot, b.source_path) for b in request.binds]
     if request.pid_namespace:
         transcript.note(mounts.mount_proc())
-    temp_path = None
+    temp_path = temp_root = None
     if request.temp_root is not None:
         temp_path = request.temp_root[0]
-        transcript.note(mounts.mount_temp_root(*request.temp_root))
+        note, temp_root = mounts.mount_temp_root(*request.temp_root)
+        transcript.note(note)
     for b, source in zip(request.binds, sources):
         transcript.note(mounts.bind(source, b.dest, b.writable, temp_path))
         os.close(source)
+    return temp_root
 
 
 def _add_rule(ruleset: int, abi: int, fd: int, writable: bool) -> str:
@@ -247,9 +253,10 @@ def _add_rule(ruleset: int, abi: int, fd: int, writable: bool) -> str:
     return ",".join(landlock.right_names(allowed))
 
 
-def _landlock_ruleset(request: LaunchRequest, transcript: Transcript):
-    """Build the ruleset from the host's root fds (and the mounts this child made), scoped
-    where the plan asks; None when the plan asks for neither."""
+def _landlock_ruleset(request: LaunchRequest, transcript: Transcript, temp_root: int | None):
+    """Build the ruleset from fds only: the host's root and bind-source fds, and the fd the
+    temp root's mount gave; paths are opened only beneath this run's own /proc. Scoped where
+    the plan asks; None when the plan asks for neither."""
     scoped = landlock.SCOPE_SIGNAL | landlock.SCOPE_ABSTRACT_UNIX_SOCKET if request.scope_floor is not None else 0
     if request.landlock_floor is None:
         return landlock.create_ruleset(landlock.abi_version(), handle_fs=False, scoped=scoped) if scoped else None
@@ -259,19 +266,20 @@ def _landlock_ruleset(request: LaunchRequest, transcript: Transcript):
     rules = [(request.exe_slot, False, "exe")] + [(slot, writable, "root") for slot, writable in request.roots()]
     for slot, writable, what in rules:
         transcript.note(f"landlock_rule {what} slot={slot} access={_add_rule(ruleset, abi, slot, writable)}")
-    mounted = (
-        ([(request.temp_root[0], True)] if request.temp_root else [])
-        + [(b.dest, b.writable) for b in request.binds]
-        + request.proc_roots
-    )
-    for path, writable in mounted:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # beneath a mount this run made, not host authority
+    # A bind shows the host-opened source object itself: its rule is on the source fd.
+    mounted = ([(temp_root, True, request.temp_root[0], "temp_root_mount")] if temp_root is not None else []) + [
+        (b.source_slot, b.writable, b.dest, "bind_source") for b in request.binds
+    ]
+    for fd, writable, path, origin in mounted:
+        transcript.note(f"landlock_rule mount path={path} from={origin} access={_add_rule(ruleset, abi, fd, writable)}")
+    for path, writable in request.proc_roots:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # beneath this run's own procfs, which no host process can rename
         try:
-            transcript.note(f"landlock_rule mount path={path} access={_add_rule(ruleset, abi, fd, writable)}")
+            transcript.note(f"landlock_rule mount path={path} from=own_proc access={_add_rule(ruleset, abi, fd, writable)}")
         finally:
             os.close(fd)
     handled = landlock.handled_rights(abi)
-    transcript.note(f"landlock abi={abi} handled={','.join(landlock.right_names(handled))} rules={len(rules) + len(mounted)}")
+    transcript.note(f"landlock abi={abi} handled={','.join(landlock.right_names(handled))} rules={len(rules) + len(mounted) + len(request.proc_roots)}")
     return ruleset
 
 

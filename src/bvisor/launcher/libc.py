@@ -11,11 +11,20 @@ _libc.syscall.restype = ctypes.c_long
 
 MACHINE = os.uname().machine
 
-# Syscall numbers without a libc wrapper, per architecture. landlock_* share numbers on every
-# architecture (they postdate the unified table); seccomp(2) does not.
+# Syscall numbers without a libc wrapper, per architecture. landlock_* and the new mount API
+# share numbers on every architecture (they postdate the unified table); seccomp(2) does not.
+_UNIFIED = {
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "landlock_create_ruleset": 444,
+    "landlock_add_rule": 445,
+    "landlock_restrict_self": 446,
+}
 _SYSCALLS = {
-    "x86_64": {"seccomp": 317, "landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446},
-    "aarch64": {"seccomp": 277, "landlock_create_ruleset": 444, "landlock_add_rule": 445, "landlock_restrict_self": 446},
+    "x86_64": {"seccomp": 317, **_UNIFIED},
+    "aarch64": {"seccomp": 277, **_UNIFIED},
 }
 
 

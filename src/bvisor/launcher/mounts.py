@@ -27,6 +27,16 @@ MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MS_RELATIME = 1 << 21
 
+# The new mount API (linux/mount.h): a tmpfs built and attached through an fd on its root.
+FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_FDCWD = -100
+
 # statvfs f_flag bits → mount flags. A remount inside a user namespace must keep the flags
 # the kernel locked on the copied mount, or it fails with EPERM.
 _LOCKED_FLAGS = (
@@ -39,11 +49,12 @@ _LOCKED_FLAGS = (
 )
 
 
-def _mount(source, target, fstype, flags: int, data) -> None:
-    def c(text):
-        return None if text is None else ctypes.c_char_p(os.fsencode(text))
+def _c(text):
+    return None if text is None else ctypes.c_char_p(os.fsencode(text))
 
-    libc.call("mount", c(source), c(target), c(fstype), ctypes.c_ulong(flags), c(data))
+
+def _mount(source, target, fstype, flags: int, data) -> None:
+    libc.call("mount", _c(source), _c(target), _c(fstype), ctypes.c_ulong(flags), _c(data))
 
 
 def make_private() -> str:
@@ -73,16 +84,38 @@ def mount_proc() -> str:
     return "proc=mounted pid_namespace_view=own"
 
 
-def mount_temp_root(path: str, size_bytes: int) -> str:
+def mount_temp_root(path: str, size_bytes: int) -> tuple[str, int]:
+    """A fresh tmpfs attached at ``path``; returns the note and an fd on the tmpfs's root.
+
+    The fd comes from the mount itself (fsmount), not from opening ``path`` afterwards: were
+    the mountpoint renamed or replaced (by a symlink, say) once the tmpfs is attached, a
+    re-opened path would put the temp root's write rule on whatever ``path`` names then.
+    """
     if not os.path.isdir(path):
         raise OSError(2, f"temp root mountpoint {path} does not exist")
-    _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_bytes},mode=1777")
-    return f"temp_root=tmpfs path={path} size={size_bytes}"
+    fs = libc.syscall("fsopen", _c("tmpfs"), FSOPEN_CLOEXEC)
+    try:
+        for key, value in (("source", "tmpfs"), ("size", str(size_bytes)), ("mode", "1777")):
+            libc.syscall("fsconfig", fs, FSCONFIG_SET_STRING, _c(key), _c(value), 0)
+        libc.syscall("fsconfig", fs, FSCONFIG_CMD_CREATE, None, None, 0)
+        root = libc.syscall("fsmount", fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+    finally:
+        os.close(fs)
+    try:
+        libc.syscall("move_mount", root, _c(""), AT_FDCWD, _c(path), MOVE_MOUNT_F_EMPTY_PATH)
+        attached, made = os.stat(path), os.fstat(root)
+        if (attached.st_dev, attached.st_ino) != (made.st_dev, made.st_ino):
+            raise OSError(0, f"temp root at {path} does not show the tmpfs just made")
+    except BaseException:
+        os.close(root)
+        raise
+    return f"temp_root=tmpfs path={path} size={size_bytes}", root
 
 
-def usage_note(path: str) -> str:
-    """Bytes in use on the tmpfs at ``path`` (what the run left in its temp root)."""
-    st = os.statvfs(path)
+def usage_note(root_fd: int) -> str:
+    """Bytes in use on the temp root's tmpfs (what the run left in it), read through the fd
+    on its root."""
+    st = os.fstatvfs(root_fd)
     return f"temp_root_usage bytes={(st.f_blocks - st.f_bfree) * st.f_frsize}"
 
 
