@@ -36,6 +36,7 @@ from bvisor.contract import (
     SupportVerdict,
     UnknownBackend,
     UnsupportedRequirement,
+    Workload,
     WorkloadIncompatible,
     WorkloadKind,
     compute_plan_id,
@@ -373,6 +374,9 @@ BASELINE = seed_spec(capabilities=_env_a("1"))
         pytest.param(seed_spec(capabilities=_env_a("2")), id="env-value"),
         pytest.param(seed_spec(capabilities=_env_a("1"), budgets=budgets_with(cpu=BudgetRequest(9, MinGuarantee.Mediated))), id="budget-limit"),
         pytest.param(seed_spec(capabilities=_env_a("1"), evidence=EvidenceRequirements(require_exit_status=True)), id="evidence"),
+        pytest.param(msgspec.structs.replace(BASELINE, workload=Workload.Process(exe="/bin/dash", args=BASELINE.workload.args)), id="workload-exe"),
+        pytest.param(seed_spec(capabilities=_env_a("1"), controls=[HostControl.LaunchWorkload()]), id="controls"),
+        pytest.param(seed_spec(capabilities=_env_a("1") + [Capability.InheritedFds(policy=FdPolicy.Nothing())]), id="capability-set"),
     ],
 )
 def test_plan_id_moves_with_every_spec_input(registry, changed):

@@ -10,15 +10,22 @@ from bvisor.capture import RunIO
 from bvisor.contract import (
     BudgetDimension,
     BudgetFinding,
+    Capability,
+    EnvPolicy,
     ExecutionRecord,
     ExitStatus,
+    FsAccess,
+    HostControl,
+    KillGuarantee,
     NetDest,
     NetPolicy,
     Outcome,
     PlanError,
     ReportVerdict,
     RequirementKind,
+    StdStreams,
     UnknownBackend,
+    UnsupportedRequirement,
     encode_report_json,
     verify_report,
     verify_report_json,
@@ -188,3 +195,36 @@ def test_two_backends_are_kept_apart():
     report = BoundaryRunner(registry).run(BoundaryPlanner(registry).plan(seed_spec(), "two"))
     assert report.body.backend == "two"
     assert (len(first.executions), len(second.executions)) == (0, 1)
+
+
+# --- the inert backend admits only what it gives ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("requirement", "kind"),
+    [
+        pytest.param(Capability.Network(policy=NetPolicy.DenyAll()), "network_deny_all", id="deny-all"),
+        pytest.param(Capability.Filesystem(access=FsAccess.Read, roots=["/usr"]), "filesystem", id="filesystem"),
+        pytest.param(HostControl.TempRoot(), "temp_root", id="temp-root"),
+        pytest.param(HostControl.Kill(guarantee=KillGuarantee.Atomic), "kill", id="kill"),
+    ],
+)
+def test_the_inert_backend_refuses_what_it_does_not_give(requirement, kind):
+    """It launches unconfined: every confinement requirement is refused at plan, naming the
+    requirement and the backend, and nothing runs."""
+    from bvisor import InertBackend
+
+    registry = BackendRegistry()
+    registry.register(InertBackend())
+    capabilities = [Capability.Environment(policy=EnvPolicy.Exact([]))]
+    controls = [HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())]
+    if isinstance(requirement, HostControl.TempRoot | HostControl.Kill):
+        controls.append(requirement)
+    else:
+        capabilities.append(requirement)
+    with pytest.raises(UnsupportedRequirement) as refused:
+        BoundaryPlanner(registry).plan(seed_spec(capabilities=capabilities, controls=controls), "inert")
+    assert (refused.value.requirement, refused.value.backend) == (kind, "inert")
+    # Control: without it, the same spec is admitted.
+    plain = seed_spec(capabilities=[Capability.Environment(policy=EnvPolicy.Exact([]))])
+    assert {a.kind.value for a in BoundaryPlanner(registry).plan(plain, "inert").admitted} == {"environment", "launch_workload", "capture_streams"}
