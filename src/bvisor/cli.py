@@ -57,17 +57,19 @@ def cmd_probe(args) -> int:
     import msgspec
 
     from bvisor.linux.backend import LinuxBackend
+    from bvisor.qualification import load_ledger, qualifications
 
     backend = LinuxBackend()
     snapshot = backend.probe()
     profile = backend.profile(snapshot)
+    # Each live cell's ledger row, judged on this host: its mechanism and floor must match.
+    qualified = qualifications(load_ledger(), backend, snapshot)
     if args.json:
-        print(msgspec.json.format(msgspec.json.encode({"snapshot": snapshot, "profile": profile}).decode()))
+        body = {"snapshot": snapshot, "profile": profile, "qualification": _probe_qualification(qualified)}
+        print(msgspec.json.format(msgspec.json.encode(body).decode()))
         return 0
     from bvisor.linux.backend import landlock_summary
-    from bvisor.qualification import cell_qualification, load_ledger
 
-    ledger = load_ledger()
     print("host facts:")
     for fact in snapshot.facts:
         print(f"  {fact.name:<40} {fact.value}")
@@ -75,15 +77,25 @@ def cmd_probe(args) -> int:
     print("\nrequirement kinds on this host (backend linux), with their qualification in the ledger:")
     for cell in profile.cells:
         print(f"  {cell.kind.value:<30} {cell.verdict.enforcement.value:<12} {cell.mechanism}")
-        print(f"  {'':<30} ledger: {cell_qualification(ledger, backend.id(), cell.kind)}")
+        print(f"  {'':<30} ledger: {qualified[cell.kind].label}")
         if cell.reason:
             print(f"  {'':<30} why: {cell.reason}")
             print(f"  {'':<30} fix: {cell.remediation}")
     print("\nbudgets (limit guarantee this host can supply):")
     for dimension, availability in snapshot.budget.items():
         print(f"  {dimension.value:<30} {availability.enforcement.value:<12} {availability.mechanism}")
-        print(f"  {'':<30} ledger: {cell_qualification(ledger, backend.id(), dimension)}")
+        print(f"  {'':<30} ledger: {qualified[dimension].label}")
     return 0
+
+
+def _probe_qualification(qualified: dict) -> dict:
+    """``probe --json``'s qualification: per kind and per budget dimension, by name."""
+    from bvisor.contract import BudgetDimension
+
+    return {
+        "kinds": {cell.value: q for cell, q in qualified.items() if not isinstance(cell, BudgetDimension)},
+        "budget": {cell.value: q for cell, q in qualified.items() if isinstance(cell, BudgetDimension)},
+    }
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,12 +1,17 @@
 """The qualification ledger: which tests prove each Enforced cell, and on what machine floor.
 
 The ledger ships inside the package (``bvisor/ledger.toml``) so an installed ``bvisor`` can
-say how each cell it advertises was qualified. ``coupling_problems`` is the law a unit test
-enforces: the live ceiling may advertise ``Enforced`` for a cell only with a proving row
-(``proven`` or ``fault-injected``) or an unexpired waiver, whose floor this host meets and
-whose mechanism is the backend's own, and every cited test must exist. ``gate_problems``
+say how each cell it advertises was qualified. A row is keyed by (backend, cell, mechanism):
+a cell whose mechanism differs by host (the run tree killed by ``cgroup.kill``, the v1
+freezer or the pid namespace init) has one row per mechanism, each with its own floor and
+tests, and the row that speaks for a live cell is the one whose mechanism is the live
+ceiling cell's (or budget availability's) own string. ``coupling_problems`` is the law a
+unit test enforces: the live ceiling may advertise ``Enforced`` for a cell only with a
+proving row (``proven`` or ``fault-injected``) or an unexpired waiver for the mechanism it
+advertises, whose floor this host meets, and every cited test must exist. ``gate_problems``
 adds the same-run law the ``tests/ledger_gate.py`` plugin applies at the end of a session:
-every test the gated rows cite ran in that session and passed.
+every test the gated rows cite ran in that session and passed. ``qualifications`` says, per
+live cell, whether a row applies on this host and if not why not (``bvisor probe``).
 """
 
 import ast
@@ -123,6 +128,14 @@ class Ledger(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     row: list[LedgerRow]
     budget: list[BudgetRow] = []
 
+    def __post_init__(self):
+        seen = set()
+        for row in self.rows():
+            key = (row.backend, row.cell, row.mechanism)
+            if key in seen:
+                raise ValueError(f"two {row.backend} rows for {row.name} by mechanism {row.mechanism!r}")
+            seen.add(key)
+
     def rows(self) -> list[Row]:
         return [*self.row, *self.budget]
 
@@ -145,9 +158,15 @@ def load_ledger(source: Traversable = LEDGER) -> Ledger:
     return parse_ledger(source.read_text())
 
 
-def ledger_row(ledger: Ledger, backend_id: str, cell: RequirementKind | BudgetDimension) -> Row | None:
+def ledger_rows(ledger: Ledger, backend_id: str, cell: RequirementKind | BudgetDimension) -> list[Row]:
+    """Every row for one cell of one backend, one per mechanism."""
     rows = ledger.budget if isinstance(cell, BudgetDimension) else ledger.row
-    return next((row for row in rows if row.backend == backend_id and row.cell is cell), None)
+    return [row for row in rows if row.backend == backend_id and row.cell is cell]
+
+
+def ledger_row(ledger: Ledger, backend_id: str, cell: RequirementKind | BudgetDimension, mechanism: str) -> Row | None:
+    """The row for one cell by one mechanism (at most one: the ledger refuses duplicates)."""
+    return next((row for row in ledger_rows(ledger, backend_id, cell) if row.mechanism == mechanism), None)
 
 
 def floor_terms(floor: Floor) -> list[str]:
@@ -164,20 +183,6 @@ def floor_unmet(floor: Floor, snapshot: BackendProfileSnapshot) -> list[str]:
     return unmet
 
 
-def cell_qualification(ledger: Ledger, backend_id: str, cell: RequirementKind | BudgetDimension) -> str:
-    """A short label for how one cell was qualified, for ``bvisor probe``."""
-    row = ledger_row(ledger, backend_id, cell)
-    if row is None:
-        return "no ledger row"
-    if row.status is Status.Waived:
-        return f"waived until {row.expires.isoformat()} by {row.owner}: {row.reason}"
-    if row.status is Status.FailClosed:
-        return row.status.value
-    count = f"{len(row.tests)} test{'' if len(row.tests) == 1 else 's'}"
-    terms = floor_terms(row.floor)
-    return f"{row.status.value} ({count}; floor {', '.join(terms)})" if terms else f"{row.status.value} ({count})"
-
-
 def _missing_tests(root: Path, test_ids: set[str]) -> set[str]:
     """The cited ids naming no module-level test function; each file is parsed once."""
     defined = {}
@@ -188,11 +193,18 @@ def _missing_tests(root: Path, test_ids: set[str]) -> set[str]:
     return {t for t in test_ids if t.partition("::")[2] not in defined[t.partition("::")[0]]}
 
 
-def _advertised(backend, snapshot: BackendProfileSnapshot) -> list[tuple[RequirementKind | BudgetDimension, str]]:
-    """Every cell the live ceiling calls Enforced, with the mechanism it says it installs."""
-    kinds = [(kind, backend.mechanism(kind, Enforcement.Enforced)) for kind in backend.profile(snapshot).enforced_kinds()]
-    budgets = [(dimension, a.mechanism) for dimension, a in snapshot.budget.items() if a.enforcement is Enforcement.Enforced]
+def live_cells(backend, snapshot: BackendProfileSnapshot) -> list[tuple[RequirementKind | BudgetDimension, Enforcement, str]]:
+    """Every cell of the live ceiling and budget profile, with its enforcement and the
+    mechanism string this host's cell carries (``bvisor probe``'s mechanism column)."""
+    kinds = [(cell.kind, cell.verdict.enforcement, cell.mechanism) for cell in backend.profile(snapshot).cells]
+    budgets = [(dimension, a.enforcement, a.mechanism) for dimension, a in snapshot.budget.items()]
     return kinds + budgets
+
+
+def _advertised(backend, snapshot: BackendProfileSnapshot) -> list[tuple[RequirementKind | BudgetDimension, str]]:
+    """Every cell the live ceiling calls Enforced, with the mechanism its live cell names: a
+    host-invariant string (``backend.mechanism``) could never fail to match."""
+    return [(cell, mechanism) for cell, enforcement, mechanism in live_cells(backend, snapshot) if enforcement is Enforcement.Enforced]
 
 
 def _row_findings(row: Row, missing: set[str], today: datetime.date) -> Findings:
@@ -205,20 +217,22 @@ def _row_findings(row: Row, missing: set[str], today: datetime.date) -> Findings
     return Findings(problems=tuple(problems))
 
 
-def _advertised_findings(name: str, row: Row | None, mechanism: str, snapshot: BackendProfileSnapshot, today: datetime.date) -> Findings:
-    """What a cell advertised Enforced owes: a proof or a live waiver, for the backend's own
-    mechanism, on a floor this host meets. An expired waiver is already a row problem."""
-    if row is None or row.status is Status.FailClosed:
+def _advertised_findings(name: str, rows: list[Row], mechanism: str, snapshot: BackendProfileSnapshot, today: datetime.date) -> Findings:
+    """What a cell advertised Enforced owes: a proof or a live waiver for the mechanism its
+    live cell names, on a floor this host meets. An expired waiver is already a row problem."""
+    if not rows:
         return Findings(problems=(f"{name}: advertised enforced without a proven ledger row",))
+    row = next((r for r in rows if r.mechanism == mechanism), None)
+    if row is None:
+        others = ", ".join(sorted(r.mechanism for r in rows))
+        return Findings(problems=(f"{name}: no ledger row for the mechanism this host installs, {mechanism} (rows are for {others})",))
+    if row.status is Status.FailClosed:
+        return Findings(problems=(f"{name}: advertised enforced without a proven ledger row (the row for {mechanism} is fail-closed)",))
     warnings = []
     if row.status is Status.Waived and row.expires >= today:
         warnings.append(f"{name}: advertised enforced on a waiver, not a proof, until {row.expires.isoformat()} (owner {row.owner}: {row.reason})")
-    problems = []
-    if row.mechanism != mechanism:
-        problems.append(f"{name}: the ledger row is for {row.mechanism}, the backend installs {mechanism}")
     unmet = floor_unmet(row.floor, snapshot)
-    if unmet:
-        problems.append(f"{name}: advertised enforced on a host below the row's floor ({', '.join(unmet)})")
+    problems = [f"{name}: advertised enforced on a host below the row's floor ({', '.join(unmet)})"] if unmet else []
     return Findings(tuple(problems), tuple(warnings))
 
 
@@ -232,19 +246,20 @@ def coupling_problems(ledger: Ledger, backend, snapshot: BackendProfileSnapshot,
     for row in ledger.rows():
         findings += _row_findings(row, missing, today)
     for cell, mechanism in _advertised(backend, snapshot):
-        findings += _advertised_findings(_cell_name(cell), ledger_row(ledger, backend.id(), cell), mechanism, snapshot, today)
+        findings += _advertised_findings(_cell_name(cell), ledger_rows(ledger, backend.id(), cell), mechanism, snapshot, today)
     return findings
 
 
 def _gated_rows(ledger: Ledger, backend, snapshot: BackendProfileSnapshot) -> list[Row]:
     """The rows this session must re-prove: this backend's proofs whose floor the host meets
     (below it the tests can only skip and the cell is refused anyway), and every row behind
-    a cell the ceiling advertises, whatever its floor."""
-    advertised = {cell for cell, _ in _advertised(backend, snapshot)}
+    a cell the ceiling advertises (by the mechanism it advertises), whatever its floor."""
+    advertised = set(_advertised(backend, snapshot))
     return [
         row
         for row in ledger.rows()
-        if row.backend == backend.id() and ((row.status in PROOFS and not floor_unmet(row.floor, snapshot)) or row.cell in advertised)
+        if row.backend == backend.id()
+        and ((row.status in PROOFS and not floor_unmet(row.floor, snapshot)) or (row.cell, row.mechanism) in advertised)
     ]
 
 
@@ -269,3 +284,70 @@ def gate_problems(
         if results.get(t) != "passed"
     )
     return coupling_problems(ledger, backend, snapshot, repo_root, today) + Findings(problems=same_run)
+
+
+# Labels for ``bvisor probe`` --------------------------------------------------------------
+
+
+class Qualification(msgspec.Struct, frozen=True):
+    """How one live cell stands in the ledger on this host. ``applies``: a row for the cell's
+    live mechanism exists, this host meets its floor, and it is not an expired waiver (nor a
+    fail-closed row behind a cell advertised Enforced). ``status`` is that row's (None: no
+    row for the mechanism); ``label`` says it in a line, or why no row applies."""
+
+    mechanism: str
+    applies: bool
+    label: str
+    status: Status | None = None
+    tests: tuple[str, ...] = ()
+
+
+def qualify(
+    ledger: Ledger,
+    backend_id: str,
+    cell: RequirementKind | BudgetDimension,
+    enforcement: Enforcement,
+    mechanism: str,
+    snapshot: BackendProfileSnapshot,
+    today: datetime.date | None = None,
+) -> Qualification:
+    """One live cell's qualification: the row for its live mechanism, judged on this host."""
+    today = today or datetime.date.today()
+    rows = ledger_rows(ledger, backend_id, cell)
+    if not rows:
+        return Qualification(mechanism, False, "no ledger row")
+    row = ledger_row(ledger, backend_id, cell, mechanism)
+    if row is None:
+        others = ", ".join(sorted(r.mechanism for r in rows))
+        refused = "" if enforcement is Enforcement.Enforced else f"{enforcement.value} here; "
+        return Qualification(mechanism, False, f"{refused}no row for mechanism {mechanism} (rows are for {others})")
+    applies, label = _judge(row, enforcement, snapshot, today)
+    return Qualification(mechanism, applies, label, row.status, tuple(row.tests))
+
+
+def _judge(row: Row, enforcement: Enforcement, snapshot: BackendProfileSnapshot, today: datetime.date) -> tuple[bool, str]:
+    """Whether the row for a live cell's mechanism applies on this host, and its label."""
+    unmet = floor_unmet(row.floor, snapshot)
+    if unmet:
+        return False, f"row floor not met: {', '.join(unmet)} (a {row.status.value} row)"
+    if row.status is Status.Waived:
+        if row.expires < today:
+            return False, f"waiver expired on {row.expires.isoformat()} (by {row.owner}: {row.reason})"
+        return True, f"waived until {row.expires.isoformat()} by {row.owner}: {row.reason}"
+    if row.status is Status.FailClosed:
+        if enforcement is Enforcement.Enforced:
+            return False, "fail-closed row, yet the cell is advertised enforced"
+        return True, row.status.value
+    count = f"{len(row.tests)} test{'' if len(row.tests) == 1 else 's'}"
+    terms = floor_terms(row.floor)
+    return True, f"{row.status.value} ({count}; floor {', '.join(terms)})" if terms else f"{row.status.value} ({count})"
+
+
+def qualifications(
+    ledger: Ledger, backend, snapshot: BackendProfileSnapshot, today: datetime.date | None = None
+) -> dict[RequirementKind | BudgetDimension, Qualification]:
+    """Every live cell (kinds, then budget dimensions) with its qualification on this host."""
+    return {
+        cell: qualify(ledger, backend.id(), cell, enforcement, mechanism, snapshot, today)
+        for cell, enforcement, mechanism in live_cells(backend, snapshot)
+    }

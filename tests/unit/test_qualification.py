@@ -5,23 +5,28 @@ and passed in this session. Each planted lie below must be caught, so the gate i
 vacuous."""
 
 import datetime
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from bvisor import LinuxBackend
-from bvisor.contract import BudgetDimension, RequirementKind
+from bvisor.contract import BackendProfileSnapshot, BudgetDimension, RequirementKind
+from bvisor.linux.budgets import linux_budget_profile
 from bvisor.qualification import (
     LEDGER,
     Floor,
     Ledger,
+    LedgerRow,
     Status,
-    cell_qualification,
     coupling_problems,
     gate_problems,
     load_ledger,
     parse_ledger,
+    qualifications,
 )
 from helpers import launcher_path
 from ledger_gate import fold
@@ -58,9 +63,36 @@ def test_the_live_ceiling_is_covered_by_the_committed_ledger(backend, snapshot, 
     assert coupling_problems(ledger, backend, snapshot, REPO).problems == ()
 
 
-def test_every_requirement_kind_has_exactly_one_linux_row(ledger):
-    kinds = [row.kind for row in ledger.row if row.backend == "linux"]
-    assert sorted(kinds) == sorted(RequirementKind) and len(kinds) == len(set(kinds))
+def test_every_requirement_kind_has_a_linux_row_and_each_mechanism_one_at_most(ledger):
+    kinds = {row.kind for row in ledger.row if row.backend == "linux"}
+    assert kinds == set(RequirementKind)
+    keys = [(row.backend, row.kind, row.mechanism) for row in ledger.row]
+    assert len(keys) == len(set(keys))
+
+
+DUPLICATE = """
+[[row]]
+backend = "linux"
+kind = "kill"
+status = "fail-closed"
+mechanism = "none"
+
+[[row]]
+backend = "linux"
+kind = "kill"
+status = "fail-closed"
+mechanism = "none"
+"""
+
+
+def test_two_rows_for_one_kind_and_mechanism_are_rejected_at_load_but_two_mechanisms_load():
+    with pytest.raises(msgspec.ValidationError, match="two linux rows for kill by mechanism 'none'"):
+        parse_ledger(DUPLICATE)
+    two = parse_ledger(DUPLICATE.replace('mechanism = "none"\n', 'mechanism = "run_tree_kill:freezer"\n', 1))
+    assert sorted(r.mechanism for r in two.row) == ["none", "run_tree_kill:freezer"]
+    budget = DUPLICATE.replace("[[row]]", "[[budget]]").replace('kind = "kill"', 'dimension = "wall"')
+    with pytest.raises(msgspec.ValidationError, match="two linux rows for budget wall"):
+        parse_ledger("row = []\n" + budget)
 
 
 def _with_row(ledger: Ledger, kind: RequirementKind, **changes) -> Ledger:
@@ -91,8 +123,40 @@ def test_a_host_below_the_proofs_floor_fails_the_gate(backend, snapshot, ledger)
 
 
 def test_a_different_mechanism_fails_the_gate(backend, snapshot, ledger):
-    planted = _with_row(ledger, RequirementKind.InheritedFdsNone, mechanism="linux:close_some_fds:enforced")
-    assert _problems(planted, backend, snapshot, "inherited_fds_none: the ledger row is for linux:close_some_fds")
+    planted = _with_row(ledger, RequirementKind.InheritedFdsNone, mechanism="close_some_fds")
+    assert _problems(planted, backend, snapshot, "inherited_fds_none: no ledger row for the mechanism this host installs, fd_scrub (rows are for close_some_fds)")
+
+
+def _host_without_a_killable_leaf(snapshot) -> BackendProfileSnapshot:
+    """This host's facts with no cgroup kill (as for uid 65534): the run tree then dies by
+    its pid namespace init, a different mechanism under the same kinds and wall budget."""
+    facts = {**{f.name: f.value for f in snapshot.facts}, "cgroup.kill": "unavailable: planted", "launcher.userns_pid": "ok"}
+    return BackendProfileSnapshot.of("linux", facts, linux_budget_profile(facts))
+
+
+def test_the_mechanism_is_the_live_cells_so_a_pid_namespace_host_is_not_covered_by_the_cgroup_kill_row(backend, snapshot, ledger):
+    elsewhere = _host_without_a_killable_leaf(snapshot)
+    problems = coupling_problems(ledger, backend, elsewhere, REPO, TODAY).problems
+    assert "kill: no ledger row for the mechanism this host installs, run_tree_kill:pid_namespace_init (rows are for run_tree_kill:cgroup.kill)" in problems
+    assert any(p.startswith("child_spawn_allow_descendants: no ledger row for the mechanism this host installs, run_tree:pid_namespace_init") for p in problems)
+    assert any(p.startswith("budget wall: no ledger row for the mechanism this host installs, supervisor_deadline+pid_namespace_init") for p in problems)
+    # The same row, relabelled for the pid namespace, is caught on this host instead.
+    if snapshot.fact("cgroup.kill") == "cgroup.kill":
+        planted = _with_row(ledger, RequirementKind.Kill, mechanism="run_tree_kill:pid_namespace_init")
+        assert _problems(planted, backend, snapshot, "kill: no ledger row for the mechanism this host installs, run_tree_kill:cgroup.kill")
+
+
+def test_a_kind_may_carry_one_row_per_mechanism_each_judged_on_its_own_floor(backend, snapshot, ledger):
+    (kill,) = [r for r in ledger.row if r.kind is RequirementKind.Kill]
+    pidns = msgspec.structs.replace(kill, mechanism="run_tree_kill:pid_namespace_init", floor=Floor(userns_pid=True, landlock_abi_min=99))
+    both = Ledger(row=[*ledger.row, pidns], budget=ledger.budget)
+    elsewhere = _host_without_a_killable_leaf(snapshot)
+    kill_problems = [p for p in coupling_problems(both, backend, elsewhere, REPO, TODAY).problems if p.startswith("kill:")]
+    assert kill_problems == ["kill: advertised enforced on a host below the row's floor (landlock_abi>=99)"]
+    # On this host the cgroup.kill row still speaks for the cell, untouched by the other row.
+    assert _problems(both, backend, snapshot, "kill:") == []
+    met = Ledger(row=[*ledger.row, msgspec.structs.replace(pidns, floor=Floor(userns_pid=True))], budget=ledger.budget)
+    assert [p for p in coupling_problems(met, backend, elsewhere, REPO, TODAY).problems if p.startswith("kill:")] == []
 
 
 def test_every_budget_dimension_has_exactly_one_linux_row(ledger):
@@ -104,7 +168,7 @@ def test_an_enforced_budget_without_its_proof_fails_the_gate(backend, snapshot, 
     planted = _with_budget_row(ledger, BudgetDimension.ProcessCount, status=Status.FailClosed)
     assert _problems(planted, backend, snapshot, "budget process_count: advertised enforced")
     other = _with_budget_row(ledger, BudgetDimension.ResidentMemory, mechanism="rusage_maxrss:kill")
-    assert _problems(other, backend, snapshot, "budget resident_memory: the ledger row is for rusage_maxrss:kill")
+    assert _problems(other, backend, snapshot, "budget resident_memory: no ledger row for the mechanism this host installs")
     below = _with_budget_row(ledger, BudgetDimension.Wall, floor=Floor(landlock_abi_min=99))
     assert _problems(below, backend, snapshot, "budget wall: advertised enforced on a host below")
 
@@ -207,6 +271,14 @@ def test_the_gate_reruns_an_advertised_budget_row(backend, snapshot, ledger):
     assert _gate(ledger, backend, snapshot, results, "budget network") == expected
 
 
+def test_only_the_row_for_the_advertised_mechanism_is_rerun_whatever_its_floor(backend, snapshot, ledger):
+    # A fail-closed row for another mechanism of an advertised kind is not behind the cell.
+    cited = ["tests/unit/test_qualification.py::test_the_ledger_ships_inside_the_package"]
+    other = LedgerRow(backend="linux", kind=RequirementKind.Environment, status=Status.FailClosed, mechanism="other_envp", tests=cited)
+    results = {t: r for t, r in _all_passed(ledger).items() if t not in cited}
+    assert _gate(Ledger(row=[*ledger.row, other], budget=ledger.budget), backend, snapshot, results, "environment") == []
+
+
 @pytest.mark.parametrize("status", [Status.Proven, Status.FaultInjected])
 def test_a_proof_is_rerun_where_its_floor_holds_even_unadvertised_and_not_below_it(backend, snapshot, ledger, status):
     # commit_artifact is never advertised, so only the row's own claim and floor gate it.
@@ -235,13 +307,84 @@ def test_parametrized_instances_fold_into_one_result_where_the_worst_wins():
 # Labels for `bvisor probe` ---------------------------------------------------------------
 
 
-def test_each_cell_has_a_short_qualification_label(ledger):
-    assert cell_qualification(ledger, "linux", RequirementKind.NetworkDenyAll) == "proven (5 tests; floor userns_netns)"
-    assert cell_qualification(ledger, "linux", RequirementKind.Filesystem) == "proven (11 tests; floor landlock_abi>=3)"
-    assert cell_qualification(ledger, "linux", BudgetDimension.HandleCount) == "proven (2 tests)"
-    assert cell_qualification(ledger, "linux", RequirementKind.NetworkAllowList) == "fail-closed"
-    assert cell_qualification(ledger, "gvisor", RequirementKind.NetworkAllowList) == "no ledger row"
-    waived = parse_ledger(WAIVED)
-    assert cell_qualification(waived, "linux", RequirementKind.NetworkAllowList) == "waived until 2027-01-31 by alice: the broker lands in 0.2"
-    single = _with_row(ledger, RequirementKind.Kill, status=Status.FaultInjected, tests=["tests/x.py::test_y"])
-    assert cell_qualification(single, "linux", RequirementKind.Kill) == "fault-injected (1 test; floor userns_pid, cgroup_kill)"
+def _labels(ledger, backend, snapshot) -> dict:
+    return {cell: q.label for cell, q in qualifications(ledger, backend, snapshot, TODAY).items()}
+
+
+def test_each_cell_has_a_short_qualification_label(backend, snapshot, ledger):
+    labels = _labels(ledger, backend, snapshot)
+    assert labels[RequirementKind.NetworkDenyAll] == "proven (7 tests; floor userns_netns, seccomp_filter)"
+    assert labels[RequirementKind.Filesystem] == "proven (11 tests; floor landlock_abi>=3)"
+    assert labels[BudgetDimension.HandleCount] == "proven (2 tests)"
+    assert labels[RequirementKind.NetworkAllowList] == "fail-closed"
+    assert set(labels) == {*RequirementKind, *BudgetDimension}
+    other = Ledger(row=[msgspec.structs.replace(r, backend="gvisor") for r in ledger.row])
+    assert _labels(other, backend, snapshot)[RequirementKind.NetworkAllowList] == "no ledger row"
+    waived = _with_row(ledger, RequirementKind.Environment, **_waive(expires=datetime.date(2027, 1, 31)))
+    assert _labels(waived, backend, snapshot)[RequirementKind.Environment] == "waived until 2027-01-31 by alice: the oracle is being rewritten"
+    expired = _with_row(ledger, RequirementKind.Environment, **_waive(expires=datetime.date(2026, 5, 31)))
+    assert _labels(expired, backend, snapshot)[RequirementKind.Environment].startswith("waiver expired on 2026-05-31")
+    single = _with_row(ledger, RequirementKind.Environment, status=Status.FaultInjected, tests=["tests/x.py::test_y"])
+    assert _labels(single, backend, snapshot)[RequirementKind.Environment] == "fault-injected (1 test)"
+
+
+def test_a_label_says_proven_only_where_the_rows_floor_and_mechanism_hold_here(backend, snapshot, ledger):
+    below = _with_row(ledger, RequirementKind.NetworkDenyAll, floor=Floor(userns_netns=True, landlock_abi_min=99))
+    (q,) = [q for c, q in qualifications(below, backend, snapshot, TODAY).items() if c is RequirementKind.NetworkDenyAll]
+    assert (q.applies, q.status, q.label) == (False, Status.Proven, "row floor not met: landlock_abi>=99 (a proven row)")
+    other = _with_row(ledger, RequirementKind.InheritedFdsNone, mechanism="close_some_fds")
+    q = qualifications(other, backend, snapshot, TODAY)[RequirementKind.InheritedFdsNone]
+    assert (q.applies, q.status, q.mechanism) == (False, None, "fd_scrub")
+    assert q.label == "no row for mechanism fd_scrub (rows are for close_some_fds)"
+    lying = _with_row(ledger, RequirementKind.Environment, status=Status.FailClosed)
+    assert qualifications(lying, backend, snapshot, TODAY)[RequirementKind.Environment].label == "fail-closed row, yet the cell is advertised enforced"
+    elsewhere = qualifications(ledger, backend, _host_without_a_killable_leaf(snapshot), TODAY)
+    assert elsewhere[RequirementKind.Kill].label == "no row for mechanism run_tree_kill:pid_namespace_init (rows are for run_tree_kill:cgroup.kill)"
+    assert not elsewhere[BudgetDimension.Wall].applies
+    # On this host every advertised cell's row applies (the probe says so for each).
+    advertised = set(backend.profile(snapshot).enforced_kinds())
+    assert all(q.applies for c, q in qualifications(ledger, backend, snapshot).items() if c in advertised)
+
+
+# `bvisor probe` ---------------------------------------------------------------------------
+
+
+def test_probe_json_carries_each_live_cells_qualification_on_this_host():
+    done = subprocess.run([str(Path(sys.executable).parent / "bvisor"), "probe", "--json"], capture_output=True, timeout=120, check=True)
+    probed = json.loads(done.stdout)
+    kinds, budget = probed["qualification"]["kinds"], probed["qualification"]["budget"]
+    assert set(kinds) == {k.value for k in RequirementKind} and set(budget) == {d.value for d in BudgetDimension}
+    for cell in probed["profile"]["cells"]:
+        q = kinds[cell["kind"]]
+        assert q["mechanism"] == cell["mechanism"]
+        if cell["verdict"]["enforcement"] == "enforced":
+            assert q["applies"] and q["status"] in ("proven", "fault-injected") and q["tests"], (cell, q)
+    for dimension, availability in probed["snapshot"]["budget"].items():
+        assert budget[dimension]["mechanism"] == availability["mechanism"]
+        if availability["enforcement"] == "enforced":
+            assert budget[dimension]["applies"], (dimension, budget[dimension])
+
+
+def test_probe_says_why_a_row_does_not_apply_here(monkeypatch, capsys, ledger):
+    import bvisor.qualification
+    from bvisor.cli import main
+
+    planted = _with_row(ledger, RequirementKind.NetworkDenyAll, floor=Floor(landlock_abi_min=99))
+    planted = _with_row(planted, RequirementKind.InheritedFdsNone, mechanism="close_some_fds")
+    monkeypatch.setattr(bvisor.qualification, "load_ledger", lambda: planted)
+    assert main(["probe"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    after = {lines[i].split()[0]: lines[i + 1].strip() for i in range(len(lines) - 1) if lines[i + 1].strip().startswith("ledger: ")}
+    assert after["network_deny_all"] == "ledger: row floor not met: landlock_abi>=99 (a proven row)"
+    assert after["inherited_fds_none"] == "ledger: no row for mechanism fd_scrub (rows are for close_some_fds)"
+    assert after["environment"] == "ledger: proven (5 tests)"
+    assert main(["probe", "--json"]) == 0
+    qualification = json.loads(capsys.readouterr().out)["qualification"]
+    assert qualification["kinds"]["network_deny_all"]["applies"] is False
+    assert qualification["kinds"]["inherited_fds_none"] == {
+        "mechanism": "fd_scrub",
+        "applies": False,
+        "label": "no row for mechanism fd_scrub (rows are for close_some_fds)",
+        "status": None,
+        "tests": [],
+    }
