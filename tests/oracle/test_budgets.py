@@ -23,14 +23,19 @@ caller and as uid 65534 (the host stays root and makes the leaf). The CLI tests 
 command itself as each identity; where no cgroup is delegated to that identity (uid 65534 on a
 host whose cgroupfs only root may write) the cap cannot be installed, and the run must be
 refused (exit 125, a refusal document naming the dimension) and never start. After every run
-no marker process is left and the run's cgroup leaf is gone. No assertion depends on timing.
+no marker process is left and the run's cgroup leaf is gone. No assertion depends on speed:
+the only clock readings asserted on bound a witness by the test's own measurement of the same
+run (the wall witness lies between how long the host held the workload parked and how long the
+whole run took; the cpu witness cannot pass the host's reading plus every CPU busy since).
 """
 
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -592,6 +597,22 @@ def test_control_a_mediated_cpu_budget_lets_a_bounded_loop_finish(identity):
 
 CHILDREN, TOUCH_MIB = 5, 40
 MEMORY_MARGIN = 16 * MIB
+# How long the host keeps the usage workload parked (blocked on its gate, burning no cpu):
+# a known minimum of the run's wall time, so a wall witness in the wrong unit cannot pass.
+HOLD_S = 0.3
+
+
+def usage_view(pid: int) -> dict:
+    """Channel A for the usage witnesses: hold the parked workload HOLD_S, then read the leaf's
+    counters, noting when (``read_at``, monotonic, taken before the read) and for how long the
+    workload was provably alive (``held_us``: all of this call; the gate opens only after it)."""
+    held_from = time.monotonic()
+    time.sleep(HOLD_S)
+    read_at = time.monotonic()
+    view = cgroup_view(pid, "pids.current", "pids.peak", "memory.peak", "cpu_us")
+    view["read_at"] = read_at
+    view["held_us"] = int((time.monotonic() - held_from) * 1e6)
+    return view
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)
@@ -599,13 +620,18 @@ def test_usage_witnesses_match_the_kernel_counters_the_host_reads(identity):
     """A workload forks 5 sleeping children, touches 40 MiB and parks; the host reads the
     leaf's pids, memory and cpu counters itself. Released, it only exits, so the witnesses
     must equal (pids) or just cover (memory, cpu) what the host read: a witness from anywhere
-    but the leaf's own counters (the launcher's rusage, one process's RSS) would not."""
+    but the leaf's own counters (the launcher's rusage, one process's RSS) would not. The cpu
+    witness is also bounded above by the host's reading plus every CPU busy from that reading
+    to the run's return, and the wall witness lies between how long the host held the workload
+    parked and how long the whole run took by the test's own clock: a witness in the wrong unit
+    (ns, ms) or from another source (this process's cpu, another clock) falls outside."""
     marker = unique_marker("BVISOR-BUDGET-USAGE")
-    gated = run_parked(identity, python_argv(TOUCH_AND_PARK, marker, CHILDREN, TOUCH_MIB), marker,
-                       lambda pid: cgroup_view(pid, "pids.current", "pids.peak", "memory.peak", "cpu_us"))
+    started = time.monotonic()
+    gated = run_parked(identity, python_argv(TOUCH_AND_PARK, marker, CHILDREN, TOUCH_MIB), marker, usage_view)
+    ended = time.monotonic()
     report, host = gated.result, gated.inspected or {}
     own = fields_of(reported(gated.stdout, "TOUCHED"))
-    witnesses = {d: witness(report, d) for d in (D.ProcessCount, D.ResidentMemory, D.Cpu)}
+    witnesses = {d: witness(report, d) for d in (D.ProcessCount, D.ResidentMemory, D.Cpu, D.Wall)}
     print(f"usage [{identity}]: host={brief(host)} self={own} witnesses={witnesses} {report_summary(report)}", file=sys.stderr)
     failures = []
     if report.body.outcome != Outcome.Completed:
@@ -630,6 +656,24 @@ def test_usage_witnesses_match_the_kernel_counters_the_host_reads(identity):
         failures.append(f"the resident_memory witness {memory.observed} is below the workload's own peak RSS {own}")
     if cpu is None or cpu.observed is None or cpu.observed < host["cpu_us"]:
         failures.append(f"the cpu witness must be >= the host's reading {host['cpu_us']}; got {cpu}")
+    # The leaf's counter never falls and grows at most os.cpu_count() µs per µs; the backend
+    # reads the witness from it before run() returns (the leaf is gone after, so the host cannot
+    # read it then). So: witness <= the host's reading + every CPU busy from just before that
+    # reading to the run's return.
+    cpu_ceiling = host["cpu_us"] + int((ended - host["read_at"]) * 1e6 * (os.cpu_count() or 1))
+    if cpu is not None and cpu.observed is not None and cpu.observed > cpu_ceiling:
+        failures.append(
+            f"the cpu witness {cpu.observed} exceeds the host's reading {host['cpu_us']} plus all "
+            f"{os.cpu_count()} CPUs busy for the {ended - host['read_at']:.3f}s after it ({cpu_ceiling}): wrong unit or source"
+        )
+    # The run's wall clock starts before the workload exists and stops after it has exited; the
+    # host held it parked held_us, and measured the whole plan-and-run itself.
+    wall, took_us = witnesses[D.Wall], int((ended - started) * 1e6)
+    if wall is None or wall.observed is None or not host["held_us"] <= wall.observed <= took_us:
+        failures.append(
+            f"the wall witness must lie in [{host['held_us']} (the host held the workload parked), {took_us} "
+            f"(the whole run by the test's clock)] µs; got {wall}"
+        )
     leaf = " ".join(facts_of(report, "cgroup_leaf"))
     if f"pids_peak={host['pids.peak']}" not in leaf:
         failures.append(f"the cgroup_leaf fact must carry the peak the host read (pids_peak={host['pids.peak']}): {leaf!r}")
@@ -890,3 +934,209 @@ def test_cli_memory_cap_kills_with_137(identity, report_dir):
             failures.append(f"the resident_memory witness must be enforced: {cli_witness(document, 'resident_memory')}")
     check_gone(failures, marker, cli_leaves(document))
     verdict(failures, "cli --memory", identity)
+
+
+def cpu_delegated_to(identity: str) -> bool:
+    """Can the identity running bvisor make a leaf whose whole-tree cpu usage it can read? That
+    counter is a cgroup2 leaf's ``cpu.stat`` (every cgroup2 cgroup has it, whatever controllers
+    are enabled) or a v1 ``cpuacct`` leaf's ``cpuacct.usage`` (see COUNTERS): either directory
+    where this process's leaves would go must be writable by the identity."""
+    dirs = host_cgroup_dirs(os.getpid())
+    for directory in (dirs.get(""), dirs.get("cpuacct")):
+        check = subprocess.run([*cli_prefix(identity), "/bin/sh", "-c", 'test -w "$0"', directory], check=False, timeout=30) if directory else None
+        if check is not None and check.returncode == 0:
+            return True
+    return False
+
+
+def workload_pid(argv) -> int | None:
+    """The host pid of the process whose argv is exactly ``argv`` (the bvisor command carries
+    the same words after ``--``, so a marker alone would find the CLI itself)."""
+    wanted = "\0".join(map(str, argv)).encode() + b"\0"
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if f.read() == wanted:
+                    return int(name)
+        except OSError:
+            continue
+    return None
+
+
+def bvisor_cli_parked(identity: str, flags, argv, report: Path, inspect):
+    """``bvisor_cli`` with the workload's stdin a pipe only this host holds (the CLI passes stdin
+    through): once the workload prints PARKED, the host finds it by its exact argv, calls
+    ``inspect(pid)`` and closes the pipe, which releases it. A run that never parks (refused,
+    or dead early) is simply waited for. Returns (CompletedProcess, what ``inspect`` returned)."""
+    gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        proc = subprocess.Popen(
+            [*cli_prefix(identity), BVISOR, "run", "--quiet", *flags, "--report", str(report), "--", *argv],
+            stdin=gate_r, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=report.parent,
+        )
+    except BaseException:
+        os.close(gate_w)
+        raise
+    finally:
+        os.close(gate_r)
+    head, inspected, token = bytearray(), None, PARKED.encode() + b"\n"
+    try:
+        deadline = time.monotonic() + GATE  # a liveness bound, not a timing assert
+        while token not in head and (left := deadline - time.monotonic()) > 0:
+            if not select.select([proc.stdout], [], [], left)[0]:
+                break
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            head += chunk
+        if token in head:
+            pid = workload_pid(argv)
+            inspected = inspect(pid) if pid is not None else None
+    finally:
+        os.close(gate_w)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, bytes(head) + out, err), inspected
+
+
+def cli_document(report: Path) -> dict:
+    return json.loads(report.read_text()) if report.exists() else {}
+
+
+def cli_ran_leaves(identity: str, document: dict):
+    """For check_gone: the leaf dirs of a run that ran, which must name a leaf wherever the
+    identity can make one (pids delegated to it); None where it can make none (it runs with no
+    cgroup) or nothing ran."""
+    return cli_leaves(document) if delegated_to(identity, "pids") else None
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_cli_cpu_kills_a_busy_loop_with_137(identity, report_dir):
+    """``bvisor run --cpu 0.5`` of a busy loop that would burn 30 s of cpu. While it is parked
+    (before the loop) the host finds it in the run's leaf with that leaf's cpu counter below the
+    budget; released, it is killed: exit 137, the report says killed by signal 9 with a
+    dimension=cpu run_tree_killed fact and an enforced cpu witness that reached the limit, and
+    the loop never reports finishing. As uid 65534 with no cgroup delegated to it, no leaf can
+    count the tree's cpu, and the run is refused (125) instead."""
+    marker = unique_marker("BVISOR-BUDGET-CLI-CPU")
+    report = report_dir / "cpu.json"
+    argv = python_argv(BURN, marker, ATTACK_CPU_S)
+    done, host = bvisor_cli_parked(identity, ["--cpu", str(CPU_LIMIT_US / 1e6)], argv, report, lambda pid: cgroup_view(pid, "cpu_us"))
+    document = cli_document(report)
+    print(f"cli --cpu [{identity}]: host={brief(host)} {cli_summary(done, document, 'cpu')}", file=sys.stderr)
+    failures = []
+    if not cpu_delegated_to(identity):
+        check_cli_refused(failures, done, document, "cpu")
+    else:
+        if host is None:
+            failures.append(f"CHANNEL A: the host never inspected the parked busy loop; {cli_summary(done, document, 'cpu')}")
+        else:
+            if not isinstance(host["cpu_us"], int) or host["cpu_us"] >= CPU_LIMIT_US:
+                failures.append(f"CHANNEL A: the host must read the leaf's cpu usage (below the budget) while parked; read {host['cpu_us']!r}")
+            leaf = " ".join(f["detail"] for f in document.get("observed", []) if f["kind"] == "cgroup_leaf")
+            directory = host["dirs"].get("")
+            if not directory or "bvisor-" not in os.path.basename(directory) or os.path.basename(directory) not in leaf:
+                failures.append(f"CHANNEL A: the workload's cgroup2 cgroup {directory} must be the run's leaf {leaf!r}")
+        if done.returncode != 137:
+            failures.append(f"a run killed for its cpu budget must exit 137; exit {done.returncode} stderr={done.stderr!r}")
+        if b"BURNT" in done.stdout:
+            failures.append(f"CHANNEL B: the loop burnt all its {ATTACK_CPU_S} s of cpu under --cpu 0.5: {done.stdout!r}")
+        if document.get("outcome") != "killed" or document.get("exit") != {"signal": 9}:
+            failures.append(f"the report must say killed by signal 9: {document.get('outcome')} {document.get('exit')}")
+        if not any("action=run_tree_killed" in f for f in cli_enforced(document, "cpu")):
+            failures.append(f"the report must record dimension=cpu action=run_tree_killed: {document.get('observed')}")
+        found = cli_witness(document, "cpu")
+        if (
+            found.get("supplied") != "enforced" or found.get("limit") != CPU_LIMIT_US or found.get("finding") != "limit_reached"
+            or not isinstance(found.get("observed"), int) or found["observed"] < CPU_LIMIT_US
+        ):
+            failures.append(f"the cpu witness must be enforced, limit {CPU_LIMIT_US}, observed >= it, limit_reached: {found}")
+    check_gone(failures, marker, cli_leaves(document))
+    verdict(failures, "cli --cpu", identity)
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_cli_control_without_cpu_the_same_loop_burns_past_the_budget(identity, report_dir):
+    """Control: the same loop, bounded at 1.5 s of cpu (three times the budget above), run
+    without ``--cpu``: it completes (exit 0), reports its 1.5 s, and the report has no cpu kill
+    and a watched (mediated) cpu witness covering it — the kill above is the flag's doing."""
+    marker = unique_marker("BVISOR-BUDGET-CLI-CPU-CTL")
+    report = report_dir / "cpu-control.json"
+    done, host = bvisor_cli_parked(identity, [], python_argv(BURN, marker, CONTROL_CPU_S), report, lambda pid: {"uid": host_read_uid(pid)})
+    document = cli_document(report)
+    own = fields_of(reported(done.stdout, "BURNT"))
+    print(f"cli cpu control [{identity}]: host={host} self={own} {cli_summary(done, document, 'cpu')}", file=sys.stderr)
+    failures = []
+    if host is None or host["uid"] != identity_uid(identity):
+        failures.append(f"CHANNEL A: the host must find the parked loop running as uid {identity_uid(identity)}; read {host}")
+    if done.returncode != 0 or document.get("outcome") != "completed":
+        failures.append(f"without --cpu the loop must complete (exit 0); exit {done.returncode} outcome={document.get('outcome')} stderr={done.stderr!r}")
+    if own.get("cpu_us", 0) < CONTROL_CPU_S * 1e6:
+        failures.append(f"CHANNEL B: the loop must report {CONTROL_CPU_S} s of its own cpu; got {own}")
+    if cli_enforced(document, "cpu"):
+        failures.append(f"no cpu kill without --cpu: {cli_enforced(document, 'cpu')}")
+    found = cli_witness(document, "cpu")
+    if found.get("supplied") != "mediated" or not isinstance(found.get("observed"), int) or found["observed"] < own.get("cpu_us", CONTROL_CPU_S * 1e6):
+        failures.append(f"the cpu witness must be mediated and cover the loop's own cpu ({own}): {found}")
+    check_gone(failures, marker, cli_ran_leaves(identity, document))
+    verdict(failures, "cli cpu control", identity)
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_cli_fds_makes_opening_past_the_limit_fail_with_emfile(identity, report_dir):
+    """``bvisor run --fds 16`` of a workload that opens 64 files and parks. The host reads the
+    parked workload's /proc/<pid>/limits "Max open files" as 16 16 and counts at most 16 open
+    fds; the workload gets fewer than 16 and EMFILE for the rest, exits 0, and the report records
+    rlimit_lowered nofile=16 and an enforced handle_count witness. An rlimit needs no cgroup, so
+    this runs for uid 65534 too."""
+    marker = unique_marker("BVISOR-BUDGET-CLI-FDS")
+    report = report_dir / "fds.json"
+    done, host = bvisor_cli_parked(identity, ["--fds", str(FDS_LIMIT)], python_argv(OPEN_FILES, marker, FDS_TRIES), report, fds_view)
+    document = cli_document(report)
+    own = fields_of(reported(done.stdout, "FDS"))
+    print(f"cli --fds [{identity}]: host={host} self={own} {cli_summary(done, document, 'handle_count')}", file=sys.stderr)
+    failures = []
+    if host is None:
+        failures.append(f"CHANNEL A: the host never inspected the parked file opener; {cli_summary(done, document, 'handle_count')}")
+    else:
+        if host["max_open_files"] != [str(FDS_LIMIT), str(FDS_LIMIT)]:
+            failures.append(f"CHANNEL A: /proc/<pid>/limits Max open files must read {FDS_LIMIT} {FDS_LIMIT}; read {host['max_open_files']}")
+        if host["fd_count"] is None or host["fd_count"] > FDS_LIMIT:
+            failures.append(f"CHANNEL A: the workload holds more than {FDS_LIMIT} fds: {host['fd_count']}")
+    if not own or own["opened"] >= FDS_LIMIT or own["refused"] <= 0 or own["opened"] + own["refused"] != FDS_TRIES or own["highest"] >= FDS_LIMIT:
+        failures.append(f"CHANNEL B: the workload must get fewer than {FDS_LIMIT} fds and EMFILE for the rest; got {own} stderr={done.stderr!r}")
+    if done.returncode != 0 or document.get("outcome") != "completed":
+        failures.append(f"the workload exits 0 (only its opens fail): exit {done.returncode} outcome={document.get('outcome')} stderr={done.stderr!r}")
+    lowered = [f["detail"] for f in document.get("observed", []) if f["kind"] == "rlimit_lowered"]
+    if f"nofile={FDS_LIMIT} per process" not in lowered:
+        failures.append(f"the report must record rlimit_lowered nofile={FDS_LIMIT} per process: {lowered}")
+    found = cli_witness(document, "handle_count")
+    if found.get("supplied") != "enforced" or found.get("limit") != FDS_LIMIT:
+        failures.append(f"the handle_count witness must be enforced with limit {FDS_LIMIT}: {found}")
+    check_gone(failures, marker, cli_ran_leaves(identity, document))
+    verdict(failures, "cli --fds", identity)
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_cli_control_without_fds_the_same_workload_opens_every_file(identity, report_dir):
+    """Control: the same workload without ``--fds``: the host reads a Max open files above 64,
+    the workload opens all 64, and the report lowers no rlimit."""
+    marker = unique_marker("BVISOR-BUDGET-CLI-FDS-CTL")
+    report = report_dir / "fds-control.json"
+    done, host = bvisor_cli_parked(identity, [], python_argv(OPEN_FILES, marker, FDS_TRIES), report, fds_view)
+    document = cli_document(report)
+    own = fields_of(reported(done.stdout, "FDS"))
+    print(f"cli fds control [{identity}]: host={host} self={own} {cli_summary(done, document, 'handle_count')}", file=sys.stderr)
+    failures = []
+    soft = (host or {}).get("max_open_files", [None])[0]
+    if host is None or not (soft or "").isdigit() or int(soft) <= FDS_TRIES or (host["fd_count"] or 0) <= FDS_TRIES:
+        failures.append(f"CHANNEL A: without --fds the host must read Max open files above {FDS_TRIES} and count all {FDS_TRIES} fds; read {host}")
+    if own.get("opened") != FDS_TRIES or own.get("refused") != 0:
+        failures.append(f"CHANNEL B: without --fds the workload must open all {FDS_TRIES}; got {own} stderr={done.stderr!r}")
+    if done.returncode != 0:
+        failures.append(f"the control must exit 0; exit {done.returncode} stderr={done.stderr!r}")
+    if any(f["kind"] == "rlimit_lowered" for f in document.get("observed", [])):
+        failures.append(f"no rlimit may be lowered without --fds: {document.get('observed')}")
+    check_gone(failures, marker, cli_ran_leaves(identity, document))
+    verdict(failures, "cli fds control", identity)

@@ -12,8 +12,11 @@ caller (root here) and as uid 65534.
 Workload processes carry a unique marker in their argv (``exec -a`` where the process must
 be found by name) so the host can find every one of them, and prove none is left.
 
-No assertion is about time: durations are printed to stderr; the waits below are liveness
-bounds (give up after N seconds), never a pass/fail criterion by themselves.
+No assertion is about speed: durations are printed to stderr; the waits below are liveness
+bounds (give up after N seconds), never a pass/fail criterion by themselves. The one time
+bound asserted is the acceptance's "``sleep 30`` under a 1 s wall budget returns in under
+3 s": a functional check that the deadline killed the run (an unkilled run takes 30 s), not
+a speed measurement.
 """
 
 import json
@@ -52,6 +55,7 @@ from bvisor.contract import (
     RequirementKind,
     SpawnPolicy,
 )
+from bvisor.launcher.wire import ENV_HOST_PID
 from bvisor.linux.launch import UNPRIVILEGED_PREFIX
 from cgroup_oracles import bvisor_leaf_dirs
 from helpers import (
@@ -313,6 +317,10 @@ def test_wall_timeout_kills_the_whole_tree_by_both_channels(identity):
         failures.append(f"CHANNEL B: the workload got past its 30 s sleep; stdout={stdout!r}")
     if left:
         failures.append(f"CHANNEL A: processes of the killed tree outlived the run: {[(p, argv_of(p)) for p in left]}")
+    # Not a speed measurement: the functional check that the deadline killed the run (an
+    # unkilled run takes 30 s); 3 s is the acceptance's bound.
+    if not took < 3.0:
+        failures.append(f"the run must return within 3 s of a 1 s wall budget (acceptance); it took {took:.3f}s")
     assert not failures, f"wall-timeout oracle failures [{identity}]: {failures}"
 
 
@@ -357,6 +365,10 @@ def test_cli_timeout_exits_124_and_leaves_nothing(identity):
         print(f"CLI --timeout 1 [{identity}]: budget_enforced={facts}", file=sys.stderr)
     if left:
         failures.append(f"CHANNEL A: the CLI run left processes behind: {[(p, argv_of(p)) for p in left]}")
+    # Not a speed measurement: the functional check that the deadline killed the run (an
+    # unkilled `sleep 30` takes 30 s); 3 s is the acceptance's bound, CLI start-up included.
+    if not took < 3.0:
+        failures.append(f"`bvisor run --timeout 1 -- sleep 30` must return within 3 s (acceptance); it took {took:.3f}s")
     assert not failures, f"CLI wall-timeout failures [{identity}]: {failures}"
 
 
@@ -786,6 +798,62 @@ def test_host_sigkill_mid_run_takes_the_tree_and_the_next_backend_reconciles_the
 # =============================================================================================
 
 RUNS = 200
+LAUNCHER_NAMES = ("bvisor.launcher", "bvisor-linux-launcher")
+
+
+def environ_of(pid) -> list:
+    """``/proc/<pid>/environ`` split at NULs ([] if gone or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return [e.decode(errors="replace") for e in f.read().split(b"\0") if e]
+    except OSError:
+        return []
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """Whether walking ``pid``'s parents (``/proc/<pid>/stat`` ppid) reaches ``ancestor``."""
+    for _ in range(64):
+        if pid == ancestor:
+            return True
+        if pid in (0, 1):
+            return False
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
+
+
+def run_processes(owner: int) -> set:
+    """``(pid, start time)`` of every live process system-wide that runs the workload
+    (``/bin/true``) or a launcher (argv naming ``bvisor.launcher``/``bvisor-linux-launcher``)
+    and belongs to ``owner``'s runs.
+
+    Other bvisor tests may run on this machine at the same time, so a process is attributed to
+    ``owner`` by any of three marks, each of which only ``owner``'s runs can carry: its parent
+    chain (``/proc/<pid>/stat`` ppid) reaches ``owner`` (the server, coordinator, namespace
+    parent, init and workload while the chain is intact); its environment holds
+    ``BVISOR_HOST_PID=<owner>`` (the backend starts every launcher with exactly that, and the
+    coordinator and its forks inherit it — this mark survives a reparenting to pid 1, which
+    the ancestry walk would lose); or it sits in a bvisor cgroup leaf named for ``owner``
+    (``bvisor-<owner>-…``: the workload, whose environment is empty, after a broken chain).
+    Another host's processes carry none of these, so they can neither hide nor fake a leak."""
+    found = set()
+    for pid in all_pids():
+        argv = argv_of(pid)
+        if pid == owner or not argv:
+            continue  # this process, gone, or a zombie (no argv: the children check sees ours)
+        if os.path.basename(argv[0]) != "true" and not any(name in a for a in argv for name in LAUNCHER_NAMES):
+            continue
+        mine = (
+            descends_from(pid, owner)
+            or f"{ENV_HOST_PID}={owner}" in environ_of(pid)
+            or any(name.startswith(f"bvisor-{owner}-") for name in bvisor_leaf_of(pid))
+        )
+        if mine and (start := start_of(pid)) is not None:
+            found.add((pid, start))
+    return found
 
 
 def host_state() -> dict:
@@ -811,10 +879,25 @@ def host_state() -> dict:
 def test_two_hundred_runs_leak_nothing(identity):
     """Attack (by attrition): 200 sequential runs of ``/bin/true`` through one backend and one
     plan. Every report is Completed, and afterwards this process has the same fds, threads and
-    mounts, no new child process, and no bvisor cgroup leaf of its own is left."""
+    mounts, no new child process, no bvisor cgroup leaf of its own, and no process anywhere on
+    the host that runs the workload or a launcher for this process (see ``run_processes``) and
+    did not exist before."""
     backend = linux_backend(identity)
+    # The process scan must not be blind: while a run of this backend is parked, it finds that
+    # run's launcher processes (else "nothing leaked" below would prove nothing).
+    marker = unique_marker("BVISOR-RT-LEAKSIGHT")
+    sight_run = planned(backend, tree_spec(["/bin/sh", "-c", PARK + "exit 0", marker]))[1]
+    threads = len(os.listdir("/proc/self/task"))
+    sighted = run_gated(sight_run, marker, lambda _pid: run_processes(os.getpid()), timeout=LIVENESS).inspected or set()
+    backend.close()  # the 200 runs start as a backend's first run does: no warm server yet
+    # run_gated's joined thread leaves the kernel's task list a moment after join() returns:
+    # let it go (a liveness bound) before the thread count below is snapshotted.
+    deadline = time.monotonic() + GONE_WAIT
+    while len(os.listdir("/proc/self/task")) > threads and time.monotonic() < deadline:
+        time.sleep(0.01)
     run = planned(backend, tree_spec(["/bin/true"]))[1]
     before = host_state()
+    processes_before = run_processes(os.getpid())
     outcomes = {}
     started = time.monotonic()
     for _ in range(RUNS):
@@ -824,7 +907,15 @@ def test_two_hundred_runs_leak_nothing(identity):
     took = time.monotonic() - started
     backend.close()  # a warm launcher server (and its socket and thread) goes with its backend
     after = host_state()
-    print(f"{RUNS} runs [{identity}]: {took:.2f}s total, {took / RUNS * 1000:.1f} ms per run; outcomes={outcomes}", file=sys.stderr)
+    # A kill is asynchronous: give a dying process up to GONE_WAIT (a liveness bound) to go.
+    deadline = time.monotonic() + GONE_WAIT
+    while (leaked := run_processes(os.getpid()) - processes_before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print(
+        f"{RUNS} runs [{identity}]: {took:.2f}s total, {took / RUNS * 1000:.1f} ms per run; outcomes={outcomes}; "
+        f"run processes mid-run={sorted(sighted)} before={sorted(processes_before)} leaked={sorted(leaked)}",
+        file=sys.stderr,
+    )
     failures = []
     if outcomes != {("completed", str(report.body.exit)): RUNS} or report.body.exit.code != 0:
         failures.append(f"every run must be Completed with exit 0; got {outcomes}")
@@ -840,6 +931,13 @@ def test_two_hundred_runs_leak_nothing(identity):
         failures.append("this process's mount table changed")
     if after["leaves"]:
         failures.append(f"bvisor cgroup leaves of this process remain: {after['leaves']}")
+    if not sighted:  # the parked workload is /bin/sh, so all the scan can find is the launchers
+        failures.append("the process scan must see a parked run's launcher processes; it saw none")
+    if leaked:
+        failures.append(
+            f"CHANNEL A: workload or launcher processes of this process's runs outlived backend.close(): "
+            f"{[(p, argv_of(p), status_of(p).get('PPid'), status_of(p).get('State')) for p, _ in sorted(leaked)]}"
+        )
     assert not failures, f"leak oracle failures [{identity}]: {failures}"
 
 
@@ -863,8 +961,9 @@ def probe_cells(probe: dict) -> tuple:
 
 def test_fully_unprivileged_host_fails_closed_on_cgroup_budgets_but_keeps_wall_and_kill():
     """Attack: ask a host with no cgroup of its own (the whole bvisor as uid 65534) for caps only
-    a cgroup can install. The probe must say process_count and resident_memory are not
-    Enforced; ``plan`` and ``run --pids/--memory`` must refuse naming the dimension (exit 3 /
+    a cgroup can install. The probe must say process_count, resident_memory and cpu (the
+    supervisor reads the leaf's whole-tree usage) are not Enforced; ``plan`` of an Enforced
+    process_count or cpu and ``run --pids/--memory`` must refuse naming the dimension (exit 3 /
     125, nothing runs); the wall cap and the run-tree kill, which the pid namespace gives,
     stay Enforced, and ``run --timeout 5 -- /bin/true`` runs (exit 0)."""
     if os.geteuid() != 0:
@@ -873,14 +972,20 @@ def test_fully_unprivileged_host_fails_closed_on_cgroup_budgets_but_keeps_wall_a
     shared = shared_host_dir("bvisor-rt-unpriv-", mode=0o777)
     try:
         capped = msgspec.structs.replace(budgets(), process_count=BudgetRequest(limit=16, guarantee=MinGuarantee.Enforced))
+        cpu_capped = msgspec.structs.replace(budgets(), cpu=BudgetRequest(limit=500_000, guarantee=MinGuarantee.Enforced))
         walled = budgets(5_000_000, MinGuarantee.Enforced)
         paths = {}
-        for name, spec in (("pids", tree_spec(["/bin/true"], budget=capped)), ("wall", tree_spec(["/bin/true"], budget=walled))):
+        for name, spec in (
+            ("pids", tree_spec(["/bin/true"], budget=capped)),
+            ("cpu", tree_spec(["/bin/true"], budget=cpu_capped)),
+            ("wall", tree_spec(["/bin/true"], budget=walled)),
+        ):
             paths[name] = os.path.join(shared, f"{name}.json")
             with open(paths[name], "wb") as f:
                 f.write(msgspec.json.encode(spec))
             os.chmod(paths[name], 0o644)
         plan_pids = bvisor_cli("unprivileged", "plan", paths["pids"])
+        plan_cpu = bvisor_cli("unprivileged", "plan", paths["cpu"])
         plan_wall = bvisor_cli("unprivileged", "plan", paths["wall"])
         refusal_path = os.path.join(shared, "refusal.json")
         run_pids = bvisor_cli("unprivileged", "run", "--pids", "16", "--report", refusal_path, "--", "/bin/true")
@@ -897,16 +1002,16 @@ def test_fully_unprivileged_host_fails_closed_on_cgroup_budgets_but_keeps_wall_a
         f"unprivileged host: budgets={ {d: (b['enforcement'], b['mechanism']) for d, b in budget.items()} } "
         f"kill={cells['kill']['verdict']['enforcement']}/{cells['kill']['mechanism']} "
         f"cgroup facts={ {k: v for k, v in facts.items() if k.startswith('cgroup.')} }\n"
-        f"plan pids: {plan_pids.returncode} {plan_pids.stdout!r}\nplan wall: {plan_wall.returncode} {plan_wall.stdout!r}\n"
+        f"plan pids: {plan_pids.returncode} {plan_pids.stdout!r}\nplan cpu: {plan_cpu.returncode} {plan_cpu.stdout!r}\nplan wall: {plan_wall.returncode} {plan_wall.stdout!r}\n"
         f"run --pids: {run_pids.returncode} {run_pids.stderr!r} refusal={refusal}\n"
         f"run --memory: {run_memory.returncode} {run_memory.stderr!r}\nrun --timeout 5: {run_wall.returncode} {run_wall.stderr!r}",
         file=sys.stderr,
     )
     failures = []
-    for dimension in ("process_count", "resident_memory"):
+    for dimension in ("process_count", "resident_memory", "cpu"):
         if budget[dimension]["enforcement"] == "enforced":
             failures.append(f"probe: {dimension} must not be Enforced with no cgroup; got {budget[dimension]}")
-    for name in ("cgroup.pids", "cgroup.memory", "cgroup.kill"):
+    for name in ("cgroup.pids", "cgroup.memory", "cgroup.cpu", "cgroup.kill"):
         if not facts.get(name, "").startswith("unavailable"):
             failures.append(f"probe: {name} must say unavailable (uid 65534 cannot mkdir a leaf here); got {facts.get(name)!r}")
     if budget["wall"]["enforcement"] != "enforced" or "pid_namespace_init" not in budget["wall"]["mechanism"]:
@@ -917,6 +1022,9 @@ def test_fully_unprivileged_host_fails_closed_on_cgroup_budgets_but_keeps_wall_a
             failures.append(f"probe: {kind} must be Enforced by the pid namespace init; got {cell}")
     if plan_pids.returncode != 3 or b"process_count" not in plan_pids.stdout:
         failures.append(f"`bvisor plan` of an Enforced process_count must refuse (exit 3) naming it; got {plan_pids.returncode} {plan_pids.stdout!r}")
+    # An admitted plan lists every budget ("budget cpu ..."), so the refusal line itself must name cpu.
+    if plan_cpu.returncode != 3 or b"refused: cpu:" not in plan_cpu.stdout:
+        failures.append(f"`bvisor plan` of an Enforced cpu must refuse (exit 3) naming cpu; got {plan_cpu.returncode} {plan_cpu.stdout!r} {plan_cpu.stderr!r}")
     if plan_wall.returncode != 0 or b"kill" not in plan_wall.stdout:
         failures.append(f"`bvisor plan` of an Enforced wall + Kill must admit (exit 0); got {plan_wall.returncode} {plan_wall.stdout!r} {plan_wall.stderr!r}")
     if run_pids.returncode != 125 or b"process_count" not in run_pids.stderr:
@@ -931,15 +1039,18 @@ def test_fully_unprivileged_host_fails_closed_on_cgroup_budgets_but_keeps_wall_a
 
 
 def test_control_the_caller_host_enforces_the_cgroup_budgets():
-    """Control: the same probe as the caller (root here) supplies process_count and
-    resident_memory Enforced by a cgroup, so the refusals above are the missing cgroup's."""
+    """Control: the same probe as the caller (root here) supplies process_count,
+    resident_memory and cpu Enforced by a cgroup, so the refusals above are the missing cgroup's."""
     budget, _, facts = probe_cells(probe_json("caller"))
-    print(f"caller host: process_count={budget['process_count']} resident_memory={budget['resident_memory']}", file=sys.stderr)
-    if any(facts.get(n, "").startswith("unavailable") for n in ("cgroup.pids", "cgroup.memory")):
-        loud_skip(f"control: this host delegates no pids/memory cgroup even to the caller ({facts.get('cgroup.pids')}; {facts.get('cgroup.memory')})")
+    print(f"caller host: process_count={budget['process_count']} resident_memory={budget['resident_memory']} cpu={budget['cpu']}", file=sys.stderr)
+    if any(facts.get(n, "").startswith("unavailable") for n in ("cgroup.pids", "cgroup.memory", "cgroup.cpu")):
+        loud_skip(
+            f"control: this host delegates no pids/memory/cpu cgroup even to the caller "
+            f"({facts.get('cgroup.pids')}; {facts.get('cgroup.memory')}; {facts.get('cgroup.cpu')})"
+        )
     failures = [
         f"{d} must be Enforced by a cgroup for the caller; got {budget[d]}"
-        for d in ("process_count", "resident_memory")
+        for d in ("process_count", "resident_memory", "cpu")
         if budget[d]["enforcement"] != "enforced" or "cgroup" not in budget[d]["mechanism"]
     ]
     assert not failures, f"caller-host control failures: {failures}"
