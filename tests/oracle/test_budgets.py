@@ -696,6 +696,19 @@ def fds_view(pid: int) -> dict:
     return {"max_open_files": row.split()[3:5], "fd_count": count}
 
 
+def check_fds_capped(failures: list, host: dict | None, own: dict | None, stderr: bytes) -> None:
+    """Both channels of a handle_count 16 run: the host reads the rlimit (soft and hard) and at
+    most 16 open fds (when it inspected the workload); the workload got fewer than 16 fds,
+    all below 16, and EMFILE for the rest of its tries."""
+    if host is not None:
+        if host["max_open_files"] != [str(FDS_LIMIT), str(FDS_LIMIT)]:
+            failures.append(f"CHANNEL A: /proc/<pid>/limits Max open files must read {FDS_LIMIT} {FDS_LIMIT}; read {host['max_open_files']}")
+        if host["fd_count"] is None or host["fd_count"] > FDS_LIMIT:
+            failures.append(f"CHANNEL A: the workload holds more than {FDS_LIMIT} fds: {host['fd_count']}")
+    if not own or own["opened"] >= FDS_LIMIT or own["refused"] <= 0 or own["opened"] + own["refused"] != FDS_TRIES or own["highest"] >= FDS_LIMIT:
+        failures.append(f"CHANNEL B: the workload must get fewer than {FDS_LIMIT} fds (all below {FDS_LIMIT}) and EMFILE for the rest; got {own} stderr={stderr!r}")
+
+
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_opening_files_past_the_handle_count_fails_with_emfile(identity):
     """Attack: open 64 files under handle_count 16 Enforced. /proc/<pid>/limits must read 16
@@ -707,13 +720,7 @@ def test_opening_files_past_the_handle_count_fails_with_emfile(identity):
     own = fields_of(reported(gated.stdout, "FDS"))
     print(f"handle_count [{identity}]: host={brief(host)} self={own} {report_summary(report)}", file=sys.stderr)
     failures = []
-    if check_parked(failures, gated, "file opener"):
-        if host["max_open_files"] != [str(FDS_LIMIT), str(FDS_LIMIT)]:
-            failures.append(f"CHANNEL A: /proc/<pid>/limits Max open files must read {FDS_LIMIT} {FDS_LIMIT}; read {host['max_open_files']}")
-        if host["fd_count"] is None or host["fd_count"] > FDS_LIMIT:
-            failures.append(f"CHANNEL A: the workload holds more than {FDS_LIMIT} fds: {host['fd_count']}")
-    if not own or own["opened"] >= FDS_LIMIT or own["refused"] <= 0 or own["opened"] + own["refused"] != FDS_TRIES or own["highest"] >= FDS_LIMIT:
-        failures.append(f"CHANNEL B: the workload must get fewer than {FDS_LIMIT} fds (all below {FDS_LIMIT}) and EMFILE for the rest; got {own} stderr={gated.stderr!r}")
+    check_fds_capped(failures, host if check_parked(failures, gated, "file opener") else None, own, gated.stderr)
     if report.body.outcome != Outcome.Completed:
         failures.append(f"the workload must run to Completed; {report_summary(report)}")
     if f"nofile={FDS_LIMIT} per process" not in facts_of(report, "rlimit_lowered"):
@@ -922,18 +929,24 @@ def test_cli_memory_cap_kills_with_137(identity, report_dir):
     if not delegated_to(identity, "memory"):
         check_cli_refused(failures, done, document, "resident_memory")
     else:
-        if done.returncode != 137:
-            failures.append(f"a run killed for its memory budget must exit 137; exit {done.returncode} stderr={done.stderr!r}")
+        check_cli_killed(failures, done, document, "resident_memory", "oom_kill")
         if b"allocated-all" in done.stdout:
             failures.append(f"the workload allocated everything under --memory 64M: {done.stdout!r}")
-        if document.get("outcome") != "killed" or document.get("exit") != {"signal": 9}:
-            failures.append(f"the report must say killed by signal 9: {document.get('outcome')} {document.get('exit')}")
-        if not any("action=oom_kill" in f for f in cli_enforced(document, "resident_memory")):
-            failures.append(f"the report must name the oom kill: {document.get('observed')}")
         if cli_witness(document, "resident_memory").get("supplied") != "enforced":
             failures.append(f"the resident_memory witness must be enforced: {cli_witness(document, 'resident_memory')}")
     check_gone(failures, marker, cli_leaves(document))
     verdict(failures, "cli --memory", identity)
+
+
+def check_cli_killed(failures: list, done, document: dict, dimension: str, action: str) -> None:
+    """A run its ``dimension`` budget ended: exit 137, killed by signal 9, and the report
+    names the enforcement ``action``."""
+    if done.returncode != 137:
+        failures.append(f"a run killed for its {dimension} budget must exit 137; exit {done.returncode} stderr={done.stderr!r}")
+    if document.get("outcome") != "killed" or document.get("exit") != {"signal": 9}:
+        failures.append(f"the report must say killed by signal 9: {document.get('outcome')} {document.get('exit')}")
+    if not any(f"action={action}" in f for f in cli_enforced(document, dimension)):
+        failures.append(f"the report must record dimension={dimension} action={action}: {document.get('observed')}")
 
 
 def cpu_delegated_to(identity: str) -> bool:
@@ -1038,14 +1051,9 @@ def test_cli_cpu_kills_a_busy_loop_with_137(identity, report_dir):
             directory = host["dirs"].get("")
             if not directory or "bvisor-" not in os.path.basename(directory) or os.path.basename(directory) not in leaf:
                 failures.append(f"CHANNEL A: the workload's cgroup2 cgroup {directory} must be the run's leaf {leaf!r}")
-        if done.returncode != 137:
-            failures.append(f"a run killed for its cpu budget must exit 137; exit {done.returncode} stderr={done.stderr!r}")
+        check_cli_killed(failures, done, document, "cpu", "run_tree_killed")
         if b"BURNT" in done.stdout:
             failures.append(f"CHANNEL B: the loop burnt all its {ATTACK_CPU_S} s of cpu under --cpu 0.5: {done.stdout!r}")
-        if document.get("outcome") != "killed" or document.get("exit") != {"signal": 9}:
-            failures.append(f"the report must say killed by signal 9: {document.get('outcome')} {document.get('exit')}")
-        if not any("action=run_tree_killed" in f for f in cli_enforced(document, "cpu")):
-            failures.append(f"the report must record dimension=cpu action=run_tree_killed: {document.get('observed')}")
         found = cli_witness(document, "cpu")
         if (
             found.get("supplied") != "enforced" or found.get("limit") != CPU_LIMIT_US or found.get("finding") != "limit_reached"
@@ -1099,13 +1107,7 @@ def test_cli_fds_makes_opening_past_the_limit_fail_with_emfile(identity, report_
     failures = []
     if host is None:
         failures.append(f"CHANNEL A: the host never inspected the parked file opener; {cli_summary(done, document, 'handle_count')}")
-    else:
-        if host["max_open_files"] != [str(FDS_LIMIT), str(FDS_LIMIT)]:
-            failures.append(f"CHANNEL A: /proc/<pid>/limits Max open files must read {FDS_LIMIT} {FDS_LIMIT}; read {host['max_open_files']}")
-        if host["fd_count"] is None or host["fd_count"] > FDS_LIMIT:
-            failures.append(f"CHANNEL A: the workload holds more than {FDS_LIMIT} fds: {host['fd_count']}")
-    if not own or own["opened"] >= FDS_LIMIT or own["refused"] <= 0 or own["opened"] + own["refused"] != FDS_TRIES or own["highest"] >= FDS_LIMIT:
-        failures.append(f"CHANNEL B: the workload must get fewer than {FDS_LIMIT} fds and EMFILE for the rest; got {own} stderr={done.stderr!r}")
+    check_fds_capped(failures, host, own, done.stderr)
     if done.returncode != 0 or document.get("outcome") != "completed":
         failures.append(f"the workload exits 0 (only its opens fail): exit {done.returncode} outcome={document.get('outcome')} stderr={done.stderr!r}")
     lowered = [f["detail"] for f in document.get("observed", []) if f["kind"] == "rlimit_lowered"]
