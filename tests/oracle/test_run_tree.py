@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -1036,6 +1037,82 @@ def test_fully_unprivileged_host_fails_closed_on_cgroup_budgets_but_keeps_wall_a
     if run_wall.returncode != 0:
         failures.append(f"`run --timeout 5 -- /bin/true` must run (exit 0); got {run_wall.returncode} {run_wall.stderr!r}")
     assert not failures, f"unprivileged-host oracle failures: {failures}"
+
+
+def test_without_a_cgroup_the_pid_namespace_init_takes_a_daemon_and_the_tree_at_the_deadline():
+    """Attack, on a host with no cgroup of its own (the whole bvisor as uid 65534, so the kill,
+    child_spawn_allow_descendants and the wall cap stand on the pid namespace alone): start a
+    setsid daemon, then overrun ``--timeout 1``. Exit 124; the report says timeout, signal 9,
+    the wall kill by ``pid_namespace_init`` and no cgroup leaf; the host saw the daemon in the
+    run's nested pid namespace while it ran (CHANNEL A), the workload reported it alive
+    (CHANNEL B), and no process carrying the marker survives the run. The control
+    (``test_control_inert_daemon_outlives_the_run``) shows the daemon outlives an unconfined run."""
+    if os.geteuid() != 0:
+        loud_skip("the unprivileged-host oracle drops from root to uid 65534 with setpriv; these tests do not run as root")
+    marker = unique_marker("BVISOR-RT-NOCG")
+    daemon = f"{marker}-daemon"
+    script = (
+        '/usr/bin/setsid /bin/bash -c \'exec -a "$0" /bin/sleep 300\' "$0-daemon" </dev/null >/dev/null 2>&1 & '
+        'd=$!; sleep 0.3; kill -0 "$d" && echo "daemon_alive=$d"; exec -a "$0" /bin/sleep 30'
+    )
+    shared = shared_host_dir("bvisor-rt-nocg-", mode=0o777)
+    report_path = os.path.join(shared, "report.json")
+    seen = {}
+
+    def watch() -> None:  # CHANNEL A, while the run is live: the daemon and its NSpid
+        found = wait_for(lambda: pids_named(daemon))
+        seen.update(daemon=found, nspid=nspids(found[0]) if found else [])
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        watcher.start()
+        started = time.monotonic()
+        done = bvisor_cli(
+            "unprivileged", "run", "--quiet", "--no-stdin", "--timeout", "1", "--report", report_path,
+            "--", "/bin/bash", "-c", script, marker,
+        )
+        took = time.monotonic() - started
+        watcher.join()
+        nspid = seen.get("nspid", [])
+        left = survivors(marker)
+        kill_quietly(left)
+        try:
+            with open(report_path) as f:
+                written = json.load(f)
+        except (OSError, ValueError):
+            written = {}
+    finally:
+        subprocess.run(["rm", "-rf", shared], check=False)
+    observed = written.get("observed", [])
+    enforced = [f["detail"] for f in observed if f.get("kind") == "budget_enforced"]
+    leaf = [f["detail"] for f in observed if f.get("kind") == "cgroup_leaf"]
+    print(
+        f"no-cgroup kill: exit {done.returncode} after {took:.3f}s daemon={seen.get('daemon')} nspid={nspid} left={left} "
+        f"enforced={enforced} leaf={leaf} stdout={done.stdout!r} stderr={done.stderr!r}",
+        file=sys.stderr,
+    )
+    failures = []
+    if not seen.get("daemon"):
+        failures.append("CHANNEL A: the host must see the daemon while the run is live (the attack must really start)")
+    if done.returncode != 124:
+        failures.append(f"`bvisor run --timeout 1` must exit 124; got {done.returncode} stderr={done.stderr!r}")
+    alive = said(done.stdout, "daemon_alive")
+    if not alive:
+        failures.append(f"CHANNEL B: the workload must report its daemon alive; stdout={done.stdout!r}")
+    elif len(nspid) != 2 or str(nspid[-1]) != alive:
+        failures.append(f"CHANNEL A/B: the daemon must be pid {alive} of the run's nested pid namespace; NSpid={nspid}")
+    if written.get("outcome") != "timeout" or written.get("exit") != {"signal": 9}:
+        failures.append(f"the report must say timeout / signal 9; got {written.get('outcome')} {written.get('exit')}")
+    if not any("dimension=wall action=run_tree_killed" in f and "pid_namespace_init" in f for f in enforced):
+        failures.append(f"the wall kill must be the pid namespace's (no cgroup here); budget_enforced={enforced}")
+    if not leaf or not leaf[0].startswith("none"):
+        failures.append(f"a uid with no cgroup must run without a leaf; cgroup_leaf={leaf}")
+    if left:
+        failures.append(f"CHANNEL A: the run left processes behind: {[(p, argv_of(p)) for p in left]}")
+    # Not a speed measurement: the deadline, not the workload's 30 s sleep, ended the run.
+    if took >= 3.0:
+        failures.append(f"a 1 s wall budget must return within 3 s; took {took:.2f}s")
+    assert not failures, f"no-cgroup pid-namespace kill failures: {failures}"
 
 
 def test_control_the_caller_host_enforces_the_cgroup_budgets():

@@ -134,19 +134,32 @@ def _host_without_a_killable_leaf(snapshot) -> BackendProfileSnapshot:
     return BackendProfileSnapshot.of("linux", facts, linux_budget_profile(facts))
 
 
+def _without_pid_namespace_rows(ledger) -> Ledger:
+    """The shipped ledger less its rows for the pid namespace init's mechanisms."""
+    return Ledger(
+        row=[r for r in ledger.row if "pid_namespace_init" not in r.mechanism],
+        budget=[r for r in ledger.budget if "pid_namespace_init" not in r.mechanism],
+    )
+
+
 def test_the_mechanism_is_the_live_cells_so_a_pid_namespace_host_is_not_covered_by_the_cgroup_kill_row(backend, snapshot, ledger):
     elsewhere = _host_without_a_killable_leaf(snapshot)
-    problems = coupling_problems(ledger, backend, elsewhere, REPO, TODAY).problems
+    # The shipped ledger proves the pid namespace's kill, descendants and wall cap by rows of their own ...
+    shipped = coupling_problems(ledger, backend, elsewhere, REPO, TODAY).problems
+    assert not [p for p in shipped if p.startswith(("kill:", "child_spawn_allow_descendants:", "budget wall:"))], shipped
+    # ... and without them, the cgroup.kill rows do not stand in for that mechanism.
+    problems = coupling_problems(_without_pid_namespace_rows(ledger), backend, elsewhere, REPO, TODAY).problems
     assert "kill: no ledger row for the mechanism this host installs, run_tree_kill:pid_namespace_init (rows are for run_tree_kill:cgroup.kill)" in problems
     assert any(p.startswith("child_spawn_allow_descendants: no ledger row for the mechanism this host installs, run_tree:pid_namespace_init") for p in problems)
     assert any(p.startswith("budget wall: no ledger row for the mechanism this host installs, supervisor_deadline+pid_namespace_init") for p in problems)
     # The same row, relabelled for the pid namespace, is caught on this host instead.
     if snapshot.fact("cgroup.kill") == "cgroup.kill":
-        planted = _with_row(ledger, RequirementKind.Kill, mechanism="run_tree_kill:pid_namespace_init")
+        planted = _with_row(_without_pid_namespace_rows(ledger), RequirementKind.Kill, mechanism="run_tree_kill:pid_namespace_init")
         assert _problems(planted, backend, snapshot, "kill: no ledger row for the mechanism this host installs, run_tree_kill:cgroup.kill")
 
 
 def test_a_kind_may_carry_one_row_per_mechanism_each_judged_on_its_own_floor(backend, snapshot, ledger):
+    ledger = _without_pid_namespace_rows(ledger)
     (kill,) = [r for r in ledger.row if r.kind is RequirementKind.Kill]
     pidns = msgspec.structs.replace(kill, mechanism="run_tree_kill:pid_namespace_init", floor=Floor(userns_pid=True, landlock_abi_min=99))
     both = Ledger(row=[*ledger.row, pidns], budget=ledger.budget)
@@ -159,9 +172,9 @@ def test_a_kind_may_carry_one_row_per_mechanism_each_judged_on_its_own_floor(bac
     assert [p for p in coupling_problems(met, backend, elsewhere, REPO, TODAY).problems if p.startswith("kill:")] == []
 
 
-def test_every_budget_dimension_has_exactly_one_linux_row(ledger):
-    dimensions = [row.dimension for row in ledger.budget if row.backend == "linux"]
-    assert sorted(dimensions) == sorted(BudgetDimension) and len(dimensions) == len(set(dimensions))
+def test_every_budget_dimension_has_a_linux_row_and_one_per_mechanism(ledger):
+    keys = [(row.dimension, row.mechanism) for row in ledger.budget if row.backend == "linux"]
+    assert {dimension for dimension, _ in keys} == set(BudgetDimension) and len(keys) == len(set(keys))
 
 
 def test_an_enforced_budget_without_its_proof_fails_the_gate(backend, snapshot, ledger):
@@ -338,9 +351,11 @@ def test_a_label_says_proven_only_where_the_rows_floor_and_mechanism_hold_here(b
     assert q.label == "no row for mechanism fd_scrub (rows are for close_some_fds)"
     lying = _with_row(ledger, RequirementKind.Environment, status=Status.FailClosed)
     assert qualifications(lying, backend, snapshot, TODAY)[RequirementKind.Environment].label == "fail-closed row, yet the cell is advertised enforced"
-    elsewhere = qualifications(ledger, backend, _host_without_a_killable_leaf(snapshot), TODAY)
+    elsewhere = qualifications(_without_pid_namespace_rows(ledger), backend, _host_without_a_killable_leaf(snapshot), TODAY)
     assert elsewhere[RequirementKind.Kill].label == "no row for mechanism run_tree_kill:pid_namespace_init (rows are for run_tree_kill:cgroup.kill)"
     assert not elsewhere[BudgetDimension.Wall].applies
+    shipped = qualifications(ledger, backend, _host_without_a_killable_leaf(snapshot), TODAY)
+    assert shipped[RequirementKind.Kill].applies and shipped[BudgetDimension.Wall].applies
     # On this host every advertised cell's row applies (the probe says so for each).
     advertised = set(backend.profile(snapshot).enforced_kinds())
     assert all(q.applies for c, q in qualifications(ledger, backend, snapshot).items() if c in advertised)
