@@ -9,8 +9,6 @@ import subprocess
 import sys
 import tempfile
 
-import pytest
-
 from helpers import loud_skip
 
 # Runs in a fresh interpreter: unshare(CLONE_NEWUSER) refuses a multi-threaded process. The
@@ -68,11 +66,3 @@ def test_the_temp_root_fd_stays_on_the_tmpfs_when_its_mountpoint_is_swapped():
     assert seen["fd"] != seen["impostor"], f"the fd must not follow the path to the impostor: {seen}"
     # Control: re-opening the path (the old way) lands on the impostor, a host directory.
     assert seen["reopened"] == seen["impostor"] == host_dev, f"control: the path now names the impostor: {seen}"
-
-
-@pytest.mark.parametrize("name", ["move_mount", "fsopen", "fsconfig", "fsmount"])
-def test_the_new_mount_api_syscalls_have_one_number_on_every_architecture(name):
-    """They postdate the unified syscall table: the seccomp tables agree with libc's."""
-    from bvisor.launcher import libc, syscalls
-
-    assert {libc._SYSCALLS[arch][name] for arch in libc._SYSCALLS} == {syscalls.NUMBERS[arch][name] for arch in libc._SYSCALLS}
