@@ -164,9 +164,13 @@ def ledger_rows(ledger: Ledger, backend_id: str, cell: RequirementKind | BudgetD
     return [row for row in rows if row.backend == backend_id and row.cell is cell]
 
 
-def ledger_row(ledger: Ledger, backend_id: str, cell: RequirementKind | BudgetDimension, mechanism: str) -> Row | None:
-    """The row for one cell by one mechanism (at most one: the ledger refuses duplicates)."""
-    return next((row for row in ledger_rows(ledger, backend_id, cell) if row.mechanism == mechanism), None)
+def _row_for(rows: list[Row], mechanism: str) -> Row | None:
+    """Of one cell's rows, the one for ``mechanism`` (at most one: the ledger refuses duplicates)."""
+    return next((row for row in rows if row.mechanism == mechanism), None)
+
+
+def _mechanisms(rows: list[Row]) -> str:
+    return ", ".join(sorted(row.mechanism for row in rows))
 
 
 def floor_terms(floor: Floor) -> list[str]:
@@ -222,10 +226,9 @@ def _advertised_findings(name: str, rows: list[Row], mechanism: str, snapshot: B
     live cell names, on a floor this host meets. An expired waiver is already a row problem."""
     if not rows:
         return Findings(problems=(f"{name}: advertised enforced without a proven ledger row",))
-    row = next((r for r in rows if r.mechanism == mechanism), None)
+    row = _row_for(rows, mechanism)
     if row is None:
-        others = ", ".join(sorted(r.mechanism for r in rows))
-        return Findings(problems=(f"{name}: no ledger row for the mechanism this host installs, {mechanism} (rows are for {others})",))
+        return Findings(problems=(f"{name}: no ledger row for the mechanism this host installs, {mechanism} (rows are for {_mechanisms(rows)})",))
     if row.status is Status.FailClosed:
         return Findings(problems=(f"{name}: advertised enforced without a proven ledger row (the row for {mechanism} is fail-closed)",))
     warnings = []
@@ -316,11 +319,10 @@ def qualify(
     rows = ledger_rows(ledger, backend_id, cell)
     if not rows:
         return Qualification(mechanism, False, "no ledger row")
-    row = ledger_row(ledger, backend_id, cell, mechanism)
+    row = _row_for(rows, mechanism)
     if row is None:
-        others = ", ".join(sorted(r.mechanism for r in rows))
         refused = "" if enforcement is Enforcement.Enforced else f"{enforcement.value} here; "
-        return Qualification(mechanism, False, f"{refused}no row for mechanism {mechanism} (rows are for {others})")
+        return Qualification(mechanism, False, f"{refused}no row for mechanism {mechanism} (rows are for {_mechanisms(rows)})")
     applies, label = _judge(row, enforcement, snapshot, today)
     return Qualification(mechanism, applies, label, row.status, tuple(row.tests))
 
