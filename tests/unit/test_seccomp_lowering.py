@@ -28,3 +28,18 @@ def test_every_run_gets_the_baseline_after_its_spawn_and_network_policies(capabi
     policies = seccomp_policies(capabilities, deny_network)
     assert policies == expected
     assert all(name in seccomp.POLICIES for name in policies)
+    # The warm launcher compiles every list in policy_lists before it forks: a list outside
+    # it would still run, but compile per run.
+    assert tuple(policies) in seccomp.policy_lists()
+
+
+def test_the_launcher_prepares_each_policy_list_as_the_program_it_would_compile():
+    from bvisor.launcher import coordinator
+
+    seccomp.planned_program.cache_clear()
+    coordinator.prepare()
+    assert seccomp.planned_program.cache_info().currsize == len(seccomp.policy_lists()) == 6
+    for policies in seccomp.policy_lists():
+        program, digest = seccomp.planned_program(policies, "x86_64")
+        assert program == seccomp.compile_program(seccomp.merged(list(policies)), "x86_64")
+        assert digest == seccomp.program_digest(program)

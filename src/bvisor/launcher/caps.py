@@ -9,8 +9,9 @@ mounts locked.
 """
 
 import ctypes
+import functools
 
-from bvisor.launcher import libc
+from bvisor.launcher import fds, libc
 
 _PR_CAPBSET_DROP = 24
 _PR_SET_SECUREBITS = 28
@@ -32,14 +33,14 @@ class _CapData(ctypes.Structure):
 
 
 def _status() -> dict:
-    with open("/proc/self/status") as f:
-        pairs = (line.split(":", 1) for line in f if ":" in line)
-        return {k: int(v.strip(), 16) for k, v in pairs if k in _STATUS_FIELDS}
+    pairs = (line.split(":", 1) for line in fds.read_text("/proc/self/status").splitlines() if ":" in line)
+    return {k: int(v.strip(), 16) for k, v in pairs if k in _STATUS_FIELDS}
 
 
-def _last_cap() -> int:
-    with open("/proc/sys/kernel/cap_last_cap") as f:
-        return int(f.read())
+@functools.cache
+def last_cap() -> int:
+    """The highest capability number this kernel knows (fixed while it runs)."""
+    return int(fds.read_text("/proc/sys/kernel/cap_last_cap"))
 
 
 def drop_all() -> str:
@@ -47,7 +48,7 @@ def drop_all() -> str:
     can_set_pcap = bool(_status()["CapEff"] >> _CAP_SETPCAP & 1)
     if can_set_pcap:
         libc.call("prctl", _PR_SET_SECUREBITS, _SECUREBITS_LOCKED_DOWN, 0, 0, 0)
-        for cap in range(_last_cap() + 1):
+        for cap in range(last_cap() + 1):
             libc.call("prctl", _PR_CAPBSET_DROP, cap, 0, 0, 0)
     libc.call("prctl", _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     libc.call("capset", ctypes.byref(_CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)), ctypes.byref((_CapData * 2)()))

@@ -7,10 +7,11 @@ the launcher never names a cgroup path. Every later process of the run is born i
 
 import os
 
+from bvisor.launcher import fds
+
 
 def _membership() -> set:
-    with open("/proc/self/cgroup") as f:
-        return set(f.read().splitlines())
+    return set(fds.read_text("/proc/self/cgroup").splitlines())
 
 
 def place(procs_slots: list) -> str:

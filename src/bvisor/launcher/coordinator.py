@@ -52,11 +52,17 @@ def carry_out(control: int, plan_fd: int, parent) -> int:
         if parent is not None:
             # A host killed mid-run takes the launcher, and through it the whole run, along.
             transcript.note(lifetime.die_with_parent(parent, "launcher_lifetime"))
-        with open(plan_fd, "rb", closefd=True) as plan:
-            frame = plan.read()
-        return run_plan(frame, transcript)
+        return run_plan(fds.read_all(plan_fd), transcript)
     except BaseException as exc:  # report, never print: stdio belongs to the workload
         return _fault_quietly(control, f"internal {type(exc).__name__}: {exc}")
+
+
+def prepare() -> None:
+    """What every run computes alike, computed once in the warm server before it forks: each
+    seccomp program the host can plan, and the kernel's last capability number."""
+    for policies in seccomp.policy_lists():
+        seccomp.planned_program(policies, os.uname().machine)
+    caps.last_cap()
 
 
 def run_plan(frame: bytes, transcript: Transcript) -> int:
@@ -289,8 +295,7 @@ def _seccomp_program(request: LaunchRequest, transcript: Transcript):
     if request.seccomp is None:
         return None
     policies, expected = request.seccomp
-    program = seccomp.compile_program(seccomp.merged(policies), os.uname().machine)
-    digest = seccomp.program_digest(program)
+    program, digest = seccomp.planned_program(tuple(policies), os.uname().machine)
     if bytes.fromhex(digest) != expected:
         raise OSError(0, f"seccomp program digest {digest} is not the planned {expected.hex()}")
     transcript.note(f"seccomp=filter policies={','.join(policies)} program={digest} insns={len(program) // 8}")
@@ -332,7 +337,7 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
         transcript.note(f"child_failed step={step} errno={errno} detail={detail}")
         return _fault(transcript, f"child failed at {step}")
     transcript.state("ExecSucceeded")
-    relayed = _read_to_eof(status_r)
+    relayed = fds.read_all(status_r).decode("utf-8", "replace").splitlines()
     _, status, usage = os.wait4(pid, 0)
     if not request.pid_namespace:
         relayed = _ending_notes(status, usage)
@@ -348,14 +353,6 @@ def _init_fate(status: int) -> str:
     """Decode the namespace parent's exit code (see ``_namespace_parent``)."""
     code = os.waitstatus_to_exitcode(status)
     return f"signal={code - 128}" if code > 128 else f"code={code}"
-
-
-def _read_to_eof(fd: int) -> list:
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks).decode("utf-8", "replace").splitlines()
 
 
 def _verify_handles(request: LaunchRequest) -> None:

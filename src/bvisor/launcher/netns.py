@@ -5,13 +5,14 @@ with no address and no route, so nothing (not even 127.0.0.1) is reachable. ``at
 the namespace back before the workload runs, so the note states what is, not what was asked.
 """
 
+from bvisor.launcher import fds
+
 CLONE_NEWNET = 0x40000000
 
 
 def _device_rows() -> dict:
     """``{interface: [counters…]}`` from /proc/self/net/dev (rx bytes first, tx bytes ninth)."""
-    with open("/proc/self/net/dev") as f:
-        lines = f.read().splitlines()[2:]
+    lines = fds.read_text("/proc/self/net/dev").splitlines()[2:]
     rows = (line.split(":", 1) for line in lines if ":" in line)
     return {name.strip(): [int(v) for v in counters.split()] for name, counters in rows}
 
@@ -24,15 +25,13 @@ _RTF_REJECT = 0x0200
 
 
 def _ipv4_routes() -> int:
-    with open("/proc/self/net/route") as f:
-        return sum(1 for line in f.read().splitlines()[1:] if line.strip())
+    return sum(1 for line in fds.read_text("/proc/self/net/route").splitlines()[1:] if line.strip())
 
 
 def _ipv6_routes() -> int:
     """IPv6 routes that lead somewhere; the kernel's built-in reject entries do not count."""
     try:
-        with open("/proc/self/net/ipv6_route") as f:
-            rows = [line.split() for line in f.read().splitlines() if line.strip()]
+        rows = [line.split() for line in fds.read_text("/proc/self/net/ipv6_route").splitlines() if line.strip()]
     except FileNotFoundError:  # IPv6 disabled: no IPv6 route can exist
         return 0
     return sum(1 for row in rows if not int(row[8], 16) & _RTF_REJECT)

@@ -11,6 +11,7 @@ a 32-bit compare sees exactly the value the kernel acts on.
 """
 
 import ctypes
+import functools
 import struct
 
 import blake3
@@ -136,6 +137,30 @@ POLICIES = {
         Rule("ioctl", _EPERM, (Cond(1, "eq", _TIOCLINUX),)),
     ),
 }
+
+
+BASELINE_POLICY = "baseline.v1"
+INET_POLICY = "net.deny_inet_sockets.v1"
+SPAWN_POLICIES = ("spawn.deny_new_tasks.v1", "spawn.threads_only.v1")
+
+
+def policy_list(spawn: str | None, deny_inet: bool) -> tuple:
+    """A filter's policies, strictest first: the spawn policy (if any), inet sockets under
+    deny-all, then the hardening baseline every run gets."""
+    return ((spawn,) if spawn else ()) + ((INET_POLICY,) if deny_inet else ()) + (BASELINE_POLICY,)
+
+
+def policy_lists() -> list:
+    """Every list ``policy_list`` makes."""
+    return [policy_list(spawn, inet) for spawn in (None, *SPAWN_POLICIES) for inet in (False, True)]
+
+
+@functools.lru_cache(maxsize=16)
+def planned_program(policies: tuple, arch: str) -> tuple:
+    """``(program, digest)`` of a policy list for ``arch``: pure, so compiled once per process
+    image (the warm launcher compiles every ``policy_lists`` entry before it forks)."""
+    program = compile_program(merged(policies), arch)
+    return program, program_digest(program)
 
 
 def no_new_privs() -> str:

@@ -135,13 +135,13 @@ def main() -> None:
         os._exit(wire.EXIT_FAULTED)
     # posix_spawn passes on every fd the host left inheritable; a long-lived server must not
     # hold them (a pipe it held open would never reach EOF for whoever reads it).
-    for fd in fds.open_fds() - {0, 1, 2, server_fd}:
-        os.close(fd)
+    fds.close_all_but({0, 1, 2, server_fd})
     # A terminal Ctrl-C reaches the whole process group; the server is the host's to stop
     # (its coordinators get a fresh launcher's SIGINT disposition back, see _become_coordinator).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from bvisor.launcher import coordinator  # the warm part: every mechanism module, once
 
+    coordinator.prepare()
     # Keep the collector off the pre-imported heap, so forked children do not copy its pages.
     gc.freeze()
     try:
@@ -219,8 +219,7 @@ def _place(placement: dict) -> None:
     stage, final = wire.staged_placement(placement)
     for source, target in stage + final:
         os.dup2(source, target)
-    for fd in fds.open_fds() - set(placement):
-        os.close(fd)
+    fds.close_all_but(placement)
 
 
 def _fresh_launcher_signals(sigint_ignored: bool) -> None:

@@ -36,7 +36,7 @@ from bvisor.contract import (
     SupportVerdict,
     capped_limit,
 )
-from bvisor.launcher import landlock
+from bvisor.launcher import landlock, seccomp
 from bvisor.linux import cgroup, probe
 from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage
 from bvisor.linux.filesystem import exe_grant, exposed_grant, requirement_grants, temp_root_grant
@@ -49,7 +49,7 @@ from bvisor.linux.launch import (
     launch_confinement_unavailable,
     run_launcher,
 )
-from bvisor.linux.lowering import BASELINE_POLICY, LoweredLaunch, LoweringFailed, compiled_filter, lower
+from bvisor.linux.lowering import LoweredLaunch, LoweringFailed, compiled_filter, lower
 from bvisor.linux.protocol import encode_frame
 from bvisor.linux.warm import WarmLauncher
 from bvisor.registry import classify_requirement
@@ -208,8 +208,8 @@ def seccomp_baseline_facts(facts: dict) -> dict:
     """The hardening baseline every run gets, named in the profile by its policy digest."""
     if facts.get("launcher.seccomp_filter") != "ok":
         return {"seccomp.baseline": "not installed: no seccomp filter mode"}
-    _, policy_digest, _, rules = compiled_filter((BASELINE_POLICY,), os.uname().machine)
-    return {"seccomp.baseline": f"{BASELINE_POLICY} policy={policy_digest} rules={len(rules)}"}
+    _, policy_digest, _, rules = compiled_filter((seccomp.BASELINE_POLICY,), os.uname().machine)
+    return {"seccomp.baseline": f"{seccomp.BASELINE_POLICY} policy={policy_digest} rules={len(rules)}"}
 
 
 def landlock_summary(facts: dict) -> str:

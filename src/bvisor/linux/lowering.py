@@ -201,28 +201,25 @@ def _run_tree(plan: BoundaryPlan, cgroup_procs) -> tuple:
 
 
 _SPAWN_POLICIES = {
-    SpawnPolicy.DenyNewTasks: "spawn.deny_new_tasks.v1",
-    SpawnPolicy.AllowThreadsWithinBoundary: "spawn.threads_only.v1",
+    SpawnPolicy.DenyNewTasks: seccomp.SPAWN_POLICIES[0],
+    SpawnPolicy.AllowThreadsWithinBoundary: seccomp.SPAWN_POLICIES[1],
 }
-BASELINE_POLICY = "baseline.v1"
-NET_POLICY = "net.deny_inet_sockets.v1"
 
 
 def seccomp_policies(capabilities, deny_network: bool) -> list:
-    """The filter's frozen policies, strictest first: the spawn policy, inet sockets under
-    deny-all, then the hardening baseline every run gets."""
+    """The filter's frozen policies (``seccomp.policy_list``): the strictest spawn policy
+    asked for, inet sockets under deny-all, the baseline."""
     asked = {type(c.policy) for c in capabilities if isinstance(c, Capability.ChildSpawn)}
-    spawn = [name for policy, name in _SPAWN_POLICIES.items() if policy in asked][:1]  # the strictest
-    return spawn + ([NET_POLICY] if deny_network else []) + [BASELINE_POLICY]
+    spawn = next((name for policy, name in _SPAWN_POLICIES.items() if policy in asked), None)
+    return list(seccomp.policy_list(spawn, deny_network))
 
 
 @functools.lru_cache(maxsize=32)
 def compiled_filter(policies: tuple, arch: str) -> tuple:
     """``(program digest, policy digest, instruction count, rule lines)`` of a policy list:
     pure, so each combination is compiled once per host process."""
-    rules = seccomp.merged(list(policies))
-    program = seccomp.compile_program(rules, arch)
-    return seccomp.program_digest(program), seccomp.policy_digest(list(policies)), len(program) // 8, tuple(seccomp.describe(rules))
+    program, digest = seccomp.planned_program(policies, arch)
+    return digest, seccomp.policy_digest(list(policies)), len(program) // 8, tuple(seccomp.describe(seccomp.merged(policies)))
 
 
 def _seccomp(plan: BoundaryPlan, deny_network: bool):
