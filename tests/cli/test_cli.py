@@ -254,3 +254,39 @@ def test_an_unwritable_report_path_is_bad_input_and_nothing_runs(tmp_path):
     assert done.returncode == 2 and b"--report" in done.stderr
     _no_traceback(done)
     assert not marker.exists()
+
+
+# A subreaper around one command: every process the command leaves behind is reparented to
+# it, so its children after the command has exited are exactly what the command leaked.
+_LEFT_BEHIND = """
+import ctypes, json, os, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+done = subprocess.run(sys.argv[1:], capture_output=True, stdin=subprocess.DEVNULL)
+children = open(f"/proc/self/task/{os.getpid()}/children").read().split()
+print(json.dumps({"code": done.returncode, "children": children}))
+"""
+
+
+def _left_behind(*argv):
+    done = subprocess.run([sys.executable, "-c", _LEFT_BEHIND, *argv], capture_output=True, timeout=60, check=True)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["run", "--quiet", "--no-store", "--net", "none", "--", "/bin/true"], 0),
+        (["run", "--memory", "lots", "--", "/bin/true"], 2),  # after the launcher was prestarted
+        (["run", "--no-store", "--", "/nonexistent/exe"], 127),
+    ],
+)
+def test_run_leaves_no_launcher_probe_or_server_behind(args, code):
+    # `run` starts the launcher's probe and a warm server before it reads its flags.
+    left = _left_behind(BVISOR, *args)
+    assert left == {"code": code, "children": []}
+
+
+def test_control_the_subreaper_sees_what_a_command_leaves_behind():
+    left = _left_behind("sh", "-c", "sleep 5 & exit 2")
+    assert left["code"] == 2 and len(left["children"]) == 1
+    os.kill(int(left["children"][0]), 9)

@@ -458,6 +458,33 @@ def test_close_leaves_no_server_and_no_spawner_thread_and_a_later_run_starts_ane
     assert sorted(os.listdir("/proc/self/task")) == tasks
 
 
+def test_a_backend_adopts_a_prestarted_probe_and_the_server_it_started():
+    from bvisor.linux.backend import LinuxBackend
+
+    prestarted = warm.PrestartedLauncher(launcher_as("caller"))
+    try:
+        server = prestarted.warm.server_pid()
+        assert server is not None, "the server starts at once, before any run"
+        start = stat_of(server)[2]
+        backend = LinuxBackend(prestarted=prestarted)
+        assert backend.warm_launcher_pid() == server
+        facts = {f.name: f.value for f in backend.probe().facts}
+        assert facts["launcher.launcher_probe"] == "ok" and facts["launcher.seccomp_filter"] == "ok"
+        assert _echo_run(prestarted.warm, "prestarted") is None
+        assert backend.warm_launcher_pid() == server, "the first run uses the prestarted server"
+    finally:
+        prestarted.close()
+    assert not alive(server, start)
+
+
+def test_a_probe_nobody_read_is_killed_and_reaped_by_close():
+    probe = launch.LauncherProbe(launcher_as("caller"))
+    pid = probe._process.pid
+    probe.close()
+    assert stat_of(pid) is None, "close must reap the probe, not leave a zombie or a runner"
+    assert probe.facts()["launcher_probe"].startswith("failed")
+
+
 # --- the message format ------------------------------------------------------------------------
 
 

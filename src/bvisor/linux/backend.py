@@ -44,6 +44,7 @@ from bvisor.linux.launch import (
     CONFINEMENT_UNAVAILABLE_FACT,
     HarnessError,
     LaunchObservation,
+    LauncherProbe,
     LauncherState,
     default_launcher,
     launch_confinement_unavailable,
@@ -225,23 +226,33 @@ class LinuxBackend:
     ``fact_overrides`` replace probed facts, to simulate a weaker host in tests; they are part
     of the snapshot, so a plan made under them says so. ``warm``: run through a warm launcher
     server (call ``close()`` when done) instead of one launcher process per run.
+    ``prestarted``: a ``PrestartedLauncher`` whose launcher, probe and warm server this backend
+    adopts (``launcher`` and ``warm`` are then its own).
     """
 
-    def __init__(self, launcher=None, *, secret_resolver=None, fact_overrides=None, warm=None):
-        self._launcher = launcher if launcher is not None else default_launcher()
+    def __init__(self, launcher=None, *, secret_resolver=None, fact_overrides=None, warm=None, prestarted=None):
         self._resolver = secret_resolver or NoSecrets()
         self._overrides = dict(fact_overrides or {})
-        # warm: one pre-imported launcher server, started on the first run, forks a
-        # coordinator per run (the same code from "plan received" on as the one-shot launcher).
-        # Unset, BVISOR_LAUNCHER=warm chooses it (the test suite runs its oracles both ways).
-        if warm is None:
-            warm = os.environ.get("BVISOR_LAUNCHER") == "warm"
-        self._warm = WarmLauncher(self._launcher) if warm else None
-        self._layout = cgroup.current_layout()
-        # Leaves a crashed host left behind are killed and removed before anything else.
-        self.reconciled = cgroup.reconcile_orphans(self._layout)
-        self._delegation = cgroup.prove_delegation(self._layout)
-        self._proven = {**probe.prove(self._launcher), **self._delegation.facts()}
+        if prestarted is not None:  # its launcher, probe and warm server (``PrestartedLauncher``)
+            self._launcher, launcher_probe, self._warm = prestarted.launcher, prestarted.probe, prestarted.warm
+        else:
+            self._launcher = launcher if launcher is not None else default_launcher()
+            launcher_probe = LauncherProbe(self._launcher)  # runs while the cgroups are checked
+            # warm: one pre-imported launcher server, started on the first run, forks a
+            # coordinator per run (the same code from "plan received" on as the one-shot
+            # launcher). Unset, BVISOR_LAUNCHER=warm chooses it (the suite runs oracles both ways).
+            if warm is None:
+                warm = os.environ.get("BVISOR_LAUNCHER") == "warm"
+            self._warm = WarmLauncher(self._launcher) if warm else None
+        try:
+            self._layout = cgroup.current_layout()
+            # Leaves a crashed host left behind are killed and removed before anything else.
+            self.reconciled = cgroup.reconcile_orphans(self._layout)
+            self._delegation = cgroup.prove_delegation(self._layout)
+        except BaseException:
+            launcher_probe.close()
+            raise
+        self._proven = {**probe.prove(launcher_probe), **self._delegation.facts()}
 
     @classmethod
     def with_launcher_path(cls, launcher) -> "LinuxBackend":

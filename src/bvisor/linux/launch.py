@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 from bvisor.capture import RunIO, StreamCapture, pump
 from bvisor.launcher import wire
-from bvisor.linux.protocol import LinuxLaunchPlanV1, encode_frame
 
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
@@ -167,10 +166,14 @@ def spawn_launcher(argv: list, env: dict, placement: dict) -> int:
         raise HarnessError(f"cannot start launcher {argv[0]}: {exc.strerror}") from None
 
 
-def run_launcher(launcher, plan: LinuxLaunchPlanV1, authorities: Sequence[AuthorityFd], io: RunIO | None = None, supervisor=None):
-    """Run one launch plan to a verdict. Raises ``HarnessError`` only if nothing could start.
-    ``supervisor`` (a ``RunSupervisor``) is attached to the launcher's pidfd and checked while
-    the launcher runs."""
+def run_launcher(launcher, plan, authorities: Sequence[AuthorityFd], io: RunIO | None = None, supervisor=None):
+    """Run one launch plan (a ``LinuxLaunchPlanV1``) to a verdict. Raises ``HarnessError``
+    only if nothing could start. ``supervisor`` (a ``RunSupervisor``) is attached to the
+    launcher's pidfd and checked while the launcher runs."""
+    # Here, not at import: this module (through the warm launcher) is imported before the
+    # CLI's heavy imports, to start the launcher early, and the plan encoding needs msgspec.
+    from bvisor.linux.protocol import encode_frame
+
     return run_launcher_frame(launcher, encode_frame(plan), authorities, io, supervisor)
 
 
@@ -340,18 +343,52 @@ def report_confinement_unavailable(observed) -> bool:
     return any(fact.kind == CONFINEMENT_UNAVAILABLE_FACT for fact in observed)
 
 
+class LauncherProbe:
+    """The launcher's ``--probe`` (what this launcher identity can install, proven by doing),
+    started at construction and read by ``facts``: whoever starts it early (the backend
+    before its cgroup checks, the CLI before its imports) overlaps the two."""
+
+    def __init__(self, launcher=None):
+        argv = launcher_argv(launcher or default_launcher()) + ["--probe"]
+        self._facts = None
+        try:
+            self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={})
+        except OSError as exc:
+            self._process, self._facts = None, {"launcher_probe": f"failed {exc}"}
+
+    def facts(self) -> dict:
+        """The probe's facts, waiting for it on the first call."""
+        if self._facts is None:
+            self._facts = self._collect()
+        return dict(self._facts)
+
+    def close(self) -> None:
+        """Kill and reap a probe nobody read (a command that ended on bad input)."""
+        if self._facts is None:
+            self._process.kill()
+            self._process.communicate()
+            self._facts = {"launcher_probe": "failed closed before it was read"}
+
+    def _collect(self) -> dict:
+        try:
+            out, _ = self._process.communicate(timeout=_PROBE_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            self._process.kill()
+            self._process.communicate()
+            return {"launcher_probe": f"failed {exc}"}
+        if self._process.returncode != 0:
+            return {"launcher_probe": f"failed exit={self._process.returncode}"}
+        facts = dict(line.split("=", 1) for line in out.decode().splitlines() if "=" in line)
+        facts["launcher_probe"] = "ok"
+        return facts
+
+
+_PROBE_TIMEOUT = 30
+
+
 def probe_launcher(launcher=None) -> dict:
-    """Run the launcher's ``--probe``: what this launcher identity can install, proven by doing."""
-    argv = launcher_argv(launcher or default_launcher()) + ["--probe"]
-    try:
-        done = subprocess.run(argv, capture_output=True, env={}, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"launcher_probe": f"failed {exc}"}
-    if done.returncode != 0:
-        return {"launcher_probe": f"failed exit={done.returncode}"}
-    facts = dict(line.split("=", 1) for line in done.stdout.decode().splitlines() if "=" in line)
-    facts["launcher_probe"] = "ok"
-    return facts
+    """Run the launcher's ``--probe`` and wait for its facts."""
+    return LauncherProbe(launcher).facts()
 
 
 UNPRIVILEGED_PREFIX = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")

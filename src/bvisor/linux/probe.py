@@ -1,14 +1,13 @@
 """Host facts for the Linux backend's profile snapshot.
 
-``prove`` does things (runs the launcher's own probe in throwaway children); it runs once
-per backend. ``read_live`` only reads files and is cheap
+``prove`` does things (reads the launcher's own probe, run in throwaway children); it runs
+once per backend. ``read_live`` only reads files and is cheap
 enough to run at every plan and before every execute, to detect drift.
 """
 
 import os
 
 from bvisor.linux.filesystem import probe_system_roots
-from bvisor.linux.launch import probe_launcher
 
 _SYSCTLS = (
     "user/max_user_namespaces",
@@ -41,6 +40,7 @@ def read_live() -> dict:
     return facts
 
 
-def prove(launcher) -> dict:
-    """What the launcher can install, proven by doing (cgroups are proven by ``cgroup``)."""
-    return {f"launcher.{k}": v for k, v in probe_launcher(launcher).items()}
+def prove(launcher_probe) -> dict:
+    """What the launcher can install, proven by doing (a ``LauncherProbe``; cgroups are
+    proven by ``cgroup``)."""
+    return {f"launcher.{k}": v for k, v in launcher_probe.facts().items()}

@@ -25,7 +25,15 @@ import time
 from bvisor.capture import RunIO
 from bvisor.launcher import server as protocol
 from bvisor.launcher import wire
-from bvisor.linux.launch import HarnessError, LaunchChannels, LaunchObservation, launcher_argv, spawn_launcher
+from bvisor.linux.launch import (
+    HarnessError,
+    LaunchChannels,
+    LaunchObservation,
+    LauncherProbe,
+    default_launcher,
+    launcher_argv,
+    spawn_launcher,
+)
 
 # A live server answers within milliseconds; a reply this late means it is wedged (stopped,
 # or stuck), and waiting on would hang the run. It is then killed, so its runs end too.
@@ -71,6 +79,11 @@ class WarmLauncher:
             finally:
                 server.leave()
 
+    def start(self) -> None:
+        """Start the server now rather than at the first run, so that its start-up overlaps
+        the caller's own work. HarnessError if it cannot be started."""
+        self._enter().leave()
+
     def close(self) -> None:
         """Stop the server and its spawner thread; a run still in flight ends with HarnessError."""
         with self._lock:
@@ -101,6 +114,25 @@ class WarmLauncher:
             self._server.abandon()
         self._server = self._spawner = None
         self._owner = os.getpid()
+
+
+class PrestartedLauncher:
+    """A launcher's two slow starts, begun before the host needs them: its ``--probe`` and a
+    warm server, for ``LinuxBackend(prestarted=...)`` to adopt. The CLI begins them before its
+    own imports (~100 ms), which they then overlap. ``close`` ends both."""
+
+    def __init__(self, launcher=None):
+        self.launcher = launcher if launcher is not None else default_launcher()
+        self.probe = LauncherProbe(self.launcher)
+        self.warm = WarmLauncher(self.launcher)
+        try:
+            self.warm.start()
+        except HarnessError:
+            pass  # the first run tries again, and fails the way a run does
+
+    def close(self) -> None:
+        self.probe.close()
+        self.warm.close()
 
 
 class _Spawner:
