@@ -16,10 +16,12 @@ from helpers import loud_skip
 # the run's namespace the kernel refuses to rename a mountpoint; outside it, it does not).
 SWAP = r"""
 import json, os, sys
-from bvisor.launcher import mounts, userns
+from bvisor.launcher import libc, mounts, userns
 path = sys.argv[1]
+ids = (os.geteuid(), os.getegid())
 try:
-    userns.enter(mounts.CLONE_NEWNS)
+    libc.call("unshare", userns.CLONE_NEWUSER | mounts.CLONE_NEWNS)
+    userns.map_self(*ids)
 except OSError as exc:
     print(json.dumps({"skip": f"no user+mount namespace here: {exc}"}), flush=True)
     sys.exit(0)

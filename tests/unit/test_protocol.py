@@ -225,3 +225,33 @@ def test_descriptor_slot_round_trip_shapes():
         slot_index=15, role=DescriptorRole.ReadRoot, expected=DescriptorShape(kind=DescriptorKind.Directory, writable=False)
     )
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(slot), type=DescriptorSlotV1) == slot
+
+
+# The launcher in a user namespace whose quota of nested user namespaces is 0: the kernel
+# then refuses to clone the run's child into new namespaces, as a host that forbids them does.
+NO_USERNS_PREFIX = ("unshare", "-Ur", "sh", "-c", 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"', "sh")
+
+
+@pytest.mark.parametrize("deny_network", [True, False])
+def test_a_kernel_that_refuses_the_namespaces_faults_at_identity_and_no_workload_runs(deny_network):
+    marker = f"BVISOR-NEVER-RUNS-{os.getpid()}"
+    obs = launch.run_launcher(
+        (*NO_USERNS_PREFIX, str(launcher_path())), plan(["sh", "-c", f"echo {marker}"], deny_network), [sh_authority()]
+    )
+    if not deny_network:  # control: the same launcher runs a plan that needs no namespace
+        assert obs.exec_succeeded() and obs.captured_stdout == f"{marker}\n".encode(), obs.notes
+        return
+    assert obs.terminal is launch.LauncherState.SetupFaulted
+    assert launch.LauncherState.ChildCreated not in obs.transcript, "no child may exist"
+    failed = obs.note_fields("child_failed")
+    assert failed is not None and failed["step"] == "identity" and int(failed["errno"]) == 28, obs.notes  # ENOSPC
+    assert launch.launch_confinement_unavailable(obs)
+    assert marker.encode() not in obs.captured_stdout
+
+
+def test_the_probe_of_a_launcher_that_may_not_make_namespaces_says_so():
+    facts = launch.probe_launcher((*NO_USERNS_PREFIX, str(launcher_path())))
+    assert facts["launcher_probe"] == "ok"
+    for name in ("userns_netns", "userns_mount", "userns_pid"):
+        assert facts[name].startswith("failed errno=28"), facts
+    assert facts["seccomp_filter"] == "ok", "the control: what needs no namespace is still proven"

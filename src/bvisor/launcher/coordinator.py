@@ -89,21 +89,25 @@ def run_plan(frame: bytes, transcript: Transcript) -> int:
     return _launch(request, transcript)
 
 
-def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, parent: int, sigint) -> None:
-    """The child: namespaces, then (with a pid namespace) the init that runs the workload,
-    else the workload itself. Never returns."""
+def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, tie, sigint, ids) -> None:
+    """The child, born in the plan's namespaces: map its identity, then (with a pid namespace,
+    whose pid 1 it is) become the init that runs the workload, else the workload itself.
+    ``tie``: the lifeline's read end with a pid namespace, else the parent's pid. Never returns."""
     step = "child"
     try:
         transcript.state("ChildCreated")
-        transcript.note(f"mechanism=fork child_pid={os.getpid()}")
+        mechanism = "clone" if request.user_namespace else "fork"
+        # /proc is still the launcher's here: /proc/self names this child by its pid out there.
+        transcript.note(f"mechanism={mechanism} child_pid={os.readlink('/proc/self')}")
         step = "lifetime"
-        transcript.note(lifetime.die_with_parent(parent))
+        transcript.note(lifetime.die_with_lifeline(tie) if request.pid_namespace else lifetime.die_with_parent(tie))
         step = "identity"
-        _identity_phase(request, transcript)
+        _identity_phase(request, transcript, ids)
         transcript.state("IdentityPhaseResolved")
         if request.pid_namespace:
             step = "pid_namespace"
-            _namespace_parent(request, transcript, error_fd, status_fd, sigint)
+            transcript.note("pid_namespace=new")
+            _init(request, transcript, error_fd, status_fd, sigint)
         os.close(status_fd)
         step = "visibility"
         temp_root = _visibility_phase(request, transcript)
@@ -113,33 +117,14 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
     confine_workload(request, transcript, error_fd, sigint, temp_root)
 
 
-def _namespace_parent(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, sigint) -> None:
-    """Fork pid 1 of the new namespace and wait for it; exit with its fate. Never returns.
-
-    Exit code: the init's own code, or 128+N when a signal (a run-tree kill) ended it.
-    """
-    transcript.note("pid_namespace=new")
-    life_r, life_w = lifetime.lifeline()
-    init = os.fork()
-    if init == 0:
-        os.close(life_w)
-        _init(request, transcript, error_fd, status_fd, life_r, sigint)
-    # Only the init and the workload may hold these: EOF must mean they are done.
-    for fd in (life_r, error_fd, status_fd):
-        os.close(fd)
-    _, status = os.waitpid(init, 0)
-    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
-
-
-def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, life_r: int, sigint) -> None:
+def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, sigint) -> None:
     """Pid 1: join the run's cgroup leaf, mount this namespace's /proc and the run's mounts,
-    start the workload, reap until it ends, relay how it ended, exit (taking the tree along)."""
-    step = "lifetime"
+    start the workload, reap until it ends, relay how it ended, exit (taking the tree along).
+    Never returns."""
+    if os.getpid() != 1:
+        raise OSError(0, f"the init is pid {os.getpid()}, not 1")
+    step = "cgroup"
     try:
-        transcript.note(lifetime.die_with_lifeline(life_r))
-        if os.getpid() != 1:
-            raise OSError(0, f"the init is pid {os.getpid()}, not 1")
-        step = "cgroup"
         if request.cgroup_slots:
             transcript.note(cgroup.place(request.cgroup_slots))
         step = "visibility"
@@ -218,16 +203,24 @@ def _check_kernel_floors(request: LaunchRequest) -> None:
             raise Refusal("MissingPrimitive", f"landlock ABI {abi} is below the plan's floor {max(floors)}")
 
 
-def _identity_phase(request: LaunchRequest, transcript: Transcript) -> None:
+def _namespaces(request: LaunchRequest) -> int:
+    """The CLONE_NEW* flags the child is born with: none without a user namespace, which
+    owns (and, unprivileged, is the ticket to) every other one."""
     if not request.user_namespace:
-        transcript.note("identity=not_required")
-        return
-    flags = (
-        (netns.CLONE_NEWNET if request.network_namespace else 0)
+        return 0
+    return (
+        userns.CLONE_NEWUSER
+        | (netns.CLONE_NEWNET if request.network_namespace else 0)
         | (mounts.CLONE_NEWNS if request.mount_namespace else 0)
         | (pidns.CLONE_NEWPID if request.pid_namespace else 0)
     )
-    transcript.note(userns.enter(flags))
+
+
+def _identity_phase(request: LaunchRequest, transcript: Transcript, ids) -> None:
+    if not request.user_namespace:
+        transcript.note("identity=not_required")
+        return
+    transcript.note(userns.map_self(*ids))
     if request.network_namespace:
         transcript.note(netns.attest())
 
@@ -322,13 +315,21 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
     # the workload gets back the SIGINT disposition the launcher inherited.
     inherited_sigint = signal.SIG_IGN if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else signal.SIG_DFL
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getpid()
+    parent, ids = os.getpid(), (os.geteuid(), os.getegid())  # ids: before the child's user namespace hides them
     status_r, status_w = os.pipe2(os.O_CLOEXEC)  # the init's account of how the workload ended
-    pid, error_fd = childproc.fork_with_error_pipe()
+    # The init's parent is outside its pid namespace (getppid() reads 0 there): a lifeline,
+    # whose write end only this process holds, proves it is still alive. Held to the end.
+    life_r, life_w = lifetime.lifeline() if request.pid_namespace else (None, None)
+    try:
+        pid, error_fd = childproc.fork_with_error_pipe(_namespaces(request))
+    except OSError as exc:  # the kernel refused the namespaces: no child exists
+        _close_all(status_r, status_w, life_r, life_w)
+        transcript.note(f"child_failed step=identity errno={exc.errno} detail=clone: {exc.strerror}")
+        return _fault(transcript, "child failed at identity")
     if pid == 0:
-        os.close(status_r)
-        confine_and_exec(request, transcript, error_fd, status_w, parent, inherited_sigint)
-    os.close(status_w)
+        _close_all(status_r, life_w)
+        confine_and_exec(request, transcript, error_fd, status_w, life_r if request.pid_namespace else parent, inherited_sigint, ids)
+    _close_all(status_w, life_r)
     failure = childproc.read_failure(error_fd)
     if failure is not None:
         os.close(status_r)
@@ -343,16 +344,16 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
         relayed = _ending_notes(status, usage)
     elif not relayed:
         # A run-tree kill (or the init's death) ended the namespace before it could report.
-        relayed = [f"workload_exit unknown init_exit={_init_fate(status)}"]
+        relayed = [f"workload_exit unknown init_exit={pidns.describe_exit(status)}"]
     for note in relayed:
         transcript.note(note)
     return wire.EXIT_EXEC_SUCCEEDED
 
 
-def _init_fate(status: int) -> str:
-    """Decode the namespace parent's exit code (see ``_namespace_parent``)."""
-    code = os.waitstatus_to_exitcode(status)
-    return f"signal={code - 128}" if code > 128 else f"code={code}"
+def _close_all(*fds) -> None:
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
 
 
 def _verify_handles(request: LaunchRequest) -> None:

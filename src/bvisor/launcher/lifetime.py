@@ -33,5 +33,5 @@ def die_with_lifeline(read_fd: int) -> str:
     readable, _, _ = select.select([read_fd], [], [], 0)
     os.close(read_fd)
     if readable:
-        raise OSError(0, "the namespace parent exited before the init was tied to it")
+        raise OSError(0, "the launcher exited before the init was tied to it")
     return "lifetime=pdeathsig_sigkill(init)"

@@ -1,6 +1,6 @@
 """Pid namespace: the run tree under a minimal init that dies with the run.
 
-The namespace parent unshares CLONE_NEWPID with the other namespaces; its first child is
+The launcher clones its child into CLONE_NEWPID with the other namespaces, so that child is
 pid 1 of the new namespace. That init reaps every orphan, relays the workload's own exit
 status, and exits as soon as the workload does: the kernel then SIGKILLs every process left
 in the namespace (a daemonised grandchild included) before the init's parent can reap it.

@@ -9,31 +9,31 @@ import os
 from bvisor.launcher import childproc, landlock, mounts, netns, pidns, seccomp, userns
 
 
-def _userns_netns() -> None:
-    userns.enter(netns.CLONE_NEWNET)
+# Each namespace proof is a child cloned into the namespaces a run's child is born in, as
+# the launcher makes it (``childproc.fork_with_error_pipe``), mapping itself the same way.
+_USERNS_NETNS = userns.CLONE_NEWUSER | netns.CLONE_NEWNET
+_USERNS_MOUNT = userns.CLONE_NEWUSER | mounts.CLONE_NEWNS
+_USERNS_PID = userns.CLONE_NEWUSER | mounts.CLONE_NEWNS | pidns.CLONE_NEWPID
+
+
+def _userns_netns(ids) -> None:
+    userns.map_self(*ids)
     netns.attest()
 
 
-def _userns_mount() -> None:
-    userns.enter(mounts.CLONE_NEWNS)
+def _userns_mount(ids) -> None:
+    userns.map_self(*ids)
     mounts.make_private()
     mounts.mount_temp_root("/tmp", 4096)
 
 
-def _userns_pid() -> None:
-    """A pid namespace whose init mounts its own /proc, as every run's init does."""
-    userns.enter(mounts.CLONE_NEWNS | pidns.CLONE_NEWPID)
+def _userns_pid(ids) -> None:
+    """Pid 1 of a new pid namespace, mounting its own /proc as every run's init does."""
+    userns.map_self(*ids)
+    if os.getpid() != 1:
+        raise OSError(0, f"the namespace's first process is pid {os.getpid()}, not 1")
     mounts.make_private()
-    init = os.fork()
-    if init == 0:
-        try:
-            mounts.mount_proc()
-        except BaseException:
-            os._exit(1)
-        os._exit(0)
-    _, status = os.waitpid(init, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise OSError(1, "the namespace's init could not mount its own /proc")
+    mounts.mount_proc()
 
 
 def _landlock_restrict() -> None:
@@ -45,8 +45,11 @@ def _landlock_restrict() -> None:
     landlock.restrict_self(landlock.create_ruleset(abi))
 
 
-def _prove(action) -> str:
-    pid, error_fd = childproc.fork_with_error_pipe()
+def _prove(action, namespaces: int = 0) -> str:
+    try:
+        pid, error_fd = childproc.fork_with_error_pipe(namespaces)
+    except OSError as exc:  # the kernel refused the namespaces
+        return f"failed errno={exc.errno} clone: {exc.strerror}"
     if pid == 0:
         try:
             action()
@@ -61,12 +64,13 @@ def _prove(action) -> str:
 
 
 def main() -> None:
+    ids = (os.geteuid(), os.getegid())
     facts = {
         "launcher_euid": str(os.geteuid()),
         "landlock_abi": str(landlock.abi_version()),
-        "userns_netns": _prove(_userns_netns),
-        "userns_mount": _prove(_userns_mount),
-        "userns_pid": _prove(_userns_pid),
+        "userns_netns": _prove(lambda: _userns_netns(ids), _USERNS_NETNS),
+        "userns_mount": _prove(lambda: _userns_mount(ids), _USERNS_MOUNT),
+        "userns_pid": _prove(lambda: _userns_pid(ids), _USERNS_PID),
         "landlock_restrict": _prove(_landlock_restrict),
         "seccomp_filter": _prove(seccomp.install_allow_all),
     }

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from bvisor.launcher.fds import read_text
+
 # The only v1 controllers a run leaf uses; others (cpu, cpuset, blkio, ...) carry no fact.
 V1_CONTROLLERS = ("pids", "memory", "freezer", "cpuacct")
 
@@ -74,8 +76,7 @@ def _read(path: str) -> str | None:
     """The file's text; ``None`` when it does not exist (a kernel or controller without it, or
     a leaf already removed)."""
     try:
-        with open(path) as f:
-            return f.read()
+        return read_text(path)  # with no buffered io stack: a run reads a dozen of these
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -72,7 +72,7 @@ class WorkloadExit:
 class LaunchObservation:
     """Everything the host saw of one launcher run."""
 
-    __slots__ = ("terminal", "transcript", "notes", "launcher_exit", "stdout", "stderr", "held_open", "timeline")
+    __slots__ = ("terminal", "transcript", "notes", "launcher_exit", "stdout", "stderr", "held_open", "timeline", "_heads")
 
     def __init__(self, terminal, transcript, notes, launcher_exit, stdout, stderr, held_open, timeline=()):
         self.terminal: LauncherState | None = terminal
@@ -84,6 +84,7 @@ class LaunchObservation:
         self.held_open: list = held_open  # stream names a descendant still held after the run
         # (state or "launcher_exited", monotonic ns the host saw it): where a run's time went
         self.timeline: tuple = tuple(timeline)
+        self._heads = None  # first word -> the notes it begins, in order (see note_fields)
 
     @property
     def captured_stdout(self) -> bytes:
@@ -97,8 +98,13 @@ class LaunchObservation:
         return self.terminal is LauncherState.ExecSucceeded
 
     def note_fields(self, head: str):
-        """The ``key=value`` fields of the first note starting with ``head``, or None."""
-        for note in self.notes:
+        """The ``key=value`` fields of the first note starting with ``head``, or None. (A run's
+        verdict asks this of every attested note: the notes are indexed by first word once.)"""
+        if self._heads is None:
+            self._heads = {}
+            for note in self.notes:
+                self._heads.setdefault(note.split(" ", 1)[0], []).append(note)
+        for note in self._heads.get(head.split(" ", 1)[0], ()):
             if note == head or note.startswith(head + " "):
                 return dict(p.split("=", 1) for p in note[len(head):].split() if "=" in p)
         return None

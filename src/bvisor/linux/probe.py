@@ -7,6 +7,7 @@ enough to run at every plan and before every execute, to detect drift.
 
 import os
 
+from bvisor.launcher.fds import read_text
 from bvisor.linux.filesystem import probe_system_roots
 
 _SYSCTLS = (
@@ -18,8 +19,7 @@ _SYSCTLS = (
 
 def _read(path: str):
     try:
-        with open(path) as f:
-            return f.read().strip()
+        return read_text(path).strip()
     except OSError:
         return None
 
