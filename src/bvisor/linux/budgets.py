@@ -89,8 +89,8 @@ class RunSupervisor:
 
     Wall: one deadline. Cpu: the leaf's whole-tree usage, read no later than the earliest
     moment the budget could be spent with every CPU busy. Either one kills the whole tree
-    (the leaf's kill, else SIGKILL to the launcher, whose death takes the namespace parent,
-    the init and so the pid namespace with it) and records which dimension did.
+    (the leaf's kill, else SIGKILL to the launcher, whose death takes the init and so the pid
+    namespace with it) and records which dimension did.
     """
 
     def __init__(self, budgets: list[AdmittedBudget], leaf, start: float):

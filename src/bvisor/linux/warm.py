@@ -157,7 +157,7 @@ class _Spawner:
     def stop(self) -> None:
         """Return once the thread is gone from the kernel too: ``join`` returns when Python is
         done with it, a moment before the task exits, and a caller that goes on to need a
-        single-threaded process (``unshare(CLONE_NEWUSER)``, a thread count) must not see it."""
+        single-threaded process (``clone(CLONE_NEWUSER)``, a thread count) must not see it."""
         self._jobs.put(None)
         self._thread.join()
         task = f"/proc/self/task/{self._thread.native_id}"
