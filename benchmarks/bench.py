@@ -295,19 +295,26 @@ def cpu(pairs: int, warm: "Boundary") -> tuple[list, float]:
 
 
 def memory(warm: "Boundary") -> dict:
-    def rss_kib(pid) -> int:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    """Resident memory: the warm server and its idle spare coordinator (RSS, and PSS, which
+    splits the pages they share), and the host's growth per run."""
+
+    def kib(pid, path: str, field: str) -> int:
+        with open(f"/proc/{pid}/{path}") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
     plan = warm.plan([TRUE])
     warm.run(plan)
-    before = rss_kib("self")
+    before = kib("self", "status", "VmRSS")
     for _ in range(200):
         warm.run(plan)
-    after = rss_kib("self")
+    after = kib("self", "status", "VmRSS")
     server = warm.backend.warm_launcher_pid()
+    with open(f"/proc/{server}/task/{server}/children") as f:
+        spares = [int(pid) for pid in f.read().split()]
     return {
-        "warm_launcher_rss_kib": rss_kib(server) if server else None,
+        "warm_server_rss_kib": kib(server, "status", "VmRSS"),
+        "warm_server_pss_kib": kib(server, "smaps_rollup", "Pss"),
+        "spare_coordinator_pss_kib": sum(kib(pid, "smaps_rollup", "Pss") for pid in spares),
         "host_rss_growth_kib_per_run_over_200": (after - before) / 200,
         "host_rss_kib": after,
     }

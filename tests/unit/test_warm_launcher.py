@@ -356,6 +356,52 @@ def test_killing_the_server_mid_run_ends_the_run_with_a_harness_error_and_leaves
     assert new_server not in (None, server), "the next run must start a new server"
 
 
+def children_of(pid: int) -> list:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
+def one_spare(server: int) -> int:
+    """The server's one child while no run is in flight: its spare coordinator."""
+    deadline = time.monotonic() + GONE_WAIT
+    while len(children := children_of(server)) != 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(children) == 1, f"an idle server must hold exactly one spare, has children {children}"
+    return children[0]
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_an_idle_server_holds_one_spare_that_keeps_only_its_socket_and_dies_with_the_server(identity):
+    """The next run's coordinator is forked ahead: it must hold nothing of the server's (not
+    the host's socket, not another run's pidfd) until its request brings the run's fds, take
+    exactly one request, be replaced after it, not be waited on when it has died, and die
+    with the server."""
+    launcher = warm.WarmLauncher(launcher_as(identity))
+    try:
+        assert _echo_run(launcher, "first") is None
+        server = launcher.server_pid()
+        spare = one_spare(server)
+        held = [os.readlink(f"/proc/{spare}/fd/{fd}") for fd in os.listdir(f"/proc/{spare}/fd")]
+        assert len(held) == 1 and held[0].startswith("socket:"), f"the spare holds {held}"
+        assert _echo_run(launcher, "second") is None
+        assert stat_of(spare) is None, "the spare must have carried the second run and been reaped"
+        replacement = one_spare(server)
+        assert replacement != spare
+        os.kill(replacement, signal.SIGKILL)  # a dead spare: the next run forks on demand
+        deadline = time.monotonic() + GONE_WAIT
+        while stat_of(replacement)[0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.005)  # dead (its socket closed), not yet reaped: the server has not looked
+        assert _echo_run(launcher, "third") is None
+        assert stat_of(replacement) is None, "the dead spare must be reaped"
+        last = one_spare(server)
+        tree = [(last, stat_of(last)[2])]
+        os.kill(server, signal.SIGKILL)
+        survivors = gone_within(tree, GONE_WAIT)
+    finally:
+        launcher.close()
+    assert not survivors, f"the spare outlived its server: {survivors}"
+
+
 CRASHING_HOST = """
 import sys
 sys.path.insert(0, sys.argv[1])

@@ -7,7 +7,9 @@ launcher (the same fds at the same numbers, a fresh launcher's signal dispositio
 its parent) and runs the same code from the first control line on (``coordinator.carry_out``).
 
 Single-threaded (the coordinator forks, and checks): one ``poll`` over the host's socket and
-one pidfd per running coordinator.
+one pidfd per running coordinator. The next run's coordinator is forked ahead of its request
+(a spare, waiting on a socket of its own, tied to this server), so that fork (~0.5 ms of
+page-table copying here) is off the run's critical path; a request finds it ready.
 
 The socket is the SOCK_SEQPACKET pair end the host passes as fd ``BVISOR_SERVER_FD``: one
 message per request or reply, never split or merged, and EOF exactly when the host's end
@@ -152,41 +154,116 @@ def main() -> None:
 
 
 def serve(sock: socket.socket, host_pid: int, carry_out) -> None:
-    """Fork a coordinator per request and report its start and its exit, until EOF."""
+    """Start a coordinator per request and report its start and its exit, until EOF."""
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     children = {}  # pidfd -> (request id, pid)
-    while True:
-        for fd, _ in poller.poll():
-            if fd in children:
-                poller.unregister(fd)
-                _report_exit(sock, fd, *children.pop(fd))
-            elif not _take_request(sock, host_pid, carry_out, poller, children):
-                return
+    spare = None
+    try:
+        while True:
+            if spare is None or spare.spent:
+                spare = _Spare.fork(host_pid, carry_out)
+            for fd, _ in poller.poll():
+                if fd in children:
+                    poller.unregister(fd)
+                    _report_exit(sock, fd, *children.pop(fd))
+                elif (started := _take_request(sock, host_pid, carry_out, spare)) is None:
+                    return
+                elif started:
+                    request_id, pid, pidfd = started
+                    children[pidfd] = (request_id, pid)
+                    poller.register(pidfd, select.POLLIN)
+    finally:
+        if spare is not None and not spare.spent:
+            spare.discard()
 
 
-def _take_request(sock: socket.socket, host_pid: int, carry_out, poller, children: dict) -> bool:
-    """Serve one message; False at EOF."""
+def _take_request(sock: socket.socket, host_pid: int, carry_out, spare):
+    """Serve one message: ``(request id, pid, pidfd)`` of the coordinator started, False when
+    it was refused, None at EOF."""
     try:
         data, passed, msg_flags = receive(sock, MAX_REQUEST + 1, MAX_FDS)
     except OSError as exc:  # ECONNRESET: the host closed with replies it never read
         raise HostGone(str(exc)) from None
     if not data:  # the host never sends an empty message: this is its end closing
         _close_all(passed)
-        return False
+        return None
     try:
         request = decode_request(data, passed, msg_flags, host_pid)
-        pid = _fork_coordinator(request, carry_out)
+        if spare is not None and spare.take(data, passed):
+            pid, pidfd = spare.pid, spare.pidfd
+        else:
+            pid = _fork_coordinator(request, carry_out)
+            pidfd = os.pidfd_open(pid)  # before any reaping: it names this child, never a reused pid
     except RequestRefused as exc:
         _reply(sock, REFUSED, exc.request_id, 0, exc.errno)
-        return True
+        return False
     finally:
         _close_all(passed)  # the child has its copies; EOF on the run's pipes must mean it is done
-    pidfd = os.pidfd_open(pid)  # before any reaping: it names this child, never a reused pid
-    children[pidfd] = (request.request_id, pid)
-    poller.register(pidfd, select.POLLIN)
     _reply(sock, STARTED, request.request_id, pid, 0, [pidfd])
-    return True
+    return request.request_id, pid, pidfd
+
+
+class _Spare:
+    """A coordinator forked before its request: it holds nothing of the server's but its own
+    socket, waits there for one request (the same message and fds the host sent) and carries
+    it out exactly as a coordinator forked on demand does."""
+
+    __slots__ = ("pid", "pidfd", "spent", "_sock")
+
+    @classmethod
+    def fork(cls, host_pid: int, carry_out):
+        """A new spare, or None when none can be forked now (requests then fork on demand)."""
+        server = os.getpid()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return None
+        if pid == 0:
+            _await_request(theirs, server, host_pid, carry_out)
+        theirs.close()
+        spare = cls()
+        spare.pid, spare.pidfd, spare._sock, spare.spent = pid, os.pidfd_open(pid), ours, False
+        return spare
+
+    def take(self, data: bytes, passed: list) -> bool:
+        """Hand this spare one request; False (and the spare ended) if it cannot take it.
+        Either way it is spent: a spare is offered one request at most."""
+        self.spent = True
+        try:
+            send(self._sock, data, passed)
+        except OSError:
+            self.discard()
+            return False
+        self._sock.close()  # the request is queued; nothing else will ever go to this spare
+        return True
+
+    def discard(self) -> None:
+        """End an unused spare and reap it."""
+        self._sock.close()
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it has exited already
+        os.waitpid(self.pid, 0)
+        os.close(self.pidfd)
+
+
+def _await_request(sock: socket.socket, server: int, host_pid: int, carry_out) -> None:
+    """The spare's life: nothing of the server's kept, tied to it, one request, then exactly
+    what a coordinator forked on demand does. Never returns."""
+    try:
+        fds.close_all_but({sock.fileno()})  # not the host's socket, not another run's pidfd
+        lifetime.die_with_parent(server, "spare_lifetime")
+        data, passed, msg_flags = receive(sock, MAX_REQUEST + 1, MAX_FDS)
+        sock.close()
+        if data:  # EOF instead: the server discarded this spare, or is gone
+            _become_coordinator(decode_request(data, passed, msg_flags, host_pid), server, carry_out)
+    finally:
+        os._exit(wire.EXIT_FAULTED)
 
 
 def _fork_coordinator(request: Request, carry_out) -> int:

@@ -41,6 +41,10 @@ REPLY_TIMEOUT = 10.0
 
 _SERVER_FD = 3
 
+# How long ``close`` lets the server end on its own once it has read the hang-up (about a
+# millisecond in practice; bounded, then it is killed).
+_STOP_GRACE = 1.0
+
 # How long ``close`` waits for the joined spawner thread to leave the kernel's task list
 # (microseconds in practice; bounded so a close can never hang on it).
 _THREAD_EXIT_WAIT = 1.0
@@ -225,7 +229,7 @@ class _Server:
 
     def stop(self, reason: str) -> None:
         with self._cond:
-            self._fail(reason)
+            self._fail(reason, _STOP_GRACE)
 
     def abandon(self) -> None:
         """In a forked child of the owner: close this process's copies, touch nothing else."""
@@ -348,15 +352,21 @@ class _Server:
             return
         box.append((kind, value, passed))
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, grace: float = 0.0) -> None:
         """Called locked. End the server for good — its coordinators, and through them their
-        runs, die with it — and wake every run waiting on it."""
+        runs, die with it — and wake every run waiting on it. ``grace``: how long a server
+        that reads the hang-up may take to end on its own (reaping its spare coordinator, so
+        nothing of it outlives the call) before it is killed."""
         if self.failure is not None:
             return
         try:
             self._sock.shutdown(socket.SHUT_RDWR)  # a reader blocked on it returns at once
         except OSError:
             pass  # already disconnected: the server is gone
+        if grace:
+            exited = select.poll()
+            exited.register(self._pidfd, select.POLLIN)
+            exited.poll(grace * 1000)
         try:
             signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
         except ProcessLookupError:
