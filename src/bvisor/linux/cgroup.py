@@ -15,8 +15,9 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import MappingProxyType
+
+import msgspec
 
 from bvisor.launcher.fds import read_text
 
@@ -130,15 +131,14 @@ def _distinct(unified: str | None, v1: Mapping[str, str]) -> tuple[str, ...]:
 # --- where leaves go -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CgroupLayout:
+class CgroupLayout(msgspec.Struct, frozen=True):
     """Where run leaves go, per hierarchy: directories (the process's own cgroup dir)."""
 
     unified: str | None
     v1: Mapping[str, str]
 
     def __post_init__(self):
-        object.__setattr__(self, "v1", MappingProxyType(dict(self.v1)))
+        msgspec.structs.force_setattr(self, "v1", MappingProxyType(dict(self.v1)))
 
 
 def _unescape(field: str) -> str:
@@ -204,8 +204,7 @@ def current_layout() -> CgroupLayout:
 # --- what this user can use, proven by doing -------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Delegation:
+class Delegation(msgspec.Struct, frozen=True):
     """What this host user can really use, proven by doing (mkdir a probe leaf, write the
     files, rmdir)."""
 
@@ -216,7 +215,7 @@ class Delegation:
     reasons: Mapping[str, str]  # for each None above: why
 
     def __post_init__(self):
-        object.__setattr__(self, "reasons", MappingProxyType(dict(self.reasons)))
+        msgspec.structs.force_setattr(self, "reasons", MappingProxyType(dict(self.reasons)))
 
     def usable(self) -> bool:
         """True when a run leaf would carry at least one mechanism."""
@@ -403,14 +402,12 @@ def prove_delegation(layout: CgroupLayout) -> Delegation:
 # --- run leaves ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LeafLimits:
+class LeafLimits(msgspec.Struct, frozen=True):
     pids_max: int | None = None  # written as pids.max before the workload runs
     memory_max: int | None = None  # bytes, swap closed
 
 
-@dataclass(frozen=True)
-class LeafUsage:
+class LeafUsage(msgspec.Struct, frozen=True):
     cpu_us: int | None  # whole tree, including members that already exited
     memory_peak: int | None  # bytes
     pids_peak: int | None
@@ -419,7 +416,7 @@ class LeafUsage:
     oom_kills: int | None
 
     def describe(self) -> str:
-        return " ".join(f"{name}={getattr(self, name)}" for name in self.__dataclass_fields__)
+        return " ".join(f"{name}={getattr(self, name)}" for name in self.__struct_fields__)
 
 
 def leaf_name(owner_pid: int, owner_start: int, attempt_hex: str) -> str:
@@ -446,8 +443,7 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
-class RunLeaf:
+class RunLeaf(msgspec.Struct, frozen=True):
     """A run's leaf: the cgroup2 directory (if used) and each v1 controller's directory.
     Holds no other state, so every operation is safe to repeat after the leaf is gone."""
 
@@ -456,7 +452,7 @@ class RunLeaf:
     kill_mechanism: str  # "cgroup.kill" | "freezer" | "sigkill_each"
 
     def __post_init__(self):
-        object.__setattr__(self, "v1", MappingProxyType(dict(self.v1)))
+        msgspec.structs.force_setattr(self, "v1", MappingProxyType(dict(self.v1)))
 
     @property
     def dirs(self) -> tuple[str, ...]:
