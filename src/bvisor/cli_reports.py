@@ -6,8 +6,8 @@ Imported only by the commands that need it, so ``bvisor run --no-store`` never l
 
 import argparse
 import datetime
+import os
 import sys
-from pathlib import Path
 
 from bvisor.cli import BadInput, _Parser, _write_atomically, _write_out
 
@@ -53,10 +53,17 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def store_path(args) -> Path:
+def store_path(args) -> str:
+    # A string, not a Path: this module is imported by every command (its parsers), and
+    # pathlib costs ~15 ms of imports that `run --no-store` never needs.
     from bvisor.evidence.store import default_store_path
 
-    return Path(args.store) if getattr(args, "store", None) else default_store_path()
+    return args.store if getattr(args, "store", None) else os.fspath(default_store_path())
+
+
+def key_home(args) -> str:
+    """Where the host's signing key lives: beside the store."""
+    return os.path.dirname(os.path.abspath(store_path(args)))
 
 
 def open_store(args):
@@ -73,7 +80,7 @@ def signing_key(args):
     from bvisor.evidence.signing import HostSigningKey, SigningError
 
     try:
-        return HostSigningKey.load_or_create(store_path(args).parent)
+        return HostSigningKey.load_or_create(key_home(args))
     except SigningError as exc:
         raise BadInput(f"signing key: {exc}") from None
 
@@ -197,7 +204,7 @@ _REPORT_ACTIONS = {"list": _list, "show": _show, "verify": _verify_chain, "expor
 def cmd_key(args) -> int:
     key = signing_key(args)
     _write_out(1, key.public_key_pem())
-    sys.stderr.write(f"bvisor: signing key ed25519 {key.public_key_hex()} ({store_path(args).parent})\n")
+    sys.stderr.write(f"bvisor: signing key ed25519 {key.public_key_hex()} ({key_home(args)})\n")
     return 0
 
 
