@@ -20,7 +20,7 @@ the request magic):
            SCM_RIGHTS: those fds in the same order, the plan memfd first and the control
            channel second (the one-shot launcher's BVISOR_LAUNCH_PLAN_FD / BVISOR_CONTROL_FD)
   reply    REPLY: kind, request id, coordinator pid, value
-           STARTED  right after fork; SCM_RIGHTS: a pidfd of the coordinator
+           STARTED  once a coordinator has the request; SCM_RIGHTS: a pidfd of it
            EXITED   once reaped; value = its wait status
            REFUSED  nothing was started; value = errno
 
@@ -211,6 +211,9 @@ class _Spare:
 
     __slots__ = ("pid", "pidfd", "spent", "_sock")
 
+    def __init__(self, pid: int, pidfd: int, sock: socket.socket):
+        self.pid, self.pidfd, self._sock, self.spent = pid, pidfd, sock, False
+
     @classmethod
     def fork(cls, host_pid: int, carry_out):
         """A new spare, or None when none can be forked now (requests then fork on demand)."""
@@ -225,9 +228,7 @@ class _Spare:
         if pid == 0:
             _await_request(theirs, server, host_pid, carry_out)
         theirs.close()
-        spare = cls()
-        spare.pid, spare.pidfd, spare._sock, spare.spent = pid, os.pidfd_open(pid), ours, False
-        return spare
+        return cls(pid, os.pidfd_open(pid), ours)
 
     def take(self, data: bytes, passed: list) -> bool:
         """Hand this spare one request; False (and the spare ended) if it cannot take it.
