@@ -9,7 +9,7 @@ import ctypes
 import os
 import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 
-from bvisor.launcher import libc
+from bvisor.launcher import fds, libc
 
 CHILD_FAILED = 127
 
@@ -55,11 +55,8 @@ def fail(write_fd: int, step: str, exc: BaseException) -> None:
 
 def read_failure(read_fd: int):
     """Block until the child exec'd or failed; ``None`` on success, else ``(step, errno, detail)``."""
-    chunks = []
-    while chunk := os.read(read_fd, 4096):
-        chunks.append(chunk)
-    os.close(read_fd)
-    if not chunks:
+    record = fds.read_all(read_fd)
+    if not record:
         return None
-    step, errno, detail = b"".join(chunks).decode("utf-8", "replace").split(":", 2)
+    step, errno, detail = record.decode("utf-8", "replace").split(":", 2)
     return step, int(errno), detail

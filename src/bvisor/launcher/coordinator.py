@@ -323,13 +323,13 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
     try:
         pid, error_fd = childproc.fork_with_error_pipe(_namespaces(request))
     except OSError as exc:  # the kernel refused the namespaces: no child exists
-        _close_all(status_r, status_w, life_r, life_w)
+        fds.close_all((status_r, status_w, life_r, life_w))
         transcript.note(f"child_failed step=identity errno={exc.errno} detail=clone: {exc.strerror}")
         return _fault(transcript, "child failed at identity")
     if pid == 0:
-        _close_all(status_r, life_w)
+        fds.close_all((status_r, life_w))
         confine_and_exec(request, transcript, error_fd, status_w, life_r if request.pid_namespace else parent, inherited_sigint, ids)
-    _close_all(status_w, life_r)
+    fds.close_all((status_w, life_r))
     failure = childproc.read_failure(error_fd)
     if failure is not None:
         os.close(status_r)
@@ -348,12 +348,6 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
     for note in relayed:
         transcript.note(note)
     return wire.EXIT_EXEC_SUCCEEDED
-
-
-def _close_all(*fds) -> None:
-    for fd in fds:
-        if fd is not None:
-            os.close(fd)
 
 
 def _verify_handles(request: LaunchRequest) -> None:

@@ -60,6 +60,13 @@ def read_all(fd: int) -> bytes:
         os.close(fd)
 
 
+def close_all(numbers) -> None:
+    """Close each fd of ``numbers`` (a None stands for one that was never opened)."""
+    for fd in numbers:
+        if fd is not None:
+            os.close(fd)
+
+
 def read_text(path: str) -> str:
     """A small kernel-generated file (/proc, /proc/sys, a cgroup's) as text, with no buffered
     io stack: in a freshly forked launcher child, ``open()``'s first use costs ~0.3 ms of page

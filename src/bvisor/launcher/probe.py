@@ -16,20 +16,17 @@ _USERNS_MOUNT = userns.CLONE_NEWUSER | mounts.CLONE_NEWNS
 _USERNS_PID = userns.CLONE_NEWUSER | mounts.CLONE_NEWNS | pidns.CLONE_NEWPID
 
 
-def _userns_netns(ids) -> None:
-    userns.map_self(*ids)
+def _userns_netns() -> None:
     netns.attest()
 
 
-def _userns_mount(ids) -> None:
-    userns.map_self(*ids)
+def _userns_mount() -> None:
     mounts.make_private()
     mounts.mount_temp_root("/tmp", 4096)
 
 
-def _userns_pid(ids) -> None:
+def _userns_pid() -> None:
     """Pid 1 of a new pid namespace, mounting its own /proc as every run's init does."""
-    userns.map_self(*ids)
     if os.getpid() != 1:
         raise OSError(0, f"the namespace's first process is pid {os.getpid()}, not 1")
     mounts.make_private()
@@ -46,12 +43,17 @@ def _landlock_restrict() -> None:
 
 
 def _prove(action, namespaces: int = 0) -> str:
+    """``action`` in a throwaway child, born in ``namespaces`` (then first mapped to root in
+    its user namespace, as a run's child is): "ok" or how it failed."""
+    ids = (os.geteuid(), os.getegid())
     try:
         pid, error_fd = childproc.fork_with_error_pipe(namespaces)
     except OSError as exc:  # the kernel refused the namespaces
         return f"failed errno={exc.errno} clone: {exc.strerror}"
     if pid == 0:
         try:
+            if namespaces:
+                userns.map_self(*ids)
             action()
         except BaseException as exc:
             childproc.fail(error_fd, "probe", exc)
@@ -64,13 +66,12 @@ def _prove(action, namespaces: int = 0) -> str:
 
 
 def main() -> None:
-    ids = (os.geteuid(), os.getegid())
     facts = {
         "launcher_euid": str(os.geteuid()),
         "landlock_abi": str(landlock.abi_version()),
-        "userns_netns": _prove(lambda: _userns_netns(ids), _USERNS_NETNS),
-        "userns_mount": _prove(lambda: _userns_mount(ids), _USERNS_MOUNT),
-        "userns_pid": _prove(lambda: _userns_pid(ids), _USERNS_PID),
+        "userns_netns": _prove(_userns_netns, _USERNS_NETNS),
+        "userns_mount": _prove(_userns_mount, _USERNS_MOUNT),
+        "userns_pid": _prove(_userns_pid, _USERNS_PID),
         "landlock_restrict": _prove(_landlock_restrict),
         "seccomp_filter": _prove(seccomp.install_allow_all),
     }

@@ -186,7 +186,7 @@ def _take_request(sock: socket.socket, host_pid: int, carry_out, spare):
     except OSError as exc:  # ECONNRESET: the host closed with replies it never read
         raise HostGone(str(exc)) from None
     if not data:  # the host never sends an empty message: this is its end closing
-        _close_all(passed)
+        fds.close_all(passed)
         return None
     try:
         request = decode_request(data, passed, msg_flags, host_pid)
@@ -199,7 +199,7 @@ def _take_request(sock: socket.socket, host_pid: int, carry_out, spare):
         _reply(sock, REFUSED, exc.request_id, 0, exc.errno)
         return False
     finally:
-        _close_all(passed)  # the child has its copies; EOF on the run's pipes must mean it is done
+        fds.close_all(passed)  # the child has its copies; EOF on the run's pipes must mean it is done
     _reply(sock, STARTED, request.request_id, pid, 0, [pidfd])
     return request.request_id, pid, pidfd
 
@@ -319,8 +319,3 @@ def _reply(sock: socket.socket, kind: int, request_id: int, pid: int, value: int
         send(sock, REPLY.pack(kind, request_id, pid, value), passed)
     except OSError as exc:
         raise HostGone(str(exc)) from None
-
-
-def _close_all(passed: list) -> None:
-    for fd in passed:
-        os.close(fd)

@@ -24,7 +24,7 @@ import time
 
 from bvisor.capture import RunIO
 from bvisor.launcher import server as protocol
-from bvisor.launcher import wire
+from bvisor.launcher import fds, wire
 from bvisor.linux.launch import (
     HarnessError,
     LaunchChannels,
@@ -292,7 +292,7 @@ class _Server:
         return value
 
     def _broken(self, detail: str, passed: list) -> HarnessError:
-        _close_all(passed)
+        fds.close_all(passed)
         with self._cond:
             self._fail(f"the warm launcher server broke the protocol: {detail}")
         return HarnessError(self.failure)
@@ -300,7 +300,7 @@ class _Server:
     def _forget(self, request_id: int) -> None:
         with self._cond:
             for _, _, passed in self._inbox.pop(request_id):
-                _close_all(passed)
+                fds.close_all(passed)
 
     def _next_reply(self, request_id: int) -> tuple:
         deadline = time.monotonic() + REPLY_TIMEOUT
@@ -338,17 +338,17 @@ class _Server:
 
     def _file(self, data: bytes, passed: list, msg_flags: int) -> None:
         if not data:
-            _close_all(passed)
+            fds.close_all(passed)
             self._fail("the warm launcher server ended")
             return
         if not _well_formed(data, passed, msg_flags):
-            _close_all(passed)
+            fds.close_all(passed)
             self._fail(f"the warm launcher server sent a malformed reply ({len(data)} bytes, {len(passed)} fds)")
             return
         kind, request_id, _, value = protocol.REPLY.unpack(data)
         box = self._inbox.get(request_id)
         if box is None:  # not a run in flight: nobody will take what it carries
-            _close_all(passed)
+            fds.close_all(passed)
             return
         box.append((kind, value, passed))
 
@@ -408,8 +408,3 @@ def _describe(status) -> str:
         return "exit status unknown"
     code = os.waitstatus_to_exitcode(status)
     return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-
-
-def _close_all(fds: list) -> None:
-    for fd in fds:
-        os.close(fd)
