@@ -3,17 +3,22 @@
 Sections, each printed as a table with medians, spreads (p10/p90) and ratios:
 
   latency      one launch of /bin/true, sequential: bare, ``unshare -Urn``, ``bwrap
-               --unshare-user --unshare-net --clearenv``, firejail (where installed), and the
-               API-level deny-all + exact-env + fd-scrub boundary through the warm launcher and
-               the one-shot (cold) launcher
+               --unshare-user --unshare-net --clearenv``, bwrap-full (bwrap with the pid, ipc,
+               uts namespaces too, a read-only root, its own /proc, /dev and /tmp: the closest
+               bwrap comes to bvisor's boundary), firejail (where installed), the API-level
+               deny-all + exact-env + fd-scrub boundary through the warm launcher and the
+               one-shot (cold) launcher, and python-floor: a warm run's three Python
+               processes with nothing else (``python_floor.py``)
   throughput   runs/s: bwrap sequential, bvisor warm sequential and with 2 concurrent callers
   cli          the whole `bvisor run --net none -- /bin/true` command, cold, with and without
-               its evidence store, against the same peers as commands
+               its evidence store, against the same peers as commands, and python+msgspec:
+               the interpreter importing the contract's one required library, nothing else
   host path    planning + sealing alone (no launch)
   steps        where a warm run's time goes, step by step, from each report's launch_timeline
   cpu          a CPU-bound workload inside a full boundary vs bare, alternating: the overhead
                in percent (median of the per-pair ratios)
   memory       the warm launcher's resident set, and the host's resident growth per run
+  targets      each of the issue's targets against this run's figures: met or not
 
 Peers that are absent are skipped and said so (``apt-get install bubblewrap firejail`` adds
 them). Nothing asserts: it prints, writes ``benchmarks/results/bench.json`` and a PNG plot of
@@ -34,6 +39,8 @@ import threading
 import time
 from pathlib import Path
 
+from timing import timed
+
 TRUE = "/bin/true"
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 # The CPU-bound workload: a fixed amount of pure-Python arithmetic (0.3-0.9 s here) that
@@ -45,6 +52,16 @@ CPU_PROGRAM = (
 )
 CPU_MEASURES = ("loop wall time", "loop CPU time")
 PYTHON = os.path.realpath(sys.executable)
+# bwrap's flags for the boundary closest to bvisor's deny-all one that bwrap can express:
+# the same namespaces and more, a read-only root, its own /proc, /dev and /tmp, the run tied
+# to its parent, a new session. (No cgroup leaf, landlock or seccomp filter: bwrap's
+# --seccomp takes a program the caller compiles.)
+BWRAP_FULL = [
+    "--unshare-user", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+    "--die-with-parent", "--new-session", "--clearenv",
+    "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+]
+FLOOR = str(Path(__file__).with_name("python_floor.py"))
 
 
 # --- statistics (pure) -------------------------------------------------------------------
@@ -66,18 +83,6 @@ def summarise(samples: list) -> dict:
         "p90_ms": percentile(samples, 90),
         "samples_ms": samples,
     }
-
-
-def timed(once, runs: int, warmup: int) -> list:
-    """Milliseconds per call of ``once`` over ``runs`` calls, after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        once()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter_ns()
-        once()
-        samples.append((time.perf_counter_ns() - start) / 1e6)
-    return samples
 
 
 def render(title: str, rows: list, baseline: str | None) -> str:
@@ -118,6 +123,7 @@ def peer_commands(program: list) -> tuple[dict, dict]:
     peers = {
         "unshare": ("unshare", ["-Urn"]),
         "bwrap": ("bwrap", ["--unshare-user", "--unshare-net", "--clearenv", "--dev-bind", "/", "/"]),
+        "bwrap-full": ("bwrap", BWRAP_FULL),
         "firejail": ("firejail", ["--quiet", "--noprofile", "--net=none"]),
     }
     found, skipped = {"bare": program}, {}
@@ -193,6 +199,8 @@ def latency(runs: int, warm: "Boundary", cold: "Boundary", skipped: dict) -> lis
     rows.append(("bvisor-warm", summarise(timed(lambda: warm.run(plan), runs, 5))))
     cold_plan = cold.plan([TRUE])
     rows.append(("bvisor-cold", summarise(timed(lambda: cold.run(cold_plan), max(runs // 4, 10), 2))))
+    floor = subprocess.run([sys.executable, "-E", "-s", FLOOR, str(runs)], capture_output=True, text=True, check=True)
+    rows.append(("python-floor", summarise(json.loads(floor.stdout))))
     return rows
 
 
@@ -233,6 +241,8 @@ def throughput(runs: int, warm: "Boundary") -> dict:
 def cli(runs: int, skipped: dict) -> list:
     commands, _ = peer_commands([TRUE])
     rows = [(name, summarise(timed(command_case(argv), runs, 2))) for name, argv in commands.items()]
+    # DESIGN names msgspec for the host-side contract; no Python CLI that uses it starts faster.
+    rows.append(("python+msgspec", summarise(timed(command_case([sys.executable, "-I", "-c", "import msgspec"]), runs, 2))))
     ours = [BVISOR, "run", "--quiet", "--no-stdin", "--net", "none", "--", TRUE]
     rows.append(("bvisor-cli --no-store", summarise(timed(command_case(ours[:2] + ["--no-store"] + ours[2:]), runs, 2))))
     # As the issue writes it: the run is kept in an evidence store (a throwaway one here).
@@ -332,6 +342,33 @@ def memory(warm: "Boundary") -> dict:
     }
 
 
+def targets(latency_rows: list, cli_rows: list, host_rows: list, rates: dict, overhead: dict) -> list:
+    """``[(target, measured, met)]``: each of the issue's targets against this run's figures;
+    ``met`` is None where a peer it is a ratio to is absent. Ratios are of medians."""
+    lat, cl, host = (dict((name, stats["median_ms"]) for name, stats in rows) for rows in (latency_rows, cli_rows, host_rows))
+
+    def ratio(table: dict, name: str, base: str):
+        return table[name] / table[base] if base in table else None
+
+    def row(target: str, value, limit: float, at_most: bool, shown: str, floor: str = "") -> tuple:
+        if value is None:
+            return target, "not measured: its peer is not installed", None
+        return target, shown.format(value) + floor, value <= limit if at_most else value >= limit
+
+    warm, warm_floor = ratio(lat, "bvisor-warm", "bwrap"), ratio(lat, "python-floor", "bwrap")
+    command, command_floor = ratio(cl, "bvisor-cli stored", "firejail"), ratio(cl, "python+msgspec", "firejail")
+    pair = rates["bvisor-warm x2"] / rates["bwrap x1"] if "bwrap x1" in rates else None
+    return [
+        row("warm API latency p50 <= 1.0x bwrap", warm, 1.0, True, "{:.2f}x",
+            f" (python-floor alone {warm_floor:.2f}x)" if warm_floor is not None else ""),
+        row("2 concurrent callers >= 1.5x bwrap's sequential runs/s", pair, 1.5, False, "{:.2f}x"),
+        row("plan + seal <= 0.5 ms", host["plan"] + host["seal"], 0.5, True, "{:.3f} ms"),
+        row("CLI cold p50 <= 2x firejail", command, 2.0, True, "{:.2f}x",
+            f" (python+msgspec alone {command_floor:.2f}x)" if command_floor is not None else ""),
+        row("CPU-bound overhead inside a full boundary <= 2%", max(overhead.values()), 2.0, True, "{:+.1f}% (the larger of wall and CPU time)"),
+    ]
+
+
 def plot(path: Path, sections: dict) -> str:
     try:
         import matplotlib
@@ -363,10 +400,11 @@ def main(argv=None) -> int:
     skipped: dict = {}
     warm, cold = Boundary(warm=True), Boundary(warm=False)
     try:
+        latency_rows, cli_rows, host_rows = latency(args.runs, warm, cold, skipped), cli(30, skipped), host_path(args.runs, warm)
         sections = {
-            f"latency of /bin/true, {args.runs} runs (API; cold: a quarter as many)": latency(args.runs, warm, cold, skipped),
-            "the bvisor command, cold, 30 runs": cli(30, skipped),
-            f"host path alone, {args.runs} runs": host_path(args.runs, warm),
+            f"latency of /bin/true, {args.runs} runs (API; cold: a quarter as many)": latency_rows,
+            "the bvisor command, cold, 30 runs": cli_rows,
+            f"host path alone, {args.runs} runs": host_rows,
             f"where a warm run's time goes: ms since the step before, {args.runs} runs": steps(args.runs, warm),
         }
         cpu_title = "CPU-bound workload (its own loop wall time), 30 alternating pairs"
@@ -376,6 +414,7 @@ def main(argv=None) -> int:
     finally:
         warm.close()
         cold.close()
+    verdicts = targets(latency_rows, cli_rows, host_rows, rates, overhead)
     # The CLI's target is a ratio to firejail's command; bwrap's where firejail is absent.
     baselines = ["bwrap", "firejail", None, None, "bare"]
     print(f"bvisor benchmark — uid {os.geteuid()}, kernel {platform.release()}, {os.cpu_count()} CPUs\n")
@@ -390,12 +429,16 @@ def main(argv=None) -> int:
     print("memory: " + ", ".join(f"{k} {v}" for k, v in mem.items()))
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
+    print("\ntargets, against this run's figures:")
+    for target, measured, met in verdicts:
+        print(f"  {({True: 'met', False: 'NOT MET', None: '-'})[met]:7}  {target}: {measured}")
     document = {
         "host": {"kernel": platform.release(), "uid": os.geteuid(), "python": platform.python_version(), "cpus": os.cpu_count()},
         "sections": {title: dict(rows) for title, rows in sections.items()},
         "cpu_overhead_percent": overhead,
         "throughput_runs_per_s": rates,
         "memory": mem,
+        "targets": [{"target": target, "measured": measured, "met": met} for target, measured, met in verdicts],
         "skipped": skipped,
     }
     (out / "bench.json").write_text(json.dumps(document, indent=2) + "\n")
