@@ -131,8 +131,15 @@ def peer_commands(program: list) -> tuple[dict, dict]:
         path = shutil.which(tool)
         if path is None:
             skipped[name] = f"{tool} is not installed"
+            continue
+        argv = [path, *flags, *program]
+        # Installed is not enough: firejail refuses users not in firejail.users, bwrap fails
+        # where user namespaces are off. Such a peer is skipped with its own words.
+        tried = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+        if tried.returncode != 0:
+            skipped[name] = f"{tool} cannot run here: " + (tried.stderr.strip().splitlines() or [f"exit {tried.returncode}"])[0]
         else:
-            found[name] = [path, *flags, *program]
+            found[name] = argv
     return found, skipped
 
 
