@@ -359,7 +359,7 @@ def targets(latency_rows: list, cli_rows: list, host_rows: list, rates: dict, ov
 
     def row(target: str, value, limit: float, at_most: bool, shown: str, floor: str = "") -> tuple:
         if value is None:
-            return target, "not measured: its peer is not installed", None
+            return target, "not measured: its peer is absent or cannot run here (see skipped)", None
         return target, shown.format(value) + floor, value <= limit if at_most else value >= limit
 
     warm, warm_floor = ratio(lat, "bvisor-warm", "bwrap"), ratio(lat, "python-floor", "bwrap")
