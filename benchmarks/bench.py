@@ -119,7 +119,8 @@ def command_case(argv: list, env: dict | None = None):
 
 
 def peer_commands(program: list) -> tuple[dict, dict]:
-    """``({name: argv}, {name: why skipped})`` for running ``program`` bare and under each peer."""
+    """``({name: argv}, {name: why skipped})`` for running ``program`` bare and under each peer
+    that is installed and runs here (each tried once)."""
     peers = {
         "unshare": ("unshare", ["-Urn"]),
         "bwrap": ("bwrap", ["--unshare-user", "--unshare-net", "--clearenv", "--dev-bind", "/", "/"]),
@@ -135,11 +136,12 @@ def peer_commands(program: list) -> tuple[dict, dict]:
         argv = [path, *flags, *program]
         # Installed is not enough: firejail refuses users not in firejail.users, bwrap fails
         # where user namespaces are off. Such a peer is skipped with its own words.
-        tried = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
-        if tried.returncode != 0:
-            skipped[name] = f"{tool} cannot run here: " + (tried.stderr.strip().splitlines() or [f"exit {tried.returncode}"])[0]
-        else:
-            found[name] = argv
+        try:
+            command_case(argv)()
+        except RuntimeError as exc:
+            skipped[name] = f"{tool} cannot run here: {exc}"
+            continue
+        found[name] = argv
     return found, skipped
 
 
@@ -198,10 +200,9 @@ class Boundary:
 # --- sections -----------------------------------------------------------------------------
 
 
-def latency(runs: int, warm: "Boundary", cold: "Boundary", skipped: dict) -> list:
-    commands, missing = peer_commands([TRUE])
-    skipped.update(missing)
-    rows = [(name, summarise(timed(command_case(argv), runs, 5))) for name, argv in commands.items()]
+def latency(runs: int, warm: "Boundary", cold: "Boundary", peers: dict) -> list:
+    """``peers``: ``peer_commands([TRUE])``'s commands."""
+    rows = [(name, summarise(timed(command_case(argv), runs, 5))) for name, argv in peers.items()]
     plan = warm.plan([TRUE])
     rows.append(("bvisor-warm", summarise(timed(lambda: warm.run(plan), runs, 5))))
     cold_plan = cold.plan([TRUE])
@@ -211,7 +212,7 @@ def latency(runs: int, warm: "Boundary", cold: "Boundary", skipped: dict) -> lis
     return rows
 
 
-def throughput(runs: int, warm: "Boundary") -> dict:
+def throughput(runs: int, warm: "Boundary", peers: dict) -> dict:
     """Runs per second: bvisor warm with 1 and 2 concurrent callers, bwrap sequential."""
     plan = warm.plan([TRUE])
     result = {}
@@ -236,7 +237,7 @@ def throughput(runs: int, warm: "Boundary") -> dict:
         if errors:
             raise errors[0]
         result[f"bvisor-warm x{callers}"] = per_caller * callers / elapsed
-    bwrap = peer_commands([TRUE])[0].get("bwrap")
+    bwrap = peers.get("bwrap")
     if bwrap:
         start = time.perf_counter()
         for _ in range(runs):
@@ -245,9 +246,8 @@ def throughput(runs: int, warm: "Boundary") -> dict:
     return result
 
 
-def cli(runs: int, skipped: dict) -> list:
-    commands, _ = peer_commands([TRUE])
-    rows = [(name, summarise(timed(command_case(argv), runs, 2))) for name, argv in commands.items()]
+def cli(runs: int, peers: dict) -> list:
+    rows = [(name, summarise(timed(command_case(argv), runs, 2))) for name, argv in peers.items()]
     # DESIGN names msgspec for the host-side contract; no Python CLI that uses it starts faster.
     rows.append(("python+msgspec", summarise(timed(command_case([sys.executable, "-I", "-c", "import msgspec"]), runs, 2))))
     ours = [BVISOR, "run", "--quiet", "--no-stdin", "--net", "none", "--", TRUE]
@@ -404,10 +404,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    skipped: dict = {}
+    peers, skipped = peer_commands([TRUE])
     warm, cold = Boundary(warm=True), Boundary(warm=False)
     try:
-        latency_rows, cli_rows, host_rows = latency(args.runs, warm, cold, skipped), cli(30, skipped), host_path(args.runs, warm)
+        latency_rows, cli_rows, host_rows = latency(args.runs, warm, cold, peers), cli(30, peers), host_path(args.runs, warm)
         sections = {
             f"latency of /bin/true, {args.runs} runs (API; cold: a quarter as many)": latency_rows,
             "the bvisor command, cold, 30 runs": cli_rows,
@@ -416,7 +416,7 @@ def main(argv=None) -> int:
         }
         cpu_title = "CPU-bound workload (its own loop wall time), 30 alternating pairs"
         sections[cpu_title], overhead = cpu(30, warm)
-        rates = throughput(args.runs, warm)
+        rates = throughput(args.runs, warm, peers)
         mem = memory(warm)
     finally:
         warm.close()

@@ -9,17 +9,17 @@ bwrap. The latency section of ``make bench`` (``bench.py``), without the other s
 import argparse
 import sys
 
-from bench import Boundary, latency, render
+from bench import TRUE, Boundary, latency, peer_commands, render
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="timed launches per case (default 200; cold: a quarter)")
     args = parser.parse_args(argv)
-    skipped: dict = {}
+    peers, skipped = peer_commands([TRUE])
     warm, cold = Boundary(warm=True), Boundary(warm=False)
     try:
-        rows = latency(args.runs, warm, cold, skipped)
+        rows = latency(args.runs, warm, cold, peers)
     finally:
         warm.close()
         cold.close()
