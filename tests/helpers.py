@@ -117,8 +117,23 @@ def entry(primitive: str, phase_code: int) -> LoweringWireEntryV1:
     )
 
 
-def plan(argv, deny_network: bool, envp=None, entries=None) -> LinuxLaunchPlanV1:
-    lowering = LoweringWireV1(entries=entries or [entry(ID_AMBIENT_SCRUB, PHASE_CODE_SCRUB), entry(ID_EXEC, PHASE_CODE_EXEC)])
+# The outside id a hand-built plan gives in-run root when a root launcher runs it (the host
+# leases one per run; a root launcher refuses a user namespace without one).
+TEST_OUTSIDE_ID = 1879048192 + 65536 + 4242
+
+
+def test_outside_id(identity: str = "caller"):
+    """The plan's outside id for a launcher of ``identity``: only a root launcher needs one."""
+    return TEST_OUTSIDE_ID if identity == "caller" and os.geteuid() == 0 else None
+
+
+def plan(argv, deny_network: bool, envp=None, entries=None, identity: str = "caller") -> LinuxLaunchPlanV1:
+    """A seed-shaped plan; ``identity``: who will run its launcher (``launcher_as``)."""
+    entries = entries or [entry(ID_AMBIENT_SCRUB, PHASE_CODE_SCRUB), entry(ID_EXEC, PHASE_CODE_EXEC)]
+    outside_id = test_outside_id(identity) if deny_network else None
+    if outside_id is not None:
+        entries = [entry(wire.ID_TRANSIENT_ID, wire.PHASE_NAMESPACE_CREATE), *entries]
+    lowering = LoweringWireV1(entries=entries)
     table = [
         DescriptorSlotV1(
             slot_index=EXE_SLOT,
@@ -139,7 +154,7 @@ def plan(argv, deny_network: bool, envp=None, entries=None) -> LinuxLaunchPlanV1
                 argv=list(argv),
                 envp=list(envp if envp is not None else [("PATH", "/usr/bin:/bin")]),
                 exe_slot=EXE_SLOT,
-                user_namespace=UserNsRequest() if deny_network else None,
+                user_namespace=UserNsRequest(outside_id=outside_id) if deny_network else None,
                 network_namespace=NetworkNsRequest() if deny_network else None,
             ),
         )

@@ -130,18 +130,18 @@ def parity_failures(cold, hot) -> list:
     return failures
 
 
-def _frame(argv, deny_network=False, entries=None) -> bytes:
-    return encode_frame(plan(argv, deny_network, entries=entries))
+def _frame(argv, deny_network=False, entries=None, identity="caller") -> bytes:
+    return encode_frame(plan(argv, deny_network, entries=entries, identity=identity))
 
 
 PLANS = {
-    "exit_code_and_both_streams": lambda: _frame(["sh", "-c", "echo out; echo err >&2; exit 7"]),
-    "killed_by_a_signal": lambda: _frame(["sh", "-c", "kill -TERM $$"]),
-    "deny_network": lambda: _frame(["sh", "-c", "cat /proc/self/net/dev"], deny_network=True),
-    "unknown_primitive": lambda: _frame(
+    "exit_code_and_both_streams": lambda identity: _frame(["sh", "-c", "echo out; echo err >&2; exit 7"]),
+    "killed_by_a_signal": lambda identity: _frame(["sh", "-c", "kill -TERM $$"]),
+    "deny_network": lambda identity: _frame(["sh", "-c", "cat /proc/self/net/dev"], deny_network=True, identity=identity),
+    "unknown_primitive": lambda identity: _frame(
         ["sh", "-c", "echo never"], entries=[entry(wire.ID_AMBIENT_SCRUB, 3), entry("linux.teleport.v1", 4), entry(wire.ID_EXEC, 5)]
     ),
-    "primitive_in_the_wrong_phase": lambda: _frame(["sh", "-c", "true"], entries=[entry(wire.ID_AMBIENT_SCRUB, 4), entry(wire.ID_EXEC, 5)]),
+    "primitive_in_the_wrong_phase": lambda identity: _frame(["sh", "-c", "true"], entries=[entry(wire.ID_AMBIENT_SCRUB, 4), entry(wire.ID_EXEC, 5)]),
 }
 
 
@@ -150,7 +150,7 @@ def test_the_same_plans_give_the_same_verdicts_as_the_one_shot_launcher(warm_as,
     identity, launcher = warm_as
     if name == "deny_network" and not launch.unprivileged_userns_available():
         loud_skip("warm parity, deny_network: this host forbids unprivileged user+network namespaces")
-    cold, hot = one_shot_and_warm(identity, launcher, PLANS[name](), lambda: [sh_authority()])
+    cold, hot = one_shot_and_warm(identity, launcher, PLANS[name](identity), lambda: [sh_authority()])
     print(f"{name} [{identity}]: one-shot {cold.transcript[-1:]} warm {hot.transcript[-1:]}", file=sys.stderr)
     assert not parity_failures(cold, hot), f"warm vs one-shot [{identity}] {name}: {parity_failures(cold, hot)}"
     if name == "exit_code_and_both_streams":
@@ -581,7 +581,7 @@ def test_report_warm_and_one_shot_latency_and_the_servers_memory(identity):
             if deny and not launch.unprivileged_userns_available():
                 lines.append(f"{label}: skipped (no unprivileged user+network namespaces here)")
                 continue
-            frame = _frame(["true"], deny_network=deny)
+            frame = _frame(["true"], deny_network=deny, identity=identity)
             launcher.run(frame, [exe_authority("/bin/true")])  # the server's own start is not a run
             hot = _median_ms(lambda: launcher.run(frame, [exe_authority("/bin/true")]), count)
             cold = _median_ms(lambda: launch.run_launcher_frame(launcher_as(identity), frame, [exe_authority("/bin/true")]), count)

@@ -7,7 +7,9 @@ the launcher never names a cgroup path. Every later process of the run is born i
 
 import os
 
-from bvisor.launcher import fds
+from bvisor.launcher import fds, libc
+
+CLONE_NEWCGROUP = 0x02000000
 
 
 def _membership() -> set:
@@ -24,3 +26,13 @@ def place(procs_slots: list) -> str:
     if len(moved) < len(procs_slots):
         raise OSError(0, f"cgroup placement changed {len(moved)} of {len(procs_slots)} hierarchies")
     return f"cgroup=placed hierarchies={len(moved)} now={';'.join(moved)}"
+
+
+def enter_namespace() -> str:
+    """A new cgroup namespace rooted at the leaf this process was just placed in: the run
+    sees its leaf as "/", no host cgroup path, and cannot move itself out of it."""
+    libc.call("unshare", CLONE_NEWCGROUP)
+    paths = {line.split(":", 2)[2] for line in _membership()}
+    if paths != {"/"}:
+        raise OSError(0, f"the new cgroup namespace shows {sorted(paths)}, not only /")
+    return "cgroup_namespace=new root=leaf"

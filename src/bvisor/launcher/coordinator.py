@@ -15,6 +15,8 @@ from bvisor.launcher import (
     childproc,
     execve,
     fds,
+    idmap,
+    ipc,
     landlock,
     lifetime,
     mounts,
@@ -23,6 +25,7 @@ from bvisor.launcher import (
     rlimits,
     seccomp,
     userns,
+    uts,
     wire,
 )
 from bvisor.launcher.request import LaunchRequest, Refusal, build_request, verify_identity
@@ -82,6 +85,7 @@ def run_plan(frame: bytes, transcript: Transcript) -> int:
         _verify_handles(request)
         transcript.state("HandlesVerified")
         _check_kernel_floors(request)
+        _check_identity(request)
     except wire.FrameReject as exc:
         return _refuse(transcript, "PlanInvalid", f"frame {exc}")
     except Refusal as exc:
@@ -89,10 +93,11 @@ def run_plan(frame: bytes, transcript: Transcript) -> int:
     return _launch(request, transcript)
 
 
-def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, tie, sigint, ids) -> None:
-    """The child, born in the plan's namespaces: map its identity, then (with a pid namespace,
+def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, tie, sigint, identity, trees: dict) -> None:
+    """The child, born in the plan's namespaces: take its identity, then (with a pid namespace,
     whose pid 1 it is) become the init that runs the workload, else the workload itself.
-    ``tie``: the lifeline's read end with a pid namespace, else the parent's pid. Never returns."""
+    ``tie``: the lifeline's read end with a pid namespace, else the parent's pid. ``identity``:
+    see ``_identity_phase``. ``trees``: idmapped clones to attach, by slot. Never returns."""
     step = "child"
     try:
         transcript.state("ChildCreated")
@@ -102,23 +107,24 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
         step = "lifetime"
         transcript.note(lifetime.die_with_lifeline(tie) if request.pid_namespace else lifetime.die_with_parent(tie))
         step = "identity"
-        _identity_phase(request, transcript, ids)
+        _identity_phase(request, transcript, identity)
         transcript.state("IdentityPhaseResolved")
         if request.pid_namespace:
             step = "pid_namespace"
             transcript.note("pid_namespace=new")
-            _init(request, transcript, error_fd, status_fd, sigint)
+            _init(request, transcript, error_fd, status_fd, sigint, trees)
         os.close(status_fd)
         step = "visibility"
-        temp_root = _visibility_phase(request, transcript)
+        temp_root = _visibility_phase(request, transcript, trees)
         transcript.state("VisibilityPhaseResolved")
     except BaseException as exc:
         childproc.fail(error_fd, step, exc)
     confine_workload(request, transcript, error_fd, sigint, temp_root)
 
 
-def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, sigint) -> None:
-    """Pid 1: join the run's cgroup leaf, mount this namespace's /proc and the run's mounts,
+def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_fd: int, sigint, trees: dict) -> None:
+    """Pid 1: join the run's cgroup leaf (and a cgroup namespace rooted there), mount this
+    namespace's /proc and the run's mounts,
     start the workload, reap until it ends, relay how it ended, exit (taking the tree along).
     Never returns."""
     if os.getpid() != 1:
@@ -127,8 +133,10 @@ def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_
     try:
         if request.cgroup_slots:
             transcript.note(cgroup.place(request.cgroup_slots))
+        if request.cgroup_namespace:
+            transcript.note(cgroup.enter_namespace())
         step = "visibility"
-        temp_root = _visibility_phase(request, transcript)
+        temp_root = _visibility_phase(request, transcript, trees)
         transcript.note("pid_namespace=init pid=1 proc=own")
         transcript.state("VisibilityPhaseResolved")
         workload = os.fork()
@@ -213,25 +221,47 @@ def _namespaces(request: LaunchRequest) -> int:
         | (netns.CLONE_NEWNET if request.network_namespace else 0)
         | (mounts.CLONE_NEWNS if request.mount_namespace else 0)
         | (pidns.CLONE_NEWPID if request.pid_namespace else 0)
+        | (ipc.CLONE_NEWIPC if request.ipc_namespace else 0)
+        | (uts.CLONE_NEWUTS if request.hostname is not None else 0)
     )
 
 
-def _identity_phase(request: LaunchRequest, transcript: Transcript, ids) -> None:
+def _check_identity(request: LaunchRequest) -> None:
+    """A root launcher never makes in-run root host root: it needs the plan's outside id."""
+    if request.user_namespace and request.outside_id is None and os.geteuid() == 0:
+        raise Refusal("IdentityRefused", "a root launcher maps in-run root to an unprivileged outside_id; the plan gives none")
+
+
+def _identity_phase(request: LaunchRequest, transcript: Transcript, identity) -> None:
+    """``identity``: with an outside id, the read end the parent signals on once it mapped
+    this child; else this launcher's own ``(uid, gid)``, which the child maps itself."""
     if not request.user_namespace:
         transcript.note("identity=not_required")
         return
-    transcript.note(userns.map_self(*ids))
+    if request.outside_id is not None:
+        if os.read(identity, 1) != b"m":
+            raise OSError(0, "the launcher did not map the run's user namespace")
+        os.close(identity)
+        transcript.note(userns.become_mapped_root(request.outside_id))
+    else:
+        transcript.note(userns.map_self(*identity))
     if request.network_namespace:
         transcript.note(netns.attest())
+    if request.ipc_namespace:
+        transcript.note(ipc.attest())
+    if request.hostname is not None:
+        transcript.note(uts.set_hostname(request.hostname))
 
 
-def _visibility_phase(request: LaunchRequest, transcript: Transcript) -> int | None:
-    """The private mount view; returns an fd on the temp root's tmpfs, or None without one."""
+def _visibility_phase(request: LaunchRequest, transcript: Transcript, trees: dict) -> int | None:
+    """The private mount view; returns an fd on the temp root's tmpfs, or None without one.
+    ``trees``: idmapped clones of writable roots and binds, attached in place of a plain bind."""
     if not request.mount_namespace:
         transcript.note("visibility=not_required")
         return None
     transcript.note(mounts.make_private())
-    sources = [mounts.locate_source(b.source_slot, b.source_path) for b in request.binds]
+    binds = [b for b in request.binds if b.source_slot not in trees]
+    sources = [mounts.locate_source(b.source_slot, b.source_path) for b in binds]
     if request.pid_namespace:
         transcript.note(mounts.mount_proc())
     temp_path = temp_root = None
@@ -239,9 +269,15 @@ def _visibility_phase(request: LaunchRequest, transcript: Transcript) -> int | N
         temp_path = request.temp_root[0]
         note, temp_root = mounts.mount_temp_root(*request.temp_root)
         transcript.note(note)
-    for b, source in zip(request.binds, sources):
+    for b, source in zip(binds, sources):
         transcript.note(mounts.bind(source, b.dest, b.writable, temp_path))
         os.close(source)
+    for slot, tree in trees.items():
+        note = idmap.attach(tree, request.idmapped[slot], temp_path)
+        os.close(tree)
+        transcript.note(note)
+        if slot in {b.source_slot for b in request.binds}:
+            transcript.note(f"bind dest={request.idmapped[slot]} writable=true verified=dev_ino idmapped=true")
     return temp_root
 
 
@@ -315,7 +351,17 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
     # the workload gets back the SIGINT disposition the launcher inherited.
     inherited_sigint = signal.SIG_IGN if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else signal.SIG_DFL
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent, ids = os.getpid(), (os.geteuid(), os.getegid())  # ids: before the child's user namespace hides them
+    parent = os.getpid()
+    try:
+        # Made while this process is still host root, before the child exists to inherit them.
+        trees = idmap.clone_trees(list(request.idmapped), request.outside_id) if request.idmapped else {}
+    except OSError as exc:
+        transcript.note(f"child_failed step=idmap errno={exc.errno} detail=idmapped mount: {exc.strerror}")
+        return _fault(transcript, "idmapped mounts could not be made")
+    # With an outside id this process maps the child, then says so on this pipe; without,
+    # the child maps its ids itself (read here: inside, unmapped, they read as the overflow id).
+    mapped_r, mapped_w = os.pipe2(os.O_CLOEXEC) if request.outside_id is not None else (None, None)
+    identity = mapped_r if request.outside_id is not None else (os.geteuid(), os.getegid())
     status_r, status_w = os.pipe2(os.O_CLOEXEC)  # the init's account of how the workload ended
     # The init's parent is outside its pid namespace (getppid() reads 0 there): a lifeline,
     # whose write end only this process holds, proves it is still alive. Held to the end.
@@ -323,13 +369,15 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
     try:
         pid, error_fd = childproc.fork_with_error_pipe(_namespaces(request))
     except OSError as exc:  # the kernel refused the namespaces: no child exists
-        fds.close_all((status_r, status_w, life_r, life_w))
+        fds.close_all((status_r, status_w, life_r, life_w, mapped_r, mapped_w, *trees.values()))
         transcript.note(f"child_failed step=identity errno={exc.errno} detail=clone: {exc.strerror}")
         return _fault(transcript, "child failed at identity")
     if pid == 0:
-        fds.close_all((status_r, life_w))
-        confine_and_exec(request, transcript, error_fd, status_w, life_r if request.pid_namespace else parent, inherited_sigint, ids)
-    fds.close_all((status_w, life_r))
+        fds.close_all((status_r, life_w, mapped_w))
+        confine_and_exec(request, transcript, error_fd, status_w, life_r if request.pid_namespace else parent, inherited_sigint, identity, trees)
+    fds.close_all((status_w, life_r, mapped_r, *trees.values()))
+    if mapped_w is not None:
+        _map_child(pid, request.outside_id, mapped_w, transcript)
     failure = childproc.read_failure(error_fd)
     if failure is not None:
         os.close(status_r)
@@ -348,6 +396,18 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
     for note in relayed:
         transcript.note(note)
     return wire.EXIT_EXEC_SUCCEEDED
+
+
+def _map_child(pid: int, outside_id: int, mapped_w: int, transcript: Transcript) -> None:
+    """Map the child's user namespace to ``outside_id`` and release it; on failure the child
+    reads EOF, fails at identity, and the failure is read from its error pipe as any other."""
+    try:
+        userns.map_child(pid, outside_id)
+        os.write(mapped_w, b"m")
+    except OSError as exc:
+        transcript.note(f"identity_map_failed errno={exc.errno} detail={exc.strerror}")
+    finally:
+        os.close(mapped_w)
 
 
 def _verify_handles(request: LaunchRequest) -> None:

@@ -62,7 +62,7 @@ def make_private() -> str:
     return "mount_namespace=private propagation=none"
 
 
-def _ensure_mountpoint(path: str, directory: bool, inside: str | None) -> None:
+def ensure_mountpoint(path: str, directory: bool, inside: str | None) -> None:
     """Create a missing mountpoint, but only inside the private tmpfs."""
     if os.path.lexists(path):
         return
@@ -134,7 +134,7 @@ def locate_source(source_fd: int, source_path: str) -> int:
 
 def bind(located_fd: int, dest: str, writable: bool, temp_root: str | None) -> str:
     expected = os.fstat(located_fd)
-    _ensure_mountpoint(dest, os.path.stat.S_ISDIR(expected.st_mode), temp_root)
+    ensure_mountpoint(dest, os.path.stat.S_ISDIR(expected.st_mode), temp_root)
     _mount(f"/proc/self/fd/{located_fd}", dest, None, MS_BIND | MS_REC, None)
     mounted = os.stat(dest)
     if (mounted.st_dev, mounted.st_ino) != (expected.st_dev, expected.st_ino):

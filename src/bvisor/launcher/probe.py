@@ -6,7 +6,7 @@ result goes to stdout as ``name=value`` lines — no workload runs in this mode.
 
 import os
 
-from bvisor.launcher import childproc, landlock, mounts, netns, pidns, seccomp, userns
+from bvisor.launcher import cgroup, childproc, fds, idmap, ipc, landlock, mounts, netns, pidns, seccomp, userns, uts
 
 
 # Each namespace proof is a child cloned into the namespaces a run's child is born in, as
@@ -14,6 +14,10 @@ from bvisor.launcher import childproc, landlock, mounts, netns, pidns, seccomp, 
 _USERNS_NETNS = userns.CLONE_NEWUSER | netns.CLONE_NEWNET
 _USERNS_MOUNT = userns.CLONE_NEWUSER | mounts.CLONE_NEWNS
 _USERNS_PID = userns.CLONE_NEWUSER | mounts.CLONE_NEWNS | pidns.CLONE_NEWPID
+_USERNS_ISOLATION = _USERNS_PID | ipc.CLONE_NEWIPC | uts.CLONE_NEWUTS
+# The id a root launcher's transient-identity proof maps in-run root to (any unprivileged id
+# proves the mechanism; a run's own comes from the host's lease).
+_PROOF_ID = 65534
 
 
 def _userns_netns() -> None:
@@ -31,6 +35,55 @@ def _userns_pid() -> None:
         raise OSError(0, f"the namespace's first process is pid {os.getpid()}, not 1")
     mounts.make_private()
     mounts.mount_proc()
+
+
+def _userns_isolation() -> None:
+    """The init of a run: its own IPC and UTS namespaces, and a cgroup namespace."""
+    _userns_pid()
+    ipc.attest()
+    uts.set_hostname("bvisor-probe")
+    cgroup.enter_namespace()
+
+
+def _transient_identity() -> str:
+    """Root only: a child mapped from outside to an unprivileged id takes it on, and an
+    idmapped clone of the root directory can be made (and attached in its namespace)."""
+    if os.geteuid() != 0:
+        return "not_root"
+    root = os.open("/", os.O_PATH | os.O_CLOEXEC)
+    try:
+        trees = idmap.clone_trees([root], _PROOF_ID)
+    except OSError as exc:
+        return f"failed errno={exc.errno} idmapped mount: {exc.strerror}"
+    finally:
+        os.close(root)
+    mapped_r, mapped_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid, error_fd = childproc.fork_with_error_pipe(userns.CLONE_NEWUSER | mounts.CLONE_NEWNS)
+    except OSError as exc:
+        fds.close_all((mapped_r, mapped_w, *trees.values()))
+        return f"failed errno={exc.errno} clone: {exc.strerror}"
+    if pid == 0:
+        try:
+            os.close(mapped_w)
+            if os.read(mapped_r, 1) != b"m":
+                raise OSError(0, "not mapped")
+            userns.become_mapped_root(_PROOF_ID)
+            mounts.make_private()
+            idmap.attach(*trees.values(), "/tmp", None)
+        except BaseException as exc:
+            childproc.fail(error_fd, "probe", exc)
+        os._exit(0)
+    os.close(mapped_r)
+    for tree in trees.values():
+        os.close(tree)
+    try:
+        userns.map_child(pid, _PROOF_ID)
+        os.write(mapped_w, b"m")
+    except OSError:
+        pass  # the child reads EOF and says so
+    os.close(mapped_w)
+    return _verdict(pid, error_fd)
 
 
 def _landlock_restrict() -> None:
@@ -58,6 +111,11 @@ def _prove(action, namespaces: int = 0) -> str:
         except BaseException as exc:
             childproc.fail(error_fd, "probe", exc)
         os._exit(0)
+    return _verdict(pid, error_fd)
+
+
+def _verdict(pid: int, error_fd: int) -> str:
+    """"ok", or how the proof child failed."""
     failure = childproc.read_failure(error_fd)
     _, status = os.waitpid(pid, 0)
     if failure is not None:
@@ -72,6 +130,8 @@ def main() -> None:
         "userns_netns": _prove(_userns_netns, _USERNS_NETNS),
         "userns_mount": _prove(_userns_mount, _USERNS_MOUNT),
         "userns_pid": _prove(_userns_pid, _USERNS_PID),
+        "userns_isolation": _prove(_userns_isolation, _USERNS_ISOLATION),
+        "userns_transient": _transient_identity(),
         "landlock_restrict": _prove(_landlock_restrict),
         "seccomp_filter": _prove(seccomp.install_allow_all),
     }

@@ -57,6 +57,11 @@ class LaunchRequest:
         "scope_floor",
         "proc_roots",
         "seccomp",
+        "outside_id",
+        "ipc_namespace",
+        "hostname",
+        "cgroup_namespace",
+        "idmapped",
     )
 
     def __init__(self, **fields):
@@ -84,6 +89,10 @@ _TARGET_OPTIONAL = (
     "landlock_scope",
     "proc_roots",
     "seccomp",
+    "ipc_namespace",
+    "uts_namespace",
+    "cgroup_namespace",
+    "idmapped_mounts",
 )
 RLIMIT_RESOURCES = ("nofile",)
 _MAX_FD = 1 << 20
@@ -174,12 +183,17 @@ def build_request(fields: dict) -> LaunchRequest:
     exe_slot = _fd_number(target["exe_slot"], "target.exe_slot")
     if not any(s.index == exe_slot and s.role == "target_exe" for s in slots):
         raise Refusal("PlanInvalid", "target.exe_slot is not a declared target_exe slot")
-    userns = _empty_request(target.get("user_namespace"), "target.user_namespace")
+    userns, outside_id = _user_namespace(target.get("user_namespace"))
     netns = _empty_request(target.get("network_namespace"), "target.network_namespace")
     mountns = _empty_request(target.get("mount_namespace"), "target.mount_namespace")
     pidns = _empty_request(target.get("pid_namespace"), "target.pid_namespace")
-    if (netns or mountns or pidns) and not userns:
-        raise _invalid("network_namespace, mount_namespace and pid_namespace require user_namespace")
+    ipcns = _empty_request(target.get("ipc_namespace"), "target.ipc_namespace")
+    hostname = _hostname(target.get("uts_namespace"))
+    cgroupns = _empty_request(target.get("cgroup_namespace"), "target.cgroup_namespace")
+    if (netns or mountns or pidns or ipcns or hostname or cgroupns) and not userns:
+        raise _invalid("every other namespace requires user_namespace")
+    if cgroupns and not pidns:
+        raise _invalid("cgroup_namespace requires pid_namespace (the init enters it once placed)")
     if pidns and not mountns:
         raise _invalid("pid_namespace requires mount_namespace (the init mounts its own /proc)")
     temp_root, binds = _temp_root(target.get("temp_root")), _binds(target.get("binds"), slots)
@@ -204,7 +218,14 @@ def build_request(fields: dict) -> LaunchRequest:
         scope_floor=_abi_floor(target.get("landlock_scope"), "target.landlock_scope"),
         proc_roots=_proc_roots(target.get("proc_roots")),
         seccomp=_seccomp(target.get("seccomp")),
+        outside_id=outside_id,
+        ipc_namespace=ipcns,
+        hostname=hostname,
+        cgroup_namespace=cgroupns,
+        idmapped=_idmapped(target.get("idmapped_mounts"), slots),
     )
+    if request.idmapped and (outside_id is None or not mountns):
+        raise _invalid("idmapped_mounts require mount_namespace and user_namespace.outside_id")
     if request.proc_roots and not (pidns and request.landlock_floor is not None):
         raise _invalid("proc_roots require pid_namespace and landlock")
     if request.cgroup_slots and not pidns:
@@ -312,6 +333,47 @@ def _rlimits(value) -> list:
     return limits
 
 
+_MAX_ID = 2**32 - 2  # (uid_t)-1 is "no change" to the kernel
+_HOSTNAME_MAX = 64
+
+
+def _user_namespace(value) -> tuple:
+    """``(requested, outside_id or None)``; an outside id is never root."""
+    if value is None:
+        return False, None
+    fields = _fields(value, "target.user_namespace", (), ("outside_id",))
+    outside = fields.get("outside_id")
+    if outside is not None and not 0 < _typed(outside, int, "target.user_namespace.outside_id") <= _MAX_ID:
+        raise _invalid("target.user_namespace.outside_id must be an unprivileged id")
+    return True, outside
+
+
+def _hostname(value):
+    if value is None:
+        return None
+    name = _text(_fields(value, "target.uts_namespace", ("hostname",))["hostname"], "target.uts_namespace.hostname")
+    if not 0 < len(name.encode()) <= _HOSTNAME_MAX:
+        raise _invalid(f"target.uts_namespace.hostname must be 1-{_HOSTNAME_MAX} bytes")
+    return name
+
+
+def _idmapped(value, slots) -> dict:
+    """``{slot: dest}``: each a declared write root or expose source, once."""
+    if value is None:
+        return {}
+    sources = {s.index for s in slots if s.role in ("write_root", "expose_source")}
+    mapped = {}
+    for i, raw in enumerate(_typed(value, list, "target.idmapped_mounts")):
+        f = _fields(raw, f"target.idmapped_mounts[{i}]", ("slot", "dest"))
+        slot = _fd_number(f["slot"], f"target.idmapped_mounts[{i}].slot")
+        if slot not in sources or slot in mapped:
+            raise _invalid(f"target.idmapped_mounts[{i}].slot {slot} is not a declared write root or expose source, or repeats")
+        mapped[slot] = _absolute(f["dest"], f"target.idmapped_mounts[{i}].dest")
+    if not mapped:
+        raise _invalid("target.idmapped_mounts is empty (omit it instead)")
+    return mapped
+
+
 def _empty_request(value, name: str) -> bool:
     if value is None:
         return False
@@ -369,6 +431,11 @@ def _check_primitives(request: LaunchRequest) -> None:
         (wire.ID_MOUNT_TEMP_ROOT, request.temp_root is not None),
         (wire.ID_MOUNT_BIND, bool(request.binds)),
         (wire.ID_LANDLOCK_APPLY, request.landlock_floor is not None),
+        (wire.ID_TRANSIENT_ID, request.outside_id is not None),
+        (wire.ID_IPC_NS, request.ipc_namespace),
+        (wire.ID_UTS_NS, request.hostname is not None),
+        (wire.ID_CGROUP_NS, request.cgroup_namespace),
+        (wire.ID_MOUNT_IDMAPPED, bool(request.idmapped)),
     ):
         if (primitive in ids) != present:
             raise Refusal("PlanInvalid", f"{primitive} scheduled={primitive in ids} but its target parameters present={present}")

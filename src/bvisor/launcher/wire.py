@@ -32,6 +32,11 @@ ID_LANDLOCK_APPLY = "linux.landlock.apply.v1"
 ID_LANDLOCK_SCOPE = "linux.landlock.scope.v1"
 ID_SECCOMP_APPLY = "linux.seccomp.apply.v1"
 ID_EXEC = "linux.exec.v1"
+ID_TRANSIENT_ID = "linux.userns.transient_id.v1"
+ID_IPC_NS = "linux.ipcns.v1"
+ID_UTS_NS = "linux.utsns.v1"
+ID_CGROUP_NS = "linux.cgroupns.v1"
+ID_MOUNT_IDMAPPED = "linux.mount.idmapped.v1"
 
 # The primitives this launcher can carry out, with the phase each must be scheduled in.
 IMPLEMENTED_PRIMITIVES = {
@@ -45,6 +50,11 @@ IMPLEMENTED_PRIMITIVES = {
     ID_LANDLOCK_SCOPE: PHASE_POLICY_INSTALL,
     ID_SECCOMP_APPLY: PHASE_POLICY_INSTALL,
     ID_EXEC: PHASE_LAUNCH,
+    ID_TRANSIENT_ID: PHASE_NAMESPACE_CREATE,
+    ID_IPC_NS: PHASE_NAMESPACE_CREATE,
+    ID_UTS_NS: PHASE_NAMESPACE_CREATE,
+    ID_CGROUP_NS: PHASE_NAMESPACE_CREATE,
+    ID_MOUNT_IDMAPPED: PHASE_FS_SETUP,
 }
 
 EXE_SLOT = 10

@@ -37,7 +37,7 @@ from bvisor.contract import (
     capped_limit,
 )
 from bvisor.launcher import landlock, seccomp
-from bvisor.linux import cgroup, probe
+from bvisor.linux import cgroup, identity, probe
 from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage
 from bvisor.linux.filesystem import exe_grant, exposed_grant, requirement_grants, temp_root_grant
 from bvisor.linux.launch import (
@@ -309,10 +309,19 @@ class LinuxBackend:
             return execution_record(Outcome.SupervisorFault, None, facts, started_ns, observed_usage(clock))
         teardown = []
         try:
-            record = self._run_in(leaf, plan, attempt_id, io, started_ns, clock)
+            lease = identity.run_identity()
+        except identity.IdentityUnavailable as exc:
+            if leaf is not None:
+                leaf.teardown()
+            facts = [ObservedFact(kind="identity_unavailable", detail=str(exc))]
+            return execution_record(Outcome.Unsupported, None, facts, started_ns, observed_usage(clock))
+        try:
+            record = self._run_in(leaf, plan, attempt_id, io, started_ns, clock, lease.outside_id if lease else None)
         finally:
             if leaf is not None:
                 teardown = leaf.teardown()
+            if lease is not None:
+                lease.release()  # only once nothing of the run is left: the id is free again
         if teardown:
             # The tree or its leaf outlived the run: never a clean ending.
             facts = record.observed + [ObservedFact(kind="cgroup_teardown_incomplete", detail="; ".join(teardown))]
@@ -327,10 +336,10 @@ class LinuxBackend:
         name = cgroup.leaf_name(owner, cgroup.process_start_time(owner), attempt_id)
         return cgroup.RunLeaf.create(self._layout, self._delegation, name, leaf_limits(plan.budgets))
 
-    def _run_in(self, leaf, plan: BoundaryPlan, attempt_id: str, io: RunIO, started_ns: int, clock: int) -> ExecutionRecord:
+    def _run_in(self, leaf, plan: BoundaryPlan, attempt_id: str, io: RunIO, started_ns: int, clock: int, outside_id) -> ExecutionRecord:
         procs = leaf.open_procs() if leaf is not None else []
         try:
-            lowered = lower(plan, attempt_id, self._resolver, procs)
+            lowered = lower(plan, attempt_id, self._resolver, procs, outside_id)
         except LoweringFailed as exc:
             for fd in procs:
                 os.close(fd)
@@ -436,6 +445,16 @@ def required_attestations(lowered: LoweredLaunch) -> list:
     if lowered.plan is None:
         return notes
     target = lowered.plan.body.target
+    outside_id = target.user_namespace.outside_id if target.user_namespace is not None else None
+    if outside_id is not None:
+        notes.append(f"user_namespace=mapped uid0={outside_id} gid0={outside_id}")
+    if target.ipc_namespace is not None:
+        notes.append("ipc_namespace=new shm=0 msg=0 sem=0")
+    if target.uts_namespace is not None:
+        notes.append(f"uts_namespace=new hostname={target.uts_namespace.hostname}")
+    if target.cgroup_namespace is not None:
+        notes.append("cgroup_namespace=new root=leaf")
+    notes += [f"idmapped_mount dest={m.dest}" for m in target.idmapped_mounts or []]
     if target.mount_namespace is not None:
         notes += ["user_namespace=mapped", "mount_namespace=private"]
     if target.temp_root is not None:

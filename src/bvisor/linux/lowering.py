@@ -34,7 +34,10 @@ from bvisor.linux.protocol import (
     DescriptorShape,
     DescriptorSlotV1,
     BindRequest,
+    CgroupNsRequest,
     CgroupPlacementRequest,
+    IdmappedMountRequest,
+    IpcNsRequest,
     LandlockRequest,
     LandlockScopeRequest,
     ProcRootRequest,
@@ -50,6 +53,7 @@ from bvisor.linux.protocol import (
     TargetSpecV1,
     TempRootRequest,
     UserNsRequest,
+    UtsNsRequest,
     lowering_hash,
 )
 from bvisor.environment import lower_environment
@@ -245,9 +249,31 @@ def _landlock_scope(plan: BoundaryPlan) -> LandlockScopeRequest | None:
     return LandlockScopeRequest(abi_floor=landlock.SCOPE_ABI)
 
 
-def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> LoweredLaunch:
+HOSTNAME = "bvisor"
+
+
+def _isolation(plan: BoundaryPlan, pid_ns) -> tuple:
+    """The IPC, UTS and cgroup namespaces every run with a user namespace gets; a host that
+    cannot make them runs nothing (the probe proves them with the pid namespace's init)."""
+    if plan.profile.fact("launcher.userns_isolation") != "ok":
+        raise LoweringFailed("namespace_isolation_unavailable", f"IPC/UTS/cgroup namespaces: {plan.profile.fact('launcher.userns_isolation')}")
+    return IpcNsRequest(), UtsNsRequest(hostname=HOSTNAME), CgroupNsRequest() if pid_ns is not None else None
+
+
+def _idmapped(grants, binds, temp_root, outside_id) -> list:
+    """With a transient outside id, each writable root (one the temp root hides is bound
+    back instead) and each writable bind is attached as an idmapped clone."""
+    if outside_id is None:
+        return []
+    inside = temp_root.path.rstrip("/") + "/" if temp_root is not None else None
+    roots = [(slot, g.path) for slot, g in grants if g.writable and not (inside and g.path.startswith(inside))]
+    return [IdmappedMountRequest(slot=slot, dest=dest) for slot, dest in roots + [(b.source_slot, b.dest) for b in binds if b.writable]]
+
+
+def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outside_id=None) -> LoweredLaunch:
     """``cgroup_procs``: host-opened ``cgroup.procs`` fds of the run's leaf; they ride the
-    launch as authorities (the caller still closes them if lowering fails)."""
+    launch as authorities (the caller still closes them if lowering fails). ``outside_id``:
+    the transient host id in-run root is, when bvisor runs as root (``identity.py``)."""
     spec = plan.spec
     if not isinstance(spec.workload, Workload.Process):
         raise LoweringFailed("workload_unsupported", f"{type(spec.workload).__name__} workloads do not run on linux")
@@ -270,11 +296,18 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
         pid_ns, placement, cgroup_table = _run_tree(plan, list(cgroup_procs))
         mount_ns = temp_root is not None or bool(exposed) or pid_ns is not None
         proc_roots = [ProcRootRequest(path=g.path, writable=g.writable) for g in grants if _beneath_proc(g.path)] if pid_ns else []
+        user_ns = deny_network or mount_ns
+        if outside_id is not None and not user_ns:
+            raise LoweringFailed("identity_unavailable", "bvisor runs as root and this host gives the run no user namespace: the workload would be host root")
+        if outside_id is not None and plan.profile.fact("launcher.userns_transient") != "ok":
+            raise LoweringFailed("identity_unavailable", f"a transient run identity cannot be made here: {plan.profile.fact('launcher.userns_transient')}")
+        isolation = _isolation(plan, pid_ns) if user_ns else (None, None, None)
+        root_slots = []
         for grant in grants:
             if proc_roots and _beneath_proc(grant.path):
                 continue
             role = DescriptorRole.WriteRoot if grant.writable else DescriptorRole.ReadRoot
-            authorities.add(grant.path, role, "filesystem_root_unavailable")
+            root_slots.append((authorities.add(grant.path, role, "filesystem_root_unavailable"), grant))
         binds = [
             BindRequest(
                 source_slot=authorities.add(source, DescriptorRole.ExposeSource, "expose_source_unavailable"),
@@ -290,10 +323,20 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
         authorities.close()
         raise
 
+    idmapped = _idmapped(root_slots, binds, temp_root, outside_id)
+    ipc_ns, uts_ns, cgroup_ns = isolation
     scope = _landlock_scope(plan)
     rlimits = _rlimits(plan)
     filter_request, seccomp_facts = _seccomp(plan, deny_network)
     entries = []
+    if outside_id is not None:
+        entries.append(_entry(wire.ID_TRANSIENT_ID, {"outside_id": outside_id}))
+    if ipc_ns is not None:
+        entries.append(_entry(wire.ID_IPC_NS, ipc_ns))
+    if uts_ns is not None:
+        entries.append(_entry(wire.ID_UTS_NS, uts_ns))
+    if cgroup_ns is not None:
+        entries.append(_entry(wire.ID_CGROUP_NS, cgroup_ns))
     if pid_ns is not None:
         entries.append(_entry(wire.ID_PID_INIT, {"proc": "own"}))
     if placement is not None:
@@ -302,6 +345,8 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
         entries.append(_entry(wire.ID_MOUNT_TEMP_ROOT, temp_root))
     if binds:
         entries.append(_entry(wire.ID_MOUNT_BIND, binds))
+    if idmapped:
+        entries.append(_entry(wire.ID_MOUNT_IDMAPPED, idmapped))
     entries.append(_entry(wire.ID_AMBIENT_SCRUB, {"keep": ["stdio", "exe"]}))
     if rlimits:
         entries.append(_entry(wire.ID_RLIMIT_SET, rlimits))
@@ -328,7 +373,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
                 argv=argv,
                 envp=envp,
                 exe_slot=wire.EXE_SLOT,
-                user_namespace=UserNsRequest() if deny_network or mount_ns else None,
+                user_namespace=UserNsRequest(outside_id=outside_id) if user_ns else None,
                 network_namespace=NetworkNsRequest() if deny_network else None,
                 mount_namespace=MountNsRequest() if mount_ns else None,
                 temp_root=temp_root,
@@ -340,6 +385,10 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
                 landlock_scope=scope,
                 proc_roots=proc_roots or None,
                 seccomp=filter_request,
+                ipc_namespace=ipc_ns,
+                uts_namespace=uts_ns,
+                cgroup_namespace=cgroup_ns,
+                idmapped_mounts=idmapped or None,
             ),
         )
     )
@@ -347,6 +396,13 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
         ObservedFact(kind="environment_lowered", detail=f"exact envp entries={len(envp)} names={[n for n, _ in envp]}"),
         ObservedFact(kind="inherited_fds_lowered", detail="every fd but stdio and the exe is closed before exec"),
     ]
+    if user_ns:
+        who = f"transient host uid/gid {outside_id}" if outside_id is not None else f"the caller (uid {os.geteuid()})"
+        facts.append(ObservedFact(kind="identity_lowered", detail=f"in-run root is {who}"))
+        namespaces = ["user", "ipc", f"uts(hostname={uts_ns.hostname})"] + (["mount"] if mount_ns else []) + (["pid", "cgroup"] if pid_ns else []) + (["net"] if deny_network else [])
+        facts.append(ObservedFact(kind="namespaces_lowered", detail=" ".join(namespaces)))
+    for request in idmapped:
+        facts.append(ObservedFact(kind="mount_planned", detail=f"idmapped {request.dest} owner=run_root nosuid,nodev"))
     if deny_network:
         facts.append(ObservedFact(kind="network_lowered", detail="new user namespace + empty network namespace"))
     if confine_fs:

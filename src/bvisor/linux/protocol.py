@@ -59,8 +59,35 @@ class LoweringWireV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     entries: list[LoweringWireEntryV1]
 
 
-class UserNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Birth the child in a new user namespace, mapped to uid/gid 0 inside."""
+class UserNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Birth the child in a new user namespace, mapped to uid/gid 0 inside. ``outside_id``:
+    the unprivileged host uid/gid that in-run root is (a root launcher maps the child to it
+    and the child takes it on); absent, the launcher's own ids, which must not be root."""
+
+    outside_id: int | None = None
+
+
+class IpcNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Birth the child in a new IPC namespace: no SysV object or POSIX queue of the host."""
+
+
+class UtsNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Birth the child in a new UTS namespace and name it ``hostname``."""
+
+    hostname: str
+
+
+class CgroupNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The init enters a new cgroup namespace once placed: its leaf is the run's cgroup root."""
+
+
+class IdmappedMountRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Attach an idmapped clone of the tree at ``slot`` (a write root or expose source) at
+    ``dest``: its owner is the run's root, what the run creates belongs to that owner on the
+    host. Made by a root launcher for a run with an ``outside_id``."""
+
+    slot: int
+    dest: str
 
 
 class NetworkNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -150,6 +177,10 @@ class TargetSpecV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit
     landlock_scope: LandlockScopeRequest | None = None
     proc_roots: list[ProcRootRequest] | None = None
     seccomp: SeccompRequest | None = None
+    ipc_namespace: IpcNsRequest | None = None
+    uts_namespace: UtsNsRequest | None = None
+    cgroup_namespace: CgroupNsRequest | None = None
+    idmapped_mounts: list[IdmappedMountRequest] | None = None
 
 
 class LinuxLaunchBodyV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
