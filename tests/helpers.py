@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bvisor.launcher import wire
+from bvisor.linux.identity import id_range as identity_range
 from bvisor.linux.launch import UNPRIVILEGED_PREFIX, AuthorityFd
 from bvisor.linux.protocol import (
     DescriptorKind,
@@ -313,8 +314,20 @@ def host_read_uid(pid: int):
 
 
 def identity_uid(identity: str) -> int:
-    """The uid a workload launched under ``launcher_as(identity)`` runs as (outside any userns)."""
+    """The uid of the launcher ``launcher_as(identity)`` runs (outside any userns): what a
+    rootless workload runs as, and the host owner of what any workload writes in its roots."""
     return 65534 if identity == "unprivileged" and os.geteuid() == 0 else os.geteuid()
+
+
+def workload_uid_problem(identity: str, uid, user_namespace: bool = True):
+    """Why ``uid`` (read by the host) is not what a workload under ``launcher_as(identity)``
+    runs as, or None: the launcher's uid rootless; a transient id of the lease range, never
+    root, when the launcher is root (the host never lowers a plan without a user namespace
+    then; a hand-built one runs as the launcher's uid)."""
+    if identity_uid(identity) != 0 or not user_namespace:
+        return None if uid == identity_uid(identity) else f"must run as uid {identity_uid(identity)}; the host read uid={uid}"
+    first, last = identity_range()
+    return None if isinstance(uid, int) and first <= uid <= last else f"must run as a transient uid in {first}-{last}, never root; the host read uid={uid}"
 
 
 # --- Mount-namespace readers and shared host dirs, for the temp-root and expose-path oracles ---

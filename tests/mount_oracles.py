@@ -5,7 +5,7 @@ import msgspec
 
 from bvisor import BudgetRequirements, LinuxBackend, MinGuarantee
 from bvisor.contract import BudgetRequest
-from helpers import identity_uid, launcher_as, read_text
+from helpers import launcher_as, read_text, workload_uid_problem
 
 MIB = 1 << 20
 
@@ -19,8 +19,9 @@ def budgets(storage: int = MIB) -> BudgetRequirements:
 
 
 def check_identity(failures: list, identity: str, host: dict) -> None:
-    if host.get("uid") != identity_uid(identity):
-        failures.append(f"the {identity} workload must run as host uid {identity_uid(identity)}; the host read {host.get('uid')}")
+    problem = workload_uid_problem(identity, host.get("uid"))
+    if problem:
+        failures.append(f"the {identity} workload {problem}")
 
 
 def linux_backend(identity: str, userns_mount: str | None = None) -> LinuxBackend:

@@ -62,7 +62,7 @@ from helpers import (
     facts_of,
     host_read_child_interfaces,
     host_read_uid,
-    identity_uid,
+    workload_uid_problem,
     launcher_as,
     loud_skip,
     planned,
@@ -248,8 +248,9 @@ def check_parked(failures: list, gated, what: str, identity: str | None = None) 
             f"CHANNEL A: the host never inspected the parked {what}; stdout={gated.stdout[-2000:]!r} stderr={gated.stderr[-2000:]!r}"
         )
         return False
-    if identity is not None and gated.inspected.get("uid") != identity_uid(identity):
-        failures.append(f"CHANNEL A: the {identity} {what} must run as host uid {identity_uid(identity)}; read {gated.inspected.get('uid')}")
+    problem = workload_uid_problem(identity, gated.inspected.get("uid")) if identity is not None else None
+    if problem:
+        failures.append(f"CHANNEL A: the {identity} {what} {problem}")
     return True
 
 
@@ -1076,8 +1077,8 @@ def test_cli_control_without_cpu_the_same_loop_burns_past_the_budget(identity, r
     own = fields_of(reported(done.stdout, "BURNT"))
     print(f"cli cpu control [{identity}]: host={host} self={own} {cli_summary(done, document, 'cpu')}", file=sys.stderr)
     failures = []
-    if host is None or host["uid"] != identity_uid(identity):
-        failures.append(f"CHANNEL A: the host must find the parked loop running as uid {identity_uid(identity)}; read {host}")
+    if host is None or workload_uid_problem(identity, host["uid"]):
+        failures.append(f"CHANNEL A: the host must find the parked loop running as the {identity} workload's uid; read {host}")
     if done.returncode != 0 or document.get("outcome") != "completed":
         failures.append(f"without --cpu the loop must complete (exit 0); exit {done.returncode} outcome={document.get('outcome')} stderr={done.stderr!r}")
     if own.get("cpu_us", 0) < CONTROL_CPU_S * 1e6:

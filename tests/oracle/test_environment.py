@@ -45,7 +45,7 @@ from helpers import (
     PARK,
     host_read_environ,
     host_read_uid,
-    identity_uid,
+    workload_uid_problem,
     launcher_as,
     plan,
     run_gated,
@@ -118,11 +118,12 @@ def host_view(pid: int) -> dict:
     return {"environ": host_read_environ(pid), "uid": host_read_uid(pid)}
 
 
-def check_identity(failures: list, identity: str, gated) -> None:
+def check_identity(failures: list, identity: str, gated, user_namespace: bool = True) -> None:
     """The parametrization is real: the workload runs as the identity's uid."""
     uid = (gated.inspected or {}).get("uid")
-    if uid != identity_uid(identity):
-        failures.append(f"the {identity} workload must run as uid {identity_uid(identity)}; the host read uid={uid}")
+    problem = workload_uid_problem(identity, uid, user_namespace)
+    if problem:
+        failures.append(f"the {identity} workload {problem}")
 
 
 def check_both_channels(failures: list, gated, expected: bytes, sentinel: bytes) -> None:
@@ -192,7 +193,7 @@ def test_the_launcher_itself_execs_exactly_the_plans_envp(identity, sentinel):
     if not any(n.startswith(f"environment=exact entries={len(DECLARED)}") for n in obs.notes):
         failures.append(f"the launcher must attest the exact environment; notes={obs.notes}")
     check_both_channels(failures, gated, environ_bytes(DECLARED), sentinel)
-    check_identity(failures, identity, gated)
+    check_identity(failures, identity, gated, user_namespace=False)
     assert not failures, f"launcher-level Environment oracle failures [{identity}]: {failures}"
 
 

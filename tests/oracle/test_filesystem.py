@@ -62,6 +62,7 @@ from helpers import (
     host_read_fds,
     host_read_uid,
     identity_uid,
+    workload_uid_problem,
     launcher_as,
     loud_skip,
     run_gated,
@@ -239,8 +240,9 @@ def check_ran(failures: list, gated, identity: str) -> None:
         failures.append(f"CHANNEL A: the host never read the parked workload (seen={gated.seen}); stdout={gated.stdout!r}")
         return
     uid = gated.inspected.get("uid")
-    if uid != identity_uid(identity):
-        failures.append(f"the {identity} workload must run as uid {identity_uid(identity)}; the host read uid={uid}")
+    problem = workload_uid_problem(identity, uid)
+    if problem:
+        failures.append(f"the {identity} workload {problem}")
     if gated.inspected.get("fds") is None:
         failures.append("CHANNEL A: the host could not read /proc/<pid>/fd of the parked workload")
 

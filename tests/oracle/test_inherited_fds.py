@@ -40,7 +40,7 @@ from helpers import (
     free_fd_at_or_above,
     host_read_fds,
     host_read_uid,
-    identity_uid,
+    workload_uid_problem,
     launcher_as,
     plan,
     run_gated,
@@ -127,7 +127,7 @@ def spec_for(argv, capabilities) -> BoundarySpec:
 NO_FDS = Capability.InheritedFds(policy=FdPolicy.Nothing())
 
 
-def check_no_inherited_fds(failures: list, gated, inherited: InheritedSecret, identity: str) -> None:
+def check_no_inherited_fds(failures: list, gated, inherited: InheritedSecret, identity: str, user_namespace: bool = True) -> None:
     """Both channels: exactly stdio, nothing open on the secret file, the fd read fails."""
     view = gated.inspected or {}
     host_fds, uid = view.get("fds"), view.get("uid")
@@ -144,8 +144,9 @@ def check_no_inherited_fds(failures: list, gated, inherited: InheritedSecret, id
             failures.append(f"CHANNEL A: the inherited fd {n} survived into the workload: {host_fds[n]}")
         if inherited.target in host_fds.values():
             failures.append(f"CHANNEL A: an fd of the workload leads to the secret file: {host_fds}")
-    if uid != identity_uid(identity):
-        failures.append(f"the {identity} workload must run as uid {identity_uid(identity)}; the host read uid={uid}")
+    problem = workload_uid_problem(identity, uid, user_namespace)
+    if problem:
+        failures.append(f"the {identity} workload {problem}")
     stdout = gated.after_park().decode(errors="replace")
     if f"fd{n}=closed" not in stdout.splitlines():
         failures.append(f"CHANNEL B: the workload must report fd{n}=closed; stdout={stdout!r} stderr={gated.stderr!r}")
@@ -219,7 +220,7 @@ def test_the_launcher_scrubs_inherited_fds_before_exec(identity, inherited_secre
     closed = scrub_note_closed(obs.notes)
     if closed is None or closed < 2:  # run_launcher is always the one-shot path
         failures.append(f"the launcher must attest an fd_scrub closing >= 2 fds; notes={obs.notes}")
-    check_no_inherited_fds(failures, gated, inherited_secret, identity)
+    check_no_inherited_fds(failures, gated, inherited_secret, identity, user_namespace=False)
     assert not failures, f"launcher-level InheritedFdsNone oracle failures [{identity}]: {failures}"
 
 

@@ -74,7 +74,7 @@ def test_host_sees_only_loopback_in_the_child_netns_no_external_interface_or_ski
     deadline = time.monotonic() + 2.5
     result = {}
     driver = threading.Thread(
-        target=lambda: result.update(obs=launch.run_launcher(launcher_as(identity), plan(argv, True), [sh_authority()])),
+        target=lambda: result.update(obs=launch.run_launcher(launcher_as(identity), plan(argv, True, identity=identity), [sh_authority()])),
         name="net-oracle-launcher",
     )
     driver.start()
@@ -107,7 +107,7 @@ def test_host_sees_only_loopback_in_the_child_netns_no_external_interface_or_ski
 def test_workload_cannot_reach_the_network_from_the_empty_netns_or_skip(identity):
     if not launch.unprivileged_userns_available():
         loud_skip("NetworkDenyAll workload self-report: this host forbids unprivileged user+network namespaces")
-    obs = launch.run_launcher(launcher_as(identity), plan(["sh", "-c", SELF_REPORT], True), [sh_authority()])
+    obs = launch.run_launcher(launcher_as(identity), plan(["sh", "-c", SELF_REPORT], True, identity=identity), [sh_authority()])
     if launch.launch_confinement_unavailable(obs):
         loud_skip("kernel/container lacks userns (the launcher faulted before exec)")
     stdout = obs.captured_stdout.decode()

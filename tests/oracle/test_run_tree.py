@@ -681,9 +681,11 @@ def test_descendants_share_the_run_leaf_and_namespace_and_die_with_it(identity):
             visible = {int(p) for p in (said(gated.stdout, "visible") or "").split(",") if p}
             if not {1, *inner.values()} <= visible:
                 failures.append(f"CHANNEL B: the workload must see init 1 and the whole chain {inner} in its /proc; saw {sorted(visible)}")
-            own = said(gated.stdout, "cgroup") or ""
-            if not leaves[0] or not all(name in own for name in leaves[0]):
-                failures.append(f"CHANNEL B: the workload must see itself in the leaf {leaves[0]}; cgroup={said(gated.stdout, 'cgroup')!r}")
+            # Its cgroup namespace is rooted at the leaf (channel A places it there): inside,
+            # every hierarchy reads "/", and no host cgroup path is visible.
+            own = [line for line in (said(gated.stdout, "cgroup") or "").split(";") if line]
+            if not own or any(not line.endswith(":/") for line in own):
+                failures.append(f"CHANNEL B: the workload must see its leaf as the root of every hierarchy; cgroup={said(gated.stdout, 'cgroup')!r}")
         kept = [d for d in top["dirs"] if os.path.exists(d)]
         if kept:
             failures.append(f"CHANNEL A: the run's leaf directories outlived the run: {kept}")

@@ -277,7 +277,7 @@ def _visibility_phase(request: LaunchRequest, transcript: Transcript, trees: dic
         os.close(tree)
         transcript.note(note)
         if slot in {b.source_slot for b in request.binds}:
-            transcript.note(f"bind dest={request.idmapped[slot]} writable=true verified=dev_ino idmapped=true")
+            transcript.note(f"bind dest={request.idmapped[slot]} writable=true verified=dev_ino")
     return temp_root
 
 

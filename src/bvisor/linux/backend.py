@@ -309,7 +309,7 @@ class LinuxBackend:
             return execution_record(Outcome.SupervisorFault, None, facts, started_ns, observed_usage(clock))
         teardown = []
         try:
-            lease = identity.run_identity()
+            lease = identity.run_identity(plan.profile.fact("launcher.launcher_euid"))
         except identity.IdentityUnavailable as exc:
             if leaf is not None:
                 leaf.teardown()

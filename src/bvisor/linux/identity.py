@@ -85,7 +85,7 @@ def lease(id_range_: tuple, lock_dir: str = LOCK_DIR, attempts: int = 64) -> Lea
     raise IdentityUnavailable(f"no free id in {first}-{last} after {attempts} tries")
 
 
-def run_identity():
-    """The lease for a run started by this process: one when bvisor runs as root, else None
-    (the rootless workload is the caller)."""
-    return lease(id_range()) if os.geteuid() == 0 else None
+def run_identity(launcher_euid: str):
+    """The lease for a run whose launcher probed as ``launcher_euid``: one when the launcher
+    is root, else None (rootless, the workload is the launcher's own unprivileged user)."""
+    return lease(id_range()) if launcher_euid == "0" else None

@@ -260,14 +260,17 @@ def _isolation(plan: BoundaryPlan, pid_ns) -> tuple:
     return IpcNsRequest(), UtsNsRequest(hostname=HOSTNAME), CgroupNsRequest() if pid_ns is not None else None
 
 
-def _idmapped(grants, binds, temp_root, outside_id) -> list:
+def _idmapped(grants, binds, temp_root, outside_id, kinds: dict) -> list:
     """With a transient outside id, each writable root (one the temp root hides is bound
-    back instead) and each writable bind is attached as an idmapped clone."""
+    back instead) and each writable bind is attached as an idmapped clone. ``kinds``: the
+    descriptor kind per slot; a device (/dev/null, say) is writable by its own mode, and
+    devtmpfs has no idmapping."""
     if outside_id is None:
         return []
     inside = temp_root.path.rstrip("/") + "/" if temp_root is not None else None
     roots = [(slot, g.path) for slot, g in grants if g.writable and not (inside and g.path.startswith(inside))]
-    return [IdmappedMountRequest(slot=slot, dest=dest) for slot, dest in roots + [(b.source_slot, b.dest) for b in binds if b.writable]]
+    exposed = [(b.source_slot, b.dest) for b in binds if b.writable]
+    return [IdmappedMountRequest(slot=slot, dest=dest) for slot, dest in roots + exposed if kinds[slot] is not DescriptorKind.CharDevice]
 
 
 def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outside_id=None) -> LoweredLaunch:
@@ -323,7 +326,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         authorities.close()
         raise
 
-    idmapped = _idmapped(root_slots, binds, temp_root, outside_id)
+    idmapped = _idmapped(root_slots, binds, temp_root, outside_id, {d.slot_index: d.expected.kind for d in authorities.table})
     ipc_ns, uts_ns, cgroup_ns = isolation
     scope = _landlock_scope(plan)
     rlimits = _rlimits(plan)

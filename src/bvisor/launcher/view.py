@@ -1,0 +1,213 @@
+"""View: the run's filesystem is built from nothing and entered with pivot_root.
+
+In the run's private mount namespace (a copy of the launcher's, never changed on the host)
+the child makes a fresh tmpfs, puts into it only what the plan grants — each root a
+recursive clone of the object the host opened (checked by device and inode), read-only
+ones read-only, every one nosuid,nodev — plus a minimal /dev, the run's own /proc with the
+kernel's sensitive files masked and /proc/sys read-only, then pivots into it and detaches
+the old root. A path outside the grants does not exist in the run. Without a Filesystem
+requirement the base is the host's tree instead (nosuid,nodev, /sys read-only), seen
+through the run's identity, still with the run's own /proc and /dev.
+
+The OCI runtime spec's default masked and read-only /proc paths are the reference.
+"""
+
+import ctypes
+import os
+import stat
+
+from bvisor.launcher import libc, mounts
+
+OPEN_TREE_CLONE = 0x1
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+AT_SYMLINK_NOFOLLOW = 0x100
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOEXEC = 0x8
+MNT_DETACH = 0x2
+
+# /dev: these character devices (name, major, minor), bound from the launcher's own /dev
+# after a check of their device numbers, and the /proc/self/fd links a shell expects.
+DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9))
+DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+# /proc: files covered by /dev/null and directories by an empty read-only tmpfs (what exists
+# on this kernel), and subtrees made read-only.
+PROC_MASKED = ("acpi", "asound", "kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug", "scsi")
+PROC_READ_ONLY = ("bus", "fs", "irq", "sys", "sysrq-trigger")
+SYS_MASKED = ("firmware", "devices/virtual/powercap")
+# Where the new root is assembled in the copied namespace before the pivot: any directory
+# will do (what it hides there is never seen again), and every source is located first.
+SCRATCH = "/tmp"
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _c(path: str):
+    return ctypes.c_char_p(os.fsencode(path))
+
+
+def _set_attrs(fd: int, path: str, attrs: int, recursive: bool) -> None:
+    flags = (AT_EMPTY_PATH if not path else AT_SYMLINK_NOFOLLOW) | (AT_RECURSIVE if recursive else 0)
+    attr = _MountAttr(attrs, 0, 0, 0)
+    libc.syscall("mount_setattr", fd, _c(path), flags, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+
+
+def _move(tree: int, dest: str) -> None:
+    libc.syscall("move_mount", tree, _c(""), mounts.AT_FDCWD, _c(dest), mounts.MOVE_MOUNT_F_EMPTY_PATH)
+
+
+def _tmpfs(dest: str, mode: str, size: int, attrs: int) -> int:
+    """A fresh tmpfs attached at ``dest``; returns an fd on its root."""
+    fs = libc.syscall("fsopen", _c("tmpfs"), mounts.FSOPEN_CLOEXEC)
+    try:
+        for key, value in (("source", "bvisor"), ("size", str(size)), ("mode", mode), ("nr_inodes", "4096")):
+            libc.syscall("fsconfig", fs, mounts.FSCONFIG_SET_STRING, _c(key), _c(value), 0)
+        libc.syscall("fsconfig", fs, mounts.FSCONFIG_CMD_CREATE, None, None, 0)
+        root = libc.syscall("fsmount", fs, mounts.FSMOUNT_CLOEXEC, attrs)
+    finally:
+        os.close(fs)
+    try:
+        _move(root, dest)
+    except BaseException:
+        os.close(root)
+        raise
+    return root
+
+
+def new_base(host_tree: bool) -> tuple:
+    """``(path, fd)`` of the new root, assembled at ``SCRATCH``: a fresh tmpfs, or (without a
+    Filesystem requirement) a nosuid,nodev recursive clone of this namespace's own root."""
+    attrs = mounts.MOUNT_ATTR_NOSUID | mounts.MOUNT_ATTR_NODEV
+    if not host_tree:
+        return SCRATCH, _tmpfs(SCRATCH, "0755", 1 << 20, attrs)
+    tree = libc.syscall("open_tree", mounts.AT_FDCWD, _c("/"), OPEN_TREE_CLONE | os.O_CLOEXEC | AT_RECURSIVE)
+    try:
+        _set_attrs(tree, "", attrs, recursive=True)
+        _move(tree, SCRATCH)
+        if os.path.isdir(SCRATCH + "/sys"):
+            _set_attrs(mounts.AT_FDCWD, SCRATCH + "/sys", MOUNT_ATTR_RDONLY, recursive=True)
+    except BaseException:
+        os.close(tree)
+        raise
+    return SCRATCH, tree
+
+
+def attach_clone(located: int, dest: str, writable: bool, creatable: set) -> None:
+    """A recursive clone of the located object at ``dest``: nosuid,nodev, read-only unless
+    ``writable``. A missing mountpoint is made only on a device in ``creatable``."""
+    made = os.fstat(located)
+    mounts.ensure_mountpoint(dest, stat.S_ISDIR(made.st_mode), creatable)
+    tree = libc.syscall("open_tree", located, _c(""), OPEN_TREE_CLONE | os.O_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE)
+    try:
+        attrs = mounts.MOUNT_ATTR_NOSUID | mounts.MOUNT_ATTR_NODEV | (0 if writable else MOUNT_ATTR_RDONLY)
+        _set_attrs(tree, "", attrs, recursive=True)
+        _move(tree, dest)
+    finally:
+        os.close(tree)
+    shown = os.stat(dest)
+    if (shown.st_dev, shown.st_ino) != (made.st_dev, made.st_ino):
+        raise OSError(0, f"{dest} does not show the granted object")
+
+
+def locate_devices() -> list:
+    """``[(name, fd)]``: this namespace's /dev nodes the run gets, checked to be the devices
+    they claim to be (a tampered /dev cannot hand the run another device)."""
+    located = []
+    try:
+        for name, major, minor in DEVICES:
+            fd = os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW)
+            located.append((name, fd))
+            st = os.fstat(fd)
+            if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != (major, minor):
+                raise OSError(0, f"/dev/{name} is not the character device {major}:{minor}")
+    except BaseException:
+        for _, fd in located:
+            os.close(fd)
+        raise
+    return located
+
+
+def populate_dev(base: str, devices: list) -> str:
+    """A small read-only tmpfs at /dev holding the located devices and the fd links."""
+    dev = base + "/dev"
+    mounts.ensure_mountpoint(dev, True, {os.stat(base).st_dev})
+    fd = _tmpfs(dev, "0755", 65536, mounts.MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)
+    try:
+        for name, target in DEV_LINKS:
+            os.symlink(target, f"{dev}/{name}")
+        creatable = {os.fstat(fd).st_dev}
+        for name, located in devices:
+            # A device bind keeps its device semantics: the one mount of the view without nodev.
+            mounts.ensure_mountpoint(f"{dev}/{name}", False, creatable)
+            tree = libc.syscall("open_tree", located, _c(""), OPEN_TREE_CLONE | os.O_CLOEXEC | AT_EMPTY_PATH)
+            try:
+                _set_attrs(tree, "", mounts.MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, recursive=False)
+                _move(tree, f"{dev}/{name}")
+            finally:
+                os.close(tree)
+            os.close(located)
+        _set_attrs(fd, "", MOUNT_ATTR_RDONLY | mounts.MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, recursive=False)
+    finally:
+        os.close(fd)
+    return f"view_dev devices={','.join(name for name, _ in devices)} links={','.join(name for name, _ in DEV_LINKS)}"
+
+
+def _cover(path: str) -> None:
+    """Hide what ``path`` holds: /dev/null over a file, an empty read-only tmpfs over a directory."""
+    if os.path.isdir(path):
+        os.close(_tmpfs(path, "0555", 4096, MOUNT_ATTR_RDONLY | mounts.MOUNT_ATTR_NOSUID | mounts.MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC))
+        return
+    null = libc.syscall("open_tree", mounts.AT_FDCWD, _c("/dev/null"), OPEN_TREE_CLONE | os.O_CLOEXEC)
+    try:
+        _set_attrs(null, "", MOUNT_ATTR_RDONLY | mounts.MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, recursive=False)
+        _move(null, path)
+    finally:
+        os.close(null)
+
+
+def _read_only(path: str) -> None:
+    tree = libc.syscall("open_tree", mounts.AT_FDCWD, _c(path), OPEN_TREE_CLONE | os.O_CLOEXEC | AT_RECURSIVE | AT_SYMLINK_NOFOLLOW)
+    try:
+        _set_attrs(tree, "", MOUNT_ATTR_RDONLY | mounts.MOUNT_ATTR_NOSUID | mounts.MOUNT_ATTR_NODEV, recursive=True)
+        _move(tree, path)
+    finally:
+        os.close(tree)
+
+
+def mask(base: str, masked: list) -> str:
+    """Cover the masked paths that exist in the new root (the evidence store, say) and the
+    kernel's sensitive /proc and /sys entries; make /proc's system subtrees read-only."""
+    covered = []
+    for relative in [f"proc/{p}" for p in PROC_MASKED] + [f"sys/{p}" for p in SYS_MASKED] + [p.lstrip("/") for p in masked]:
+        path = f"{base}/{relative}"
+        if os.path.lexists(path):
+            _cover(path)
+            covered.append("/" + relative)
+    read_only = []
+    for relative in PROC_READ_ONLY:
+        path = f"{base}/proc/{relative}"
+        if os.path.lexists(path):
+            _read_only(path)
+            read_only.append(f"/proc/{relative}")
+    return f"view_masked paths={','.join(covered)} read_only={','.join(read_only)}"
+
+
+def pivot(base: str, base_fd: int, host_tree: bool, cwd: str) -> str:
+    """Make ``base`` the root, detach the old one, and start in ``cwd`` where the view has it
+    (else /). A fresh base becomes read-only: nothing of it is the run's storage."""
+    os.chdir(base)
+    libc.syscall("pivot_root", _c("."), _c("."))
+    libc.call("umount2", _c("."), MNT_DETACH)  # the old root, stacked beneath the new one
+    if not host_tree:
+        _set_attrs(base_fd, "", MOUNT_ATTR_RDONLY | mounts.MOUNT_ATTR_NOSUID | mounts.MOUNT_ATTR_NODEV, recursive=False)
+    os.close(base_fd)
+    try:
+        os.chdir(cwd)
+        start = cwd
+    except OSError:
+        os.chdir("/")
+        start = "/"
+    kind = "host_tree" if host_tree else "fresh"
+    return f"view=pivoted root={kind} cwd={start}"
