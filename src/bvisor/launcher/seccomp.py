@@ -50,8 +50,9 @@ _X32_SYSCALL_BIT = 0x40000000
 _INSN = struct.Struct("<HBBI")
 
 # action -> errno (same numbers on x86_64 and aarch64). EOPNOTSUPP is what a filesystem
-# without extended attributes answers, so tools that copy metadata (cp -a, tar, rsync,
-# shutil.copystat) take it as "no xattrs here" and carry on; EPERM would be reported as an error.
+# without extended attributes answers, so tools that copy metadata (cp -a, tar, shutil.copy2)
+# take it as "no xattrs here" and carry on; under EPERM, cp -a fails ("preserving permissions":
+# it writes the ACL, system.posix_acl_access, with fsetxattr).
 _ERRNOS = {"errno:EPERM": 1, "errno:ENOSYS": 38, "errno:EOPNOTSUPP": 95}
 
 # op -> (jump opcode, whether the condition holds on the jump's true branch)

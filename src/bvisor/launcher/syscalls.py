@@ -5,7 +5,9 @@ allowed), and those the launcher issues without a libc wrapper (seccomp, landloc
 new mount API, which the policies also name); ``libc.syscall`` numbers them from here.
 x86_64 numbers come from the x86_64 table (asm/unistd_64.h); aarch64 uses the asm-generic
 table (asm-generic/unistd.h), which never had fork, vfork, iopl or ioperm, nor the path calls
-with an *at successor (chmod, creat, mknod, open). tests/unit/test_seccomp.py checks both tables against the kernel headers.
+with an *at successor (chmod, creat, mknod, open). tests/unit/test_seccomp.py checks both
+tables against the kernel headers (and fchmodat2, setxattrat and removexattrat, newer than
+some headers, against a pinned copy where the header lacks them).
 """
 
 # struct seccomp_data.arch for a native (64-bit, little-endian) caller on each architecture.
