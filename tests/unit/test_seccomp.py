@@ -46,7 +46,7 @@ NET = ["net.deny_inet_sockets.v1"]
 NO_SETID = ["fs.no_setid.v1"]
 EVERY_RUN = ["baseline.v1", "fs.no_setid.v1"]
 EOPNOTSUPP = 0x00050000 | errno.EOPNOTSUPP
-S_ISUID, S_ISGID, S_IFREG = 0o4000, 0o2000, 0o100000
+S_IFREG = 0o100000
 O_CREAT, O_TMPFILE_BIT, O_DIRECTORY_X86, O_DIRECTORY_ARM = 0o100, 0o20000000, 0o200000, 0o40000
 AT_FDCWD = (1 << 64) - 100  # -100 in a 64-bit argument register
 
