@@ -1,6 +1,7 @@
 """Seccomp — every Linux run ends its setup with a seccomp filter, installed last before exec.
 
-Always the hardening baseline (``baseline.v1``); ``spawn.deny_new_tasks.v1`` under
+Always the hardening baseline (``baseline.v1``) and ``fs.no_setid.v1`` (its oracle is
+tests/oracle/test_setid.py); ``spawn.deny_new_tasks.v1`` under
 ChildSpawn DenyNewTasks, ``spawn.threads_only.v1`` under AllowThreadsWithinBoundary, and
 ``net.deny_inet_sockets.v1`` under Network DenyAll. Each test makes one attack and reads its
 outcome by two channels: the host reads ``/proc/<pid>/status`` of the parked workload
@@ -86,6 +87,8 @@ PATH_ENV = "/usr/local/bin:/usr/bin:/bin"
 MIB = 1 << 20
 
 BASELINE = "baseline.v1"
+NO_SETID = "fs.no_setid.v1"
+EVERY_RUN = [BASELINE, NO_SETID]  # what every run's filter ends with
 DENY_NEW_TASKS = "spawn.deny_new_tasks.v1"
 THREADS_ONLY = "spawn.threads_only.v1"
 DENY_INET = "net.deny_inet_sockets.v1"
@@ -518,7 +521,7 @@ def test_deny_new_tasks_refuses_fork_threads_and_children_by_both_channels(ident
             failures.append(f"CHANNEL B: every new task must be refused with EPERM; (said, wanted): {wrong}")
         if not str(said.get("threads", "")).startswith("RuntimeError: can't start new thread"):
             failures.append(f"CHANNEL B: a Python thread must fail to start; threads={said.get('threads')!r}")
-    check_attested(failures, report, [DENY_NEW_TASKS, BASELINE])
+    check_attested(failures, report, [DENY_NEW_TASKS, *EVERY_RUN])
     check_admitted(failures, report, RequirementKind.ChildSpawnDenyNewTasks)
     for rule in ("clone: errno:EPERM always", "clone3: errno:EPERM always", "fork: errno:EPERM always", "vfork: errno:EPERM always"):
         if rule not in facts_of(report, "seccomp_rule"):
@@ -564,7 +567,7 @@ def test_threads_only_runs_threads_but_refuses_fork_and_children_by_both_channel
         wrong = {k: (said.get(k), v) for k, v in expected.items() if said.get(k) != v}
         if wrong:
             failures.append(f"CHANNEL B: threads must run and processes be refused; (said, wanted): {wrong}")
-    check_attested(failures, report, [THREADS_ONLY, BASELINE])
+    check_attested(failures, report, [THREADS_ONLY, *EVERY_RUN])
     check_admitted(failures, report, RequirementKind.ChildSpawnAllowThreads)
     if "clone: errno:EPERM if arg0 & 0x10000 == 0" not in facts_of(report, "seccomp_rule"):
         failures.append(f"the report must list clone's CLONE_THREAD rule; got {facts_of(report, 'seccomp_rule')}")
@@ -690,8 +693,9 @@ def test_baseline_refuses_every_listed_syscall_by_both_channels(identity, unfilt
         print(f"baseline [{identity}]: the filter's EPERM proven by errno for {len(by_errno)}; by the program for {sorted(kernel_eperm)}", file=sys.stderr)
         if not kernel_eperm < boundary_eperm:
             failures.append(f"the capless control's EPERM set must be strictly smaller than the boundary's; control={sorted(kernel_eperm)}")
-    # The report: the rules and the program, by digest.
-    rules = facts_of(report, "seccomp_rule")
+    # The report: the rules and the program, by digest. The fs.no_setid.v1 rules every run
+    # also gets are tests/oracle/test_setid.py's to exercise.
+    rules = [rule for rule in facts_of(report, "seccomp_rule") if rule not in seccomp.describe(seccomp.POLICIES[NO_SETID])]
     for name in ALWAYS_DENIED:
         if f"{name}: errno:EPERM always" not in rules:
             failures.append(f"the report must list {name!r} as always EPERM; rules={rules}")
@@ -704,7 +708,7 @@ def test_baseline_refuses_every_listed_syscall_by_both_channels(identity, unfilt
         failures.append(f"the report lists rules this oracle does not exercise (extend it): {unexercised}")
     if len(rules) != len(ALWAYS_DENIED) + len(CONDITIONAL_RULES):
         failures.append(f"the baseline must have exactly {len(ALWAYS_DENIED) + len(CONDITIONAL_RULES)} rules; got {len(rules)}")
-    check_attested(failures, report, [BASELINE])
+    check_attested(failures, report, EVERY_RUN)
     assert not failures, f"baseline oracle failures [{identity}]: {failures}"
 
 
@@ -809,7 +813,7 @@ def test_ordinary_programs_run_inside_the_baseline(identity, program):
         failures.append(f"{program} must exit 0; got {report.body.exit}")
     if out.decode(errors="replace") != expected:
         failures.append(f"{program} must print {expected!r}; got {bytes(out)!r} (stderr {bytes(err)[-600:]!r})")
-    check_attested(failures, report, [BASELINE])
+    check_attested(failures, report, EVERY_RUN)
     assert not failures, f"ordinary-program failures [{identity}/{program}]: {failures}"
 
 
@@ -861,7 +865,7 @@ def test_deny_all_refuses_inet_and_packet_sockets_but_not_unix(identity):
         wanted = EPERM if label in DENIED_SOCKETS else "ok"
         if said.get(label) != wanted:
             failures.append(f"CHANNEL B: {label} must be {wanted} under deny-all; got {said.get(label)!r}")
-    check_attested(failures, report, [DENY_INET, BASELINE])
+    check_attested(failures, report, [DENY_INET, *EVERY_RUN])
     for af in (AF_INET, AF_INET6, AF_PACKET):
         rule = f"socket: errno:EPERM if arg0 == {af:#x}"
         if rule not in facts_of(report, "seccomp_rule"):
@@ -888,7 +892,7 @@ def test_control_without_deny_all_the_same_sockets_open(identity):
         failures.append(f"CONTROL: without deny-all these sockets behave as the kernel says; (said, wanted): {wrong}")
     if said.get("inet6_stream") not in ("ok", 97):
         failures.append(f"CONTROL: AF_INET6 must open (or be EAFNOSUPPORT without IPv6); got {said.get('inet6_stream')!r}")
-    check_attested(failures, report, [BASELINE])
+    check_attested(failures, report, EVERY_RUN)
     if any(r.startswith("socket:") for r in facts_of(report, "seccomp_rule")):
         failures.append(f"without deny-all the filter must have no socket rule; got {facts_of(report, 'seccomp_rule')}")
     assert not failures, f"socket control failures (the oracle would be vacuous): {failures}"
@@ -969,12 +973,13 @@ def test_a_host_without_filter_mode_does_not_advertise_the_baseline():
     """The snapshot a plan carries must not claim what its runs lack: on a host without filter
     mode the profile's ``seccomp.baseline`` fact says the baseline is not installed (a real
     host without filter mode does; the simulated one must agree with its own lowering, which
-    says ``none``). Control: the real host advertises ``baseline.v1`` with its policy digest."""
+    says ``none``). Control: the real host advertises ``baseline.v1,fs.no_setid.v1`` with their
+    policy digest."""
     real = linux_backend("caller")
     simulated = LinuxBackend(launcher_as("caller"), fact_overrides=NO_FILTER)
     advertised, control = simulated.probe().fact("seccomp.baseline"), real.probe().fact("seccomp.baseline")
     print(f"seccomp.baseline: simulated={advertised!r} real={control!r}", file=sys.stderr)
-    assert field(control or "", "policy") == seccomp.policy_digest([BASELINE]), f"CONTROL: the real host must advertise the baseline; got {control!r}"
+    assert field(control or "", "policy") == seccomp.policy_digest(EVERY_RUN), f"CONTROL: the real host must advertise the baseline; got {control!r}"
     assert (advertised or "").startswith("not installed"), f"the simulated host advertises a baseline its runs do not get: {advertised!r}"
 
 
@@ -1013,13 +1018,13 @@ def test_program_digests_are_reproducible_and_track_the_policies(identity):
     if field(lowered["plain#1"], "program") == field(lowered["deny"], "program"):
         failures.append(f"DenyNewTasks must change the program digest; both {field(lowered['deny'], 'program')}")
     baseline_fact = first.probe().fact("seccomp.baseline") or ""
-    if field(baseline_fact, "policy") != field(lowered["plain#1"], "policy") or field(baseline_fact, "policy") != seccomp.policy_digest([BASELINE]):
+    if field(baseline_fact, "policy") != field(lowered["plain#1"], "policy") or field(baseline_fact, "policy") != seccomp.policy_digest(EVERY_RUN):
         failures.append(f"the probe's baseline policy digest must be the plain run's; probe={baseline_fact!r} lowered={lowered['plain#1']!r}")
-    program = seccomp.compile_program(seccomp.merged([BASELINE]), ARCH)
+    program = seccomp.compile_program(seccomp.merged(EVERY_RUN), ARCH)
     if field(lowered["plain#1"], "insns") != str(len(program) // 8):
         failures.append(f"insns must be the program's {len(program) // 8} instructions; got {lowered['plain#1']!r}")
-    check_attested(failures, reports["plain#1"], [BASELINE])
-    check_attested(failures, reports["deny"], [DENY_NEW_TASKS, BASELINE])
+    check_attested(failures, reports["plain#1"], EVERY_RUN)
+    check_attested(failures, reports["deny"], [DENY_NEW_TASKS, *EVERY_RUN])
     assert not failures, f"digest oracle failures [{identity}]: {failures}"
 
 
@@ -1084,11 +1089,11 @@ def test_cli_no_spawn_stops_a_shell_from_forking(identity):
         failures.append(f"the shell must fail, saying it cannot fork; got exit {denied.returncode} stderr={denied.stderr!r}")
     if b"rc=" in denied.stdout:
         failures.append(f"the shell must not get past its fork; stdout={denied.stdout!r}")
-    if not written_lowered(report).startswith(f"policies={DENY_NEW_TASKS},{BASELINE} "):
+    if not written_lowered(report).startswith(f"policies={','.join([DENY_NEW_TASKS, *EVERY_RUN])} "):
         failures.append(f"the --report must lower {DENY_NEW_TASKS}; got {written_lowered(report)!r}")
     if allowed.returncode != 0 or allowed.stdout != b"rc=0\n":
         failures.append(f"CONTROL: without --no-spawn the shell forks; got exit {allowed.returncode} stdout={allowed.stdout!r} stderr={allowed.stderr!r}")
-    if not written_lowered(control).startswith(f"policies={BASELINE} "):
+    if not written_lowered(control).startswith(f"policies={','.join(EVERY_RUN)} "):
         failures.append(f"CONTROL: a plain CLI run lowers the baseline only; got {written_lowered(control)!r}")
     assert not failures, f"CLI --no-spawn failures [{identity}]: {failures}"
 
@@ -1110,7 +1115,7 @@ def test_cli_threads_only_runs_threads_and_refuses_fork(identity):
     wrong = {k: ((said or {}).get(k), v) for k, v in expected.items() if (said or {}).get(k) != v}
     if wrong:
         failures.append(f"CHANNEL B: threads must run and fork be refused; (said, wanted): {wrong}")
-    if not written_lowered(report).startswith(f"policies={THREADS_ONLY},{BASELINE} "):
+    if not written_lowered(report).startswith(f"policies={','.join([THREADS_ONLY, *EVERY_RUN])} "):
         failures.append(f"the --report must lower {THREADS_ONLY}; got {written_lowered(report)!r}")
     assert not failures, f"CLI --threads-only failures [{identity}]: {failures}"
 
@@ -1213,5 +1218,5 @@ def test_a_syscall_through_another_abi_kills_the_workload(identity, abi):
         failures.append(f"the workload must die of SIGSYS; got {report.body.outcome} {report.body.exit}")
     if bytes(out) != b"before\n":
         failures.append(f"CHANNEL B: the workload must not get past the {abi} call; stdout={bytes(out)!r}")
-    check_attested(failures, report, [BASELINE])
+    check_attested(failures, report, EVERY_RUN)
     assert not failures, f"{abi} oracle failures [{identity}]: {failures}"

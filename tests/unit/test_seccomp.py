@@ -43,6 +43,12 @@ BASELINE = ["baseline.v1"]
 THREADS_ONLY = ["spawn.threads_only.v1", "baseline.v1"]
 DENY_NEW_TASKS = ["spawn.deny_new_tasks.v1", "baseline.v1"]
 NET = ["net.deny_inet_sockets.v1"]
+NO_SETID = ["fs.no_setid.v1"]
+EVERY_RUN = ["baseline.v1", "fs.no_setid.v1"]
+EOPNOTSUPP = 0x00050000 | errno.EOPNOTSUPP
+S_IFREG = 0o100000
+O_CREAT, O_TMPFILE_BIT, O_DIRECTORY_X86, O_DIRECTORY_ARM = 0o100, 0o20000000, 0o200000, 0o40000
+AT_FDCWD = (1 << 64) - 100  # -100 in a 64-bit argument register
 
 
 # --- syscall tables vs the kernel headers -------------------------------------------------
@@ -72,6 +78,10 @@ PINNED = {
         "read": 0, "reboot": 169, "request_key": 249, "seccomp": 317, "setns": 308, "settimeofday": 164,
         "socket": 41, "swapoff": 168, "swapon": 167, "umount2": 166, "unshare": 272,
         "userfaultfd": 323, "vfork": 58, "write": 1,
+        "chmod": 90, "creat": 85, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452, "fremovexattr": 199,
+        "fsetxattr": 190, "lremovexattr": 198, "lsetxattr": 189, "mknod": 133, "mknodat": 259,
+        "open": 2, "openat": 257, "openat2": 437, "removexattr": 197, "removexattrat": 466,
+        "setxattr": 188, "setxattrat": 463,
     },
     "aarch64": {
         "acct": 89, "add_key": 217, "adjtimex": 171, "bpf": 280, "clock_adjtime": 266,
@@ -86,8 +96,14 @@ PINNED = {
         "read": 63, "reboot": 142, "request_key": 218, "seccomp": 277, "setns": 268, "settimeofday": 170,
         "socket": 198, "swapoff": 225, "swapon": 224, "umount2": 39, "unshare": 97,
         "userfaultfd": 282, "write": 64,
+        "fchmod": 52, "fchmodat": 53, "fchmodat2": 452, "fremovexattr": 16, "fsetxattr": 7,
+        "lremovexattr": 15, "lsetxattr": 6, "mknodat": 33, "openat": 56, "openat2": 437,
+        "removexattr": 14, "removexattrat": 466, "setxattr": 5, "setxattrat": 463,
     },
 }
+# Syscalls newer than the headers some build machines ship (Debian 12's are Linux 6.1): the
+# pinned copy stands in for the header for these names alone, and only where it lacks them.
+NEWER_THAN_OLD_HEADERS = frozenset({"fchmodat2", "setxattrat", "removexattrat"})
 
 _DEFINE = re.compile(r"#define\s+(__NR(?:3264)?_\w+)\s+(\S+)\s*$")
 
@@ -154,9 +170,19 @@ def header_numbers(arch: str):
     return parse_x86_64_header(text) if arch == "x86_64" else parse_generic_header(text, AARCH64_WANTS)
 
 
+def expected_numbers(arch: str) -> dict:
+    """The header's table, with the pinned numbers of syscalls too new for it; the pinned copy
+    alone without a header."""
+    header = header_numbers(arch)
+    if header is None:
+        return PINNED[arch]
+    newer = {name: PINNED[arch][name] for name in NEWER_THAN_OLD_HEADERS if name in PINNED[arch] and name not in header}
+    return {**header, **newer}
+
+
 @pytest.mark.parametrize("arch", ARCHES)
 def test_tables_match_the_kernel_header_or_the_pinned_copy(arch):
-    expected = header_numbers(arch) or PINNED[arch]
+    expected = expected_numbers(arch)
     table = syscalls.NUMBERS[arch]
     assert {name: expected.get(name) for name in table} == table
     assert not syscalls.ABSENT[arch] & expected.keys()
@@ -167,7 +193,8 @@ def test_pinned_copy_matches_the_kernel_header(arch):
     header = header_numbers(arch)
     if header is None:
         pytest.skip(f"no syscall header for {arch} on this machine")
-    assert {name: header.get(name) for name in PINNED[arch]} == PINNED[arch]
+    known = {name: number for name, number in PINNED[arch].items() if name in header or name not in NEWER_THAN_OLD_HEADERS}
+    assert {name: header.get(name) for name in known} == known
 
 
 def test_generic_parser_resolves_3264_aliases_and_skips_the_32_bit_branch():
@@ -201,11 +228,14 @@ def _policy_syscalls() -> set:
     return {rule.syscall for rules in seccomp.POLICIES.values() for rule in rules}
 
 
-def test_every_policy_syscall_exists_on_x86_64_and_aarch64_lacks_exactly_four():
+AARCH64_LACKS = {"fork", "vfork", "iopl", "ioperm", "chmod", "creat", "mknod", "open"}
+
+
+def test_every_policy_syscall_exists_on_x86_64_and_aarch64_lacks_exactly_the_legacy_ones():
     names = _policy_syscalls()
     assert names <= syscalls.NUMBERS["x86_64"].keys()
-    assert names - syscalls.NUMBERS["aarch64"].keys() == {"fork", "vfork", "iopl", "ioperm"}
-    assert syscalls.ABSENT == {"x86_64": frozenset(), "aarch64": frozenset({"fork", "vfork", "iopl", "ioperm"})}
+    assert names - syscalls.NUMBERS["aarch64"].keys() == AARCH64_LACKS
+    assert syscalls.ABSENT == {"x86_64": frozenset(), "aarch64": frozenset(AARCH64_LACKS)}
 
 
 def test_audit_arch_constants():
@@ -269,7 +299,7 @@ def test_x32_syscalls_are_killed_on_x86_64():
 
 
 @pytest.mark.parametrize("arch", ARCHES)
-@pytest.mark.parametrize("names", [BASELINE, THREADS_ONLY, DENY_NEW_TASKS, NET])
+@pytest.mark.parametrize("names", [BASELINE, THREADS_ONLY, DENY_NEW_TASKS, NET, NO_SETID])
 def test_ordinary_syscalls_are_allowed(arch, names):
     for name in ("read", "write", "execve"):
         assert verdict(names, arch, name, 1, 2, 3) == ALLOW, name
@@ -343,9 +373,53 @@ def test_unshare_refuses_namespaces_only(arch):
     assert verdict(BASELINE, arch, "unshare", CLONE_NEWTIME) == EPERM
 
 
+# (syscall, mode argument, arg count) of each call that sets a mode outright.
+MODE_CALLS = [("chmod", 1, 2), ("fchmod", 1, 2), ("fchmodat", 2, 4), ("fchmodat2", 2, 4), ("mknod", 1, 3), ("mknodat", 2, 4), ("creat", 1, 2)]
+
+
+def _with(count: int, index: int, value: int) -> list:
+    args = [3] * count
+    args[index] = value
+    return args
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_no_setid_refuses_a_setuid_or_setgid_mode_and_nothing_else(arch):
+    for name, index, count in MODE_CALLS:
+        if name in syscalls.ABSENT[arch]:
+            continue
+        for mode in (0o4755, 0o2755, 0o2644, 0o6000, S_IFREG | 0o4755, (1 << 16) | 0o4755):
+            assert verdict(NO_SETID, arch, name, *_with(count, index, mode)) == EPERM, (name, oct(mode))
+        for mode in (0o755, 0o644, 0o1777, S_IFREG | 0o600, 0):
+            assert verdict(NO_SETID, arch, name, *_with(count, index, mode)) == ALLOW, (name, oct(mode))
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_no_setid_refuses_a_setid_mode_only_on_an_open_that_creates(arch):
+    directory = O_DIRECTORY_X86 if arch == "x86_64" else O_DIRECTORY_ARM
+    opens = [("openat", (AT_FDCWD, 0))] + ([("open", (0,))] if arch == "x86_64" else [])
+    for name, lead in opens:
+        for flags in (O_CREAT | 1, O_CREAT | 0o200, O_TMPFILE_BIT | directory | 2, (1 << 32) | O_CREAT):
+            assert verdict(NO_SETID, arch, name, *lead, flags, 0o4755) == EPERM, (name, oct(flags))
+            assert verdict(NO_SETID, arch, name, *lead, flags, 0o2700) == EPERM, (name, oct(flags))
+            assert verdict(NO_SETID, arch, name, *lead, flags, 0o644) == ALLOW, (name, oct(flags))
+        # Without O_CREAT or O_TMPFILE the kernel ignores the mode, and callers leave garbage there.
+        for flags in (0, 1, directory, 0o2000000):
+            assert verdict(NO_SETID, arch, name, *lead, flags, 0xFFFFFFFF) == ALLOW, (name, oct(flags))
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_no_setid_refuses_every_xattr_write_and_sends_openat2_back_to_openat(arch):
+    for name in ("setxattr", "lsetxattr", "fsetxattr", "setxattrat", "removexattr", "lremovexattr", "fremovexattr", "removexattrat"):
+        assert verdict(NO_SETID, arch, name, 0, 0, 0, 0, 0) == EOPNOTSUPP, name
+    assert verdict(NO_SETID, arch, "openat2", AT_FDCWD, 0, 0, 24) == ENOSYS
+    for name in ("read", "write", "execve"):
+        assert verdict(EVERY_RUN, arch, name, 0, 0o4755, 0o4755, 0o4755) == ALLOW, name
+
+
 # --- program shape ----------------------------------------------------------------------------
 
-ALL_SETS = [BASELINE, THREADS_ONLY, DENY_NEW_TASKS, NET, ["spawn.deny_new_tasks.v1", "net.deny_inet_sockets.v1", "baseline.v1"]]
+ALL_SETS = [BASELINE, THREADS_ONLY, DENY_NEW_TASKS, NET, NO_SETID, EVERY_RUN, ["spawn.deny_new_tasks.v1", "net.deny_inet_sockets.v1", "baseline.v1"]]
 
 
 @pytest.mark.parametrize("arch", ARCHES)
@@ -418,7 +492,12 @@ def test_instruction_counts():
 # --- merging, determinism, digests, description -------------------------------------------
 
 def test_policy_names_are_exactly_the_frozen_set():
-    assert set(seccomp.POLICIES) == {"spawn.deny_new_tasks.v1", "spawn.threads_only.v1", "net.deny_inet_sockets.v1", "baseline.v1"}
+    assert set(seccomp.POLICIES) == {"spawn.deny_new_tasks.v1", "spawn.threads_only.v1", "net.deny_inet_sockets.v1", "baseline.v1", "fs.no_setid.v1"}
+
+
+def test_every_policy_list_ends_with_the_policies_every_run_gets():
+    assert seccomp.EVERY_RUN_POLICIES == tuple(EVERY_RUN)
+    assert all(policies[-2:] == tuple(EVERY_RUN) for policies in seccomp.policy_lists())
 
 
 def test_an_unconditional_rule_shadows_later_rules_for_its_syscall():
@@ -607,6 +686,33 @@ def test_the_kernel_lets_threads_through_threads_only():
     probes = {"thread": lambda: _errno_of(thread), "fork": lambda: _errno_of(_fork_and_reap)}
     _, report = _in_filtered_child(THREADS_ONLY, probes)
     assert report == {"thread": 0, "fork": errno.EPERM}
+
+
+@needs_native_table
+def test_the_kernel_enforces_no_setid(tmp_path):
+    # The child keeps root's capabilities: any refusal below is the filter's, not a permission check.
+    target = tmp_path / "file"
+    target.write_bytes(b"x")
+    path = str(target)
+
+    def created(name: str, mode: int) -> int:
+        return _errno_of(lambda: os.close(os.open(str(tmp_path / name), os.O_CREAT | os.O_WRONLY, mode)))
+
+    probes = {
+        "chmod_4755": lambda: _errno_of(lambda: os.chmod(path, 0o4755)),
+        "chmod_2755": lambda: _errno_of(lambda: os.chmod(path, 0o2755)),
+        "chmod_755": lambda: _errno_of(lambda: os.chmod(path, 0o755)),
+        "open_creat_4755": lambda: created("setuid", 0o4755),
+        "open_creat_644": lambda: created("plain", 0o644),
+        "mknod_4755": lambda: _errno_of(lambda: os.mknod(str(tmp_path / "node"), S_IFREG | 0o4755)),
+        "setxattr_user": lambda: _errno_of(lambda: os.setxattr(path, "user.x", b"1")),
+        "openat2": lambda: _libc_errno("syscall", syscalls.NUMBERS[MACHINE]["openat2"], -100, path.encode(), None, 0),
+    }
+    _, report = _in_filtered_child(EVERY_RUN, probes)
+    assert report == {"chmod_4755": errno.EPERM, "chmod_2755": errno.EPERM, "chmod_755": 0, "open_creat_4755": errno.EPERM,
+                      "open_creat_644": 0, "mknod_4755": errno.EPERM, "setxattr_user": errno.EOPNOTSUPP, "openat2": errno.ENOSYS}
+    assert target.stat().st_mode & 0o7777 == 0o755 and not (tmp_path / "setuid").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "plain"]
 
 
 def test_import_stays_cheap():

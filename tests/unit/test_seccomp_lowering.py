@@ -15,13 +15,13 @@ def spawn(policy):
 @pytest.mark.parametrize(
     ("capabilities", "deny_network", "expected"),
     [
-        ([], False, ["baseline.v1"]),
-        ([], True, ["net.deny_inet_sockets.v1", "baseline.v1"]),
-        ([spawn(SpawnPolicy.DenyNewTasks())], False, ["spawn.deny_new_tasks.v1", "baseline.v1"]),
-        ([spawn(SpawnPolicy.AllowThreadsWithinBoundary())], True, ["spawn.threads_only.v1", "net.deny_inet_sockets.v1", "baseline.v1"]),
-        ([spawn(SpawnPolicy.AllowDescendantsWithinBoundary())], False, ["baseline.v1"]),
+        ([], False, ["baseline.v1", "fs.no_setid.v1"]),
+        ([], True, ["net.deny_inet_sockets.v1", "baseline.v1", "fs.no_setid.v1"]),
+        ([spawn(SpawnPolicy.DenyNewTasks())], False, ["spawn.deny_new_tasks.v1", "baseline.v1", "fs.no_setid.v1"]),
+        ([spawn(SpawnPolicy.AllowThreadsWithinBoundary())], True, ["spawn.threads_only.v1", "net.deny_inet_sockets.v1", "baseline.v1", "fs.no_setid.v1"]),
+        ([spawn(SpawnPolicy.AllowDescendantsWithinBoundary())], False, ["baseline.v1", "fs.no_setid.v1"]),
         # Both asked: the stricter one wins, whatever the order.
-        ([spawn(SpawnPolicy.AllowThreadsWithinBoundary()), spawn(SpawnPolicy.DenyNewTasks())], False, ["spawn.deny_new_tasks.v1", "baseline.v1"]),
+        ([spawn(SpawnPolicy.AllowThreadsWithinBoundary()), spawn(SpawnPolicy.DenyNewTasks())], False, ["spawn.deny_new_tasks.v1", "baseline.v1", "fs.no_setid.v1"]),
     ],
 )
 def test_every_run_gets_the_baseline_after_its_spawn_and_network_policies(capabilities, deny_network, expected):

@@ -6,8 +6,11 @@ otherwise the next rule for the same syscall is tried; a syscall no rule matches
 
 Conditions read only the low 32 bits of an argument. Every argument the policies inspect is
 a 32-bit quantity to the kernel (clone truncates its flags to 32 bits, unshare rejects high
-bits, personality's persona and ioctl's cmd are unsigned int, socket's domain is an int), so
-a 32-bit compare sees exactly the value the kernel acts on.
+bits, personality's persona and ioctl's cmd are unsigned int, socket's domain and open's
+flags are an int), so a 32-bit compare sees exactly the value the kernel acts on. File modes
+are narrower still: the chmod, mknod and open families declare theirs ``umode_t`` (16 bits)
+and truncate to it, so the setuid/setgid bits a rule tests (0o6000) are the same bits in the
+low word as in the mode the kernel applies.
 """
 
 import ctypes
@@ -46,8 +49,11 @@ _X32_SYSCALL_BIT = 0x40000000
 # bytes do not depend on the host that compiled them.
 _INSN = struct.Struct("<HBBI")
 
-# action -> errno (same numbers on x86_64 and aarch64)
-_ERRNOS = {"errno:EPERM": 1, "errno:ENOSYS": 38}
+# action -> errno (same numbers on x86_64 and aarch64). EOPNOTSUPP is what a filesystem
+# without extended attributes answers, so tools that copy metadata (cp -a, tar, shutil.copy2)
+# take it as "no xattrs here" and carry on; under EPERM, cp -a fails ("preserving permissions":
+# it writes the ACL, system.posix_acl_access, with fsetxattr).
+_ERRNOS = {"errno:EPERM": 1, "errno:ENOSYS": 38, "errno:EOPNOTSUPP": 95}
 
 # op -> (jump opcode, whether the condition holds on the jump's true branch)
 _TESTS = {"any_set": (_JSET_K, True), "none_set": (_JSET_K, False), "eq": (_JEQ_K, True), "ne": (_JEQ_K, False)}
@@ -110,6 +116,23 @@ _EPERM = "errno:EPERM"
 # back to clone, whose flags it can.
 _CLONE3_ENOSYS = Rule("clone3", "errno:ENOSYS")
 
+# The setuid and setgid bits (S_ISUID | S_ISGID). The setgid bit is refused whatever else the
+# mode holds: without group-exec it once meant mandatory locking, and on a directory it only
+# makes new entries inherit the group — harmless, but the filter cannot tell a directory from
+# a file (it sees a path or an fd, not the inode), so `chmod g+s dir` is refused too.
+_SETID_BITS = 0o6000
+# O_CREAT | __O_TMPFILE: the opens whose mode argument the kernel applies (otherwise it is
+# ignored, and the C library leaves garbage there). Both bits are the same on x86_64 and aarch64
+# (O_TMPFILE adds O_DIRECTORY, which differs; __O_TMPFILE alone marks a temp-file open).
+_OPEN_CREATES = 0o100 | 0o20000000
+# The mode argument of each call that sets a mode outright (creat is open with O_CREAT implied).
+_MODE_ARG = {"chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "mknod": 1, "mknodat": 2, "creat": 1}
+# (flags arg, mode arg) of the opens whose mode applies only when they create.
+_CREATING_OPEN_ARGS = {"open": (1, 2), "openat": (2, 3)}
+# Every call that writes or removes an extended attribute: security.capability would plant a
+# file capability, and any xattr is metadata the workload could leave on a host file.
+_XATTR_WRITES = ("setxattr", "lsetxattr", "fsetxattr", "setxattrat", "removexattr", "lremovexattr", "fremovexattr", "removexattrat")
+
 _BASELINE_DENIED = (
     "ptrace", "process_vm_readv", "process_vm_writev", "kexec_load", "kexec_file_load", "bpf",
     "perf_event_open", "keyctl", "add_key", "request_key", "userfaultfd", "mount", "umount2",
@@ -128,6 +151,14 @@ POLICIES = {
         Rule("vfork", _EPERM),
     ),
     "net.deny_inet_sockets.v1": tuple(Rule("socket", _EPERM, (Cond(0, "eq", af),)) for af in (_AF_INET, _AF_INET6, _AF_PACKET)),
+    # No file the workload creates or changes gets a setuid/setgid bit or a file capability:
+    # EPERM when a mode carries S_ISUID|S_ISGID, EOPNOTSUPP for every xattr write; openat2 (its
+    # mode is in memory the filter cannot read) answers ENOSYS, as on a kernel before 5.6, so a
+    # caller falls back to openat, whose mode it can (glibc's open never uses openat2).
+    "fs.no_setid.v1": tuple(Rule(name, _EPERM, (Cond(arg, "any_set", _SETID_BITS),)) for name, arg in _MODE_ARG.items()) + tuple(
+        Rule(name, _EPERM, (Cond(flags, "any_set", _OPEN_CREATES), Cond(mode, "any_set", _SETID_BITS)))
+        for name, (flags, mode) in _CREATING_OPEN_ARGS.items()
+    ) + (Rule("openat2", "errno:ENOSYS"),) + tuple(Rule(name, "errno:EOPNOTSUPP") for name in _XATTR_WRITES),
     "baseline.v1": tuple(Rule(name, _EPERM) for name in _BASELINE_DENIED) + (
         Rule("unshare", _EPERM, (Cond(0, "any_set", _UNSHARE_NAMESPACES),)),
         Rule("clone", _EPERM, (Cond(0, "any_set", _CLONE_NAMESPACES),)),
@@ -140,14 +171,17 @@ POLICIES = {
 
 
 BASELINE_POLICY = "baseline.v1"
+NO_SETID_POLICY = "fs.no_setid.v1"
+# The policies every run gets, whatever its spec.
+EVERY_RUN_POLICIES = (BASELINE_POLICY, NO_SETID_POLICY)
 INET_POLICY = "net.deny_inet_sockets.v1"
 SPAWN_POLICIES = ("spawn.deny_new_tasks.v1", "spawn.threads_only.v1")
 
 
 def policy_list(spawn: str | None, deny_inet: bool) -> tuple:
     """A filter's policies, strictest first: the spawn policy (if any), inet sockets under
-    deny-all, then the hardening baseline every run gets."""
-    return ((spawn,) if spawn else ()) + ((INET_POLICY,) if deny_inet else ()) + (BASELINE_POLICY,)
+    deny-all, then the hardening baseline and the no-setid rules every run gets."""
+    return ((spawn,) if spawn else ()) + ((INET_POLICY,) if deny_inet else ()) + EVERY_RUN_POLICIES
 
 
 def policy_lists() -> list:

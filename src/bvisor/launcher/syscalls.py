@@ -4,7 +4,10 @@ The syscalls the seccomp policies name, read/write/execve (probes that every pol
 allowed), and those the launcher issues without a libc wrapper (seccomp, landlock_*, and the
 new mount API, which the policies also name); ``libc.syscall`` numbers them from here.
 x86_64 numbers come from the x86_64 table (asm/unistd_64.h); aarch64 uses the asm-generic
-table (asm-generic/unistd.h), which never had fork, vfork, iopl or ioperm. tests/unit/test_seccomp.py checks both tables against the kernel headers.
+table (asm-generic/unistd.h), which never had fork, vfork, iopl or ioperm, nor the path calls
+with an *at successor (chmod, creat, mknod, open). tests/unit/test_seccomp.py checks both
+tables against the kernel headers (and fchmodat2, setxattrat and removexattrat, newer than
+some headers, against a pinned copy where the header lacks them).
 """
 
 # struct seccomp_data.arch for a native (64-bit, little-endian) caller on each architecture.
@@ -27,6 +30,11 @@ NUMBERS = {
         "read": 0, "reboot": 169, "request_key": 249, "seccomp": 317, "setns": 308, "settimeofday": 164,
         "socket": 41, "swapoff": 168, "swapon": 167, "umount2": 166, "unshare": 272,
         "userfaultfd": 323, "vfork": 58, "write": 1,
+        # fs.no_setid.v1
+        "chmod": 90, "creat": 85, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452, "fremovexattr": 199,
+        "fsetxattr": 190, "lremovexattr": 198, "lsetxattr": 189, "mknod": 133, "mknodat": 259,
+        "open": 2, "openat": 257, "openat2": 437, "removexattr": 197, "removexattrat": 466,
+        "setxattr": 188, "setxattrat": 463,
     },
     "aarch64": {
         "acct": 89, "add_key": 217, "adjtimex": 171, "bpf": 280, "clock_adjtime": 266,
@@ -41,6 +49,10 @@ NUMBERS = {
         "read": 63, "reboot": 142, "request_key": 218, "seccomp": 277, "setns": 268, "settimeofday": 170,
         "socket": 198, "swapoff": 225, "swapon": 224, "umount2": 39, "unshare": 97,
         "userfaultfd": 282, "write": 64,
+        # fs.no_setid.v1
+        "fchmod": 52, "fchmodat": 53, "fchmodat2": 452, "fremovexattr": 16, "fsetxattr": 7,
+        "lremovexattr": 15, "lsetxattr": 6, "mknodat": 33, "openat": 56, "openat2": 437,
+        "removexattr": 14, "removexattrat": 466, "setxattr": 5, "setxattrat": 463,
     },
 }
 
@@ -49,5 +61,5 @@ NUMBERS = {
 # (a typo must not silently turn into "allowed").
 ABSENT = {
     "x86_64": frozenset(),
-    "aarch64": frozenset({"fork", "vfork", "iopl", "ioperm"}),
+    "aarch64": frozenset({"fork", "vfork", "iopl", "ioperm", "chmod", "creat", "mknod", "open"}),
 }

@@ -206,11 +206,12 @@ def _seccomp_cell(kind: RequirementKind, facts: dict) -> CeilingCell:
 
 
 def seccomp_baseline_facts(facts: dict) -> dict:
-    """The hardening baseline every run gets, named in the profile by its policy digest."""
+    """The policies every run gets (the hardening baseline, the no-setid rules), named in the
+    profile by their policy digest."""
     if facts.get("launcher.seccomp_filter") != "ok":
         return {"seccomp.baseline": "not installed: no seccomp filter mode"}
-    _, policy_digest, _, rules = compiled_filter((seccomp.BASELINE_POLICY,), os.uname().machine)
-    return {"seccomp.baseline": f"{seccomp.BASELINE_POLICY} policy={policy_digest} rules={len(rules)}"}
+    _, policy_digest, _, rules = compiled_filter(seccomp.EVERY_RUN_POLICIES, os.uname().machine)
+    return {"seccomp.baseline": f"{','.join(seccomp.EVERY_RUN_POLICIES)} policy={policy_digest} rules={len(rules)}"}
 
 
 def landlock_summary(facts: dict) -> str:
