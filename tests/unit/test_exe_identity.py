@@ -15,7 +15,9 @@ import pytest
 
 from bvisor.linux import exe_identity as module
 from bvisor.linux.exe_identity import exe_identity
+from bvisor.linux.launch import UNPRIVILEGED_PREFIX
 from bvisor.linux.lowering import open_exe
+from helpers import shared_host_dir
 
 # Runs the O_PATH fd in argv[1] with fexecve (execveat on the fd): what the launcher does.
 FEXECVE = "import os, sys; os.execve(int(sys.argv[1]), ['prog', 'from-the-fd'], {})"
@@ -101,3 +103,49 @@ def test_the_cache_serves_a_settled_file_and_is_dropped_when_it_changes(tmp_path
         assert (changed.ino, changed.size) == (settled.ino, settled.size)
     finally:
         os.close(fd)
+
+
+def test_a_file_changed_while_being_hashed_is_recorded_unhashed_and_not_cached(tmp_path, hashes, monkeypatch):
+    prog = tmp_path / "prog"
+    shutil.copy("/bin/true", prog)
+    counting = module._hash_through
+
+    def hash_then_write(exe_fd, status):
+        digest = counting(exe_fd, status)
+        flip_a_byte_in_place(prog)
+        return digest
+
+    monkeypatch.setattr(module, "_hash_through", hash_then_write)
+    monkeypatch.setattr(module, "_SETTLED_NS", -(10**18))  # would cache anything that held still
+    fd = open_exe(str(prog))
+    try:
+        identity = exe_identity(fd)
+    finally:
+        os.close(fd)
+    assert identity.blake3 is None and identity.detail().endswith("blake3=none (it changed while being hashed)")
+    assert not module._digests
+
+
+# Run as uid 65534: exe_identity of a file it may exec but not read.
+EXEC_ONLY = (
+    "import os, sys; from bvisor.linux.exe_identity import exe_identity; "
+    "fd = os.open(sys.argv[1], os.O_PATH | os.O_CLOEXEC); print(exe_identity(fd).detail())"
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a file uid 65534 can exec but not read")
+def test_an_exec_only_file_is_recorded_with_no_hash_and_says_why():
+    directory = shared_host_dir("bvisor-exec-only-")
+    try:
+        prog = Path(directory) / "prog"
+        shutil.copy("/bin/echo", prog)
+        prog.chmod(0o711)
+        ran = subprocess.run([*UNPRIVILEGED_PREFIX, str(prog), "ran"], capture_output=True, check=False)
+        assert ran.stdout == b"ran\n", ran.stderr.decode()  # it may run it
+        done = subprocess.run([*UNPRIVILEGED_PREFIX, sys.executable, "-c", EXEC_ONLY, str(prog)], capture_output=True, check=False)
+        status = prog.stat()
+    finally:
+        shutil.rmtree(directory)
+    dev = f"{os.major(status.st_dev)}:{os.minor(status.st_dev)}"
+    want = f"dev={dev} ino={status.st_ino} size={status.st_size} blake3=none (cannot read it: Permission denied)\n"
+    assert done.stdout.decode() == want, done.stderr.decode()
