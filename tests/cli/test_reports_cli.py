@@ -142,6 +142,20 @@ def test_reports_verify_key_demands_a_head_signed_by_that_key(home, tmp_path):
     assert missing.returncode == 2 and missing.stderr.count(b"\n") == 1 and b"--key" in missing.stderr, missing.stderr
 
 
+def test_a_signed_store_runs_nothing_under_another_key_and_an_unsigned_store_needs_no_key(home, tmp_path):
+    assert bvisor(home, "run", "--quiet", "--", "/bin/true").returncode == 0
+    assert not (home / "signing-key.pem").exists()  # an unsigned store never loads or makes a key
+    assert bvisor(home, "run", "--quiet", "--sign", "--", "/bin/true").returncode == 0
+    assert bvisor(tmp_path / "other", "key").returncode == 0
+    (home / "signing-key.pem").unlink()
+    (tmp_path / "other" / "signing-key.pem").rename(home / "signing-key.pem")
+    marker = tmp_path / "ran"
+    done = bvisor(home, "run", "--quiet", "--", "/bin/sh", "-c", f"touch {marker}")
+    assert done.returncode == 2 and done.stderr.count(b"\n") == 1 and b"its head is signed by key" in done.stderr, done.stderr
+    assert not marker.exists()
+    assert len(stored_ids(home)) == 2
+
+
 def test_a_secret_lease_never_reaches_the_store(home, tmp_path):
     """Attacks the store with a secret lease that the workload really receives (it prints the
     value's sha256, checked here) beside a plain --env value it echoes on stdout and stderr.

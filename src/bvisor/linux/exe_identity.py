@@ -15,6 +15,7 @@ from a later write in the same tick is hashed every time and never cached.
 
 import collections
 import os
+import threading
 import time
 
 import blake3
@@ -26,6 +27,7 @@ _SETTLED_NS = 2_000_000_000
 _CHUNK = 1 << 20
 
 _digests: "collections.OrderedDict[tuple[int, ...], str]" = collections.OrderedDict()
+_digests_lock = threading.Lock()  # several threads may run boundaries on one backend
 
 
 class ExeIdentity(msgspec.Struct, frozen=True):
@@ -53,9 +55,11 @@ def exe_identity(exe_fd: int) -> ExeIdentity:
     status = os.fstat(exe_fd)
     key = file_key(status)
     identity = ExeIdentity(dev=status.st_dev, ino=status.st_ino, size=status.st_size, blake3=None)
-    digest = _digests.get(key)
+    with _digests_lock:
+        digest = _digests.get(key)
+        if digest is not None:
+            _digests.move_to_end(key)
     if digest is not None:
-        _digests.move_to_end(key)
         return msgspec.structs.replace(identity, blake3=digest)
     started_ns = time.time_ns()
     try:
@@ -65,9 +69,10 @@ def exe_identity(exe_fd: int) -> ExeIdentity:
     if file_key(os.fstat(exe_fd)) != key:
         return msgspec.structs.replace(identity, unhashed="it changed while being hashed")
     if status.st_ctime_ns < started_ns - _SETTLED_NS:
-        _digests[key] = digest
-        if len(_digests) > _CACHE_ENTRIES:
-            _digests.popitem(last=False)
+        with _digests_lock:
+            _digests[key] = digest
+            if len(_digests) > _CACHE_ENTRIES:
+                _digests.popitem(last=False)
     return msgspec.structs.replace(identity, blake3=digest)
 
 
