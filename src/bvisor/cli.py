@@ -306,8 +306,7 @@ def _plan_and_run(args, spec, prestarted) -> int:
         from bvisor import cli_reports
 
         # Opened before anything runs: a run whose record cannot be kept does not start.
-        cli_reports.open_store(args).close()
-        key = cli_reports.signing_key(args) if args.sign else None
+        key = cli_reports.run_signer(args)
         evidence = cli_reports
     elif args.sign:
         raise BadInput("--sign: a signed report is kept in the store; drop --no-store")
@@ -336,7 +335,7 @@ def _plan_and_run(args, spec, prestarted) -> int:
         signal.signal(signal.SIGINT, previous)
     if args.sign:
         report = key.sign(report)
-    stored = evidence.store_run(args, report, kept) if evidence else None
+    stored = evidence.store_run(args, report, kept, key) if evidence else None
     if args.report and not _save_report(args.report, encode_report_json(report)):
         return EXIT_REFUSED_OR_FAULT
     if evidence and stored is None:

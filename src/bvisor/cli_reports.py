@@ -33,7 +33,10 @@ def add_parsers(sub, run) -> None:
     show = actions.add_parser("show", help="one stored report: a summary, or the exact JSON")
     show.add_argument("id", help="a report id (its body hash) or a unique prefix of at least 4 hex digits")
     show.add_argument("--json", action="store_true")
-    actions.add_parser("verify", help="verify the whole chain (0 intact, 1 broken: the first bad row is named)")
+    verify = actions.add_parser("verify", help="verify the whole chain (0 intact, 1 broken: the first bad row is named)")
+    verify.add_argument(
+        "--key", metavar="PEM", help="require the store's head signed by this public key (default: this host's key, if the store is signed)"
+    )
     export = actions.add_parser("export", help="write one stored report's exact JSON (bvisor verify accepts it)")
     export.add_argument("id")
     export.add_argument("-o", "--output", metavar="FILE")
@@ -83,6 +86,20 @@ def signing_key(args):
         return HostSigningKey.load_or_create(key_home(args))
     except SigningError as exc:
         raise BadInput(f"signing key: {exc}") from None
+
+
+def run_signer(args):
+    """Checked before anything runs: the store opens, and the key that will sign the report
+    (``--sign``) and the store's head (``--sign``, or a store whose head is signed) is the
+    store's own. None when nothing is signed."""
+    with open_store(args) as store:
+        held = store.head_key()
+    if not args.sign and held is None:
+        return None
+    key = signing_key(args)
+    if held is not None and key.public_key_hex() != held:
+        raise BadInput(f"--store: its head is signed by key {held}, not by this host's key {key.public_key_hex()}")
+    return key
 
 
 def stream_cap() -> int:
@@ -176,12 +193,39 @@ def _show(store, args) -> int:
 
 
 def _verify_chain(store, args) -> int:
-    verdict = store.verify_chain()
+    verdict = store.verify_chain(_trusted_key(store, args))
+    if verdict.ok and verdict.signed_by is not None:
+        print(f"chain intact: {verdict.rows} reports, head signed by ed25519 {verdict.signed_by}")
+        return 0
     if verdict.ok:
         print(f"chain intact: {verdict.rows} reports")
+        print("unsigned store: rows cut from the end together with the head cannot be detected (run --sign signs the head from then on)")
         return 0
-    print(f"CHAIN BROKEN at row {verdict.first_bad_seq}: {verdict.reason}")
+    where = "the head" if verdict.first_bad_seq is None else f"row {verdict.first_bad_seq}"
+    print(f"CHAIN BROKEN at {where}: {verdict.reason}")
     return EXIT_CHAIN_BROKEN
+
+
+def _trusted_key(store, args) -> str | None:
+    """The key the head must be signed by: ``--key``, else this host's key when the store is
+    signed (the key recorded in the file is the tamperer's to choose), else none."""
+    from bvisor.evidence.signing import HostSigningKey, SigningError, public_key_hex
+
+    try:
+        if args.key:
+            with open(args.key, "rb") as f:
+                return public_key_hex(f.read())
+        if store.head_key() is None:
+            return None
+        return HostSigningKey.load(key_home(args)).public_key_hex()
+    except FileNotFoundError:
+        if args.key:
+            raise BadInput(f"--key: {args.key}: no such file") from None
+        raise BadInput(f"reports verify: the store's head is signed, but there is no host key in {key_home(args)}: pass --key PEM") from None
+    except OSError as exc:
+        raise BadInput(f"--key: {args.key}: {exc.strerror}") from None
+    except SigningError as exc:
+        raise BadInput(f"--key: {exc}" if args.key else f"signing key: {exc}") from None
 
 
 def _export(store, args) -> int:
@@ -223,13 +267,15 @@ def signature_verdict(report, key_path: str):
     return isinstance(verdict, SignatureVerdict.Valid), verdict.reason
 
 
-def store_run(args, report, kept: KeptStreams) -> str | None:
-    """Keep the run (signed if asked); returns the stored id, or None after saying why not."""
+def store_run(args, report, kept: KeptStreams, signer) -> str | None:
+    """Keep the run (its head signed by ``signer`` when there is one); returns the stored id,
+    or None after saying why not."""
     from bvisor.evidence.store import StoreError
 
     try:
         with open_store(args) as store:
-            return store.append(report, {name: bytes(data) for name, data in kept.kept.items()}, kept.cap).report_id
+            streams = {name: bytes(data) for name, data in kept.kept.items()}
+            return store.append(report, streams, kept.cap, signer).report_id
     except (StoreError, BadInput) as exc:
         sys.stderr.write(f"bvisor: cannot store the report: {exc}\n")
         return None

@@ -95,6 +95,67 @@ def test_a_signed_report_verifies_with_the_host_key_and_one_changed_byte_fails(h
     assert wrong.returncode == 1 and b"TAMPERED: signature" in wrong.stdout, wrong.stdout
 
 
+def cut_the_last_row_and_reset_the_head(home) -> None:
+    """What someone who can write the store but not read the key does to hide the last run."""
+    db = sqlite3.connect(home / "evidence.sqlite3")
+    with db:
+        (last, previous) = db.execute("SELECT seq, chain_hash FROM reports ORDER BY seq DESC LIMIT 2").fetchall()
+        for table in ("report_streams", "documents", "reports"):
+            db.execute(f"DELETE FROM {table} WHERE seq = ?", (last[0],))
+        db.executemany("UPDATE meta SET value = ? WHERE key = ?", [(previous[0], "head_seq"), (previous[1], "head_chain")])
+    db.close()
+
+
+def test_a_signed_store_shows_a_cut_tail_and_an_unsigned_store_says_it_cannot(home, tmp_path):
+    assert bvisor(home, "run", "--quiet", "--sign", "--", "/bin/true").returncode == 0
+    # Once signed, every append signs the head, --sign or not.
+    assert bvisor(home, "run", "--quiet", "--", "/bin/false").returncode == 1
+    key_hex = json.loads(bvisor(home, "reports", "show", stored_ids(home)[1], "--json").stdout)["signature"]["public_key"]
+    intact = bvisor(home, "reports", "verify")
+    assert intact.returncode == 0 and intact.stdout == f"chain intact: 2 reports, head signed by ed25519 {key_hex}\n".encode()
+    cut_the_last_row_and_reset_the_head(home)
+    broken = bvisor(home, "reports", "verify")
+    assert broken.returncode == 1 and broken.stdout.startswith(b"CHAIN BROKEN at the head: head: its signature"), broken.stdout
+
+    # The control: the same cut in an unsigned store goes unseen, and the command says so.
+    unsigned = tmp_path / "unsigned"
+    for _ in range(2):
+        assert bvisor(unsigned, "run", "--quiet", "--", "/bin/true").returncode == 0
+    cut_the_last_row_and_reset_the_head(unsigned)
+    unseen = bvisor(unsigned, "reports", "verify")
+    assert unseen.returncode == 0 and unseen.stdout.startswith(b"chain intact: 1 reports\nunsigned store: rows cut"), unseen.stdout
+
+
+def test_reports_verify_key_demands_a_head_signed_by_that_key(home, tmp_path):
+    assert bvisor(home, "run", "--quiet", "--", "/bin/true").returncode == 0
+    key = tmp_path / "key.pem"
+    key.write_bytes(bvisor(home, "key").stdout)
+    unsigned = bvisor(home, "reports", "verify", "--key", str(key))
+    assert unsigned.returncode == 1 and b"not signed, yet key" in unsigned.stdout, unsigned.stdout
+    assert bvisor(home, "run", "--quiet", "--sign", "--", "/bin/true").returncode == 0
+    assert bvisor(home, "reports", "verify", "--key", str(key)).returncode == 0
+    other = tmp_path / "other.pem"
+    other.write_bytes(bvisor(tmp_path / "other", "key").stdout)
+    wrong = bvisor(home, "reports", "verify", "--key", str(other))
+    assert wrong.returncode == 1 and b"not by the trusted key" in wrong.stdout, wrong.stdout
+    missing = bvisor(home, "reports", "verify", "--key", str(tmp_path / "absent.pem"))
+    assert missing.returncode == 2 and missing.stderr.count(b"\n") == 1 and b"--key" in missing.stderr, missing.stderr
+
+
+def test_a_signed_store_runs_nothing_under_another_key_and_an_unsigned_store_needs_no_key(home, tmp_path):
+    assert bvisor(home, "run", "--quiet", "--", "/bin/true").returncode == 0
+    assert not (home / "signing-key.pem").exists()  # an unsigned store never loads or makes a key
+    assert bvisor(home, "run", "--quiet", "--sign", "--", "/bin/true").returncode == 0
+    assert bvisor(tmp_path / "other", "key").returncode == 0
+    (home / "signing-key.pem").unlink()
+    (tmp_path / "other" / "signing-key.pem").rename(home / "signing-key.pem")
+    marker = tmp_path / "ran"
+    done = bvisor(home, "run", "--quiet", "--", "/bin/sh", "-c", f"touch {marker}")
+    assert done.returncode == 2 and done.stderr.count(b"\n") == 1 and b"its head is signed by key" in done.stderr, done.stderr
+    assert not marker.exists()
+    assert len(stored_ids(home)) == 2
+
+
 def test_a_secret_lease_never_reaches_the_store(home, tmp_path):
     """Attacks the store with a secret lease that the workload really receives (it prints the
     value's sha256, checked here) beside a plain --env value it echoes on stdout and stderr.

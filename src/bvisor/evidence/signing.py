@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 KEY_FILE = "signing-key.pem"
+# The evidence store's head: (row count, chain hash of the last row), signed on every append.
+HEAD_DOMAIN = b"bvisor.evidence.head.v1\0"
 
 
 class SigningError(Exception):
@@ -56,15 +58,20 @@ class HostSigningKey:
         self._key = key
 
     @classmethod
-    def load_or_create(cls, home: Path) -> "HostSigningKey":
-        """The key at ``home/signing-key.pem``, created (mode 0600, ``home`` 0700) if absent.
+    def load(cls, home: Path) -> "HostSigningKey":
+        """The key at ``home/signing-key.pem``; ``FileNotFoundError`` when there is none.
 
         Raises ``SigningError`` for a key file that group or others can access, that this
         user does not own, or that does not hold an unencrypted Ed25519 private key.
         """
+        return cls(_read_private_key(Path(home) / KEY_FILE))
+
+    @classmethod
+    def load_or_create(cls, home: Path) -> "HostSigningKey":
+        """The key at ``home/signing-key.pem``, created (mode 0600, ``home`` 0700) if absent."""
         path = Path(home) / KEY_FILE
         try:
-            return cls(_read_private_key(path))
+            return cls.load(home)
         except FileNotFoundError:
             pass
         _publish_new_key(path)
@@ -87,6 +94,34 @@ class HostSigningKey:
         value = self._key.sign(signature_message(report.body_hash))
         signature = ReportSignature(alg="ed25519", public_key=self.public_key_hex(), value=value.hex())
         return msgspec.structs.replace(report, signature=signature)
+
+    def sign_head(self, seq: int, chain: bytes) -> str:
+        """The hex signature over an evidence store's head (``head_message``)."""
+        return self._key.sign(head_message(seq, chain)).hex()
+
+
+def head_message(seq: int, chain: bytes) -> bytes:
+    """What a store's head signature covers: how many rows, and the last row's chain hash."""
+    return HEAD_DOMAIN + seq.to_bytes(8, "big") + chain
+
+
+def head_signature_holds(public_key_hex: str, seq: int, chain: bytes, signature_hex: str) -> bool:
+    """Whether ``signature_hex`` is the key's signature over the head (``seq``, ``chain``);
+    a malformed key or signature (tampering) does not hold."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex))
+        key.verify(bytes.fromhex(signature_hex), head_message(seq, chain))
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def public_key_hex(public_key_pem: bytes) -> str:
+    """The raw hex of an Ed25519 public key in PEM; ``SigningError`` when it is not one."""
+    return _raw_hex(_load_public_key(public_key_pem))
 
 
 def verify_signed(report: BoundaryReport, public_key_pem: bytes) -> SignatureVerdict.Any:

@@ -4,7 +4,16 @@ A report is kept as the exact JSON bytes ``bvisor verify`` reads (``encode_repor
 so an export is byte-identical to what was stored. Each row's chain hash binds the previous
 row's chain hash, the report's body hash and its stored bytes, so ``verify_chain`` finds a
 changed, deleted or reordered row. The store's head (last seq and chain hash) is kept in
-``meta`` and appends chain from it, so rows cut from the end are found too.
+``meta`` and appends chain from it, so rows cut from the end are found too — unless whoever
+cut them also reset the head, which anyone who can write the file can do.
+
+A signed store closes that: from its first append with the host's signing key on, every
+append signs the head (``signing.head_message``) and ``verify_chain`` checks that the
+signature holds and that the rows reach exactly the signed head. Writing the file without
+the key can no longer cut, delete or replace rows, reset the head or sign it with another
+key unseen. What a signature kept inside the file cannot show is a rollback of the whole
+file (rows and head together) to an older signed state: that needs a counter kept outside
+it. An unsigned store says it is unsigned.
 
 Captured streams live apart, content-addressed in ``blobs``. The index tables (``reports``,
 ``report_streams``, ``meta``) hold only ids, hashes, outcome, exe, backend, times and stream
@@ -28,6 +37,7 @@ import msgspec
 
 from bvisor.contract.decode import ReportVerdict, encode_report_json, verify_report_json
 from bvisor.contract.report import BoundaryReport, verify_report
+from bvisor.evidence.signing import HostSigningKey, head_signature_holds
 
 DEFAULT_STREAM_CAP = 16 * 1024 * 1024  # bytes kept per captured stream
 SCHEMA_VERSION = 1
@@ -99,10 +109,14 @@ class StreamRef(msgspec.Struct, frozen=True):
 
 
 class ChainVerdict(msgspec.Struct, frozen=True):
+    """``first_bad_seq`` is None when the chain is intact or only the head is bad;
+    ``signed_by`` is the key whose head signature held, None for an unsigned store."""
+
     ok: bool
     rows: int
     first_bad_seq: int | None
     reason: str
+    signed_by: str | None = None
 
 
 def default_store_path() -> Path:
@@ -247,7 +261,10 @@ class EvidenceStore:
         report: BoundaryReport,
         streams: Mapping[str, bytes] = _NO_STREAMS,
         stream_cap: int = DEFAULT_STREAM_CAP,
+        signer: HostSigningKey | None = None,
     ) -> StoredReport:
+        """Append ``report``; with ``signer`` the head is signed (an unsigned store becomes
+        signed, trusting the rows it holds now). A signed store needs its own key."""
         if stream_cap < 0:
             raise ValueError(f"stream_cap must be at least 0, not {stream_cap}")
         report_id = report.body_hash
@@ -260,6 +277,7 @@ class EvidenceStore:
         with self._errors(f"cannot append report {report_id} to {self.path}"), self._transaction():
             if self._db.execute("SELECT 1 FROM reports WHERE report_id = ?", (report_id,)).fetchone():
                 raise StoreError(f"report {report_id} is already in {self.path}")
+            self._check_signer(signer)
             head_seq, head_chain = self._head()
             stored = StoredReport(
                 seq=head_seq + 1,
@@ -286,7 +304,30 @@ class EvidenceStore:
                 "UPDATE meta SET value = ? WHERE key = ?",
                 [(stored.seq, "head_seq"), (stored.chain_hash, "head_chain")],
             )
+            if signer is not None:
+                signature = signer.sign_head(stored.seq, bytes.fromhex(stored.chain_hash))
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    [("head_key", signer.public_key_hex()), ("head_signature", signature)],
+                )
         return stored
+
+    def head_key(self) -> str | None:
+        """The key the head is signed with (hex), or None for an unsigned store."""
+        with self._errors(f"cannot read the head of {self.path}"):
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'head_key'").fetchone()
+        return None if row is None else str(row[0])
+
+    def _check_signer(self, signer: HostSigningKey | None) -> None:
+        """A signed store stays signed, by the same key: an append that would leave the
+        head unsigned or signed by another key is refused."""
+        held = self.head_key()
+        if held is None:
+            return
+        if signer is None:
+            raise StoreError(f"the head of {self.path} is signed by key {held}: appending needs that key")
+        if signer.public_key_hex() != held:
+            raise StoreError(f"the head of {self.path} is signed by key {held}, not by key {signer.public_key_hex()}")
 
     def _head(self) -> tuple[int, bytes]:
         """The head as recorded by the last append — not the last row present, so an
@@ -396,13 +437,19 @@ class EvidenceStore:
 
     # -- verifying ----------------------------------------------------------------------
 
-    def verify_chain(self) -> ChainVerdict:
-        """Walk every row in seq order and name the first that is not what was appended."""
+    def verify_chain(self, trusted_key: str | None = None) -> ChainVerdict:
+        """Walk every row in seq order and name the first that is not what was appended,
+        then check the head's signature. With ``trusted_key`` (hex) the head must be signed
+        by that key: a stripped signature or another key's is then a broken chain."""
         with self._errors(f"cannot verify {self.path}"), self._transaction("DEFERRED"):  # one snapshot
             (rows,) = self._db.execute("SELECT count(*) FROM reports").fetchone()
             found = self._first_problem()
+            signed = self._head_signature()
         if found is None:
-            return ChainVerdict(ok=True, rows=rows, first_bad_seq=None, reason=f"{rows} rows, chain intact")
+            found = _signature_problem(signed, trusted_key)
+        if found is None:
+            signed_by = None if signed is None else signed[0]
+            return ChainVerdict(ok=True, rows=rows, first_bad_seq=None, reason=f"{rows} rows, chain intact", signed_by=signed_by)
         seq, reason = found
         where = "head" if seq is None else f"seq {seq}"
         return ChainVerdict(ok=False, rows=rows, first_bad_seq=seq, reason=f"{where}: {reason}")
@@ -473,6 +520,20 @@ class EvidenceStore:
                 return f"its stream {name!r} sizes disagree with its content (changed)"
         return None
 
+    def _head_signature(self) -> tuple[str, bool] | None:
+        """(key, whether its signature holds for the recorded head), None when unsigned."""
+        meta = dict(self._db.execute("SELECT key, value FROM meta WHERE key IN ('head_key', 'head_signature')"))
+        if not meta:
+            return None
+        key, signature, head = meta.get("head_key"), meta.get("head_signature"), self._head_record()
+        holds = (
+            isinstance(key, str)
+            and isinstance(signature, str)
+            and head is not None
+            and head_signature_holds(key, *head, signature)
+        )
+        return str(key), holds
+
     def _head_problem(self, last_seq: int, last_chain: bytes) -> tuple[int | None, str] | None:
         head = self._head_record()
         if head is None:
@@ -508,6 +569,23 @@ class EvidenceStore:
                 self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+
+def _signature_problem(signed: tuple[str, bool] | None, trusted_key: str | None) -> tuple[None, str] | None:
+    """What is wrong with the head's signature, once the rows are known to reach the head."""
+    if signed is None:
+        if trusted_key is None:
+            return None
+        return None, f"it is not signed, yet key {trusted_key} is expected (its signature stripped, or never signed)"
+    key, holds = signed
+    if not holds:
+        return None, (
+            f"its signature by key {key} does not hold for the recorded head "
+            "(rows cut or replaced and the head reset, or an older signature put back)"
+        )
+    if trusted_key is not None and key != trusted_key:
+        return None, f"it is signed by key {key}, not by the trusted key {trusted_key}"
+    return None
 
 
 def _create_private_file(path: Path) -> None:

@@ -26,6 +26,7 @@ from bvisor.contract import (
 from bvisor.contract.identity import canonical_bytes
 from bvisor.launcher import landlock, seccomp, wire
 from bvisor.linux import probe
+from bvisor.linux.exe_identity import exe_identity
 from bvisor.linux.filesystem import exe_grant, exposed_grant, filesystem_grants, temp_root_grant
 from bvisor.linux.launch import AuthorityFd
 from bvisor.linux.protocol import (
@@ -396,6 +397,8 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         )
     )
     facts = [
+        # The file the launcher will exec (through exe_fd), as the host opened it.
+        ObservedFact(kind="exe_identity", detail=exe_identity(exe_fd).detail()),
         ObservedFact(kind="environment_lowered", detail=f"exact envp entries={len(envp)} names={[n for n, _ in envp]}"),
         ObservedFact(kind="inherited_fds_lowered", detail="every fd but stdio and the exe is closed before exec"),
     ]
