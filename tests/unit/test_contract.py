@@ -466,6 +466,12 @@ def _env(*entries) -> list:
         (seed_spec(capabilities=_env(EnvEntry.literal("", "x"))), "capabilities[0].policy.entries[0].name", "must not be empty"),
         (seed_spec(capabilities=_env(EnvEntry.literal("A=B", "x"))), "capabilities[0].policy.entries[0].name", "must not contain '='"),
         (seed_spec(capabilities=_env(EnvEntry.literal("A\0", "x"))), "capabilities[0].policy.entries[0].name", "NUL"),
+        (seed_spec(capabilities=_env(EnvEntry.literal("X\nY", "1"))), "capabilities[0].policy.entries[0].name", "'X\\nY' must not contain '=', NUL or a control character"),
+        (seed_spec(capabilities=_env(EnvEntry.literal("A\x1b[31m", "x"))), "capabilities[0].policy.entries[0].name", "control character"),
+        (seed_spec(capabilities=_env(EnvEntry.literal("A\x7f", "x"))), "capabilities[0].policy.entries[0].name", "control character"),
+        (seed_spec(capabilities=_env(EnvEntry.literal("A\x85", "x"))), "capabilities[0].policy.entries[0].name", "control character"),
+        (seed_spec(capabilities=_env(EnvEntry.lease("A\tB", "env:HOME"))), "capabilities[0].policy.entries[0].name", "control character"),
+        (seed_spec(capabilities=[Capability.InheritedFds(policy=FdPolicy.Nothing()), *_env(EnvEntry.literal("OK", "1"), EnvEntry.literal("\rB", "x"))]), "capabilities[1].policy.entries[1].name", "control character"),
         (seed_spec(capabilities=_env(EnvEntry.literal("A", "1"), EnvEntry.lease("A", "vault:a"))), "capabilities[0].policy.entries[1].name", "duplicate name 'A'"),
         (seed_spec(capabilities=_env(EnvEntry.literal("A", "x\0y"))), "capabilities[0].policy.entries[0].source.value", "NUL"),
         (seed_spec(capabilities=_env(EnvEntry.lease("A", ""))), "capabilities[0].policy.entries[0].source.ref", "non-empty"),
@@ -513,6 +519,9 @@ def test_acceptable_specs_have_no_problems():
     assert spec_problems(repeated) == []
     at_limits = seed_spec(capabilities=_env(*(EnvEntry.literal(f"V{i:03}", "") for i in range(256))))
     assert spec_problems(at_limits) == []
+    # Only names are held to printable characters: a value may span lines; a name may be non-ASCII.
+    printable_names = seed_spec(capabilities=_env(EnvEntry.literal("Ä_1 x", "line1\nline2\x1b"), EnvEntry.lease("K", "env:HOME")))
+    assert spec_problems(printable_names) == []
 
 
 def test_required_claims_include_the_flags():
