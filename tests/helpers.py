@@ -1,7 +1,9 @@
 """Shared by the oracle and protocol tests: launcher locations, seed-shaped plans, host-side
 /proc readers and the loud skip. Nothing here decides a verdict."""
 
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -430,3 +432,27 @@ def unprivileged_home() -> str:
         os.mkdir(home, 0o700)
         os.chown(home, 65534, 65534)
     return home
+
+
+# A subreaper around one command: every process the command leaves behind is reparented to
+# it, so its children after the command has exited are exactly what the command leaked. A
+# command still running after the timeout is killed and reported as code "timeout".
+_LEFT_BEHIND = """
+import ctypes, json, os, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+try:
+    done = subprocess.run(sys.argv[2:], capture_output=True, stdin=subprocess.DEVNULL, timeout=float(sys.argv[1]))
+    code, stdout, stderr = done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+except subprocess.TimeoutExpired:
+    code, stdout, stderr = "timeout", "", ""
+children = open(f"/proc/self/task/{os.getpid()}/children").read().split()
+print(json.dumps({"code": code, "children": children, "stdout": stdout, "stderr": stderr}))
+"""
+
+
+def left_behind(*argv, env=None, cwd=None, timeout: float = 60) -> dict:
+    """``{"code", "children", "stdout", "stderr"}`` of one command run under a subreaper."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LEFT_BEHIND, str(timeout), *argv], capture_output=True, env=env, cwd=cwd, timeout=timeout + 30, check=True
+    )
+    return json.loads(done.stdout)

@@ -366,13 +366,12 @@ def _spec_flags_given(args) -> bool:
 
 
 def cmd_verify(args) -> int:
-    from bvisor.contract import ReportVerdict, verify_report_json
+    from bvisor.contract import InputFileError, ReportVerdict, read_input_file, verify_report_json
 
     try:
-        with open(args.report, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise BadInput(f"{args.report}: {exc.strerror}") from None
+        data = read_input_file(args.report)
+    except InputFileError as exc:
+        raise BadInput(str(exc)) from None
     verdict = verify_report_json(data)
     if isinstance(verdict, ReportVerdict.Valid) and args.key:
         from bvisor.cli_reports import signature_verdict

@@ -254,14 +254,13 @@ def cmd_key(args) -> int:
 
 def signature_verdict(report, key_path: str):
     """The signature check of ``verify --key``: (ok, one line)."""
+    from bvisor.contract import InputFileError, read_input_file
     from bvisor.evidence.signing import SignatureVerdict, SigningError, verify_signed
 
     try:
-        with open(key_path, "rb") as f:
-            pem = f.read()
-        verdict = verify_signed(report, pem)
-    except OSError as exc:
-        raise BadInput(f"--key: {key_path}: {exc.strerror}") from None
+        verdict = verify_signed(report, read_input_file(key_path))
+    except InputFileError as exc:
+        raise BadInput(f"--key: {exc}") from None
     except SigningError as exc:
         raise BadInput(f"--key: {exc}") from None
     return isinstance(verdict, SignatureVerdict.Valid), verdict.reason

@@ -28,7 +28,7 @@ from bvisor.contract import (
     StdStreams,
     Workload,
 )
-from bvisor.contract.validate import LIMIT_CEILING
+from bvisor.contract.validate import LIMIT_CEILING, env_name_problem
 
 
 class FlagError(ValueError):
@@ -104,6 +104,9 @@ def parse_env(flag: str, values: list, secret: bool) -> list:
         name, sep, rest = value.partition("=")
         if not sep or not name:
             raise FlagError(f"{flag}: expected NAME=VALUE, got {value!r}")
+        problem = env_name_problem(name)
+        if problem is not None:
+            raise FlagError(f"{flag}: {problem}")
         entries.append(EnvEntry.lease(name, rest) if secret else EnvEntry.literal(name, rest))
     return entries
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import left_behind
 
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 
@@ -256,22 +257,6 @@ def test_an_unwritable_report_path_is_bad_input_and_nothing_runs(tmp_path):
     assert not marker.exists()
 
 
-# A subreaper around one command: every process the command leaves behind is reparented to
-# it, so its children after the command has exited are exactly what the command leaked.
-_LEFT_BEHIND = """
-import ctypes, json, os, subprocess, sys
-ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-done = subprocess.run(sys.argv[1:], capture_output=True, stdin=subprocess.DEVNULL)
-children = open(f"/proc/self/task/{os.getpid()}/children").read().split()
-print(json.dumps({"code": done.returncode, "children": children}))
-"""
-
-
-def _left_behind(*argv):
-    done = subprocess.run([sys.executable, "-c", _LEFT_BEHIND, *argv], capture_output=True, timeout=60, check=True)
-    return json.loads(done.stdout)
-
-
 @pytest.mark.parametrize(
     ("args", "code"),
     [
@@ -282,11 +267,11 @@ def _left_behind(*argv):
 )
 def test_run_leaves_no_launcher_probe_or_server_behind(args, code):
     # `run` starts the launcher's probe and a warm server before it reads its flags.
-    left = _left_behind(BVISOR, *args)
-    assert left == {"code": code, "children": []}
+    left = left_behind(BVISOR, *args)
+    assert (left["code"], left["children"]) == (code, [])
 
 
 def test_control_the_subreaper_sees_what_a_command_leaves_behind():
-    left = _left_behind("sh", "-c", "sleep 5 & exit 2")
+    left = left_behind("sh", "-c", "sleep 5 & exit 2")
     assert left["code"] == 2 and len(left["children"]) == 1
     os.kill(int(left["children"][0]), 9)

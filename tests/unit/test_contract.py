@@ -3,6 +3,7 @@ tables, spec decoding and validation, report sealing."""
 
 import itertools
 import json
+import re
 
 import msgspec
 import pytest
@@ -33,7 +34,9 @@ from bvisor.contract import (
     FdPolicy,
     FsAccess,
     HostControl,
+    InputFileError,
     KillGuarantee,
+    MAX_INPUT_BYTES,
     MinGuarantee,
     NetDest,
     NetPolicy,
@@ -55,6 +58,7 @@ from bvisor.contract import (
     domain_digest,
     encode_report_json,
     load_spec,
+    read_input_file,
     requirement_kind,
     seal,
     snapshot_drift,
@@ -417,6 +421,38 @@ def test_load_spec_chooses_by_extension(tmp_path):
         load_spec(tmp_path / "absent.json")
 
 
+def test_read_input_file_reads_a_regular_file_up_to_the_limit(tmp_path):
+    (tmp_path / "exact.json").write_bytes(b"x" * 16)
+    (tmp_path / "empty.json").write_bytes(b"")
+    assert read_input_file(tmp_path / "exact.json", limit=16) == b"x" * 16
+    assert read_input_file(tmp_path / "empty.json", limit=16) == b""
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda d: (d / "big.json").write_bytes(b"x" * 17), "17 bytes, over the 16-byte limit"),
+        (lambda d: (d / "big.json").mkdir(), "a directory, not a regular file"),
+        (lambda d: (d / "big.json").symlink_to("/dev/zero"), "a character device, not a regular file"),
+        # fstat says 0 bytes for /proc files: only the bounded read catches this one.
+        (lambda d: (d / "big.json").symlink_to("/proc/self/maps"), "over the 16-byte limit"),
+    ],
+)
+def test_read_input_file_refuses_what_is_not_a_small_regular_file(tmp_path, make, why):
+    make(tmp_path)
+    with pytest.raises(InputFileError, match=f"^{re.escape(repr(str(tmp_path / 'big.json')))} is .*{why}$"):
+        read_input_file(tmp_path / "big.json", limit=16)
+
+
+def test_load_spec_reads_through_read_input_file(tmp_path):
+    (tmp_path / "zero.toml").symlink_to("/dev/zero")
+    with pytest.raises(SpecError, match=r"^spec: \$: .*zero.toml' is a character device, not a regular file$"):
+        load_spec(tmp_path / "zero.toml")
+    (tmp_path / "big.json").write_bytes(b" " * (MAX_INPUT_BYTES + 1))
+    with pytest.raises(SpecError, match=f"is {MAX_INPUT_BYTES + 1} bytes, over the {MAX_INPUT_BYTES}-byte limit$"):
+        load_spec(tmp_path / "big.json")
+
+
 # --- validation ------------------------------------------------------------------------
 
 
@@ -430,6 +466,12 @@ def _env(*entries) -> list:
         (seed_spec(capabilities=_env(EnvEntry.literal("", "x"))), "capabilities[0].policy.entries[0].name", "must not be empty"),
         (seed_spec(capabilities=_env(EnvEntry.literal("A=B", "x"))), "capabilities[0].policy.entries[0].name", "must not contain '='"),
         (seed_spec(capabilities=_env(EnvEntry.literal("A\0", "x"))), "capabilities[0].policy.entries[0].name", "NUL"),
+        (seed_spec(capabilities=_env(EnvEntry.literal("X\nY", "1"))), "capabilities[0].policy.entries[0].name", "'X\\nY' must not contain '=', NUL or a control character"),
+        (seed_spec(capabilities=_env(EnvEntry.literal("A\x1b[31m", "x"))), "capabilities[0].policy.entries[0].name", "control character"),
+        (seed_spec(capabilities=_env(EnvEntry.literal("A\x7f", "x"))), "capabilities[0].policy.entries[0].name", "control character"),
+        (seed_spec(capabilities=_env(EnvEntry.literal("A\x85", "x"))), "capabilities[0].policy.entries[0].name", "control character"),
+        (seed_spec(capabilities=_env(EnvEntry.lease("A\tB", "env:HOME"))), "capabilities[0].policy.entries[0].name", "control character"),
+        (seed_spec(capabilities=[Capability.InheritedFds(policy=FdPolicy.Nothing()), *_env(EnvEntry.literal("OK", "1"), EnvEntry.literal("\rB", "x"))]), "capabilities[1].policy.entries[1].name", "control character"),
         (seed_spec(capabilities=_env(EnvEntry.literal("A", "1"), EnvEntry.lease("A", "vault:a"))), "capabilities[0].policy.entries[1].name", "duplicate name 'A'"),
         (seed_spec(capabilities=_env(EnvEntry.literal("A", "x\0y"))), "capabilities[0].policy.entries[0].source.value", "NUL"),
         (seed_spec(capabilities=_env(EnvEntry.lease("A", ""))), "capabilities[0].policy.entries[0].source.ref", "non-empty"),
@@ -477,6 +519,9 @@ def test_acceptable_specs_have_no_problems():
     assert spec_problems(repeated) == []
     at_limits = seed_spec(capabilities=_env(*(EnvEntry.literal(f"V{i:03}", "") for i in range(256))))
     assert spec_problems(at_limits) == []
+    # Only names are held to printable characters: a value may span lines; a name may be non-ASCII.
+    printable_names = seed_spec(capabilities=_env(EnvEntry.literal("Ä_1 x", "line1\nline2\x1b"), EnvEntry.lease("K", "env:HOME")))
+    assert spec_problems(printable_names) == []
 
 
 def test_required_claims_include_the_flags():

@@ -144,6 +144,8 @@ def test_the_family_can_veto_an_enforced_ceiling(registry, backend):
         ([EnvEntry.literal("", "x")], "entries[0].name"),
         ([EnvEntry.literal("A=1", "x")], "entries[0].name"),
         ([EnvEntry.literal("A\0", "x")], "entries[0].name"),
+        ([EnvEntry.literal("X\nY", "1")], "entries[0].name"),
+        ([EnvEntry.lease("A\x01", "env:HOME")], "entries[0].name"),
         ([EnvEntry.literal("A", "1"), EnvEntry.literal("A", "2")], "entries[1].name"),
         ([EnvEntry.literal("A", "\0")], "entries[0].source.value"),
         ([EnvEntry.lease("A", "")], "entries[0].source.ref"),

@@ -1,5 +1,5 @@
 """The host-side contract: pure typed data, canonical encoding and hashing. No OS calls
-(beyond drawing a fresh ``AttemptId`` and reading a spec file named by the caller)."""
+(beyond drawing a fresh ``AttemptId`` and reading a spec or report file named by the caller)."""
 
 from bvisor.contract.budget import (
     AdmittedBudget,
@@ -50,6 +50,7 @@ from bvisor.contract.identity import (
     canonical_bytes,
     domain_digest,
 )
+from bvisor.contract.input_file import MAX_INPUT_BYTES, InputFileError, read_input_file
 from bvisor.contract.plan import AdmittedRequirement, BoundaryPlan, compute_plan_id, plan_integrity_problem
 from bvisor.contract.report import (
     BoundaryReport,
@@ -140,9 +141,11 @@ __all__ = [
     "FdPolicy",
     "FsAccess",
     "HostControl",
+    "InputFileError",
     "InvalidPolicy",
     "KillGuarantee",
     "KillTarget",
+    "MAX_INPUT_BYTES",
     "MinGuarantee",
     "NetDest",
     "NetPolicy",
@@ -184,6 +187,7 @@ __all__ = [
     "load_spec",
     "plan_integrity_problem",
     "profile_hash",
+    "read_input_file",
     "requirement_kind",
     "seal",
     "signature_message",

@@ -10,6 +10,7 @@ import msgspec
 
 from bvisor.contract.errors import SpecError
 from bvisor.contract.identity import ReportHashField
+from bvisor.contract.input_file import InputFileError, read_input_file
 from bvisor.contract.report import BoundaryReport, BoundaryReportBody, ReportSignature, verify_report
 from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.validate import SpecProblem, problem_from_validation, spec_problems
@@ -56,17 +57,17 @@ def load_spec(path: str | os.PathLike) -> BoundarySpec:
     """Read a spec file, choosing the format by extension (``.toml`` or ``.json``).
 
     The one file read in the contract package: a spec path is caller input, and reading it
-    here keeps every spec error, unreadable file included, a ``SpecError``.
+    here keeps every spec error, unreadable file included, a ``SpecError``. Only a regular
+    file of at most ``MAX_INPUT_BYTES`` is read (see ``read_input_file``).
     """
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in (".toml", ".json"):
         raise SpecError("$", f"cannot tell the format of {path!r}: name it *.toml or *.json")
     try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as error:
-        raise SpecError("$", f"cannot read {path!r}: {error.strerror or error}") from None
+        data = read_input_file(path)
+    except InputFileError as error:
+        raise SpecError("$", str(error)) from None
     if suffix == ".json":
         return decode_spec_json(data)
     try:

@@ -139,6 +139,20 @@ def _fd_problems(field: str, fds: list[int]) -> Iterator[SpecProblem]:
         seen.add(fd)
 
 
+# '=' ends a name in envp; NUL ends the string; a control character (C0, DEL, C1) forges
+# lines in anything that prints the environment (`--env $'X\nY=1'` reads as two entries).
+_NOT_IN_ENV_NAME = re.compile(r"[=\x00-\x1f\x7f-\x9f]")
+
+
+def env_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an environment variable, or None when it can."""
+    if not name:
+        return "must not be empty"
+    if _NOT_IN_ENV_NAME.search(name):
+        return f"{name!r} must not contain '=', NUL or a control character"
+    return None
+
+
 def _env_problems(field: str, policy: EnvPolicy.Any) -> Iterator[SpecProblem]:
     """First violation per entry wins, so one bad name gives one message."""
     entries = policy.entries
@@ -150,10 +164,9 @@ def _env_problems(field: str, policy: EnvPolicy.Any) -> Iterator[SpecProblem]:
         at = f"{field}.entries[{index}]"
         payload = entry.source.value if isinstance(entry.source, EnvSource.Literal) else entry.source.ref
         total += len(entry.name.encode()) + len(payload.encode())
-        if not entry.name:
-            yield SpecProblem(f"{at}.name", "must not be empty")
-        elif "=" in entry.name or "\x00" in entry.name:
-            yield SpecProblem(f"{at}.name", f"{entry.name!r} must not contain '=' or NUL")
+        name_problem = env_name_problem(entry.name)
+        if name_problem is not None:
+            yield SpecProblem(f"{at}.name", name_problem)
         elif first_at.setdefault(entry.name, index) != index:
             yield SpecProblem(f"{at}.name", f"duplicate name {entry.name!r} (first at entries[{first_at[entry.name]}])")
         elif isinstance(entry.source, EnvSource.Literal) and "\x00" in payload:
