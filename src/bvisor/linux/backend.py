@@ -36,6 +36,7 @@ from bvisor.contract import (
     SupportVerdict,
     capped_limit,
 )
+from bvisor.contract.storage import storage_capped_by_temp_root
 from bvisor.launcher import landlock, seccomp
 from bvisor.linux import cgroup, probe
 from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage
@@ -350,7 +351,7 @@ class LinuxBackend:
         outcome, exit_status, budget_facts = budget_ending(outcome, exit_status, supervisor, leaf_usage, plan.budgets)
         facts = lowered.facts + observation_facts(observation) + verdict_facts + budget_facts + _leaf_facts(leaf, leaf_usage)
         facts.append(timeline_fact(observation, clock))
-        usage = run_usage(observed_usage(clock, _rusage(observation)), leaf_usage, observation)
+        usage = run_usage(observed_usage(clock, _rusage(observation)), leaf_usage, observation, storage_capped_by_temp_root(plan.spec))
         return execution_record(outcome, exit_status, facts, started_ns, usage, (observation.stdout, observation.stderr))
 
 
