@@ -125,3 +125,11 @@ def test_storage_is_observed_only_where_the_temp_root_was_the_only_writable_plac
     observation = _usage_note_observation()
     assert run_usage(BudgetUsage(), None, observation, storage_whole=True).storage == 8192
     assert run_usage(BudgetUsage(), None, observation, storage_whole=False).storage is None
+
+
+def test_without_a_pid_namespace_no_cgroup_cap_is_offered():
+    """The run's init joins the cgroup leaf, so a host with delegated cgroups but no pid
+    namespace cannot place a run: lowering would refuse every capped run at execute."""
+    enforced = {d for d, e in _enforcement({**FULL, "launcher.userns_pid": "failed errno=1"}).items() if e is Enforcement.Enforced}
+    assert enforced == {D.HandleCount, D.Storage, D.Network}
+    assert run_tree_kill({**FULL, "launcher.userns_pid": "failed errno=1"}) is None

@@ -182,15 +182,15 @@ def _mount_cell(kind: RequirementKind, facts: dict) -> CeilingCell:
 
 
 def _run_tree_cell(kind: RequirementKind, facts: dict) -> CeilingCell:
-    """Descendants stay inside, and the whole tree dies at once, where a cgroup leaf can be
-    killed atomically or the run's pid namespace init takes its tree along."""
+    """Descendants stay inside, and the whole tree dies at once, where the run's pid namespace
+    init takes its tree along, or a cgroup leaf it joins can be killed atomically."""
     kill = run_tree_kill(facts)
     if kill is None:
         return _unsupported(
             kind,
-            "neither a killable cgroup leaf (cgroup.kill or the v1 freezer) nor a pid namespace is available "
-            f"(cgroup.kill: {facts.get('cgroup.kill', 'not probed')}; pid namespace: {facts.get('launcher.userns_pid')})",
-            "delegate a cgroup v2 subtree to this user, or allow unprivileged user namespaces",
+            "the run cannot get its own pid namespace here, whose init holds the tree and joins any cgroup leaf "
+            f"(pid namespace: {facts.get('launcher.userns_pid')}; cgroup.kill: {facts.get('cgroup.kill', 'not probed')})",
+            _USERNS_REMEDIATION,
         )
     return CeilingCell(kind=kind, verdict=FAMILY.best_case(kind), mechanism=f"{MECHANISMS[kind]}:{kill}")
 

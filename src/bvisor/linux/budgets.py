@@ -52,14 +52,18 @@ def temp_root_inodes(size_bytes: int) -> int:
 _CPU_POLL_FLOOR_S = 0.002
 
 
+def run_placed(facts: dict) -> bool:
+    """Whether a run gets its pid namespace: its init is what joins the run's cgroup leaf
+    (lowering refuses a leaf without one), so every cgroup mechanism needs it too."""
+    return facts.get("launcher.userns_pid") == "ok"
+
+
 def run_tree_kill(facts: dict) -> str | None:
     """How a whole run tree is killed at once on this host, or None."""
+    if not run_placed(facts):
+        return None
     kill = facts.get("cgroup.kill", "")
-    if kill in ("cgroup.kill", "freezer"):
-        return kill
-    if facts.get("launcher.userns_pid") == "ok":
-        return "pid_namespace_init"
-    return None
+    return kill if kill in ("cgroup.kill", "freezer") else "pid_namespace_init"
 
 
 def _enforced(mechanism: str, evidence=USAGE, enforced_up_to=None) -> BudgetAvailability:
@@ -72,7 +76,8 @@ def linux_budget_profile(facts: dict) -> BudgetProfile:
     """Per dimension, the strongest guarantee this host's mechanisms give."""
     profile = dict(uncapped_budget_profile().items())
     kill = run_tree_kill(facts)
-    cpu, memory, pids = facts.get("cgroup.cpu", ""), facts.get("cgroup.memory", ""), facts.get("cgroup.pids", "")
+    placed = run_placed(facts)
+    cpu, memory, pids = (facts.get(f"cgroup.{name}", "") if placed else "" for name in ("cpu", "memory", "pids"))
     if kill is not None:
         profile[D.Wall] = _enforced(f"supervisor_deadline+{kill}")
     if kill is not None and cpu in ("v1", "v2"):
