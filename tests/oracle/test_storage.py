@@ -142,7 +142,7 @@ def test_an_enforced_storage_cap_stops_bytes_and_inodes_at_the_temp_roots_caps(i
     usage = note_fields(report, "temp_root_usage")
     if (usage.get("nr_inodes"), usage.get("inodes"), usage.get("size")) != (str(inodes), str(inodes), str(MIB)):
         failures.append(f"the report's temp_root_usage note must show the tmpfs's statvfs: {inodes} of {inodes} inodes used, size {MIB}; got {usage}")
-    if f"temp_root=tmpfs path=/tmp size={MIB} nr_inodes={inodes}" not in facts_of(report, "mount_made"):
+    if f"temp_root=tmpfs path=/tmp size={MIB} nr_inodes={inodes} verified=statvfs" not in facts_of(report, "mount_made"):
         failures.append(f"the report must record the mount with both caps; mount_made={facts_of(report, 'mount_made')}")
     if f"tmpfs /tmp size={MIB} nr_inodes={inodes}" not in facts_of(report, "mount_planned"):
         failures.append(f"the plan must lower both caps; mount_planned={facts_of(report, 'mount_planned')}")

@@ -113,7 +113,7 @@ def check_attested(failures: list, report, path: str, limit: int) -> None:
     notes = facts_of(report, "launcher_note")
     if not any(n.startswith("mount_namespace=private") for n in notes):
         failures.append(f"the launcher must attest a private mount namespace; notes={notes}")
-    made = f"temp_root=tmpfs path={path} size={limit} nr_inodes={temp_root_inodes(limit)}"
+    made = f"temp_root=tmpfs path={path} size={limit} nr_inodes={temp_root_inodes(limit)} verified=statvfs"
     if made not in facts_of(report, "mount_made"):
         failures.append(f"the report must record mount_made {made}; facts={report.body.observed}")
     storage = next((w for w in report.body.budget if w.dimension is BudgetDimension.Storage), None)

@@ -108,10 +108,15 @@ def mount_temp_root(path: str, size_bytes: int, max_inodes: int) -> tuple[str, i
         attached, made = os.stat(path), os.fstat(root)
         if (attached.st_dev, attached.st_ino) != (made.st_dev, made.st_ino):
             raise OSError(0, f"temp root at {path} does not show the tmpfs just made")
+        # The caps as the kernel holds them (the size in whole pages), not as asked.
+        held = os.fstatvfs(root)
+        pages = -(-size_bytes // held.f_frsize)
+        if (held.f_blocks, held.f_files) != (pages, max_inodes):
+            raise OSError(0, f"temp root at {path} holds {held.f_blocks} pages and {held.f_files} inodes, not {pages} and {max_inodes}")
     except BaseException:
         os.close(root)
         raise
-    return f"temp_root=tmpfs path={path} size={size_bytes} nr_inodes={max_inodes}", root
+    return f"temp_root=tmpfs path={path} size={size_bytes} nr_inodes={max_inodes} verified=statvfs", root
 
 
 def usage_note(root_fd: int) -> str:

@@ -440,7 +440,8 @@ def required_attestations(lowered: LoweredLaunch) -> list:
     if target.mount_namespace is not None:
         notes += ["user_namespace=mapped", "mount_namespace=private"]
     if target.temp_root is not None:
-        notes.append(f"temp_root=tmpfs path={target.temp_root.path}")
+        root = target.temp_root
+        notes.append(f"temp_root=tmpfs path={root.path} size={root.size_bytes} nr_inodes={root.max_inodes} verified=statvfs")
     notes += [f"bind dest={bind.dest}" for bind in target.binds or []]
     if target.landlock is not None:
         notes.append("landlock=restricted installed=true")
