@@ -17,7 +17,9 @@ tree writable, or with a ``--rw`` root, exits 125 with the reason and remedy on 
 runs nothing; the control, the same workload without ``--storage``, writes 5 MB into the
 host's /tmp (finding 9's attack). A Mediated storage budget is watched, not capped: its
 witness counts the temp root only where the temp root was the only writable place, and says
-``observation_unavailable`` where writes could land elsewhere.
+``observation_unavailable`` where writes could land elsewhere. A core dump (the kernel's
+write into the crashing workload's cwd, a host directory) does not land under the cap's
+confinement; its control, unconfined, does.
 """
 
 import os
@@ -270,3 +272,56 @@ def test_a_mediated_storage_witness_counts_the_temp_root_only_where_it_is_the_on
     if not usage.get("bytes") or not on_host:
         failures.append(f"CONTROL: the run did write to both places (tmpfs note {usage}, host file {on_host})")
     assert not failures, f"mediated storage witness failures [{identity}]: {failures}"
+
+
+# --- A core dump is storage too ----------------------------------------------------------
+
+# The kernel writes a core file (core_pattern "core": into the crashing process's cwd, a host
+# directory) as the workload's own write: under the cap's confinement it must not land.
+CRASH = """
+import os, resource
+soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+pid = os.fork()
+if pid == 0:
+    os.kill(os.getpid(), 11)
+_, status = os.waitpid(pid, 0)
+print("CORE", int(os.WCOREDUMP(status)), "LIMIT", hard, flush=True)
+"""
+
+
+def core_dumps_to_cwd() -> bool:
+    try:
+        with open("/proc/sys/kernel/core_pattern") as f:
+            return f.read().strip().startswith("core")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not core_dumps_to_cwd(), reason="core_pattern does not write cores into the cwd on this host")
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_core_dump_cannot_land_outside_a_capped_temp_root(identity):
+    cwd = shared_host_dir("bvisor-storage-core-", 0o777, parent="/var/tmp")
+    try:
+        runs = {}
+        for name, flags in (("capped", ["--ro", "/", "--tmp", "--storage", "1M"]), ("control", [])):
+            done = subprocess.run(
+                [*cli_prefix(identity), BVISOR, "run", "--quiet", "--no-stdin", "--no-store", *flags, "--", sys.executable, "-c", CRASH],
+                capture_output=True,
+                cwd=cwd,
+                timeout=120,
+            )
+            runs[name] = (done.returncode, reported(done.stdout, "CORE"), sorted(os.listdir(cwd)), done.stderr)
+            for entry in os.listdir(cwd):
+                os.unlink(os.path.join(cwd, entry))
+    finally:
+        subprocess.run(["rm", "-rf", cwd], check=False)
+    print(f"core dumps [{identity}]: {runs}", file=sys.stderr)
+    failures = []
+    rc, core, files, err = runs["capped"]
+    if rc != 0 or core is None or not core.startswith("0 ") or files:
+        failures.append(f"capped: no core may be dumped into the host cwd (workload reports CORE 0, the host sees nothing); got rc={rc} CORE {core} files={files} err={err!r}")
+    rc, core, files, err = runs["control"]
+    if rc != 0 or core is None or not core.startswith("1 ") or not any(f.startswith("core") for f in files):
+        failures.append(f"CONTROL: unconfined, the same crash dumps a core into the host cwd; got rc={rc} CORE {core} files={files} err={err!r}")
+    assert not failures, f"core dump storage failures [{identity}]: {failures}"
