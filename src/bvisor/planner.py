@@ -114,20 +114,14 @@ def storage_cap_problem(spec: BoundarySpec) -> tuple[str, str] | None:
     """Why an Enforced storage cap would not hold for ``spec``, and the remedy; None when it
     would. The cap is the temp root's size, so it holds only where the temp root is the
     only writable place in the view."""
-    uncapped = uncapped_writable_places(spec)
-    if not has_temp_root(spec):
-        return (
-            "an Enforced storage cap is the temp root's size, and this spec has no temp root"
-            + (f"; the workload could write uncapped to {'; '.join(uncapped)}" if uncapped else ""),
-            "add a TempRoot control (--tmp) as the only writable place, or ask Mediated on budgets.storage",
-        )
+    temp_root, uncapped = has_temp_root(spec), uncapped_writable_places(spec)
+    if temp_root and not uncapped:
+        return None
+    reasons = [] if temp_root else ["an Enforced storage cap is the temp root's size, and this spec has no temp root"]
     if uncapped:
-        return (
-            f"the temp root's size caps only the temp root, but the workload could also write uncapped to {'; '.join(uncapped)}",
-            "make the temp root the only writable place: drop --rw roots and writable ExposePaths, and confine the "
-            "filesystem (--ro ROOT, or a Filesystem capability); or ask Mediated on budgets.storage",
-        )
-    return None
+        reasons.append(f"the workload could write uncapped to {'; '.join(place for place, _ in uncapped)}")
+    remedies = ([] if temp_root else ["add a TempRoot control (--tmp)"]) + [remedy for _, remedy in uncapped]
+    return "; ".join(reasons), f"make the temp root the only writable place: {', '.join(remedies)}; or ask Mediated on budgets.storage"
 
 
 def _admit_dimension(spec: BoundarySpec, dimension: BudgetDimension, request: BudgetRequest, availability: BudgetAvailability) -> AdmittedBudget:

@@ -193,7 +193,7 @@ def cli_run(identity: str, flags: list, marker: str, target: str):
     [
         (["--storage", "1M"], "no temp root", "--tmp"),
         (["--tmp", "--storage", "1M"], "the host's tree", "--ro ROOT"),
-        (["--ro", "/", "--rw", "{dir}", "--tmp", "--storage", "1M"], "read-write root {dir}", "drop --rw"),
+        (["--ro", "/", "--rw", "{dir}", "--tmp", "--storage", "1M"], "read-write root {dir}", "drop --rw {dir}"),
     ],
     ids=["storage-without-tmp", "tmp-with-the-host-tree", "tmp-with-a-rw-root"],
 )
@@ -215,7 +215,7 @@ def test_cli_refuses_a_storage_cap_a_writable_place_escapes(identity, flags, why
     lines = err.splitlines()
     if len(lines) != 1 or not lines[0].startswith("bvisor: refused: storage: uncapped_writable_place:"):
         failures.append(f"the refusal must be one line naming storage and its failure; got {err!r}")
-    elif why.format(dir=outside) not in lines[0] or "(remediation: " not in lines[0] or remedy not in lines[0].partition("(remediation: ")[2]:
+    elif why.format(dir=outside) not in lines[0] or "(remediation: " not in lines[0] or remedy.format(dir=outside) not in lines[0].partition("(remediation: ")[2]:
         failures.append(f"the refusal must name {why.format(dir=outside)!r} and the remedy {remedy!r}; got {lines[0]!r}")
     if done.stdout or written:
         failures.append(f"nothing may run: stdout={done.stdout!r} written={written}")

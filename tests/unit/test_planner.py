@@ -456,16 +456,16 @@ def test_an_enforced_storage_cap_is_admitted_when_the_temp_root_is_the_only_writ
 @pytest.mark.parametrize(
     ("capabilities", "controls", "names", "remedy"),
     [
-        ([CONFINED_READ], [], ["no temp root"], "--tmp"),
-        ([], [], ["no temp root", "the host's tree"], "--tmp"),
-        ([], [HostControl.TempRoot()], ["the host's tree (no Filesystem capability"], "confine the filesystem"),
-        ([CONFINED_READ, Capability.Filesystem(access=FsAccess.ReadWrite, roots=["/srv/out"])], [HostControl.TempRoot()], ["read-write root /srv/out"], "drop --rw"),
-        ([Capability.Filesystem(access=FsAccess.Write, roots=["/srv/out"])], [HostControl.TempRoot()], ["read-write root /srv/out"], "drop --rw"),
+        ([CONFINED_READ], [], ["no temp root"], "add a TempRoot control (--tmp);"),
+        ([], [], ["no temp root", "the host's tree"], "add a TempRoot control (--tmp), confine the filesystem (--ro ROOT"),
+        ([], [HostControl.TempRoot()], ["the host's tree (no Filesystem capability"], "place: confine the filesystem (--ro ROOT"),
+        ([CONFINED_READ, Capability.Filesystem(access=FsAccess.ReadWrite, roots=["/srv/out"])], [HostControl.TempRoot()], ["read-write root /srv/out"], "drop --rw /srv/out;"),
+        ([Capability.Filesystem(access=FsAccess.Write, roots=["/srv/out"])], [HostControl.TempRoot()], ["read-write root /srv/out"], "drop --rw /srv/out;"),
         (
             [CONFINED_READ],
             [HostControl.TempRoot(), HostControl.ExposePath(source="/srv/out", dest="/tmp/out", access=FsAccess.ReadWrite)],
             ["writable exposed path /srv/out (at /tmp/out)"],
-            "writable ExposePaths",
+            "expose /srv/out read-only;",
         ),
     ],
     ids=["no-temp-root", "no-temp-root-host-tree", "host-tree", "rw-root", "write-root", "writable-expose-inside-temp-root"],

@@ -16,20 +16,20 @@ def has_temp_root(spec: BoundarySpec) -> bool:
     return any(isinstance(c, HostControl.TempRoot) for c in spec.controls)
 
 
-def uncapped_writable_places(spec: BoundarySpec) -> list[str]:
-    """Every place the workload may write that the temp root's size does not cap, described
-    for a refusal or a report; empty when the temp root (if any) is the only one."""
+def uncapped_writable_places(spec: BoundarySpec) -> list[tuple[str, str]]:
+    """Every place the workload may write that the temp root's size does not cap, as
+    (what it is, how to close it); empty when the temp root (if any) is the only one."""
     filesystems = [c for c in spec.capabilities if isinstance(c, Capability.Filesystem)]
-    places = [] if filesystems else ["the host's tree (no Filesystem capability confines writes)"]
+    places = [] if filesystems else [("the host's tree (no Filesystem capability confines writes)", "confine the filesystem (--ro ROOT, or a Filesystem capability)")]
     places += [
-        f"read-write root {root}"
+        (f"read-write root {root}", f"drop --rw {root}")
         for cap in filesystems
         if cap.access.writes
         for root in cap.roots
         if root not in _STORES_NOTHING
     ]
     places += [
-        f"writable exposed path {c.source} (at {c.dest})"
+        (f"writable exposed path {c.source} (at {c.dest})", f"expose {c.source} read-only")
         for c in spec.controls
         if isinstance(c, HostControl.ExposePath) and c.access.writes and c.source not in _STORES_NOTHING
     ]
