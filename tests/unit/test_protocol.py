@@ -129,6 +129,8 @@ def test_descriptor_table_rejects_duplicate_singleton_role():
         (lambda b: b["target"].update(user_namespace={}, temp_root={"path": "/tmp", "size_bytes": 1, "max_inodes": 1}), "require mount_namespace"),
         (lambda b: b["target"].update(landlock={"abi_floor": 3}), "scheduled=False"),
         (lambda b: b["target"].update(user_namespace={}, mount_namespace={}, temp_root={"path": "/tmp/../etc", "size_bytes": 1, "max_inodes": 1}), "normalized absolute"),
+        (lambda b: b["target"].update(user_namespace={}, mount_namespace={}, temp_root={"path": "/tmp", "size_bytes": 1}), r"temp_root lacks \['max_inodes'\]"),
+        (lambda b: b["target"].update(user_namespace={}, mount_namespace={}, temp_root={"path": "/tmp", "size_bytes": 1, "max_inodes": 0}), "max_inodes must be positive"),
         (lambda b: b["target"].update(user_namespace={}, mount_namespace={}, binds=[{"source_slot": 10, "source_path": "/a", "dest": "/b", "writable": False}]), "expose_source"),
         (lambda b: b["target"]["envp"].append(["A=B", "x"]), "contains '='"),
         (lambda b: b["target"].update(argv=[]), "argv is empty"),
