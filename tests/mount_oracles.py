@@ -1,5 +1,5 @@
-"""Shared by the TempRoot and ExposePath oracles: backends with a forceable mount probe,
-the seed's budgets with an Enforced storage cap, and report readers."""
+"""Shared by the TempRoot, ExposePath and storage oracles: backends with a forceable mount
+probe, the seed's budgets with a storage limit (the temp root's size), and report readers."""
 
 import msgspec
 
@@ -10,11 +10,13 @@ from helpers import launcher_as, read_text, workload_uid_problem
 MIB = 1 << 20
 
 
-def budgets(storage: int = MIB) -> BudgetRequirements:
-    """The seed's uniform(8, Mediated), with an Enforced storage cap: the temp root's size."""
+def budgets(storage: int = MIB, guarantee: MinGuarantee = MinGuarantee.Mediated) -> BudgetRequirements:
+    """The seed's uniform(8, Mediated) with ``storage`` as the storage limit, which sizes the
+    temp root whatever the guarantee. An Enforced one is admitted only where the temp root is
+    the only writable place (tests/oracle/test_storage.py)."""
     return msgspec.structs.replace(
         BudgetRequirements.uniform(8, MinGuarantee.Mediated),
-        storage=BudgetRequest(limit=storage, guarantee=MinGuarantee.Enforced),
+        storage=BudgetRequest(limit=storage, guarantee=guarantee),
     )
 
 

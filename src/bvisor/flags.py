@@ -143,13 +143,14 @@ def _filesystem(ro: list, rw: list, system_roots: bool) -> list:
     return caps
 
 
-def _budgets(caps: dict) -> BudgetRequirements:
-    """Enforced caps where a flag asked; elsewhere watched up to the contract's ceiling."""
+def _budgets(caps: dict, watched: dict) -> BudgetRequirements:
+    """Enforced caps where a flag asked; elsewhere watched, at the limit in ``watched`` or up
+    to the contract's ceiling."""
 
     def request(dimension: BudgetDimension) -> BudgetRequest:
         if dimension in caps:
             return BudgetRequest(limit=caps[dimension], guarantee=MinGuarantee.Enforced)
-        return BudgetRequest(limit=LIMIT_CEILING[dimension][0], guarantee=MinGuarantee.Mediated)
+        return BudgetRequest(limit=watched.get(dimension, LIMIT_CEILING[dimension][0]), guarantee=MinGuarantee.Mediated)
 
     return BudgetRequirements(**{d.value: request(d) for d in BudgetDimension})
 
@@ -179,10 +180,12 @@ def spec_from_flags(args, command: list) -> BoundarySpec:
     if args.threads_only:
         caps.append(Capability.ChildSpawn(policy=SpawnPolicy.AllowThreadsWithinBoundary()))
     controls = [HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())]
-    budget_caps = {}
+    budget_caps, watched = {}, {}
     if args.tmp:
         controls.append(HostControl.TempRoot())
-        budget_caps[BudgetDimension.Storage] = DEFAULT_TMP_STORAGE
+        # The temp root's default size; only --storage asks for an Enforced cap (admitted
+        # where the temp root is the only writable place).
+        watched[BudgetDimension.Storage] = DEFAULT_TMP_STORAGE
     parsers = {
         BudgetDimension.Wall: ("--timeout", args.timeout, parse_seconds),
         BudgetDimension.Cpu: ("--cpu", args.cpu, parse_seconds),
@@ -202,6 +205,6 @@ def spec_from_flags(args, command: list) -> BoundarySpec:
         workload=Workload.Process(exe=resolve_exe(command[0]), args=list(command[1:])),
         capabilities=caps,
         controls=controls,
-        budgets=_budgets(budget_caps),
+        budgets=_budgets(budget_caps, watched),
         evidence=EvidenceRequirements(require_captured_streams=True, require_exit_status=True),
     )

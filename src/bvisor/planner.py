@@ -44,10 +44,11 @@ from bvisor.contract import (
     workload_kind,
 )
 from bvisor.contract.evidence import claim_names
+from bvisor.contract.storage import has_temp_root, uncapped_writable_places
 from bvisor.registry import Backend, BackendRegistry
 
 # Bound into every plan's admission hash: change it whenever these rules change meaning.
-ADMISSION_RULES_VERSION = 1
+ADMISSION_RULES_VERSION = 2
 
 _LAUNCH_NEEDS_ONE = (BudgetDimension.Wall, BudgetDimension.Cpu, BudgetDimension.ResidentMemory, BudgetDimension.ProcessCount)
 
@@ -106,10 +107,24 @@ def admit_budgets(spec: BoundarySpec, profile: BudgetProfile) -> list[AdmittedBu
                 f"limit {request.limit} is below the minimum {floor[dimension]} this spec needs ({_MINIMUM_BASIS[dimension]})",
                 f"raise budgets.{dimension.value}.limit to at least {floor[dimension]}",
             )
-    return [_admit_dimension(dimension, request, profile.get(dimension)) for dimension, request in spec.budgets.items()]
+    return [_admit_dimension(spec, dimension, request, profile.get(dimension)) for dimension, request in spec.budgets.items()]
 
 
-def _admit_dimension(dimension: BudgetDimension, request: BudgetRequest, availability: BudgetAvailability) -> AdmittedBudget:
+def storage_cap_problem(spec: BoundarySpec) -> tuple[str, str] | None:
+    """Why an Enforced storage cap would not hold for ``spec``, and the remedy; None when it
+    would. The cap is the temp root's size, so it holds only where the temp root is the
+    only writable place in the view."""
+    temp_root, uncapped = has_temp_root(spec), uncapped_writable_places(spec)
+    if temp_root and not uncapped:
+        return None
+    reasons = [] if temp_root else ["an Enforced storage cap is the temp root's size, and this spec has no temp root"]
+    if uncapped:
+        reasons.append(f"the workload could write uncapped to {'; '.join(place for place, _ in uncapped)}")
+    remedies = ([] if temp_root else ["add a TempRoot control (--tmp)"]) + [remedy for _, remedy in uncapped]
+    return "; ".join(reasons), f"make the temp root the only writable place: {', '.join(remedies)}; or ask Mediated on budgets.storage"
+
+
+def _admit_dimension(spec: BoundarySpec, dimension: BudgetDimension, request: BudgetRequest, availability: BudgetAvailability) -> AdmittedBudget:
     if request.limit > availability.available:
         raise BudgetRefused(
             dimension,
@@ -132,6 +147,9 @@ def _admit_dimension(dimension: BudgetDimension, request: BudgetRequest, availab
             f"Enforced was asked for {request.limit} but this host can enforce at most {ceiling} ({availability.mechanism})",
             f"lower budgets.{dimension.value}.limit to {ceiling}, or ask Mediated",
         )
+    uncovered = storage_cap_problem(spec) if dimension is BudgetDimension.Storage and request.guarantee is MinGuarantee.Enforced else None
+    if uncovered is not None:
+        raise BudgetRefused(dimension, BudgetFailure.UncappedWritablePlace, *uncovered)
     missing = request.evidence - availability.evidence
     if missing:
         raise BudgetRefused(

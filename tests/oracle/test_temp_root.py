@@ -40,6 +40,7 @@ from bvisor import (
 )
 from bvisor.contract import BudgetDimension, FsAccess, RequirementKind
 from bvisor.contract.errors import UnsupportedRequirement
+from bvisor.linux.budgets import temp_root_inodes
 from mount_oracles import MIB, budgets, check_identity, linux_backend, read_text, reported
 from helpers import (
     facts_of,
@@ -112,8 +113,9 @@ def check_attested(failures: list, report, path: str, limit: int) -> None:
     notes = facts_of(report, "launcher_note")
     if not any(n.startswith("mount_namespace=private") for n in notes):
         failures.append(f"the launcher must attest a private mount namespace; notes={notes}")
-    if f"temp_root=tmpfs path={path} size={limit}" not in facts_of(report, "mount_made"):
-        failures.append(f"the report must record mount_made temp_root=tmpfs path={path} size={limit}; facts={report.body.observed}")
+    made = f"temp_root=tmpfs path={path} size={limit} nr_inodes={temp_root_inodes(limit)} verified=statvfs"
+    if made not in facts_of(report, "mount_made"):
+        failures.append(f"the report must record mount_made {made}; facts={report.body.observed}")
     storage = next((w for w in report.body.budget if w.dimension is BudgetDimension.Storage), None)
     if storage is None or storage.limit != limit or "tmpfs_size" not in storage.mechanism:
         failures.append(f"the storage witness must carry the limit {limit} and the tmpfs_size mechanism; got {storage}")
@@ -701,7 +703,9 @@ CLI_SCRIPT = (
 )
 
 
-@pytest.mark.parametrize(("flags", "limit"), [(["--tmp", "--storage", "1M"], MIB), (["--tmp"], 64 * MIB)], ids=["storage-1M", "default-64M"])
+# --storage is an Enforced cap, admitted only where the temp root is the only writable place:
+# --ro / confines every other write (tests/oracle/test_storage.py has the refusals).
+@pytest.mark.parametrize(("flags", "limit"), [(["--ro", "/", "--tmp", "--storage", "1M"], MIB), (["--tmp"], 64 * MIB)], ids=["storage-1M", "default-64M"])
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_cli_tmp_gives_a_private_tmpfs_sized_by_storage(identity, flags, limit):
     marker = unique_marker("BVISOR-TR-CLI")
@@ -749,14 +753,14 @@ def test_cli_a_write_beyond_storage_fails_enospc_and_the_exit_passes_through(ide
     marker = unique_marker("BVISOR-TR-CLI-FILL")
     script = '/bin/dd if=/dev/zero of="/tmp/$0" bs=65536 count=32'
     done = subprocess.run(
-        [*cli_prefix(identity), BVISOR, "run", "--quiet", "--tmp", "--storage", "1M", "--", "sh", "-c", script, marker],
+        [*cli_prefix(identity), BVISOR, "run", "--quiet", "--ro", "/", "--tmp", "--storage", "1M", "--", "sh", "-c", script, marker],
         capture_output=True,
         stdin=subprocess.DEVNULL,
         cwd="/",
         timeout=120,
     )
     control = subprocess.run(
-        [*cli_prefix(identity), BVISOR, "run", "--quiet", "--tmp", "--storage", "4M", "--", "sh", "-c", script, marker],
+        [*cli_prefix(identity), BVISOR, "run", "--quiet", "--ro", "/", "--tmp", "--storage", "4M", "--", "sh", "-c", script, marker],
         capture_output=True,
         stdin=subprocess.DEVNULL,
         cwd="/",

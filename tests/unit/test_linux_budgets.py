@@ -6,10 +6,12 @@ import time
 
 import pytest
 
-from bvisor.contract import AdmittedBudget, BudgetDimension, Enforcement, MinGuarantee, Outcome
+from bvisor.capture import StreamCapture
+from bvisor.contract import AdmittedBudget, BudgetDimension, BudgetUsage, Enforcement, MinGuarantee, Outcome
 from bvisor.linux.backend import budget_ending
-from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill
+from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage, temp_root_inodes
 from bvisor.linux.cgroup import LeafUsage
+from bvisor.linux.launch import LaunchObservation, LauncherState
 
 D = BudgetDimension
 FULL = {
@@ -107,3 +109,27 @@ def test_the_budget_that_ended_a_run_names_its_outcome(killed_for, oom_kills, ex
     assert outcome is expected
     assert (status is not None and status.signal == 9) == (expected is not Outcome.Completed)
     assert bool(facts) == (expected is not Outcome.Completed)
+
+
+def test_a_temp_roots_inode_cap_is_one_per_4k_of_its_byte_cap_and_at_least_64():
+    assert [temp_root_inodes(n) for n in (1, 4096, 64 * 4096, 1 << 20, 64 << 20)] == [64, 64, 64, 256, 16384]
+
+
+def _usage_note_observation():
+    note = "temp_root_usage bytes=8192 inodes=3 size=1048576 nr_inodes=256"
+    return LaunchObservation(LauncherState.ExecSucceeded, [], [note], 0, StreamCapture("stdout", 10), StreamCapture("stderr", 10), [])
+
+
+def test_storage_is_observed_only_where_the_temp_root_was_the_only_writable_place():
+    """Elsewhere the tmpfs's usage is not all the run stored: not observed, never a low count."""
+    observation = _usage_note_observation()
+    assert run_usage(BudgetUsage(), None, observation, storage_whole=True).storage == 8192
+    assert run_usage(BudgetUsage(), None, observation, storage_whole=False).storage is None
+
+
+def test_without_a_pid_namespace_no_cgroup_cap_is_offered():
+    """The run's init joins the cgroup leaf, so a host with delegated cgroups but no pid
+    namespace cannot place a run: lowering would refuse every capped run at execute."""
+    enforced = {d for d, e in _enforcement({**FULL, "launcher.userns_pid": "failed errno=1"}).items() if e is Enforcement.Enforced}
+    assert enforced == {D.HandleCount, D.Storage, D.Network}
+    assert run_tree_kill({**FULL, "launcher.userns_pid": "failed errno=1"}) is None

@@ -26,7 +26,7 @@ except OSError as exc:
     print(json.dumps({"skip": f"no user+mount namespace here: {exc}"}), flush=True)
     sys.exit(0)
 mounts.make_private()
-note, root = mounts.mount_temp_root(path, 1 << 20)
+note, root = mounts.mount_temp_root(path, 1 << 20, 256)
 print(json.dumps({"mounted": note}), flush=True)
 sys.stdin.readline()                    # the host has swapped the mountpoint by now
 reopened = os.open(path, os.O_PATH)     # what a path-based rule would be built on

@@ -427,3 +427,70 @@ def test_uniform_mediated_admits_on_an_all_mediated_unbounded_profile(registry, 
     assert backend.budget == backend.budget.filled(UNLIMITED_MEDIATED)
     admitted = plan(registry, seed_spec(budgets=BudgetRequirements.uniform(8, MinGuarantee.Mediated)))
     assert len(admitted.budgets) == 7
+
+
+# --- storage: Enforced only where the temp root is the only writable place --------------
+
+CONFINED_READ = Capability.Filesystem(access=FsAccess.Read, roots=["/srv/data"])
+LAUNCH = [HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())]
+STORAGE_CAP = budgets_with(storage=BudgetRequest(1 << 20, MinGuarantee.Enforced))
+
+
+def _storage_spec(capabilities, controls, budgets=STORAGE_CAP):
+    return seed_spec(capabilities=[Capability.Environment(policy=EnvPolicy.Exact([])), *capabilities], controls=LAUNCH + controls, budgets=budgets)
+
+
+@pytest.fixture
+def storage_capping_host(backend):
+    set_budget(backend, BudgetDimension.Storage, enforcement=Enforcement.Enforced, mechanism="fake_tmpfs_size")
+    return backend
+
+
+def test_an_enforced_storage_cap_is_admitted_when_the_temp_root_is_the_only_writable_place(registry, storage_capping_host):
+    spec = _storage_spec(
+        [CONFINED_READ, Capability.Filesystem(access=FsAccess.ReadWrite, roots=["/dev/null"])],
+        [HostControl.TempRoot(), HostControl.ExposePath(source="/srv/in", dest="/tmp/in", access=FsAccess.Read)],
+    )
+    storage = next(b for b in plan(registry, spec).budgets if b.dimension is BudgetDimension.Storage)
+    assert (storage.limit, storage.supplied, storage.mechanism) == (1 << 20, Enforcement.Enforced, "fake_tmpfs_size")
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "controls", "names", "remedy"),
+    [
+        ([CONFINED_READ], [], ["no temp root"], "add a TempRoot control (--tmp);"),
+        ([], [], ["no temp root", "the host's tree"], "add a TempRoot control (--tmp), confine the filesystem (--ro ROOT"),
+        ([], [HostControl.TempRoot()], ["the host's tree (no Filesystem capability"], "place: confine the filesystem (--ro ROOT"),
+        ([CONFINED_READ, Capability.Filesystem(access=FsAccess.ReadWrite, roots=["/srv/out"])], [HostControl.TempRoot()], ["read-write root /srv/out"], "drop --rw /srv/out;"),
+        ([Capability.Filesystem(access=FsAccess.Write, roots=["/srv/out"])], [HostControl.TempRoot()], ["read-write root /srv/out"], "drop --rw /srv/out;"),
+        (
+            [CONFINED_READ],
+            [HostControl.TempRoot(), HostControl.ExposePath(source="/srv/out", dest="/tmp/out", access=FsAccess.ReadWrite)],
+            ["writable exposed path /srv/out (at /tmp/out)"],
+            "expose /srv/out read-only;",
+        ),
+    ],
+    ids=["no-temp-root", "no-temp-root-host-tree", "host-tree", "rw-root", "write-root", "writable-expose-inside-temp-root"],
+)
+def test_an_enforced_storage_cap_is_refused_where_a_writable_place_escapes_it(registry, storage_capping_host, capabilities, controls, names, remedy):
+    with pytest.raises(BudgetRefused) as raised:
+        plan(registry, _storage_spec(capabilities, controls))
+    refusal = raised.value
+    assert (refusal.dimension, refusal.failure, refusal.requirement) == (BudgetDimension.Storage, BudgetFailure.UncappedWritablePlace, "storage")
+    for name in names:
+        assert name in refusal.reason, refusal.reason
+    assert remedy in refusal.remediation and "budgets.storage" in refusal.remediation, refusal.remediation
+    assert "\n" not in str(refusal) + refusal.remediation
+
+
+def test_a_host_that_cannot_cap_storage_refuses_for_that_reason_first(registry, backend):
+    with pytest.raises(BudgetRefused) as raised:
+        plan(registry, _storage_spec([], []))
+    assert raised.value.failure is BudgetFailure.GuaranteeInsufficient
+
+
+@pytest.mark.parametrize("controls", [[], [HostControl.TempRoot()]], ids=["no-temp-root", "temp-root"])
+def test_a_mediated_storage_budget_is_admitted_with_writable_places_anywhere(registry, storage_capping_host, controls):
+    spec = _storage_spec([Capability.Filesystem(access=FsAccess.ReadWrite, roots=["/srv/out"])], controls, budgets=MEDIATED_8)
+    storage = next(b for b in plan(registry, spec).budgets if b.dimension is BudgetDimension.Storage)
+    assert (storage.supplied, storage.capped) == (Enforcement.Mediated, False)

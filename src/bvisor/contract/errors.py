@@ -80,6 +80,7 @@ class BudgetFailure(enum.Enum):
     CapacityExceeded = "capacity_exceeded"
     GuaranteeInsufficient = "guarantee_insufficient"
     EvidenceMissing = "evidence_missing"
+    UncappedWritablePlace = "uncapped_writable_place"
 
 
 class BudgetRefused(PlanError):

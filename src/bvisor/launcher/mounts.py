@@ -84,8 +84,10 @@ def mount_proc() -> str:
     return "proc=mounted pid_namespace_view=own"
 
 
-def mount_temp_root(path: str, size_bytes: int) -> tuple[str, int]:
-    """A fresh tmpfs attached at ``path``; returns the note and an fd on the tmpfs's root.
+def mount_temp_root(path: str, size_bytes: int, max_inodes: int) -> tuple[str, int]:
+    """A fresh tmpfs attached at ``path``, capped at ``size_bytes`` and ``max_inodes`` (empty
+    files and short symlinks take no bytes, only inodes); returns the note and an fd on the
+    tmpfs's root.
 
     The fd comes from the mount itself (fsmount), not from opening ``path`` afterwards: were
     the mountpoint renamed or replaced (by a symlink, say) once the tmpfs is attached, a
@@ -95,7 +97,7 @@ def mount_temp_root(path: str, size_bytes: int) -> tuple[str, int]:
         raise OSError(2, f"temp root mountpoint {path} does not exist")
     fs = libc.syscall("fsopen", _c("tmpfs"), FSOPEN_CLOEXEC)
     try:
-        for key, value in (("source", "tmpfs"), ("size", str(size_bytes)), ("mode", "1777")):
+        for key, value in (("source", "tmpfs"), ("size", str(size_bytes)), ("nr_inodes", str(max_inodes)), ("mode", "1777")):
             libc.syscall("fsconfig", fs, FSCONFIG_SET_STRING, _c(key), _c(value), 0)
         libc.syscall("fsconfig", fs, FSCONFIG_CMD_CREATE, None, None, 0)
         root = libc.syscall("fsmount", fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
@@ -106,17 +108,23 @@ def mount_temp_root(path: str, size_bytes: int) -> tuple[str, int]:
         attached, made = os.stat(path), os.fstat(root)
         if (attached.st_dev, attached.st_ino) != (made.st_dev, made.st_ino):
             raise OSError(0, f"temp root at {path} does not show the tmpfs just made")
+        # The caps as the kernel holds them (the size in whole pages), not as asked.
+        held = os.fstatvfs(root)
+        pages = -(-size_bytes // held.f_frsize)
+        if (held.f_blocks, held.f_files) != (pages, max_inodes):
+            raise OSError(0, f"temp root at {path} holds {held.f_blocks} pages and {held.f_files} inodes, not {pages} and {max_inodes}")
     except BaseException:
         os.close(root)
         raise
-    return f"temp_root=tmpfs path={path} size={size_bytes}", root
+    return f"temp_root=tmpfs path={path} size={size_bytes} nr_inodes={max_inodes} verified=statvfs", root
 
 
 def usage_note(root_fd: int) -> str:
-    """Bytes in use on the temp root's tmpfs (what the run left in it), read through the fd
-    on its root."""
+    """Bytes and inodes in use on the temp root's tmpfs (what the run left in it, its root
+    counted), and its caps as the kernel reports them, read through the fd on its root."""
     st = os.fstatvfs(root_fd)
-    return f"temp_root_usage bytes={(st.f_blocks - st.f_bfree) * st.f_frsize}"
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    return f"temp_root_usage bytes={used} inodes={st.f_files - st.f_ffree} size={st.f_blocks * st.f_frsize} nr_inodes={st.f_files}"
 
 
 def locate_source(source_fd: int, source_path: str) -> int:

@@ -26,7 +26,7 @@ def _userns_netns() -> None:
 
 def _userns_mount() -> None:
     mounts.make_private()
-    mounts.mount_temp_root("/tmp", 4096)
+    mounts.mount_temp_root("/tmp", 4096, 2)
 
 
 def _userns_pid() -> None:

@@ -244,11 +244,14 @@ def _absolute(value, name: str) -> str:
 def _temp_root(value):
     if value is None:
         return None
-    fields = _fields(value, "target.temp_root", ("path", "size_bytes"))
+    fields = _fields(value, "target.temp_root", ("path", "size_bytes", "max_inodes"))
     size = _typed(fields["size_bytes"], int, "target.temp_root.size_bytes")
     if size <= 0:
         raise _invalid("target.temp_root.size_bytes must be positive")
-    return _absolute(fields["path"], "target.temp_root.path"), size
+    inodes = _typed(fields["max_inodes"], int, "target.temp_root.max_inodes")
+    if inodes <= 0:
+        raise _invalid("target.temp_root.max_inodes must be positive")
+    return _absolute(fields["path"], "target.temp_root.path"), size, inodes
 
 
 def _binds(value, slots) -> list:

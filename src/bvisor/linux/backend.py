@@ -36,6 +36,7 @@ from bvisor.contract import (
     SupportVerdict,
     capped_limit,
 )
+from bvisor.contract.storage import storage_capped_by_temp_root
 from bvisor.launcher import landlock, seccomp
 from bvisor.linux import cgroup, identity, probe
 from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage
@@ -181,15 +182,15 @@ def _mount_cell(kind: RequirementKind, facts: dict) -> CeilingCell:
 
 
 def _run_tree_cell(kind: RequirementKind, facts: dict) -> CeilingCell:
-    """Descendants stay inside, and the whole tree dies at once, where a cgroup leaf can be
-    killed atomically or the run's pid namespace init takes its tree along."""
+    """Descendants stay inside, and the whole tree dies at once, where the run's pid namespace
+    init takes its tree along, or a cgroup leaf it joins can be killed atomically."""
     kill = run_tree_kill(facts)
     if kill is None:
         return _unsupported(
             kind,
-            "neither a killable cgroup leaf (cgroup.kill or the v1 freezer) nor a pid namespace is available "
-            f"(cgroup.kill: {facts.get('cgroup.kill', 'not probed')}; pid namespace: {facts.get('launcher.userns_pid')})",
-            "delegate a cgroup v2 subtree to this user, or allow unprivileged user namespaces",
+            "the run cannot get its own pid namespace here, whose init holds the tree and joins any cgroup leaf "
+            f"(pid namespace: {facts.get('launcher.userns_pid')}; cgroup.kill: {facts.get('cgroup.kill', 'not probed')})",
+            _USERNS_REMEDIATION,
         )
     return CeilingCell(kind=kind, verdict=FAMILY.best_case(kind), mechanism=f"{MECHANISMS[kind]}:{kill}")
 
@@ -360,7 +361,7 @@ class LinuxBackend:
         outcome, exit_status, budget_facts = budget_ending(outcome, exit_status, supervisor, leaf_usage, plan.budgets)
         facts = lowered.facts + observation_facts(observation) + verdict_facts + budget_facts + _leaf_facts(leaf, leaf_usage)
         facts.append(timeline_fact(observation, clock))
-        usage = run_usage(observed_usage(clock, _rusage(observation)), leaf_usage, observation)
+        usage = run_usage(observed_usage(clock, _rusage(observation)), leaf_usage, observation, storage_capped_by_temp_root(plan.spec))
         return execution_record(outcome, exit_status, facts, started_ns, usage, (observation.stdout, observation.stderr))
 
 
@@ -459,7 +460,8 @@ def required_attestations(lowered: LoweredLaunch) -> list:
     if target.mount_namespace is not None:
         notes += ["user_namespace=mapped", "mount_namespace=private"]
     if target.temp_root is not None:
-        notes.append(f"temp_root=tmpfs path={target.temp_root.path}")
+        root = target.temp_root
+        notes.append(f"temp_root=tmpfs path={root.path} size={root.size_bytes} nr_inodes={root.max_inodes} verified=statvfs")
     notes += [f"bind dest={bind.dest}" for bind in target.binds or []]
     if target.landlock is not None:
         notes.append("landlock=restricted installed=true")

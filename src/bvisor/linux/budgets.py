@@ -33,19 +33,37 @@ USAGE = frozenset({EvidenceClaim.ResourceUsage})
 # process: pids.max is the workload's limit plus this, and its peak is reported without it.
 INIT_PROCESSES = 1
 
+# A temp root's inode cap: one inode per 4 KiB of its byte cap (ext4 makes one per 16 KiB;
+# tmpfs's default is one per RAM page), never fewer than 64 so a tiny cap still holds a few
+# files. Empty files, directories and short symlinks take no bytes, only an inode and its
+# kernel memory: without this cap a 1 MiB temp root held 400k symlinks.
+TEMP_ROOT_BYTES_PER_INODE = 4096
+TEMP_ROOT_MIN_INODES = 64
+STORAGE_MECHANISM = "temp_root_tmpfs_size+nr_inodes(the only writable place)"
+
+
+def temp_root_inodes(size_bytes: int) -> int:
+    """The inode cap of a temp root whose byte cap is ``size_bytes`` (its root counts as one)."""
+    return max(TEMP_ROOT_MIN_INODES, size_bytes // TEMP_ROOT_BYTES_PER_INODE)
+
+
 # The supervisor never sleeps longer than the cpu budget could last with every CPU busy,
 # and never polls faster than this.
 _CPU_POLL_FLOOR_S = 0.002
 
 
+def run_placed(facts: dict) -> bool:
+    """Whether a run gets its pid namespace: its init is what joins the run's cgroup leaf
+    (lowering refuses a leaf without one), so every cgroup mechanism needs it too."""
+    return facts.get("launcher.userns_pid") == "ok"
+
+
 def run_tree_kill(facts: dict) -> str | None:
     """How a whole run tree is killed at once on this host, or None."""
+    if not run_placed(facts):
+        return None
     kill = facts.get("cgroup.kill", "")
-    if kill in ("cgroup.kill", "freezer"):
-        return kill
-    if facts.get("launcher.userns_pid") == "ok":
-        return "pid_namespace_init"
-    return None
+    return kill if kill in ("cgroup.kill", "freezer") else "pid_namespace_init"
 
 
 def _enforced(mechanism: str, evidence=USAGE, enforced_up_to=None) -> BudgetAvailability:
@@ -58,7 +76,8 @@ def linux_budget_profile(facts: dict) -> BudgetProfile:
     """Per dimension, the strongest guarantee this host's mechanisms give."""
     profile = dict(uncapped_budget_profile().items())
     kill = run_tree_kill(facts)
-    cpu, memory, pids = facts.get("cgroup.cpu", ""), facts.get("cgroup.memory", ""), facts.get("cgroup.pids", "")
+    placed = run_placed(facts)
+    cpu, memory, pids = (facts.get(f"cgroup.{name}", "") if placed else "" for name in ("cpu", "memory", "pids"))
     if kill is not None:
         profile[D.Wall] = _enforced(f"supervisor_deadline+{kill}")
     if kill is not None and cpu in ("v1", "v2"):
@@ -69,7 +88,9 @@ def linux_budget_profile(facts: dict) -> BudgetProfile:
         profile[D.ProcessCount] = _enforced(f"cgroup_{pids}_pids.max(whole tree, threads count, init not counted)")
     profile[D.HandleCount] = _enforced("rlimit_nofile(per process, not tree-wide)", evidence=frozenset())
     if facts.get("launcher.userns_mount") == "ok":
-        profile[D.Storage] = _enforced("temp_root_tmpfs_size")
+        # Enforced for a spec only where the temp root is its only writable place: the
+        # planner refuses the rest (``planner.storage_cap_problem``).
+        profile[D.Storage] = _enforced(STORAGE_MECHANISM)
     if facts.get("launcher.userns_netns") == "ok":
         profile[D.Network] = _enforced("empty_netns(zero bytes only)", enforced_up_to=0)
     return BudgetProfile(**{dimension.value: availability for dimension, availability in profile.items()})
@@ -141,10 +162,12 @@ def _note_bytes(observation, head: str):
     return int(fields["bytes"]) if fields and "bytes" in fields else None
 
 
-def run_usage(observed: BudgetUsage, leaf_usage, observation) -> BudgetUsage:
+def run_usage(observed: BudgetUsage, leaf_usage, observation, storage_whole: bool) -> BudgetUsage:
     """What the run used, each from the best witness it had: the leaf's whole-tree counters
     where it had a leaf, else what ``observed`` (wall clock + reaped rusage) says; storage and
-    network as the init read them inside the boundary."""
+    network as the init read them inside the boundary. ``storage_whole``: the temp root was
+    the only writable place; otherwise its usage is not all the run stored, and storage is
+    not observed (the temp root's own usage stays in the report as a launcher note)."""
     leaf = {}
     if leaf_usage is not None:
         pids = leaf_usage.pids_peak
@@ -154,7 +177,7 @@ def run_usage(observed: BudgetUsage, leaf_usage, observation) -> BudgetUsage:
             "process_count": None if pids is None else max(0, pids - INIT_PROCESSES),
         }
     own = {
-        "storage": _note_bytes(observation, "temp_root_usage"),
+        "storage": _note_bytes(observation, "temp_root_usage") if storage_whole else None,
         "network": _note_bytes(observation, "network_usage"),
     }
     chosen = {name: value for name, value in {**leaf, **own}.items() if value is not None}

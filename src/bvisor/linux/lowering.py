@@ -26,6 +26,7 @@ from bvisor.contract import (
 from bvisor.contract.identity import canonical_bytes
 from bvisor.launcher import landlock, seccomp, wire
 from bvisor.linux import probe
+from bvisor.linux.budgets import temp_root_inodes
 from bvisor.linux.exe_identity import exe_identity
 from bvisor.linux.filesystem import exe_grant, exposed_grant, filesystem_grants, temp_root_grant
 from bvisor.linux.launch import AuthorityFd
@@ -169,7 +170,7 @@ def _temp_root(spec, budgets) -> TempRootRequest | None:
     if control is None:
         return None
     storage = next(b for b in budgets if b.dimension is BudgetDimension.Storage)
-    return TempRootRequest(path=control.path, size_bytes=storage.limit)
+    return TempRootRequest(path=control.path, size_bytes=storage.limit, max_inodes=temp_root_inodes(storage.limit))
 
 
 def _shadowed_roots(grants, temp_root) -> list:
@@ -422,7 +423,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         # The rule lands on the object the path named when the host opened it: say which.
         facts.append(ObservedFact(kind="filesystem_root_resolved", detail=f"{declared} -> {actual}"))
     if temp_root is not None:
-        facts.append(ObservedFact(kind="mount_planned", detail=f"tmpfs {temp_root.path} size={temp_root.size_bytes}"))
+        facts.append(ObservedFact(kind="mount_planned", detail=f"tmpfs {temp_root.path} size={temp_root.size_bytes} nr_inodes={temp_root.max_inodes}"))
     for bind in binds:
         facts.append(ObservedFact(kind="mount_planned", detail=f"bind {bind.source_path} -> {bind.dest} writable={str(bind.writable).lower()}"))
     if pid_ns is not None:

@@ -140,10 +140,12 @@ class SeccompRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class TempRootRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A private tmpfs of ``size_bytes`` mounted at ``path``."""
+    """A private tmpfs of ``size_bytes`` and at most ``max_inodes`` inodes (its root
+    included) mounted at ``path``."""
 
     path: str
     size_bytes: int
+    max_inodes: int
 
 
 class BindRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
