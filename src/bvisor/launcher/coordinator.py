@@ -104,11 +104,13 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
         mechanism = "clone" if request.user_namespace else "fork"
         # /proc is still the launcher's here: /proc/self names this child by its pid out there.
         transcript.note(f"mechanism={mechanism} child_pid={os.readlink('/proc/self')}")
-        step = "lifetime"
-        transcript.note(lifetime.die_with_lifeline(tie) if request.pid_namespace else lifetime.die_with_parent(tie))
         step = "identity"
         _identity_phase(request, transcript, identity)
         transcript.state("IdentityPhaseResolved")
+        # After the identity: the kernel clears the parent-death signal when the credentials
+        # change (until then a dead launcher shows as EOF on the mapping pipe).
+        step = "lifetime"
+        transcript.note(lifetime.die_with_lifeline(tie) if request.pid_namespace else lifetime.die_with_parent(tie))
         if request.pid_namespace:
             step = "pid_namespace"
             transcript.note("pid_namespace=new")
