@@ -899,8 +899,9 @@ def test_each_root_reaches_the_launcher_as_its_own_pre_opened_fd(tree):
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_without_system_roots_a_shell_cannot_even_start_and_with_them_it_runs(identity, tree):
     """Only a data root, system_roots=False: /bin/sh's own file is granted (the launcher
-    always grants the exe) but its loader and libraries under /usr/lib are not, so the exec
-    fails and the report says why. With system roots on, the same workload runs."""
+    execs the fd the host opened) but its loader and libraries under /usr/lib are not, so
+    they do not exist in the run's root: the exec fails and the report says why. With system
+    roots on, the same workload runs."""
     backend = require_landlock(identity)
     out = os.path.join(tree.rw, "started.txt")
     argv = ["/bin/sh", "-c", 'printf started > "$1"', "sh", out]
@@ -919,9 +920,9 @@ def test_without_system_roots_a_shell_cannot_even_start_and_with_them_it_runs(id
     print(f"Filesystem no system roots [{identity}]: outcome={body.outcome} facts={body.observed}", file=sys.stderr)
     if body.outcome is Outcome.Completed:
         failures.append("without system roots the shell must not run to Completed")
-    # The loader under /usr/lib is not granted execute: exec fails with EACCES (13).
-    if not reasons or not child_failed or "step=exec errno=13" not in child_failed[0]:
-        failures.append(f"the report must say the exec failed (exe_not_executable + child_failed step=exec errno=13); facts={body.observed}")
+    # The loader under /usr/lib is not in the run's root: exec fails with ENOENT (2).
+    if not reasons or not child_failed or "step=exec errno=2" not in child_failed[0]:
+        failures.append(f"the report must say the exec failed (exe_not_found + child_failed step=exec errno=2); facts={body.observed}")
     if body.exit is not None or stderr:
         failures.append(f"no workload ran, so no exit status and no output; exit={body.exit} stderr={bytes(stderr)!r}")
     if os.path.exists(out):

@@ -35,6 +35,8 @@ from types import MappingProxyType
 import blake3
 import msgspec
 
+from bvisor.evidence.home import evidence_home
+
 from bvisor.contract.decode import ReportVerdict, encode_report_json, verify_report_json
 from bvisor.contract.report import BoundaryReport, verify_report
 from bvisor.evidence.signing import HostSigningKey, head_signature_holds
@@ -120,12 +122,7 @@ class ChainVerdict(msgspec.Struct, frozen=True):
 
 
 def default_store_path() -> Path:
-    home = os.environ.get("BVISOR_HOME")
-    if home:
-        return Path(home) / "evidence.sqlite3"
-    import platformdirs  # only when BVISOR_HOME does not say; it is not free to import
-
-    return platformdirs.user_data_path("bvisor") / "evidence.sqlite3"
+    return Path(evidence_home()) / "evidence.sqlite3"
 
 
 def _chain_hash(prev: bytes, report_id: str, document: bytes) -> str:

@@ -26,6 +26,7 @@ from bvisor.launcher import (
     seccomp,
     userns,
     uts,
+    view,
     wire,
 )
 from bvisor.launcher.request import LaunchRequest, Refusal, build_request, verify_identity
@@ -256,31 +257,13 @@ def _identity_phase(request: LaunchRequest, transcript: Transcript, identity) ->
 
 
 def _visibility_phase(request: LaunchRequest, transcript: Transcript, trees: dict) -> int | None:
-    """The private mount view; returns an fd on the temp root's tmpfs, or None without one.
-    ``trees``: idmapped clones of writable roots and binds, attached in place of a plain bind."""
+    """The run's own root, built from nothing (``view.py``); returns an fd on the temp root's
+    tmpfs, or None without one. ``trees``: idmapped clones of writable roots and binds."""
     if not request.mount_namespace:
         transcript.note("visibility=not_required")
         return None
     transcript.note(mounts.make_private())
-    binds = [b for b in request.binds if b.source_slot not in trees]
-    sources = [mounts.locate_source(b.source_slot, b.source_path) for b in binds]
-    if request.pid_namespace:
-        transcript.note(mounts.mount_proc())
-    temp_path = temp_root = None
-    if request.temp_root is not None:
-        temp_path = request.temp_root[0]
-        note, temp_root = mounts.mount_temp_root(*request.temp_root)
-        transcript.note(note)
-    for b, source in zip(binds, sources):
-        transcript.note(mounts.bind(source, b.dest, b.writable, temp_path))
-        os.close(source)
-    for slot, tree in trees.items():
-        note = idmap.attach(tree, request.idmapped[slot], temp_path)
-        os.close(tree)
-        transcript.note(note)
-        if slot in {b.source_slot for b in request.binds}:
-            transcript.note(f"bind dest={request.idmapped[slot]} writable=true verified=dev_ino")
-    return temp_root
+    return view.assemble(request, trees, transcript.note)
 
 
 def _add_rule(ruleset: int, abi: int, fd: int, writable: bool) -> str:

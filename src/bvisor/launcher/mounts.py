@@ -1,11 +1,12 @@
-"""Mount namespace: a private view with a size-limited tmpfs and bind-mounted host paths.
+"""Mount namespace: made private, its own /proc, the size-limited temp root, and the host's
+objects located in it.
 
 Created together with the user namespace that owns it. Nothing here changes the host: the
 namespace is made private first (no event propagates either way), mountpoints are created
-only inside the private tmpfs, and the namespace dies with the last process in it.
-A bind source is located by path in the copied namespace before anything is mounted over
-it, and checked against the fd the host opened (same device and inode), so the host's
-authority decides what is exposed.
+only on the run's own tmpfs mounts, and the namespace dies with the last process in it.
+A source is located by path in the copied namespace before anything is mounted over it,
+and checked against the fd the host opened (same device and inode), so the host's
+authority decides what is exposed. ``view.py`` builds the run's root from these parts.
 """
 
 import ctypes
@@ -15,17 +16,11 @@ from bvisor.launcher import libc
 
 CLONE_NEWNS = 0x00020000
 
-MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
-MS_NOATIME = 0x400
-MS_NODIRATIME = 0x800
-MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
-MS_RELATIME = 1 << 21
 
 # The new mount API (linux/mount.h): a tmpfs built and attached through an fd on its root.
 FSOPEN_CLOEXEC = 0x1
@@ -36,17 +31,6 @@ MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 AT_FDCWD = -100
-
-# statvfs f_flag bits → mount flags. A remount inside a user namespace must keep the flags
-# the kernel locked on the copied mount, or it fails with EPERM.
-_LOCKED_FLAGS = (
-    (os.ST_NOSUID, MS_NOSUID),
-    (os.ST_NODEV, MS_NODEV),
-    (os.ST_NOEXEC, MS_NOEXEC),
-    (os.ST_NOATIME, MS_NOATIME),
-    (os.ST_NODIRATIME, MS_NODIRATIME),
-    (os.ST_RELATIME, MS_RELATIME),
-)
 
 
 def _c(text):
@@ -62,32 +46,36 @@ def make_private() -> str:
     return "mount_namespace=private propagation=none"
 
 
-def ensure_mountpoint(path: str, directory: bool, inside: str | None) -> None:
-    """Create a missing mountpoint, but only inside the private tmpfs."""
+def ensure_mountpoint(path: str, directory: bool, creatable: set) -> None:
+    """Create a missing mountpoint, but only where its nearest existing ancestor lies on a
+    filesystem of ``creatable`` (devices of the run's own tmpfs mounts): never on the host's."""
     if os.path.lexists(path):
         return
-    if inside is None or os.path.commonpath([path, inside]) != inside:
+    ancestor = os.path.dirname(path)
+    while not os.path.lexists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if os.lstat(ancestor).st_dev not in creatable:
         raise OSError(2, f"mountpoint {path} does not exist (create it, or put it inside the temp root)")
     if directory:
         os.makedirs(path, mode=0o755)
     else:
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644))
 
 
-def mount_proc() -> str:
-    """A /proc of this process's pid namespace, over the host's: the run sees only itself."""
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+def mount_proc(target: str = "/proc") -> str:
+    """A proc of this process's pid namespace at ``target``: the run sees only itself."""
+    _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     # /proc/self names this process as the mounted instance's pid namespace numbers it.
-    if os.readlink("/proc/self") != str(os.getpid()):
+    if os.readlink(f"{target}/self") != str(os.getpid()):
         raise OSError(0, "the new /proc does not show this pid namespace")
     return "proc=mounted pid_namespace_view=own"
 
 
-def mount_temp_root(path: str, size_bytes: int, max_inodes: int) -> tuple[str, int]:
+def mount_temp_root(path: str, size_bytes: int, max_inodes: int, shown_as: str | None = None) -> tuple[str, int]:
     """A fresh tmpfs attached at ``path``, capped at ``size_bytes`` and ``max_inodes`` (empty
-    files and short symlinks take no bytes, only inodes); returns the note and an fd on the
-    tmpfs's root.
+    files and short symlinks take no bytes, only inodes); returns the note (naming the path
+    as the run will see it, ``shown_as``) and an fd on the tmpfs's root.
 
     The fd comes from the mount itself (fsmount), not from opening ``path`` afterwards: were
     the mountpoint renamed or replaced (by a symlink, say) once the tmpfs is attached, a
@@ -116,7 +104,7 @@ def mount_temp_root(path: str, size_bytes: int, max_inodes: int) -> tuple[str, i
     except BaseException:
         os.close(root)
         raise
-    return f"temp_root=tmpfs path={path} size={size_bytes} nr_inodes={max_inodes} verified=statvfs", root
+    return f"temp_root=tmpfs path={shown_as or path} size={size_bytes} nr_inodes={max_inodes} verified=statvfs", root
 
 
 def usage_note(root_fd: int) -> str:
@@ -138,17 +126,3 @@ def locate_source(source_fd: int, source_path: str) -> int:
         os.close(fd)
         raise OSError(0, f"bind source {source_path} is not the object the host opened")
     return fd
-
-
-def bind(located_fd: int, dest: str, writable: bool, temp_root: str | None) -> str:
-    expected = os.fstat(located_fd)
-    ensure_mountpoint(dest, os.path.stat.S_ISDIR(expected.st_mode), temp_root)
-    _mount(f"/proc/self/fd/{located_fd}", dest, None, MS_BIND | MS_REC, None)
-    mounted = os.stat(dest)
-    if (mounted.st_dev, mounted.st_ino) != (expected.st_dev, expected.st_ino):
-        raise OSError(0, f"bind at {dest} does not show the exposed object")
-    if not writable:
-        locked = os.statvfs(dest).f_flag
-        keep = sum(flag for st_bit, flag in _LOCKED_FLAGS if locked & st_bit)
-        _mount(None, dest, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, None)
-    return f"bind dest={dest} writable={str(writable).lower()} verified=dev_ino"

@@ -70,7 +70,7 @@ def _transient_identity() -> str:
                 raise OSError(0, "not mapped")
             userns.become_mapped_root(_PROOF_ID)
             mounts.make_private()
-            idmap.attach(*trees.values(), "/tmp", None)
+            idmap.attach(*trees.values(), "/tmp", set())
         except BaseException as exc:
             childproc.fail(error_fd, "probe", exc)
         os._exit(0)

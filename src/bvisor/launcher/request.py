@@ -62,6 +62,7 @@ class LaunchRequest:
         "hostname",
         "cgroup_namespace",
         "idmapped",
+        "view",
     )
 
     def __init__(self, **fields):
@@ -93,6 +94,7 @@ _TARGET_OPTIONAL = (
     "uts_namespace",
     "cgroup_namespace",
     "idmapped_mounts",
+    "view",
 )
 RLIMIT_RESOURCES = ("nofile",)
 _MAX_FD = 1 << 20
@@ -223,7 +225,10 @@ def build_request(fields: dict) -> LaunchRequest:
         hostname=hostname,
         cgroup_namespace=cgroupns,
         idmapped=_idmapped(target.get("idmapped_mounts"), slots),
+        view=_view(target.get("view"), slots),
     )
+    if bool(request.view) != bool(mountns):
+        raise _invalid("a mount_namespace is built as a view, and a view needs a mount_namespace")
     if request.idmapped and (outside_id is None or not mountns):
         raise _invalid("idmapped_mounts require mount_namespace and user_namespace.outside_id")
     if request.proc_roots and not (pidns and request.landlock_floor is not None):
@@ -377,6 +382,37 @@ def _idmapped(value, slots) -> dict:
     return mapped
 
 
+class View:
+    """The fresh root: ``roots`` as ``[(slot, path, writable)]`` in path order."""
+
+    __slots__ = ("roots", "cwd", "host_tree", "masked", "links")
+
+    def __init__(self, roots: list, cwd: str, host_tree: bool, masked: list, links: list):
+        self.roots, self.cwd, self.host_tree, self.masked, self.links = roots, cwd, host_tree, masked, links
+
+
+def _view(value, slots):
+    if value is None:
+        return None
+    f = _fields(value, "target.view", ("roots", "cwd"), ("host_tree", "masked", "links"))
+    roles = {s.index: s.role for s in slots if s.role in ("read_root", "write_root")}
+    roots = []
+    for i, raw in enumerate(_typed(f["roots"], list, "target.view.roots")):
+        r = _fields(raw, f"target.view.roots[{i}]", ("slot", "path"))
+        slot = _fd_number(r["slot"], f"target.view.roots[{i}].slot")
+        if slot not in roles or any(slot == s for s, _, _ in roots):
+            raise _invalid(f"target.view.roots[{i}].slot {slot} is not a declared root, or repeats")
+        roots.append((slot, _absolute(r["path"], f"target.view.roots[{i}].path"), roles[slot] == "write_root"))
+    masked = [_absolute(p, "target.view.masked[]") for p in _typed(f.get("masked", []), list, "target.view.masked")]
+    host_tree = _typed(f.get("host_tree", False), bool, "target.view.host_tree")
+    links = []
+    for i, pair in enumerate(_typed(f.get("links", []), list, "target.view.links")):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise _invalid(f"target.view.links[{i}] must be [path, target]")
+        links.append((_absolute(pair[0], f"target.view.links[{i}][0]"), _absolute(pair[1], f"target.view.links[{i}][1]")))
+    return View(sorted(roots, key=lambda r: r[1]), _absolute(f["cwd"], "target.view.cwd"), host_tree, masked, links)
+
+
 def _empty_request(value, name: str) -> bool:
     if value is None:
         return False
@@ -439,6 +475,7 @@ def _check_primitives(request: LaunchRequest) -> None:
         (wire.ID_UTS_NS, request.hostname is not None),
         (wire.ID_CGROUP_NS, request.cgroup_namespace),
         (wire.ID_MOUNT_IDMAPPED, bool(request.idmapped)),
+        (wire.ID_MOUNT_VIEW, request.view is not None),
     ):
         if (primitive in ids) != present:
             raise Refusal("PlanInvalid", f"{primitive} scheduled={primitive in ids} but its target parameters present={present}")

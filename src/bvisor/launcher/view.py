@@ -16,7 +16,7 @@ import ctypes
 import os
 import stat
 
-from bvisor.launcher import libc, mounts
+from bvisor.launcher import idmap, libc, mounts
 
 OPEN_TREE_CLONE = 0x1
 AT_EMPTY_PATH = 0x1000
@@ -129,29 +129,29 @@ def locate_devices() -> list:
     return located
 
 
-def populate_dev(base: str, devices: list) -> str:
-    """A small read-only tmpfs at /dev holding the located devices and the fd links."""
+def make_dev(base: str, devices: list, creatable: set) -> tuple:
+    """A small tmpfs at /dev holding the located devices and the fd links; returns the note
+    and an fd on it (made read-only once the view is complete)."""
     dev = base + "/dev"
-    mounts.ensure_mountpoint(dev, True, {os.stat(base).st_dev})
+    mounts.ensure_mountpoint(dev, True, creatable)
     fd = _tmpfs(dev, "0755", 65536, mounts.MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)
     try:
         for name, target in DEV_LINKS:
             os.symlink(target, f"{dev}/{name}")
-        creatable = {os.fstat(fd).st_dev}
+        own = {os.fstat(fd).st_dev}
         for name, located in devices:
             # A device bind keeps its device semantics: the one mount of the view without nodev.
-            mounts.ensure_mountpoint(f"{dev}/{name}", False, creatable)
+            mounts.ensure_mountpoint(f"{dev}/{name}", False, own)
             tree = libc.syscall("open_tree", located, _c(""), OPEN_TREE_CLONE | os.O_CLOEXEC | AT_EMPTY_PATH)
             try:
                 _set_attrs(tree, "", mounts.MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, recursive=False)
                 _move(tree, f"{dev}/{name}")
             finally:
                 os.close(tree)
-            os.close(located)
-        _set_attrs(fd, "", MOUNT_ATTR_RDONLY | mounts.MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, recursive=False)
-    finally:
+    except BaseException:
         os.close(fd)
-    return f"view_dev devices={','.join(name for name, _ in devices)} links={','.join(name for name, _ in DEV_LINKS)}"
+        raise
+    return f"view_dev devices={','.join(name for name, _ in devices)} links={','.join(name for name, _ in DEV_LINKS)}", fd
 
 
 def _cover(path: str) -> None:
@@ -194,15 +194,12 @@ def mask(base: str, masked: list) -> str:
     return f"view_masked paths={','.join(covered)} read_only={','.join(read_only)}"
 
 
-def pivot(base: str, base_fd: int, host_tree: bool, cwd: str) -> str:
+def pivot(base: str, host_tree: bool, cwd: str) -> str:
     """Make ``base`` the root, detach the old one, and start in ``cwd`` where the view has it
-    (else /). A fresh base becomes read-only: nothing of it is the run's storage."""
+    (else /)."""
     os.chdir(base)
     libc.syscall("pivot_root", _c("."), _c("."))
     libc.call("umount2", _c("."), MNT_DETACH)  # the old root, stacked beneath the new one
-    if not host_tree:
-        _set_attrs(base_fd, "", MOUNT_ATTR_RDONLY | mounts.MOUNT_ATTR_NOSUID | mounts.MOUNT_ATTR_NODEV, recursive=False)
-    os.close(base_fd)
     try:
         os.chdir(cwd)
         start = cwd
@@ -211,3 +208,67 @@ def pivot(base: str, base_fd: int, host_tree: bool, cwd: str) -> str:
         start = "/"
     kind = "host_tree" if host_tree else "fresh"
     return f"view=pivoted root={kind} cwd={start}"
+
+
+def _seal(fd: int) -> None:
+    """Read-only from here on: the view's own tmpfs mounts are never the run's storage."""
+    try:
+        _set_attrs(fd, "", MOUNT_ATTR_RDONLY | mounts.MOUNT_ATTR_NOSUID | mounts.MOUNT_ATTR_NODEV, recursive=False)
+    finally:
+        os.close(fd)
+
+
+def assemble(request, trees: dict, note) -> int | None:
+    """Build the run's root as the plan's view says, pivot into it; returns an fd on the temp
+    root's tmpfs (or None). ``trees``: idmapped clones by slot, attached in place of a plain
+    clone. ``note``: the transcript's note writer. Mounts go in path order, so a parent is
+    in place before anything beneath it (the temp root before a root inside it); /proc and
+    /dev go last, over whatever a root at / brought."""
+    view = request.view
+    # Every source is located first: nothing mounted yet can shadow its path.
+    located = {slot: mounts.locate_source(slot, path) for slot, path, _ in view.roots if slot not in trees}
+    located.update({b.source_slot: mounts.locate_source(b.source_slot, b.source_path) for b in request.binds if b.source_slot not in trees})
+    devices = locate_devices()
+    base, base_fd = new_base(view.host_tree)
+    creatable = set() if view.host_tree else {os.fstat(base_fd).st_dev}
+    mounted = [(path, "root", slot, writable) for slot, path, writable in view.roots]
+    mounted += [(b.dest, "bind", b.source_slot, b.writable) for b in request.binds]
+    if request.temp_root is not None:
+        mounted.append((request.temp_root[0], "temp_root", None, True))
+    mounted.sort(key=lambda m: m[0])
+    temp_root = None
+    for path, kind, slot, writable in mounted:
+        where = base + path if path != "/" else base
+        if kind == "temp_root":
+            mounts.ensure_mountpoint(where, True, creatable)
+            text, temp_root = mounts.mount_temp_root(where, *request.temp_root[1:], shown_as=path)
+            creatable.add(os.fstat(temp_root).st_dev)
+        elif slot in trees:
+            idmap.attach(trees.pop(slot), where, creatable)
+            text = f"idmapped_mount dest={path} owner=run_root nosuid,nodev"
+        else:
+            attach_clone(located.pop(slot), where, writable, creatable)
+            text = f"view_root path={path} writable={str(writable).lower()} verified=dev_ino nosuid,nodev"
+        note(text)
+        if kind == "bind":
+            note(f"bind dest={path} writable={str(writable).lower()} verified=dev_ino")
+    for fd in located.values():
+        os.close(fd)
+    for path, target in view.links:
+        if not os.path.lexists(base + path):  # a root at / may have brought it already
+            mounts.ensure_mountpoint(base + os.path.dirname(path), True, creatable)
+            os.symlink(target, base + path)
+            note(f"view_link path={path} target={target}")
+    if request.pid_namespace:
+        mounts.ensure_mountpoint(base + "/proc", True, creatable)
+        note(mounts.mount_proc(base + "/proc"))
+    text, dev = make_dev(base, devices, creatable)
+    note(text)
+    note(mask(base, view.masked))
+    _seal(dev)
+    if not view.host_tree:
+        _seal(base_fd)
+    else:
+        os.close(base_fd)
+    note(pivot(base, view.host_tree, view.cwd))
+    return temp_root

@@ -37,6 +37,7 @@ ID_IPC_NS = "linux.ipcns.v1"
 ID_UTS_NS = "linux.utsns.v1"
 ID_CGROUP_NS = "linux.cgroupns.v1"
 ID_MOUNT_IDMAPPED = "linux.mount.idmapped.v1"
+ID_MOUNT_VIEW = "linux.mount.view.v1"
 
 # The primitives this launcher can carry out, with the phase each must be scheduled in.
 IMPLEMENTED_PRIMITIVES = {
@@ -55,6 +56,7 @@ IMPLEMENTED_PRIMITIVES = {
     ID_UTS_NS: PHASE_NAMESPACE_CREATE,
     ID_CGROUP_NS: PHASE_NAMESPACE_CREATE,
     ID_MOUNT_IDMAPPED: PHASE_FS_SETUP,
+    ID_MOUNT_VIEW: PHASE_FS_SETUP,
 }
 
 EXE_SLOT = 10

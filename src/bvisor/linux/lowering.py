@@ -56,9 +56,12 @@ from bvisor.linux.protocol import (
     TempRootRequest,
     UserNsRequest,
     UtsNsRequest,
+    ViewRequest,
+    ViewRootRequest,
     lowering_hash,
 )
 from bvisor.environment import lower_environment
+from bvisor.evidence.home import evidence_home
 from bvisor.secrets import SecretUnavailable
 
 PRIMITIVE_VERSION = 1
@@ -143,6 +146,7 @@ class _Authorities:
     def __init__(self):
         self.table, self.fds = [], []
         self.resolved = []  # (declared path, the object's path) where a symlink was followed
+        self.actual = {}  # slot -> the object's path
 
     def add(self, path: str, role: DescriptorRole, fact: str) -> int:
         if len(self.table) >= MAX_ROOTS:
@@ -152,9 +156,13 @@ class _Authorities:
         if actual != path:
             self.resolved.append((path, actual))
         slot = FIRST_ROOT_SLOT + len(self.table)
+        self.actual[slot] = actual
         self.fds.append(AuthorityFd(slot, fd))
         self.table.append(DescriptorSlotV1(slot_index=slot, role=role, expected=DescriptorShape(kind=kind, writable=False)))
         return slot
+
+    def kinds(self) -> dict:
+        return {d.slot_index: d.expected.kind for d in self.table}
 
     def close(self) -> None:
         for authority in self.fds:
@@ -171,14 +179,6 @@ def _temp_root(spec, budgets) -> TempRootRequest | None:
         return None
     storage = next(b for b in budgets if b.dimension is BudgetDimension.Storage)
     return TempRootRequest(path=control.path, size_bytes=storage.limit, max_inodes=temp_root_inodes(storage.limit))
-
-
-def _shadowed_roots(grants, temp_root) -> list:
-    """Roots beneath the temp root would be hidden by its tmpfs: bind them back in place."""
-    if temp_root is None:
-        return []
-    inside = temp_root.path.rstrip("/") + "/"
-    return [(g.path, g.path, g.writable) for g in grants if g.path.startswith(inside)]
 
 
 def _rlimits(plan: BoundaryPlan) -> list:
@@ -262,17 +262,31 @@ def _isolation(plan: BoundaryPlan, pid_ns) -> tuple:
     return IpcNsRequest(), UtsNsRequest(hostname=HOSTNAME), CgroupNsRequest() if pid_ns is not None else None
 
 
-def _idmapped(grants, binds, temp_root, outside_id, kinds: dict) -> list:
-    """With a transient outside id, each writable root (one the temp root hides is bound
-    back instead) and each writable bind is attached as an idmapped clone. ``kinds``: the
-    descriptor kind per slot; a device (/dev/null, say) is writable by its own mode, and
-    devtmpfs has no idmapping."""
+def _idmapped(grants, binds, outside_id, authorities: _Authorities) -> list:
+    """With a transient outside id, each writable root (at its object's path) and each
+    writable bind is attached as an idmapped clone. A device (/dev/null, say) is writable by
+    its own mode, and devtmpfs has no idmapping."""
     if outside_id is None:
         return []
-    inside = temp_root.path.rstrip("/") + "/" if temp_root is not None else None
-    roots = [(slot, g.path) for slot, g in grants if g.writable and not (inside and g.path.startswith(inside))]
-    exposed = [(b.source_slot, b.dest) for b in binds if b.writable]
-    return [IdmappedMountRequest(slot=slot, dest=dest) for slot, dest in roots + exposed if kinds[slot] is not DescriptorKind.CharDevice]
+    kinds = authorities.kinds()
+    writable = [(slot, authorities.actual[slot]) for slot, g in grants if g.writable] + [(b.source_slot, b.dest) for b in binds if b.writable]
+    return [IdmappedMountRequest(slot=slot, dest=dest) for slot, dest in writable if kinds[slot] is not DescriptorKind.CharDevice]
+
+
+def _view(grants, confine_fs: bool, authorities: _Authorities) -> ViewRequest:
+    """The run's root: every granted root but devices (the view's own /dev has the ones a
+    run gets), each at its object's path, with a symlink where the declared path led there
+    through one (/bin -> /usr/bin); the caller's working directory to start in; the
+    evidence home masked."""
+    kinds = authorities.kinds()
+    roots = [(slot, g.path, authorities.actual[slot]) for slot, g in grants if kinds[slot] is not DescriptorKind.CharDevice]
+    return ViewRequest(
+        roots=[ViewRootRequest(slot=slot, path=actual) for slot, _, actual in roots],
+        cwd=os.getcwd(),
+        host_tree=not confine_fs,
+        masked=[evidence_home()],
+        links=[(declared, actual) for _, declared, actual in roots if declared != actual],
+    )
 
 
 def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outside_id=None) -> LoweredLaunch:
@@ -321,14 +335,14 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
                 writable=writable,
             )
             for source, dest, writable in [(e.source, e.dest, e.access.writes) for e in exposed]
-            + _shadowed_roots(grants, temp_root)
         ]
         exe_fd = open_exe(spec.workload.exe)
     except BaseException:
         authorities.close()
         raise
 
-    idmapped = _idmapped(root_slots, binds, temp_root, outside_id, {d.slot_index: d.expected.kind for d in authorities.table})
+    idmapped = _idmapped(root_slots, binds, outside_id, authorities)
+    view = _view(root_slots, confine_fs, authorities) if mount_ns else None
     ipc_ns, uts_ns, cgroup_ns = isolation
     scope = _landlock_scope(plan)
     rlimits = _rlimits(plan)
@@ -352,6 +366,8 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         entries.append(_entry(wire.ID_MOUNT_BIND, binds))
     if idmapped:
         entries.append(_entry(wire.ID_MOUNT_IDMAPPED, idmapped))
+    if view is not None:
+        entries.append(_entry(wire.ID_MOUNT_VIEW, view))
     entries.append(_entry(wire.ID_AMBIENT_SCRUB, {"keep": ["stdio", "exe"]}))
     if rlimits:
         entries.append(_entry(wire.ID_RLIMIT_SET, rlimits))
@@ -394,6 +410,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
                 uts_namespace=uts_ns,
                 cgroup_namespace=cgroup_ns,
                 idmapped_mounts=idmapped or None,
+                view=view,
             ),
         )
     )
@@ -404,7 +421,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         ObservedFact(kind="inherited_fds_lowered", detail="every fd but stdio and the exe is closed before exec"),
     ]
     if user_ns:
-        who = f"transient host uid/gid {outside_id}" if outside_id is not None else f"the caller (uid {os.geteuid()})"
+        who = f"transient host uid/gid {outside_id}" if outside_id is not None else f"the launcher's user (uid {plan.profile.fact('launcher.launcher_euid')})"
         facts.append(ObservedFact(kind="identity_lowered", detail=f"in-run root is {who}"))
         namespaces = ["user", "ipc", f"uts(hostname={uts_ns.hostname})"] + (["mount"] if mount_ns else []) + (["pid", "cgroup"] if pid_ns else []) + (["net"] if deny_network else [])
         facts.append(ObservedFact(kind="namespaces_lowered", detail=" ".join(namespaces)))

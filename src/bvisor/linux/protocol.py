@@ -163,6 +163,29 @@ class LandlockRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     abi_floor: int
 
 
+class ViewRootRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A granted root in the run's fresh root, at ``path``: a clone of the object the host
+    opened at ``slot`` (a read or write root), read-only unless it is a write root."""
+
+    slot: int
+    path: str
+
+
+class ViewRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The run's root, built from nothing and entered with pivot_root (requires
+    ``mount_namespace``): the roots, a minimal /dev, the run's own /proc (with a pid
+    namespace), the temp root and binds, ``masked`` paths covered; the workload starts in
+    ``cwd`` where the view has it, else /. ``host_tree``: no Filesystem requirement, so the
+    base is the host's tree (nosuid,nodev) instead of an empty tmpfs. ``links``: ``(path,
+    target)`` symlinks made where nothing is (a root declared as /bin is at /usr/bin)."""
+
+    roots: list[ViewRootRequest]
+    cwd: str
+    host_tree: bool = False
+    masked: list[str] = []
+    links: list[tuple[str, str]] = []
+
+
 class TargetSpecV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     argv: list[str]
     envp: list[tuple[str, str]]
@@ -183,6 +206,7 @@ class TargetSpecV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit
     uts_namespace: UtsNsRequest | None = None
     cgroup_namespace: CgroupNsRequest | None = None
     idmapped_mounts: list[IdmappedMountRequest] | None = None
+    view: ViewRequest | None = None
 
 
 class LinuxLaunchBodyV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
