@@ -410,6 +410,8 @@ def timeline_fact(obs: LaunchObservation, clock: int) -> ObservedFact:
 def observation_facts(obs: LaunchObservation) -> list:
     terminal = obs.terminal.value if obs.terminal else "none"
     facts = [ObservedFact(kind="launcher_terminal", detail=f"{terminal} launcher_exit={obs.launcher_exit}")]
+    if obs.stdin:
+        facts.append(ObservedFact(kind="stdin", detail=obs.stdin))
     facts += [ObservedFact(kind="launcher_note", detail=note) for note in obs.notes]
     # What the launcher attests it installed, restated as facts of their own.
     facts += [ObservedFact(kind="mount_made", detail=n) for n in obs.notes if n.startswith(("temp_root=", "bind dest="))]
