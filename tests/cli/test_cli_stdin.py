@@ -25,9 +25,9 @@ def report_dir():
     shutil.rmtree(path)
 
 
-def run_cli(identity: str, report: Path, stdin, *argv, data=None):
-    """``bvisor run --net none -- argv`` as ``identity`` with ``stdin`` (or ``data`` piped in)."""
-    command = [*cli_prefix(identity), BVISOR, "run", "--quiet", "--no-store", "--net", "none", "--report", str(report), "--", *argv]
+def run_cli(identity: str, report: Path, stdin, argv: list, flags=(), data=None):
+    """``bvisor run FLAGS -- ARGV`` as ``identity`` with ``stdin`` (or ``data`` piped in)."""
+    command = [*cli_prefix(identity), BVISOR, "run", "--quiet", "--no-store", *flags, "--report", str(report), "--", *argv]
     return subprocess.run(command, stdin=stdin, input=data, capture_output=True, timeout=60, check=False)
 
 
@@ -43,7 +43,7 @@ def test_cat_reads_a_socket_stdin_through_the_relay(identity, report_dir):
     ours.close()  # the workload then reads end-of-file
     report = report_dir / "cat.json"
     with theirs:
-        done = run_cli(identity, report, theirs.fileno(), "cat")
+        done = run_cli(identity, report, theirs.fileno(), ["cat"])
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout == data
     assert stdin_facts(report) == [f"relayed from=socket bytes={len(data)}"]
@@ -54,7 +54,8 @@ def test_a_socket_stdin_sends_nothing_through_the_command(identity, report_dir):
     peer = DatagramPeer("udp")
     report = report_dir / "send.json"
     try:
-        done = run_cli(identity, report, peer.stdin.fileno(), *attack_argv(unique_marker("BVISOR-CLI-STDIN-SEND")))
+        argv = attack_argv(unique_marker("BVISOR-CLI-STDIN-SEND"))
+        done = run_cli(identity, report, peer.stdin.fileno(), argv, flags=("--net", "none"))
         received = peer.received()
     finally:
         peer.close()
@@ -67,6 +68,6 @@ def test_a_socket_stdin_sends_nothing_through_the_command(identity, report_dir):
 
 def test_stdin_from_a_pipe_is_handed_over_as_it_is(report_dir):
     report = report_dir / "pipe.json"
-    done = run_cli("caller", report, None, "cat", data=b"piped")
+    done = run_cli("caller", report, None, ["cat"], data=b"piped")
     assert done.returncode == 0 and done.stdout == b"piped"
     assert stdin_facts(report) == ["as_is from=pipe"]

@@ -26,18 +26,27 @@ import termios
 import threading
 
 import blake3
+import msgspec
 import pytest
 
-from bvisor import LinuxBackend, RunIO
+from bvisor import Capability, LinuxBackend, RunIO
 from helpers import IDENTITIES, check_completed, deny_all_spec, facts_of, launcher_as, runner_for, unique_marker
 from stdio_oracles import DatagramPeer, attack_argv
 
 
-def confined(identity: str, argv: list, stdin_fd: int):
-    """Run ``argv`` under ``--net none`` with ``stdin_fd`` as the caller's stdin: (report, stdout bytes)."""
+def stdio_spec(argv: list, deny_network: bool):
+    """``argv`` under ``--net none`` when ``deny_network``, else with only an exact environment."""
+    spec = deny_all_spec(argv[0], argv[1:])
+    if deny_network:
+        return spec
+    return msgspec.structs.replace(spec, capabilities=[c for c in spec.capabilities if not isinstance(c, Capability.Network)])
+
+
+def confined(identity: str, argv: list, stdin_fd: int, deny_network: bool = False):
+    """Run ``stdio_spec(argv, deny_network)`` with ``stdin_fd`` as the caller's stdin: (report, stdout bytes)."""
     backend = LinuxBackend.with_launcher_path(launcher_as(identity))
     out = bytearray()
-    report = runner_for(backend, deny_all_spec(argv[0], argv[1:]))(RunIO(stdin_fd=stdin_fd, stdout_sink=out.extend))
+    report = runner_for(backend, stdio_spec(argv, deny_network))(RunIO(stdin_fd=stdin_fd, stdout_sink=out.extend))
     return report, bytes(out)
 
 
@@ -63,7 +72,7 @@ def check_stdio_pipes(failures: list, stdout: str) -> None:
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_a_socket_as_stdin_is_no_network_under_net_none(identity, datagram_peer):
     marker = unique_marker("BVISOR-STDIN-SEND")
-    report, out = confined(identity, attack_argv(marker), datagram_peer.stdin.fileno())
+    report, out = confined(identity, attack_argv(marker), datagram_peer.stdin.fileno(), deny_network=True)
     stdout = out.decode(errors="replace")
     received = datagram_peer.received()
     print(f"Stdio socket [{identity}]: stdout={stdout!r} received={received}", file=sys.stderr)
@@ -210,7 +219,7 @@ def test_a_relay_whose_source_never_ends_leaves_no_fd_and_no_thread_behind(pty_p
     """The pty never reaches end-of-file: the run still ends, and takes its relay along."""
     _, secondary = pty_pair
     backend = LinuxBackend.with_launcher_path(launcher_as("caller"))
-    run = runner_for(backend, deny_all_spec("/bin/true"))
+    run = runner_for(backend, stdio_spec(["/bin/true"], deny_network=False))
     run(RunIO(stdin_fd=secondary))  # a warm launcher's server and threads start with the first run
     fds, threads = _open_fds(), threading.active_count()
     report = run(RunIO(stdin_fd=secondary))
