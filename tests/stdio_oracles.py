@@ -54,3 +54,50 @@ class DatagramPeer:
     def close(self) -> None:
         self.stdin.close()
         self.listener.close()
+
+
+# The workload's own report of its try at the caller's controlling terminal, by path.
+TTY_ATTACK = (
+    "import termios\n"
+    "try:\n"
+    "    with open('/dev/tty', 'rb+', buffering=0) as tty:\n"
+    "        attrs = termios.tcgetattr(tty)\n"
+    "        attrs[3] &= ~termios.ECHO\n"
+    "        termios.tcsetattr(tty, termios.TCSANOW, attrs)\n"
+    "    print('devtty=ok')\n"
+    "except OSError as e:\n"
+    "    print(f'devtty errno={e.errno}')\n"
+)
+
+
+def under_terminal(argv: list, timeout: float = 60.0) -> tuple:
+    """Run ``argv`` with a fresh pty as its controlling terminal and stdio: (what it wrote to
+    the terminal, its exit code, whether the pty still echoes afterwards)."""
+    import os
+    import pty
+    import select
+    import termios
+    import time
+
+    pid, main = pty.fork()
+    if pid == 0:
+        try:
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(127)
+    output, deadline = bytearray(), time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], deadline - time.monotonic())
+            try:
+                chunk = os.read(main, 65536) if ready else b""
+            except OSError:  # EIO: every process holding the pty's secondary end is gone
+                chunk = b""
+            if not chunk:
+                break
+            output += chunk
+        echo = bool(termios.tcgetattr(main)[3] & termios.ECHO)
+    finally:
+        os.close(main)
+    _, status = os.waitpid(pid, 0)
+    return bytes(output), os.waitstatus_to_exitcode(status), echo

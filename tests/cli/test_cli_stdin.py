@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import IDENTITIES, cli_prefix, shared_host_dir, unique_marker
-from stdio_oracles import DatagramPeer, attack_argv
+from stdio_oracles import PYTHON, TTY_ATTACK, DatagramPeer, attack_argv, under_terminal
 
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 
@@ -71,3 +71,22 @@ def test_stdin_from_a_pipe_is_handed_over_as_it_is(report_dir):
     done = run_cli("caller", report, None, ["cat"], data=b"piped")
     assert done.returncode == 0 and done.stdout == b"piped"
     assert stdin_facts(report) == ["as_is from=pipe"]
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_the_callers_controlling_terminal_is_out_of_reach(identity):
+    """Whatever its stdio, a workload sharing the caller's controlling terminal opens it as
+    /dev/tty. Channel A: the pty still echoes after the run. Channel B: the workload reports
+    ENXIO opening /dev/tty. The control is the next test."""
+    argv = [*cli_prefix(identity), BVISOR, "run", "--quiet", "--no-store", "--", PYTHON, "-I", "-c", TTY_ATTACK]
+    output, code, echo = under_terminal(argv)
+    lines = output.decode(errors="replace").splitlines()
+    assert code == 0, output
+    assert echo, f"CHANNEL A: the workload changed the caller's terminal settings; it wrote {lines}"
+    assert f"devtty errno={errno.ENXIO}" in lines, lines
+
+
+def test_control_the_controlling_terminal_is_changed_without_the_boundary():
+    output, code, echo = under_terminal([PYTHON, "-I", "-c", TTY_ATTACK])
+    assert code == 0 and "devtty=ok" in output.decode().splitlines(), output
+    assert not echo, "CONTROL CHANNEL A: the workload must clear ECHO on its controlling terminal"

@@ -13,6 +13,7 @@ from bvisor.launcher import (
     caps,
     cgroup,
     childproc,
+    ctty,
     execve,
     fds,
     landlock,
@@ -101,6 +102,8 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
         transcript.note(f"mechanism={mechanism} child_pid={os.readlink('/proc/self')}")
         step = "lifetime"
         transcript.note(lifetime.die_with_lifeline(tie) if request.pid_namespace else lifetime.die_with_parent(tie))
+        step = "terminal"
+        transcript.note(ctty.detach())
         step = "identity"
         _identity_phase(request, transcript, ids)
         transcript.state("IdentityPhaseResolved")

@@ -432,7 +432,8 @@ _EXEC_ERRNO_FACT = {errno.ENOENT: "exe_not_found", errno.ENOTDIR: "exe_not_found
 
 def required_attestations(lowered: LoweredLaunch) -> list:
     """The launcher notes that must be present before a run may count as confined."""
-    notes = ["launcher_lifetime=pdeathsig_sigkill", "fd_scrub", "environment=exact", "no_new_privs=1", "capabilities=none"]
+    notes = ["launcher_lifetime=pdeathsig_sigkill", "controlling_terminal=none"]
+    notes += ["fd_scrub", "environment=exact", "no_new_privs=1", "capabilities=none"]
     if lowered.deny_network:
         notes += ["user_namespace=mapped", "network_namespace=empty_netns"]
     if lowered.plan is None:
