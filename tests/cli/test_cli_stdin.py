@@ -1,6 +1,7 @@
 """``bvisor run`` with a socket as its stdin: the workload reads the bytes through a pipe the
 host relays, and never holds the socket (the oracles and their controls for the API are
-in tests/oracle/test_stdio.py; here the same, through the command)."""
+in tests/oracle/test_stdio.py; here the same, through the command). And ``bvisor run`` in
+a terminal: the workload cannot reach it as /dev/tty either."""
 
 import errno
 import json
