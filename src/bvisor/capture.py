@@ -13,7 +13,7 @@ import time
 import blake3
 
 DEFAULT_CAPTURE_LIMIT = 16 * 1024 * 1024
-_CHUNK = 65536
+CHUNK = 65536  # the most one read takes from a stream
 
 
 class RunIO:
@@ -107,44 +107,58 @@ def stdin_source(fd: int) -> str:
 class StdinRelay:
     """Copies the caller's stdin (``source``, never closed here) into a pipe whose read end
     the workload gets, driven by ``pump`` on the thread that drains the run: no thread of
-    its own. Bounded: at most one chunk waits in the host, besides what the pipe holds,
-    and nothing more is read from ``source`` until the workload has taken it. Ends at the
+    its own. It reads no further ahead than the workload: one read (at most ``CHUNK``
+    bytes; one line from a terminal) at a time, and the next only once the workload has
+    taken all of it, so what a workload never reads stays with the caller. Ends at the
     source's EOF or read error (the workload then reads EOF), when the workload stops
     reading (EPIPE), or at ``stop``. Only polls and reads ``source``: its file status flags
     and its terminal settings stay as the caller set them. A read follows a poll that said
     readable, so it returns at once unless another reader drains the same source meanwhile.
     """
 
-    __slots__ = ("source", "relayed", "_write_end", "_pending")
+    __slots__ = ("source", "relayed", "_write_end", "_pending", "_drained")
 
     def __init__(self, source: int, write_end: int):
         self.source, self._write_end = source, write_end
         os.set_blocking(write_end, False)  # our own pipe end: a full pipe never blocks the pump
+        # A one-page pipe polls writable only when it is empty: that is how the relay sees
+        # that the workload has taken everything.
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, os.sysconf("SC_PAGE_SIZE"))
         self.relayed = 0
         self._pending = b""
+        self._drained = True
 
     def interest(self):
         """``(fd, selector events)`` the relay waits for next, or None once it has ended."""
         if self._write_end is None:
             return None
-        if self._pending:
+        if self._pending or not self._drained:
             return self._write_end, selectors.EVENT_WRITE
         return self.source, selectors.EVENT_READ
 
     def step(self) -> None:
-        """Move what the ready fd allows: read one chunk from the source, or write what waits."""
+        """Move what the ready fd allows: read one chunk from the source, write what waits,
+        or note that the workload has emptied the pipe."""
         if self._write_end is None:  # stopped in the same round its fd was reported ready
             return
-        if not self._pending:
-            try:
-                self._pending = os.read(self.source, _CHUNK)
-            except BlockingIOError:  # a caller's non-blocking source raced empty
-                return
-            except OSError:  # hung-up terminal, unconnected socket, directory…: its end
-                self._pending = b""
-            if not self._pending:
-                self.stop()
+        if self._pending:
+            self._write()
+        elif not self._drained:
+            self._drained = True
+        else:
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            self._pending = os.read(self.source, CHUNK)
+        except BlockingIOError:  # a caller's non-blocking source raced empty
             return
+        except OSError:  # hung-up terminal, unconnected socket, directory…: its end
+            self._pending = b""
+        if not self._pending:
+            self.stop()
+
+    def _write(self) -> None:
         try:
             written = os.write(self._write_end, self._pending)
         except BlockingIOError:
@@ -154,6 +168,7 @@ class StdinRelay:
             return
         self.relayed += written
         self._pending = self._pending[written:]
+        self._drained = False
 
     def stop(self) -> None:
         """Close the workload's pipe (it reads EOF); idempotent."""
@@ -214,7 +229,7 @@ def pump(readers: dict, exit_fd: int, grace: float = 1.0, watchdog=None, relay: 
                     if relay is not None:
                         relay.stop()
                     continue
-                data = os.read(fd, _CHUNK)
+                data = os.read(fd, CHUNK)
                 if data:
                     readers[fd](data)
                 else:
