@@ -21,9 +21,9 @@ class RunIO:
 
     ``stdin_fd``: an fd the workload reads as stdin (None → /dev/null); unless it is one
     of ``HANDED_AS_IS``, the workload reads a pipe the host relays it through instead.
-    ``stdout_sink`` /
-    ``stderr_sink``: called with each chunk as it arrives (live passthrough). At most
-    ``capture_limit`` bytes per stream are kept; counts and hashes always cover everything.
+    ``stdout_sink`` / ``stderr_sink``: called with each chunk as it arrives (live
+    passthrough). At most ``capture_limit`` bytes per stream are kept; counts and hashes
+    always cover everything.
     """
 
     __slots__ = ("stdin_fd", "stdout_sink", "stderr_sink", "capture_limit")

@@ -254,10 +254,7 @@ class LaunchChannels:
         if supervisor is not None:
             supervisor.attach(pidfd)
         readers = {self._control: feed_control, self._out_r: stdout.feed, self._err_r: stderr.feed}
-        relay = self._stdin_handover.relay
-        held = pump(readers, pidfd, watchdog=supervisor, relay=relay)
-        if relay is not None:
-            relay.stop()
+        held = pump(readers, pidfd, watchdog=supervisor, relay=self._stdin_handover.relay)
         exited_ns = time.monotonic_ns()
         status = wait_status()
         names = {self._control: "control", self._out_r: "stdout", self._err_r: "stderr"}
