@@ -70,6 +70,7 @@ ATTESTED = [
     "environment=exact entries=0 inherited=none",
     "no_new_privs=1",
     "capabilities=none bounding=empty securebits=locked",
+    "controlling_terminal=none detached=yes",
     "user_namespace=mapped uid0=0 gid0=0 setgroups=deny",
     "network_namespace=empty_netns interfaces=lo routes=0",
     "workload_exit code=0",
@@ -85,7 +86,16 @@ def test_an_attested_run_completes_with_the_real_exit_code():
 
 
 @pytest.mark.parametrize(
-    "dropped", ["fd_scrub", "environment=exact", "no_new_privs=1", "capabilities=none", "user_namespace=mapped", "network_namespace=empty_netns"]
+    "dropped",
+    [
+        "fd_scrub",
+        "environment=exact",
+        "no_new_privs=1",
+        "capabilities=none",
+        "controlling_terminal=none",
+        "user_namespace=mapped",
+        "network_namespace=empty_netns",
+    ],
 )
 def test_a_missing_attestation_is_a_supervisor_fault_never_a_pass(dropped):
     notes = [n for n in ATTESTED if not n.startswith(dropped)]
@@ -96,7 +106,7 @@ def test_a_missing_attestation_is_a_supervisor_fault_never_a_pass(dropped):
 
 def test_network_attestations_are_required_only_when_deny_all_was_lowered():
     assert "network_namespace=empty_netns" not in required_attestations(_lowered(False))
-    outcome, _, _ = judge(_observation(LauncherState.ExecSucceeded, ATTESTED[:5] + ATTESTED[-1:]), _lowered(False))
+    outcome, _, _ = judge(_observation(LauncherState.ExecSucceeded, ATTESTED[:6] + ATTESTED[-1:]), _lowered(False))
     assert outcome is Outcome.Completed
 
 

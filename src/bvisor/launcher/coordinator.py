@@ -13,6 +13,7 @@ from bvisor.launcher import (
     caps,
     cgroup,
     childproc,
+    ctty,
     execve,
     fds,
     idmap,
@@ -112,6 +113,8 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
         # change (until then a dead launcher shows as EOF on the mapping pipe).
         step = "lifetime"
         transcript.note(lifetime.die_with_lifeline(tie) if request.pid_namespace else lifetime.die_with_parent(tie))
+        step = "terminal"
+        transcript.note(ctty.detach())
         if request.pid_namespace:
             step = "pid_namespace"
             transcript.note("pid_namespace=new")

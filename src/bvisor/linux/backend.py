@@ -421,6 +421,8 @@ def timeline_fact(obs: LaunchObservation, clock: int) -> ObservedFact:
 def observation_facts(obs: LaunchObservation) -> list:
     terminal = obs.terminal.value if obs.terminal else "none"
     facts = [ObservedFact(kind="launcher_terminal", detail=f"{terminal} launcher_exit={obs.launcher_exit}")]
+    if obs.stdin:
+        facts.append(ObservedFact(kind="stdin", detail=obs.stdin))
     facts += [ObservedFact(kind="launcher_note", detail=note) for note in obs.notes]
     # What the launcher attests it installed, restated as facts of their own.
     facts += [ObservedFact(kind="mount_made", detail=n) for n in obs.notes if n.startswith(("temp_root=", "bind dest="))]
@@ -441,7 +443,8 @@ _EXEC_ERRNO_FACT = {errno.ENOENT: "exe_not_found", errno.ENOTDIR: "exe_not_found
 
 def required_attestations(lowered: LoweredLaunch) -> list:
     """The launcher notes that must be present before a run may count as confined."""
-    notes = ["launcher_lifetime=pdeathsig_sigkill", "fd_scrub", "environment=exact", "no_new_privs=1", "capabilities=none"]
+    notes = ["launcher_lifetime=pdeathsig_sigkill", "controlling_terminal=none"]
+    notes += ["fd_scrub", "environment=exact", "no_new_privs=1", "capabilities=none"]
     if lowered.deny_network:
         notes += ["user_namespace=mapped", "network_namespace=empty_netns"]
     if lowered.plan is None:

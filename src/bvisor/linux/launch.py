@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from bvisor.capture import RunIO, StreamCapture, pump
+from bvisor.capture import HANDED_AS_IS, RunIO, StdinRelay, StreamCapture, pump, stdin_source
 from bvisor.launcher import wire
 
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
@@ -72,9 +72,9 @@ class WorkloadExit:
 class LaunchObservation:
     """Everything the host saw of one launcher run."""
 
-    __slots__ = ("terminal", "transcript", "notes", "launcher_exit", "stdout", "stderr", "held_open", "timeline", "_heads")
+    __slots__ = ("terminal", "transcript", "notes", "launcher_exit", "stdout", "stderr", "held_open", "timeline", "stdin", "_heads")
 
-    def __init__(self, terminal, transcript, notes, launcher_exit, stdout, stderr, held_open, timeline=()):
+    def __init__(self, terminal, transcript, notes, launcher_exit, stdout, stderr, held_open, timeline=(), stdin=""):
         self.terminal: LauncherState | None = terminal
         self.transcript: list = transcript
         self.notes: list = notes
@@ -84,6 +84,7 @@ class LaunchObservation:
         self.held_open: list = held_open  # stream names a descendant still held after the run
         # (state or "launcher_exited", monotonic ns the host saw it): where a run's time went
         self.timeline: tuple = tuple(timeline)
+        self.stdin: str = stdin  # how the caller's stdin reached the workload (``StdinHandover.describe``)
         self._heads = None  # first word -> the notes it begins, in order (see note_fields)
 
     @property
@@ -206,6 +207,7 @@ class LaunchChannels:
     def __init__(self, frame: bytes, authorities: Sequence[AuthorityFd], io: RunIO):
         self._authorities, self._io = authorities, io
         self._opened: list = []
+        self._stdin_handover = None
         try:
             slots = [a.slot_index for a in authorities]
             if len(set(slots)) != len(slots) or any(s <= 2 for s in slots):
@@ -214,9 +216,8 @@ class LaunchChannels:
             self._control, self._control_launcher = map(self._own, _socketpair())
             self._out_r, self._out_w = map(self._own, os.pipe2(os.O_CLOEXEC))
             self._err_r, self._err_w = map(self._own, os.pipe2(os.O_CLOEXEC))
-            self._stdin = io.stdin_fd
-            if self._stdin is None:
-                self._stdin = self._own(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+            self._stdin_handover = StdinHandover(io.stdin_fd)
+            self._stdin = self._own(self._stdin_handover.workload_end)
         except BaseException:
             self.close()
             raise
@@ -235,7 +236,7 @@ class LaunchChannels:
 
     def handed_over(self) -> None:
         """The launcher side has its copies; drop ours so EOF means the launcher side is done."""
-        for fd in (self._plan, self._control_launcher, self._out_w, self._err_w):
+        for fd in (self._plan, self._control_launcher, self._out_w, self._err_w, self._stdin):
             os.close(fd)
             self._opened.remove(fd)
 
@@ -253,7 +254,7 @@ class LaunchChannels:
         if supervisor is not None:
             supervisor.attach(pidfd)
         readers = {self._control: feed_control, self._out_r: stdout.feed, self._err_r: stderr.feed}
-        held = pump(readers, pidfd, watchdog=supervisor)
+        held = pump(readers, pidfd, watchdog=supervisor, relay=self._stdin_handover.relay)
         exited_ns = time.monotonic_ns()
         status = wait_status()
         names = {self._control: "control", self._out_r: "stdout", self._err_r: "stderr"}
@@ -268,12 +269,15 @@ class LaunchChannels:
             stderr=stderr,
             held_open=[names[fd] for fd in held],
             timeline=state_arrivals(control_bytes, arrivals) + [("launcher_exited", exited_ns)],
+            stdin=self._stdin_handover.describe(),
         )
 
     def close(self) -> None:
         for fd in self._opened:
             os.close(fd)
         self._opened.clear()
+        if self._stdin_handover is not None and self._stdin_handover.relay is not None:
+            self._stdin_handover.relay.stop()
         for authority in self._authorities:
             _close_quietly(authority.handle)
         self._authorities = ()  # closed once: a second close could hit a number reused since
@@ -283,6 +287,34 @@ class LaunchChannels:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class StdinHandover:
+    """What the workload gets at fd 0 for the caller's ``stdin_fd``, and how: ``workload_end``
+    (a fresh fd, the caller's to close) is /dev/null for no stdin, a duplicate of the
+    caller's fd when it is one of ``HANDED_AS_IS``, else the read end of a pipe ``relay``
+    fills from it. No socket and no terminal ever reaches the workload, whichever launcher
+    carries the run; fds 1 and 2 are always the host's capture pipes."""
+
+    __slots__ = ("source", "relay", "workload_end")
+
+    def __init__(self, stdin_fd):
+        self.source = "none" if stdin_fd is None else stdin_source(stdin_fd)
+        self.relay = None
+        if self.source in ("none", "closed"):
+            self.workload_end = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        elif self.source in HANDED_AS_IS:
+            self.workload_end = fcntl.fcntl(stdin_fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        else:
+            self.workload_end, write_end = os.pipe2(os.O_CLOEXEC)
+            self.relay = StdinRelay(stdin_fd, write_end)
+
+    def describe(self) -> str:
+        """The report's words: ``relayed from=socket bytes=12``, ``as_is from=pipe``, ``devnull from=none``."""
+        if self.relay is not None:
+            return f"relayed from={self.source} bytes={self.relay.relayed}"
+        how = "as_is" if self.source in HANDED_AS_IS else "devnull"
+        return f"{how} from={self.source}"
 
 
 def _read_control(control_bytes: bytes) -> tuple:
