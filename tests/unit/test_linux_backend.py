@@ -11,7 +11,12 @@ from bvisor.linux.launch import LaunchObservation, LauncherState, state_arrivals
 from bvisor.linux.lowering import LoweredLaunch
 from helpers import deny_all_spec, launcher_path
 
-PROVEN = {"launcher.launcher_probe": "ok", "launcher.userns_netns": "ok", "sysctl.user.max_user_namespaces": "1000"}
+PROVEN = {
+    "launcher.launcher_probe": "ok",
+    "launcher.userns_netns": "ok",
+    "launcher.userns_isolation": "ok",
+    "sysctl.user.max_user_namespaces": "1000",
+}
 
 
 def _cells(facts):
@@ -38,6 +43,36 @@ def test_deny_all_is_enforced_only_where_the_namespace_probe_passed():
 def test_a_launcher_that_cannot_probe_enforces_nothing():
     cells = _cells({"launcher.launcher_probe": "failed exit=1"})
     assert all(c.verdict.enforcement is Enforcement.Unsupported for c in cells.values())
+
+
+def test_a_root_launcher_launches_only_where_a_transient_identity_was_proven():
+    """The workload is never host root: a root launcher whose transient-identity proof failed
+    refuses every launch at plan time; with the proof, or rootless, it launches."""
+    failed = {**PROVEN, "launcher.launcher_euid": "0", "launcher.userns_transient": "failed errno=22 idmapped mount: Invalid argument"}
+    cell = _cells(failed)[RequirementKind.LaunchWorkload]
+    assert cell.verdict.enforcement is Enforcement.Unsupported
+    assert "host root" in cell.reason and "Invalid argument" in cell.reason and "unprivileged user" in cell.remediation
+    assert _cells({**failed, "launcher.userns_transient": "ok"})[RequirementKind.LaunchWorkload].verdict.enforcement is Enforcement.Enforced
+    rootless = {**failed, "launcher.launcher_euid": "1000", "launcher.userns_transient": "not_root"}
+    assert _cells(rootless)[RequirementKind.LaunchWorkload].verdict.enforcement is Enforcement.Enforced
+
+
+def test_a_host_without_the_runs_ipc_uts_and_cgroup_namespaces_launches_nothing():
+    cell = _cells({**PROVEN, "launcher.userns_isolation": "failed errno=22 clone: Invalid argument"})[RequirementKind.LaunchWorkload]
+    assert cell.verdict.enforcement is Enforcement.Unsupported and "IPC, UTS and cgroup" in cell.reason
+
+
+def test_forcing_the_transient_identity_proof_to_fail_refuses_a_root_plan_at_admission():
+    backend = LinuxBackend(launcher_path(), fact_overrides={"launcher.userns_transient": "failed forced-by-test"})
+    registry = BackendRegistry()
+    registry.register(backend)
+    planner = BoundaryPlanner(registry)
+    if backend.probe().fact("launcher.launcher_euid") != "0":
+        planner.plan(deny_all_spec(), backend.id())  # rootless: the caller's own identity, admitted
+        return
+    with pytest.raises(UnsupportedRequirement) as refused:
+        planner.plan(deny_all_spec(), backend.id())
+    assert refused.value.requirement == RequirementKind.LaunchWorkload.value and "host root" in str(refused.value)
 
 
 def test_allow_list_is_never_enforced():

@@ -121,7 +121,8 @@ def linux_ceiling(facts: dict) -> list:
     if facts.get("launcher.launcher_probe") != "ok":
         why = f"the launcher could not run its probe ({facts.get('launcher.launcher_probe', 'no result')})"
         return [_unsupported(k, why, "check that bvisor is installed for the launcher's interpreter") for k in K]
-    cells = {k: _enforced(k) for k in (K.LaunchWorkload, K.CaptureStreams, K.Environment, K.InheritedFdsNone)}
+    cells = {k: _enforced(k) for k in (K.CaptureStreams, K.Environment, K.InheritedFdsNone)}
+    cells[K.LaunchWorkload] = _launch_cell(facts)
     if facts.get("launcher.userns_netns") == "ok":
         cells[K.NetworkDenyAll] = _enforced(K.NetworkDenyAll)
     else:
@@ -153,6 +154,26 @@ _USERNS_REMEDIATION = (
     "allow unprivileged user namespaces (sysctl user.max_user_namespaces > 0; "
     "kernel.unprivileged_userns_clone=1 or kernel.apparmor_restrict_unprivileged_userns=0 where present)"
 )
+
+
+def _launch_cell(facts: dict) -> CeilingCell:
+    """A workload runs only in the world the run constructs: never as host root (a root
+    launcher needs the transient identity), and in its own IPC, UTS and cgroup namespaces
+    wherever user namespaces exist at all."""
+    if facts.get("launcher.launcher_euid") == "0" and facts.get("launcher.userns_transient") != "ok":
+        return _unsupported(
+            K.LaunchWorkload,
+            "bvisor's launcher runs as root and cannot give the run an unprivileged transient identity here "
+            f"({facts.get('launcher.userns_transient')}): the workload would be host root",
+            "run bvisor as an unprivileged user, or use a kernel with user namespaces and idmapped mounts (Linux 5.12+)",
+        )
+    if facts.get("launcher.userns_netns") == "ok" and facts.get("launcher.userns_isolation") != "ok":
+        return _unsupported(
+            K.LaunchWorkload,
+            f"the run's own IPC, UTS and cgroup namespaces cannot be made here ({facts.get('launcher.userns_isolation')})",
+            _USERNS_REMEDIATION,
+        )
+    return _enforced(K.LaunchWorkload)
 
 
 def _landlock_abi(facts: dict) -> int:
