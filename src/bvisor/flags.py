@@ -132,7 +132,14 @@ def _existing_paths(flag: str, paths: list) -> list:
     return resolved
 
 
+# With no --ro or --rw the run sees the read-only system roots, its own /proc and a private
+# /tmp: nothing of the caller's files.
+DEFAULT_VIEW = Capability.Filesystem(access=FsAccess.Read, roots=["/proc"], system_roots=True)
+
+
 def _filesystem(ro: list, rw: list, system_roots: bool) -> list:
+    if not ro and not rw and system_roots:
+        return [DEFAULT_VIEW]
     caps = []
     if ro:
         caps.append(Capability.Filesystem(access=FsAccess.Read, roots=_existing_paths("--ro", ro), system_roots=system_roots))
@@ -181,7 +188,7 @@ def spec_from_flags(args, command: list) -> BoundarySpec:
         caps.append(Capability.ChildSpawn(policy=SpawnPolicy.AllowThreadsWithinBoundary()))
     controls = [HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())]
     budget_caps, watched = {}, {}
-    if args.tmp:
+    if args.tmp or not (args.ro or args.rw):
         controls.append(HostControl.TempRoot())
         # The temp root's default size; only --storage asks for an Enforced cap (admitted
         # where the temp root is the only writable place).

@@ -27,6 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from bvisor import BoundarySpec, Capability, HostControl, MinGuarantee, Outcome, StdStreams, Workload
@@ -191,11 +192,9 @@ def cli_run(identity: str, flags: list, marker: str, target: str):
 @pytest.mark.parametrize(
     ("flags", "why", "remedy"),
     [
-        (["--storage", "1M"], "no temp root", "--tmp"),
-        (["--tmp", "--storage", "1M"], "the host's tree", "--ro ROOT"),
         (["--ro", "/", "--rw", "{dir}", "--tmp", "--storage", "1M"], "read-write root {dir}", "drop --rw {dir}"),
     ],
-    ids=["storage-without-tmp", "tmp-with-the-host-tree", "tmp-with-a-rw-root"],
+    ids=["tmp-with-a-rw-root"],
 )
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_cli_refuses_a_storage_cap_a_writable_place_escapes(identity, flags, why, remedy):
@@ -223,11 +222,33 @@ def test_cli_refuses_a_storage_cap_a_writable_place_escapes(identity, flags, why
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)
+def test_cli_storage_alone_caps_the_default_views_private_tmp(identity):
+    """With no filesystem flag the run's only writable place is its private /tmp, so a bare
+    ``--storage 1M`` is admitted Enforced and caps it: a 2 MiB write fails with ENOSPC
+    (workload), the report's storage witness is enforced at 1 MiB (host)."""
+    report = os.path.join(shared_host_dir("bvisor-storage-report-", 0o777), "report.json")
+    try:
+        done = subprocess.run(
+            [*cli_prefix(identity), BVISOR, "run", "--quiet", "--no-stdin", "--no-store", "--report", report, "--storage", "1M", "--", "sh", "-c",
+             "dd if=/dev/zero of=/tmp/big bs=1M count=2 2>/dev/null; echo DD-RC $?; echo SIZE $(stat -c %s /tmp/big)"],
+            capture_output=True,
+            cwd="/",
+            timeout=120,
+        )
+        body = msgspec.json.decode(open(report, "rb").read()) if os.path.exists(report) else {}
+    finally:
+        subprocess.run(["rm", "-rf", os.path.dirname(report)], check=False)
+    witness = next((b for b in body.get("budget", []) if b["dimension"] == "storage"), {})
+    assert done.returncode == 0 and reported(done.stdout, "DD-RC") == "1" and reported(done.stdout, "SIZE") == str(MIB), (done.stdout, done.stderr)
+    assert witness.get("supplied") == "enforced" and witness.get("limit") == MIB, witness
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
 def test_control_without_storage_the_same_cli_run_writes_5mb_to_the_host(identity):
     marker = unique_marker("BVISOR-STORAGE-CLI-CONTROL")
     outside = shared_host_dir("bvisor-storage-rw-", 0o777)
     try:
-        done = cli_run(identity, [], marker, outside)
+        done = cli_run(identity, ["--rw", outside], marker, outside)
         sizes = [os.stat(p).st_size for p in host_paths_named(marker, outside)]
     finally:
         subprocess.run(["rm", "-rf", outside], check=False)
@@ -304,7 +325,7 @@ def test_a_core_dump_cannot_land_outside_a_capped_temp_root(identity):
     cwd = shared_host_dir("bvisor-storage-core-", 0o777, parent="/var/tmp")
     try:
         runs = {}
-        for name, flags in (("capped", ["--ro", "/", "--tmp", "--storage", "1M"]), ("control", [])):
+        for name, flags in (("capped", ["--ro", "/", "--tmp", "--storage", "1M"]), ("control", ["--rw", cwd])):
             done = subprocess.run(
                 [*cli_prefix(identity), BVISOR, "run", "--quiet", "--no-stdin", "--no-store", *flags, "--", sys.executable, "-c", CRASH],
                 capture_output=True,

@@ -71,13 +71,3 @@ def clone_trees(slots: list, outside_id: int) -> dict:
         for fd in namespaces.values():
             os.close(fd)
     return trees
-
-
-def attach(tree: int, dest: str, creatable: set) -> None:
-    """In the run's mount namespace: put the clone at ``dest`` and check ``dest`` shows it."""
-    made = os.fstat(tree)
-    mounts.ensure_mountpoint(dest, os.path.stat.S_ISDIR(made.st_mode), creatable)
-    libc.syscall("move_mount", tree, ctypes.c_char_p(b""), mounts.AT_FDCWD, ctypes.c_char_p(os.fsencode(dest)), mounts.MOVE_MOUNT_F_EMPTY_PATH)
-    attached = os.stat(dest)
-    if (attached.st_dev, attached.st_ino) != (made.st_dev, made.st_ino):
-        raise OSError(0, f"idmapped mount at {dest} does not show the granted tree")

@@ -6,7 +6,7 @@ result goes to stdout as ``name=value`` lines — no workload runs in this mode.
 
 import os
 
-from bvisor.launcher import cgroup, childproc, fds, idmap, ipc, landlock, mounts, netns, pidns, seccomp, userns, uts
+from bvisor.launcher import cgroup, childproc, fds, idmap, ipc, landlock, mounts, netns, pidns, seccomp, userns, uts, view
 
 
 # Each namespace proof is a child cloned into the namespaces a run's child is born in, as
@@ -70,7 +70,7 @@ def _transient_identity() -> str:
                 raise OSError(0, "not mapped")
             userns.become_mapped_root(_PROOF_ID)
             mounts.make_private()
-            idmap.attach(*trees.values(), "/tmp", set())
+            view.attach_tree(*trees.values(), "/tmp", set())
         except BaseException as exc:
             childproc.fail(error_fd, "probe", exc)
         os._exit(0)

@@ -16,7 +16,7 @@ import ctypes
 import os
 import stat
 
-from bvisor.launcher import idmap, libc, mounts
+from bvisor.launcher import libc, mounts
 
 OPEN_TREE_CLONE = 0x1
 AT_EMPTY_PATH = 0x1000
@@ -94,18 +94,25 @@ def new_base(host_tree: bool) -> tuple:
     return SCRATCH, tree
 
 
-def attach_clone(located: int, dest: str, writable: bool, creatable: set) -> None:
-    """A recursive clone of the located object at ``dest``: nosuid,nodev, read-only unless
-    ``writable``. A missing mountpoint is made only on a device in ``creatable``."""
-    made = os.fstat(located)
-    mounts.ensure_mountpoint(dest, stat.S_ISDIR(made.st_mode), creatable)
+def detached_clone(located: int, writable: bool) -> int:
+    """A detached recursive clone of the located object: nosuid,nodev, read-only unless
+    ``writable``. Taken before the new root exists, so no clone can hold the new root."""
     tree = libc.syscall("open_tree", located, _c(""), OPEN_TREE_CLONE | os.O_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE)
     try:
         attrs = mounts.MOUNT_ATTR_NOSUID | mounts.MOUNT_ATTR_NODEV | (0 if writable else MOUNT_ATTR_RDONLY)
         _set_attrs(tree, "", attrs, recursive=True)
-        _move(tree, dest)
-    finally:
+    except BaseException:
         os.close(tree)
+        raise
+    return tree
+
+
+def attach_tree(tree: int, dest: str, creatable: set) -> None:
+    """Put a detached tree at ``dest`` (a missing mountpoint made only on a device in
+    ``creatable``) and check ``dest`` shows it."""
+    made = os.fstat(tree)
+    mounts.ensure_mountpoint(dest, stat.S_ISDIR(made.st_mode), creatable)
+    _move(tree, dest)
     shown = os.stat(dest)
     if (shown.st_dev, shown.st_ino) != (made.st_dev, made.st_ino):
         raise OSError(0, f"{dest} does not show the granted object")
@@ -225,9 +232,16 @@ def assemble(request, trees: dict, note) -> int | None:
     in place before anything beneath it (the temp root before a root inside it); /proc and
     /dev go last, over whatever a root at / brought."""
     view = request.view
-    # Every source is located first: nothing mounted yet can shadow its path.
-    located = {slot: mounts.locate_source(slot, path) for slot, path, _ in view.roots if slot not in trees}
-    located.update({b.source_slot: mounts.locate_source(b.source_slot, b.source_path) for b in request.binds if b.source_slot not in trees})
+    # Every source is located and cloned first: nothing mounted yet can shadow its path, and
+    # no clone can hold the new root.
+    wanted = [(slot, path, writable) for slot, path, writable in view.roots if slot not in trees]
+    wanted += [(b.source_slot, b.source_path, b.writable) for b in request.binds if b.source_slot not in trees]
+    for slot, path, writable in wanted:
+        located = mounts.locate_source(slot, path)
+        try:
+            trees[slot] = detached_clone(located, writable)
+        finally:
+            os.close(located)
     devices = locate_devices()
     base, base_fd = new_base(view.host_tree)
     creatable = set() if view.host_tree else {os.fstat(base_fd).st_dev}
@@ -243,17 +257,13 @@ def assemble(request, trees: dict, note) -> int | None:
             mounts.ensure_mountpoint(where, True, creatable)
             text, temp_root = mounts.mount_temp_root(where, *request.temp_root[1:], shown_as=path)
             creatable.add(os.fstat(temp_root).st_dev)
-        elif slot in trees:
-            idmap.attach(trees.pop(slot), where, creatable)
-            text = f"idmapped_mount dest={path} owner=run_root nosuid,nodev"
         else:
-            attach_clone(located.pop(slot), where, writable, creatable)
-            text = f"view_root path={path} writable={str(writable).lower()} verified=dev_ino nosuid,nodev"
+            attach_tree(trees.pop(slot), where, creatable)
+            mapped = "owner=run_root " if slot in request.idmapped else ""
+            text = f"view_root path={path} writable={str(writable).lower()} {mapped}verified=dev_ino nosuid,nodev"
         note(text)
         if kind == "bind":
             note(f"bind dest={path} writable={str(writable).lower()} verified=dev_ino")
-    for fd in located.values():
-        os.close(fd)
     for path, target in view.links:
         if not os.path.lexists(base + path):  # a root at / may have brought it already
             mounts.ensure_mountpoint(base + os.path.dirname(path), True, creatable)

@@ -480,7 +480,10 @@ def required_attestations(lowered: LoweredLaunch) -> list:
         notes.append(f"uts_namespace=new hostname={target.uts_namespace.hostname}")
     if target.cgroup_namespace is not None:
         notes.append("cgroup_namespace=new root=leaf")
-    notes += [f"idmapped_mount dest={m.dest}" for m in target.idmapped_mounts or []]
+    notes += [f"view_root path={m.dest} writable=true owner=run_root" for m in target.idmapped_mounts or []]
+    if target.view is not None:
+        notes.append(f"view=pivoted root={'host_tree' if target.view.host_tree else 'fresh'}")
+        notes.append("view_dev devices=null,zero,full,random,urandom")
     if target.mount_namespace is not None:
         notes += ["user_namespace=mapped", "mount_namespace=private"]
     if target.temp_root is not None:
