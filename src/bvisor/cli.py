@@ -219,6 +219,12 @@ _ROUTINE_FACTS = frozenset(
         "seccomp_lowered",
         "seccomp_rule",
         "cgroup_leaf",
+        "exe_identity",
+        "identity_lowered",
+        "namespaces_lowered",
+        "view_lowered",
+        "stdin",
+        "launch_timeline",
     }
 )
 _LAUNCHER_VERDICTS = ("fault:", "refusal=", "child_failed")
@@ -241,6 +247,7 @@ def _summary(report, report_path, stored=None) -> str:
     lines = [f"outcome {body.outcome.value} (exit {exit_text})", f"  plan      {body.plan_id}"]
     for item in body.admitted:
         lines.append(f"  admitted  {item.kind.value:<22} {item.enforcement.value:<9} {item.mechanism}")
+    lines += [f"  view      {f.detail}" for f in body.observed if f.kind == "view_lowered"]
     lines.append(f"  sealed    body_hash {report.body_hash}")
     lines.append(f"  report    {report_path}" if report_path else "  report    not written (use --report PATH)")
     lines.append(f"  stored    {stored} (bvisor reports show {stored[:12]})" if stored else "  stored    no")

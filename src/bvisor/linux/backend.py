@@ -192,6 +192,10 @@ def _filesystem_cell(facts: dict) -> CeilingCell:
         )
     if restrict != "ok":
         return _unsupported(K.Filesystem, f"the launcher cannot restrict itself with landlock here ({restrict})", "enable landlock")
+    if facts.get("launcher.userns_pid") == "ok":
+        # Every run then has its own mount namespace, built as a fresh root (view.py): what
+        # is not granted does not exist; landlock stays as the second wall.
+        return CeilingCell(kind=K.Filesystem, verdict=FAMILY.best_case(K.Filesystem), mechanism=f"fresh_root+{MECHANISMS[K.Filesystem]}")
     return _enforced(K.Filesystem)
 
 

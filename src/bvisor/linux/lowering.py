@@ -289,6 +289,23 @@ def _view(grants, confine_fs: bool, authorities: _Authorities) -> ViewRequest:
     )
 
 
+def describe_view(view: ViewRequest, authorities: _Authorities, temp_root, binds, own_proc: bool) -> str:
+    """The run's root in one line, as the summary prints it."""
+    if view.host_tree:
+        parts = ["the host's tree (nosuid,nodev; /sys read-only)"]
+    else:
+        writable = {d.slot_index for d in authorities.table if d.role is DescriptorRole.WriteRoot}
+        ro = [r.path for r in view.roots if r.slot not in writable]
+        rw = [r.path for r in view.roots if r.slot in writable]
+        parts = ["fresh root"] + ([f"ro {','.join(ro)}"] if ro else []) + ([f"rw {','.join(rw)}"] if rw else [])
+    if temp_root is not None:
+        parts.append(f"tmpfs {temp_root.path} {temp_root.size_bytes // 1024}K")
+    parts += [f"{'rw' if b.writable else 'ro'} {b.dest} (from {b.source_path})" for b in binds]
+    parts.append("/dev minimal" + ("; /proc own" if own_proc else ""))
+    parts.append(f"cwd {view.cwd} if present, else /")
+    return "; ".join(parts)
+
+
 def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outside_id=None) -> LoweredLaunch:
     """``cgroup_procs``: host-opened ``cgroup.procs`` fds of the run's leaf; they ride the
     launch as authorities (the caller still closes them if lowering fails). ``outside_id``:
@@ -427,6 +444,8 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         facts.append(ObservedFact(kind="namespaces_lowered", detail=" ".join(namespaces)))
     for request in idmapped:
         facts.append(ObservedFact(kind="mount_planned", detail=f"idmapped {request.dest} owner=run_root nosuid,nodev"))
+    if view is not None:
+        facts.append(ObservedFact(kind="view_lowered", detail=describe_view(view, authorities, temp_root, binds, pid_ns is not None)))
     if deny_network:
         facts.append(ObservedFact(kind="network_lowered", detail="new user namespace + empty network namespace"))
     if confine_fs:
