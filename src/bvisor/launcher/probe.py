@@ -6,7 +6,7 @@ result goes to stdout as ``name=value`` lines — no workload runs in this mode.
 
 import os
 
-from bvisor.launcher import childproc, landlock, mounts, netns, pidns, seccomp, userns
+from bvisor.launcher import childproc, landlock, mounts, netns, pidns, seccomp, unixgate, userns
 
 
 # Each namespace proof is a child cloned into the namespaces a run's child is born in, as
@@ -31,6 +31,13 @@ def _userns_pid() -> None:
         raise OSError(0, f"the namespace's first process is pid {os.getpid()}, not 1")
     mounts.make_private()
     mounts.mount_proc()
+
+
+def _unix_gate() -> None:
+    """The unix socket gate, as a run's init serves it: its own /proc, a child under the
+    gate's filter, its listener taken and a connect to a host path refused."""
+    _userns_pid()
+    unixgate.prove()
 
 
 def _landlock_restrict() -> None:
@@ -74,6 +81,7 @@ def main() -> None:
         "userns_pid": _prove(_userns_pid, _USERNS_PID),
         "landlock_restrict": _prove(_landlock_restrict),
         "seccomp_filter": _prove(seccomp.install_allow_all),
+        "unix_gate": _prove(_unix_gate, _USERNS_PID),
     }
     os.write(1, "".join(f"{k}={v}\n" for k, v in facts.items()).encode())
     os._exit(0)

@@ -57,6 +57,7 @@ class LaunchRequest:
         "scope_floor",
         "proc_roots",
         "seccomp",
+        "unix_gate",
     )
 
     def __init__(self, **fields):
@@ -175,7 +176,7 @@ def build_request(fields: dict) -> LaunchRequest:
     if not any(s.index == exe_slot and s.role == "target_exe" for s in slots):
         raise Refusal("PlanInvalid", "target.exe_slot is not a declared target_exe slot")
     userns = _empty_request(target.get("user_namespace"), "target.user_namespace")
-    netns = _empty_request(target.get("network_namespace"), "target.network_namespace")
+    netns, unix_gate = _network_namespace(target.get("network_namespace"))
     mountns = _empty_request(target.get("mount_namespace"), "target.mount_namespace")
     pidns = _empty_request(target.get("pid_namespace"), "target.pid_namespace")
     if (netns or mountns or pidns) and not userns:
@@ -204,9 +205,12 @@ def build_request(fields: dict) -> LaunchRequest:
         scope_floor=_abi_floor(target.get("landlock_scope"), "target.landlock_scope"),
         proc_roots=_proc_roots(target.get("proc_roots")),
         seccomp=_seccomp(target.get("seccomp")),
+        unix_gate=unix_gate,
     )
     if request.proc_roots and not (pidns and request.landlock_floor is not None):
         raise _invalid("proc_roots require pid_namespace and landlock")
+    if request.unix_gate and not pidns:
+        raise _invalid("network_namespace.unix_gate requires pid_namespace (the init supervises it)")
     if request.cgroup_slots and not pidns:
         raise _invalid("cgroup placement requires pid_namespace (the init places itself)")
     _check_primitives(request)
@@ -312,6 +316,14 @@ def _rlimits(value) -> list:
     return limits
 
 
+def _network_namespace(value) -> tuple:
+    """``(network namespace asked, unix socket gate asked)``."""
+    if value is None:
+        return False, False
+    fields = _fields(value, "target.network_namespace", (), ("unix_gate",))
+    return True, _empty_request(fields.get("unix_gate"), "target.network_namespace.unix_gate")
+
+
 def _empty_request(value, name: str) -> bool:
     if value is None:
         return False
@@ -366,6 +378,7 @@ def _check_primitives(request: LaunchRequest) -> None:
         (wire.ID_RLIMIT_SET, bool(request.rlimits)),
         (wire.ID_LANDLOCK_SCOPE, request.scope_floor is not None),
         (wire.ID_SECCOMP_APPLY, request.seccomp is not None),
+        (wire.ID_UNIX_GATE, request.unix_gate),
         (wire.ID_MOUNT_TEMP_ROOT, request.temp_root is not None),
         (wire.ID_MOUNT_BIND, bool(request.binds)),
         (wire.ID_LANDLOCK_APPLY, request.landlock_floor is not None),

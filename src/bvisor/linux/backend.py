@@ -36,7 +36,7 @@ from bvisor.contract import (
     SupportVerdict,
     capped_limit,
 )
-from bvisor.launcher import landlock, seccomp
+from bvisor.launcher import landlock, seccomp, unixgate
 from bvisor.linux import cgroup, probe
 from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage
 from bvisor.linux.filesystem import exe_grant, exposed_grant, requirement_grants, temp_root_grant
@@ -89,7 +89,7 @@ MECHANISMS = {
     K.CaptureStreams: "pipe_capture",
     K.Environment: "explicit_envp",
     K.InheritedFdsNone: "fd_scrub",
-    K.NetworkDenyAll: "empty_netns",
+    K.NetworkDenyAll: "empty_netns+unix_gate:seccomp_user_notif",
     K.Filesystem: "landlock",
     K.TempRoot: "private_tmpfs",
     K.ExposePath: "bind_mount",
@@ -121,16 +121,7 @@ def linux_ceiling(facts: dict) -> list:
         why = f"the launcher could not run its probe ({facts.get('launcher.launcher_probe', 'no result')})"
         return [_unsupported(k, why, "check that bvisor is installed for the launcher's interpreter") for k in K]
     cells = {k: _enforced(k) for k in (K.LaunchWorkload, K.CaptureStreams, K.Environment, K.InheritedFdsNone)}
-    if facts.get("launcher.userns_netns") == "ok":
-        cells[K.NetworkDenyAll] = _enforced(K.NetworkDenyAll)
-    else:
-        cells[K.NetworkDenyAll] = _unsupported(
-            K.NetworkDenyAll,
-            "the launcher cannot create a user + network namespace here "
-            f"({facts.get('launcher.userns_netns')}; user.max_user_namespaces="
-            f"{facts.get('sysctl.user.max_user_namespaces', '?')})",
-            _USERNS_REMEDIATION,
-        )
+    cells[K.NetworkDenyAll] = _network_deny_all_cell(facts)
     cells[K.Filesystem] = _filesystem_cell(facts)
     for kind in (K.TempRoot, K.ExposePath):
         cells[kind] = _mount_cell(kind, facts)
@@ -152,6 +143,28 @@ _USERNS_REMEDIATION = (
     "allow unprivileged user namespaces (sysctl user.max_user_namespaces > 0; "
     "kernel.unprivileged_userns_clone=1 or kernel.apparmor_restrict_unprivileged_userns=0 where present)"
 )
+
+
+def _network_deny_all_cell(facts: dict) -> CeilingCell:
+    """An empty network namespace, and the unix socket gate: the namespace does not cover
+    pathname unix sockets, which the filesystem names."""
+    if facts.get("launcher.userns_netns") != "ok":
+        return _unsupported(
+            K.NetworkDenyAll,
+            "the launcher cannot create a user + network namespace here "
+            f"({facts.get('launcher.userns_netns')}; user.max_user_namespaces="
+            f"{facts.get('sysctl.user.max_user_namespaces', '?')})",
+            _USERNS_REMEDIATION,
+        )
+    gate = facts.get("launcher.unix_gate")
+    if gate != "ok":
+        return _unsupported(
+            K.NetworkDenyAll,
+            "the launcher cannot gate unix sockets here: its seccomp user-notification gate, served by the "
+            f"run's pid namespace init, failed its probe ({gate}); the host's pathname sockets would stay reachable",
+            "use Linux 5.9+ (seccomp user notification, pidfd_getfd) with unprivileged user namespaces",
+        )
+    return _enforced(K.NetworkDenyAll)
 
 
 def _landlock_abi(facts: dict) -> int:
@@ -451,6 +464,8 @@ def required_attestations(lowered: LoweredLaunch) -> list:
         notes.append("rlimits=set")
     if target.landlock_scope is not None:
         notes.append("landlock_scope=signal,abstract_unix_socket installed=true")
+    if target.network_namespace is not None and target.network_namespace.unix_gate is not None:
+        notes.append(f"unix_gate={unixgate.MECHANISM} supervisor=init")
     if target.seccomp is not None:
         notes.append(f"seccomp=filter policies={','.join(target.seccomp.policies)} program={target.seccomp.program_digest.hex()}")
     return notes
