@@ -33,8 +33,8 @@ from bvisor import LinuxBackend
 PYTHON = os.path.realpath("/usr/bin/python3")
 PAYLOAD = b"BVISOR-UNIX-GATE"
 
-# Each argument "label:kind:path" is one attempt, reported as "label=reached" or
-# "label=errno N". A path "fdlink:P" means: open P as O_PATH and use /proc/self/fd/<fd>.
+# Each argument "label:kind:path" is one attempt (kind: stream connects, dgram uses sendto,
+# msg uses sendmsg on a datagram socket), reported as "label=reached" or "label=errno N". A path "fdlink:P" means: open P as O_PATH and use /proc/self/fd/<fd>.
 ATTEMPTS = r"""
 import os, socket, sys
 for item in sys.argv[1:]:
@@ -45,6 +45,8 @@ for item in sys.argv[1:]:
     try:
         if kind == "stream":
             s.connect(path)
+        elif kind == "msg":
+            s.sendmsg([b"BVISOR-UNIX-GATE"], [], 0, path)
         else:
             s.sendto(b"BVISOR-UNIX-GATE", path)
         print(label + "=reached", flush=True)
@@ -140,10 +142,11 @@ class HostSockets:
         return self.listeners[(place, kind)][0]
 
     def attempts(self) -> list:
-        """Every host socket directly, by a symlink in the run's /tmp (made by the workload
-        first), and through the workload's own /proc/self/fd link."""
+        """Every host socket directly (datagram ones by sendmsg too), and the write root's
+        through the workload's own /proc/self/fd link."""
         direct = [f"{place}_{kind}:{kind}:{self.path(place, kind)}" for place, kind in self.listeners]
-        return direct + [f"fdlink_{kind}:{kind}:fdlink:{self.path('rw', kind)}" for kind in ("stream", "dgram")]
+        by_sendmsg = [f"sendmsg_{place}:msg:{self.path(place, 'dgram')}" for place in self.PLACES]
+        return direct + by_sendmsg + [f"fdlink_{kind}:{kind}:fdlink:{self.path('rw', kind)}" for kind in ("stream", "dgram")]
 
     def reached(self) -> dict:
         """Channel A: what each listener got, read by the host: connections or datagrams."""
@@ -220,6 +223,15 @@ def attack_argv(host: HostSockets) -> list:
     return ["-c", f"import os; {links}\n" + ATTEMPTS, *host.attempts(), *symlink_attempts(host)]
 
 
+def refusal_errno(label: str) -> int:
+    """How the gate answers each attempt: sendmsg is refused by the filter itself (EPERM); a
+    /proc/self/fd link is a magic link, which the gate does not resolve (ELOOP); any other
+    path that is not a socket on the run's own temp root is refused (EACCES)."""
+    if label.startswith("sendmsg_"):
+        return errno.EPERM
+    return errno.ELOOP if label.startswith("fdlink_") else errno.EACCES
+
+
 def check_completed(failures: list, report, stderr: str) -> None:
     if report.body.outcome != Outcome.Completed:
         failures.append(f"the workload must run to Completed; got {report.body.outcome} facts={report.body.observed} stderr={stderr!r}")
@@ -233,8 +245,9 @@ def test_under_deny_all_no_host_unix_socket_is_reachable(identity, host):
     check_completed(failures, report, stderr)
     labels = [a.split(":", 1)[0] for a in host.attempts() + symlink_attempts(host)]
     for label in labels:
-        if reports.get(label) is None or not reports[label].startswith("errno "):
-            failures.append(f"CHANNEL B: {label} must fail with an errno; the workload said {reports.get(label)!r}")
+        expected = f"errno {refusal_errno(label)}"
+        if reports.get(label) != expected:
+            failures.append(f"CHANNEL B: {label} must fail with {expected}; the workload said {reports.get(label)!r}")
     if any(reached.values()):
         failures.append(f"CHANNEL A: the host's listeners were reached: {reached}")
     gate = [n for n in facts_of(report, "launcher_note") if n.startswith("unix_gate")]
@@ -254,8 +267,11 @@ def test_control_without_deny_all_every_host_unix_socket_is_reached(identity, ho
     for label in [a.split(":", 1)[0] for a in host.attempts() + symlink_attempts(host)]:
         if reports.get(label) != "reached":
             failures.append(f"CONTROL CHANNEL B: {label} must reach the host; the workload said {reports.get(label)!r}")
-    # Each write-root socket is reached three times: directly, by the fd link, by the symlink.
-    expected = {f"{place}_{kind}": 3 if place == "rw" else 1 for place in host.PLACES for kind in ("stream", "dgram")}
+    # Each socket once directly, each datagram one once more by sendmsg, and each write-root
+    # one twice more: by the fd link and by the symlink.
+    expected = {
+        f"{place}_{kind}": 1 + (kind == "dgram") + 2 * (place == "rw") for place in host.PLACES for kind in ("stream", "dgram")
+    }
     if reached != expected:
         failures.append(f"CONTROL CHANNEL A: the host's listeners must see every attempt: {reached}, expected {expected}")
     if any(n.startswith("unix_gate") for n in facts_of(report, "launcher_note")):
