@@ -10,7 +10,7 @@ host after the run). Channel B: the workload's own report of each attempt, with 
 Control: the same program and roots without NetworkDenyAll reaches every host listener, so
 the oracle is not vacuous (landlock alone does not stop it). Positive: sockets the run makes
 for itself (socketpair; a stream server and a datagram pair in its own /tmp, by absolute and
-relative path) keep working. TOCTOU: a thread flips the address between the run's own socket
+relative path, through a symlink, and from a thread) keep working. TOCTOU: a thread flips the address between the run's own socket
 and a host socket while another connects in a loop; the host never sees a connection.
 As the caller (root here) and as uid 65534.
 """
@@ -77,12 +77,19 @@ def symlinked():
     os.symlink("/tmp/own-target.sock", "/tmp/own-link.sock")
     w = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); w.sendto(b"l", "/tmp/own-link.sock")
     return r.recv(1) == b"l"
+def from_thread():
+    import threading
+    done = []
+    worker = threading.Thread(target=lambda: done.append(stream("/tmp/own-thread.sock", "/tmp/own-thread.sock")))
+    worker.start(); worker.join()
+    return done == [True]
 check("socketpair", pair)
 check("own_stream", lambda: stream("/tmp/own-stream.sock", "/tmp/own-stream.sock"))
 os.chdir("/tmp")
 check("own_stream_relative", lambda: stream("own-rel.sock", "own-rel.sock"))
 check("own_datagram", datagram)
 check("own_datagram_symlink", symlinked)
+check("own_stream_from_thread", from_thread)
 """
 
 # A thread flips one sockaddr buffer between the run's own listening socket and a host
@@ -285,15 +292,15 @@ def test_under_deny_all_the_runs_own_unix_sockets_keep_working(identity, host):
     reports = said(stdout)
     failures = []
     check_completed(failures, report, stderr)
-    for label in ("socketpair", "own_stream", "own_stream_relative", "own_datagram", "own_datagram_symlink"):
+    for label in ("socketpair", "own_stream", "own_stream_relative", "own_datagram", "own_datagram_symlink", "own_stream_from_thread"):
         if reports.get(label) != "ok":
             failures.append(f"CHANNEL B: {label} must work inside the run; the workload said {reports.get(label)!r}")
     note = next((n for n in facts_of(report, "launcher_note") if n.startswith("unix_gate account")), "")
     account = dict(p.split("=") for p in note.split()[2:])
-    # Four connects or sends to the run's own paths; unresolved ones are glibc asking the
+    # Five connects or sends to the run's own paths; unresolved ones are glibc asking the
     # (absent) nscd socket, which the gate looks up and finds missing.
-    if account.get("refused") != "0" or int(account.get("on_behalf", 0)) < 4:
-        failures.append(f"the gate must have acted on behalf four times and refused nothing: {note!r}")
+    if account.get("refused") != "0" or int(account.get("on_behalf", 0)) < 5:
+        failures.append(f"the gate must have acted on behalf five times and refused nothing: {note!r}")
     assert not failures, f"unix socket gate positive failures [{identity}]: {failures} stderr={stderr!r}"
 
 
