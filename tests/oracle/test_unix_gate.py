@@ -26,7 +26,7 @@ import pytest
 from bvisor import BoundarySpec, Capability, EnvPolicy, HostControl, NetPolicy, Outcome, StdStreams, Workload
 from bvisor.capture import RunIO
 from bvisor.contract import FsAccess
-from helpers import IDENTITIES, facts_of, launcher_as, runner_for, shared_host_dir
+from helpers import IDENTITIES, facts_of, launcher_as, loud_skip, runner_for, shared_host_dir
 from mount_oracles import MIB, budgets
 from bvisor import LinuxBackend
 
@@ -95,7 +95,7 @@ check("own_stream_from_thread", from_thread)
 # A thread flips one sockaddr buffer between the run's own listening socket and a host
 # socket while the main thread connects through it, again and again.
 FLIP = r"""
-import ctypes, socket, struct, sys, threading
+import ctypes, socket, struct, sys, threading, time
 own, host, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 libc = ctypes.CDLL(None, use_errno=True)
 srv = socket.socket(socket.AF_UNIX); srv.bind(own); srv.listen(rounds)
@@ -116,6 +116,7 @@ for _ in range(rounds):
     key = "0" if rc == 0 else str(ctypes.get_errno())
     results[key] = results.get(key, 0) + 1
     s.close()
+    time.sleep(0.001)  # hands the GIL to the flipper: the address at each connect is a coin toss
 stop = True
 print("flip_results=" + ",".join("%s:%d" % kv for kv in sorted(results.items())), flush=True)
 """
@@ -333,3 +334,36 @@ def test_control_without_deny_all_the_flipping_connects_reach_the_host(host):
     if not host.reached()["rw_stream"]:
         failures.append(f"CONTROL CHANNEL A: some flipped connects must reach the host; the workload said {stdout!r}")
     assert not failures, f"unix socket gate TOCTOU control failures: {failures}"
+
+
+# vsock is not confined by a network namespace: CID 2 is the hypervisor's host.
+VSOCK = r"""
+import socket
+try:
+    s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+except OSError as e:
+    print("vsock=no socket errno %d" % e.errno)
+else:
+    s.settimeout(5)
+    try:
+        s.connect((2, 1234))
+        print("vsock=connected")
+    except OSError as e:
+        print("vsock=errno %d" % (e.errno or 0))
+"""
+
+
+def vsock_said(identity: str, host: HostSockets, deny_network: bool) -> str:
+    report, stdout, stderr = run(identity, spec_for(host, ["-c", VSOCK], deny_network))
+    assert report.body.outcome == Outcome.Completed, (report.body.observed, stderr)
+    return said(stdout).get("vsock", "")
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_under_deny_all_a_vsock_connect_is_refused_by_the_gate(identity, host):
+    control = vsock_said(identity, host, False)
+    if control.startswith("no socket"):
+        loud_skip(f"CONTROL: this host has no vsock transport ({control}), so there is nothing to reach")
+    confined = vsock_said(identity, host, True)
+    assert control != f"errno {errno.EACCES}", f"CONTROL: without deny-all the vsock connect must reach the transport: {control}"
+    assert confined == f"errno {errno.EACCES}", f"under deny-all the gate must refuse the vsock connect; control={control} confined={confined}"

@@ -32,3 +32,11 @@ def test_the_account_note_names_each_counter():
     account = unixgate.Account()
     account.on_behalf, account.refused = 3, 2
     assert account.note() == "unix_gate account on_behalf=3 refused=2 unresolved=0"
+
+
+@pytest.mark.parametrize(
+    ("family", "copied"),
+    [(socket.AF_UNIX, True), (socket.AF_UNSPEC, True), (socket.AF_NETLINK, True), (socket.AF_VSOCK, False), (socket.AF_INET, False), (socket.AF_INET6, False)],
+)
+def test_only_families_confined_to_the_runs_namespace_are_sent_as_copied(family, copied):
+    assert unixgate.reaches_only_the_run(struct.pack("=H", family) + bytes(14)) is copied

@@ -19,8 +19,9 @@ init (pid 1 of the run's pid namespace) is under no filter; it:
   kernel continue the caller's own call: another thread could change the address or the fd
   table between the check and the use.
 
-Addresses of other families and abstract names are sent on behalf as copied: the run has
-its own network namespace, so they reach only the run. sendmsg(2) and sendmmsg(2) carry
+Abstract and unnamed unix addresses, AF_UNSPEC and netlink are sent on behalf as copied:
+they live in the run's own network namespace. Any other family (vsock, which no network
+namespace confines, for one) is refused. sendmsg(2) and sendmmsg(2) carry
 their destination inside a struct the filter cannot read, and only an on-behalf copy of the
 whole message (data, fds, credentials) would be sound, so they are refused with EPERM.
 
@@ -52,7 +53,7 @@ _NOTIF_ID_VALID = 0x40082102
 _NOTIF = struct.Struct("=QIIiIQ6Q")
 _RESP = struct.Struct("=QqiI")
 
-_AF_UNIX = 1
+_AF_UNSPEC, _AF_UNIX, _AF_NETLINK = 0, 1, 16
 _SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage): the kernel refuses a longer address
 _DATAGRAM_MAX = 4 << 20  # a larger datagram is refused (EMSGSIZE) rather than copied
 _PIDFD_THREAD = os.O_EXCL  # a pidfd on the very thread that called (Linux 6.9+)
@@ -262,10 +263,21 @@ def pathname(address: bytes):
     return address[2:].split(b"\0", 1)[0]
 
 
+def reaches_only_the_run(address: bytes) -> bool:
+    """Whether an address that names no path can reach only the run, and so is sent as
+    copied: an abstract or unnamed unix address, AF_UNSPEC (a datagram socket's disconnect)
+    and netlink live in the run's own network namespace (or the kernel rejects them). Any
+    other family is refused: vsock, for one, is not confined by a network namespace."""
+    family = struct.unpack_from("=H", address)[0] if len(address) >= 2 else None
+    return family in (None, _AF_UNSPEC, _AF_UNIX, _AF_NETLINK)
+
+
 def _destination(caller: _Caller, address: bytes, own_dev) -> bytes:
     """The address to act on: a pathname becomes its pinned inode, once proven the run's own."""
     path = pathname(address)
     if path is None:
+        if not reaches_only_the_run(address):
+            raise Refused(f"address family {struct.unpack_from('=H', address)[0]} is not the run's own")
         return address
     pinned = caller.pin(path)
     st = os.fstat(pinned)
