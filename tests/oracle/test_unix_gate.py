@@ -10,7 +10,7 @@ host after the run). Channel B: the workload's own report of each attempt, with 
 Control: the same program and roots without NetworkDenyAll reaches every host listener, so
 the oracle is not vacuous (landlock alone does not stop it). Positive: sockets the run makes
 for itself (socketpair; a stream server and a datagram pair in its own /tmp, by absolute and
-relative path, through a symlink, and from a thread) keep working. TOCTOU: a thread flips the address between the run's own socket
+relative path, through a symlink, from a thread, by sendmsg, and passing an fd) keep working. TOCTOU: a thread flips the address between the run's own socket
 and a host socket while another connects in a loop; the host never sees a connection.
 As the caller (root here) and as uid 65534.
 """
@@ -90,6 +90,19 @@ check("own_stream_relative", lambda: stream("own-rel.sock", "own-rel.sock"))
 check("own_datagram", datagram)
 check("own_datagram_symlink", symlinked)
 check("own_stream_from_thread", from_thread)
+def by_sendmsg():
+    r = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); r.bind("/tmp/own-msg.sock")
+    w = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); w.sendmsg([b"m", b"g"], [], 0, "/tmp/own-msg.sock")
+    return r.recv(2) == b"mg"
+def passing_an_fd():
+    a, b = socket.socketpair()
+    rd, wr = os.pipe()
+    socket.send_fds(a, [b"f"], [wr])
+    _, fds, _, _ = socket.recv_fds(b, 1, 1)
+    os.write(fds[0], b"x")
+    return os.read(rd, 1) == b"x"
+check("own_datagram_sendmsg", by_sendmsg)
+check("socketpair_passes_an_fd", passing_an_fd)
 """
 
 # A thread flips one sockaddr buffer between the run's own listening socket and a host
@@ -232,11 +245,9 @@ def attack_argv(host: HostSockets) -> list:
 
 
 def refusal_errno(label: str) -> int:
-    """How the gate answers each attempt: sendmsg is refused by the filter itself (EPERM); a
-    /proc/self/fd link is a magic link, which the gate does not resolve (ELOOP); any other
-    path that is not a socket on the run's own temp root is refused (EACCES)."""
-    if label.startswith("sendmsg_"):
-        return errno.EPERM
+    """How the gate answers each attempt: a /proc/self/fd link is a magic link, which the
+    gate does not resolve (ELOOP); any other path that is not a socket on the run's own
+    temp root is refused (EACCES)."""
     return errno.ELOOP if label.startswith("fdlink_") else errno.EACCES
 
 
@@ -287,21 +298,27 @@ def test_control_without_deny_all_every_host_unix_socket_is_reached(identity, ho
     assert not failures, f"unix socket gate control failures [{identity}]: {failures}"
 
 
+OWN_CHECKS = (
+    "socketpair", "own_stream", "own_stream_relative", "own_datagram", "own_datagram_symlink",
+    "own_stream_from_thread", "own_datagram_sendmsg", "socketpair_passes_an_fd",
+)
+
+
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_under_deny_all_the_runs_own_unix_sockets_keep_working(identity, host):
     report, stdout, stderr = run(identity, spec_for(host, ["-c", OWN], True))
     reports = said(stdout)
     failures = []
     check_completed(failures, report, stderr)
-    for label in ("socketpair", "own_stream", "own_stream_relative", "own_datagram", "own_datagram_symlink", "own_stream_from_thread"):
+    for label in OWN_CHECKS:
         if reports.get(label) != "ok":
             failures.append(f"CHANNEL B: {label} must work inside the run; the workload said {reports.get(label)!r}")
     note = next((n for n in facts_of(report, "launcher_note") if n.startswith("unix_gate account")), "")
     account = dict(p.split("=") for p in note.split()[2:])
-    # Five connects or sends to the run's own paths; unresolved ones are glibc asking the
-    # (absent) nscd socket, which the gate looks up and finds missing.
-    if account.get("refused") != "0" or int(account.get("on_behalf", 0)) < 5:
-        failures.append(f"the gate must have acted on behalf five times and refused nothing: {note!r}")
+    # Seven connects or sends on behalf; unresolved ones are glibc asking the (absent) nscd
+    # socket, which the gate looks up and finds missing.
+    if account.get("refused") != "0" or int(account.get("on_behalf", 0)) < 7:
+        failures.append(f"the gate must have acted on behalf seven times and refused nothing: {note!r}")
     assert not failures, f"unix socket gate positive failures [{identity}]: {failures} stderr={stderr!r}"
 
 

@@ -291,23 +291,24 @@ def compile_program(rules, arch: str) -> bytes:
 
 
 def gate_program(arch: str) -> bytes:
-    """The unix socket gate's filter (see ``unixgate``): connect(2), and sendto(2) with a
-    destination address, stop for the supervisor; sendmsg(2) and sendmmsg(2), whose address
-    lies in memory the filter cannot read, are refused. A NULL destination is tested on both
-    halves of the pointer: a low-32-bit test alone would pass an address at a 4 GiB boundary."""
+    """The unix socket gate's filter (see ``unixgate``): connect(2), sendto(2) with a
+    destination address, and every sendmsg(2) (its address lies in memory the filter cannot
+    read) stop for the supervisor; sendmmsg(2) is refused. A NULL destination is tested on
+    both halves of the pointer: a low-32-bit test alone would pass an address at a 4 GiB
+    boundary."""
     numbers = syscalls.NUMBERS[arch]
     notify, allow = _insn(_RET_K, 0, 0, _RET_USER_NOTIF), _insn(_RET_K, 0, 0, _RET_ALLOW)
     dest_low, dest_high = _load_arg(4), _insn(_LD_W_ABS, 0, 0, _ARGS_OFFSET + 8 * 4 + 4)
     insns = _prologue(arch) + [
         _insn(_JEQ_K, 0, 1, numbers["connect"]), notify,
+        _insn(_JEQ_K, 0, 1, numbers["sendmsg"]), notify,
         _insn(_JEQ_K, 0, 6, numbers["sendto"]),
         dest_low, _insn(_JEQ_K, 0, 2, 0),
         dest_high, _insn(_JEQ_K, 1, 0, 0),
         notify, allow,
+        _insn(_JEQ_K, 0, 1, numbers["sendmmsg"]), _ret(_EPERM),
+        allow,
     ]
-    for name in ("sendmsg", "sendmmsg"):
-        insns += [_insn(_JEQ_K, 0, 1, numbers[name]), _ret(_EPERM)]
-    insns.append(allow)
     return b"".join(_INSN.pack(*insn) for insn in insns)
 
 

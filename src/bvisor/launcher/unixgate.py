@@ -4,8 +4,8 @@ sockets inside granted roots included, while sockets the run makes for itself ke
 An empty network namespace does not cover pathname unix sockets (the filesystem is their
 namespace), and landlock on this kernel generation does not mediate connecting to one. So
 the workload runs under a second seccomp filter (``seccomp.gate_program``) whose connect(2),
-and sendto(2) with a destination, stop in the kernel until the run's init answers them. The
-init (pid 1 of the run's pid namespace) is under no filter; it:
+sendto(2) with a destination, and sendmsg(2) stop in the kernel until the run's init answers
+them. The init (pid 1 of the run's pid namespace) is under no filter; it:
 
 - reads the address from the caller's memory (/proc/<pid>/mem), and for a pathname resolves
   it from the caller's cwd with no magic links (openat2 RESOLVE_NO_MAGICLINKS), pinning what
@@ -21,12 +21,12 @@ init (pid 1 of the run's pid namespace) is under no filter; it:
 
 Abstract and unnamed unix addresses, AF_UNSPEC and netlink are sent on behalf as copied:
 they live in the run's own network namespace. Any other family (vsock, which no network
-namespace confines, for one) is refused. sendmsg(2) and sendmmsg(2) carry
-their destination inside a struct the filter cannot read, and only an on-behalf copy of the
-whole message (data, fds, credentials) would be sound, so they are refused with EPERM.
+namespace confines, for one) is refused. sendmsg(2) carries its destination in memory the
+filter cannot read, so every one is carried out on behalf from copies: header, data, and
+control messages with each passed fd taken from the caller. sendmmsg(2) is refused (EPERM).
 
 The listener exists only once the workload installed the filter, and from then on the
-workload's own sendmsg is refused: it writes the listener's fd number on a pipe and waits,
+workload's own sendmsg would wait for the listener's holder: it writes the listener's fd number on a pipe and waits,
 and the init takes the listener with pidfd_getfd before it lets the workload go on
 (``Handoff``).
 """
@@ -55,7 +55,7 @@ _RESP = struct.Struct("=QqiI")
 
 _AF_UNSPEC, _AF_UNIX, _AF_NETLINK = 0, 1, 16
 _SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage): the kernel refuses a longer address
-_DATAGRAM_MAX = 4 << 20  # a larger datagram is refused (EMSGSIZE) rather than copied
+_DATAGRAM_MAX = 4 << 20  # a larger message is refused (EMSGSIZE) rather than copied
 _PIDFD_THREAD = os.O_EXCL  # a pidfd on the very thread that called (Linux 6.9+)
 _RESOLVE_NO_MAGICLINKS = 0x02
 _OPEN_HOW = struct.Struct("=QQQ")  # struct open_how {u64 flags; u64 mode; u64 resolve}
@@ -236,7 +236,13 @@ class _Caller:
             raise OSError(errno.EFAULT, "the caller's buffer is not readable")
         return data
 
-    def socket(self, number: int) -> int:
+    def address(self, address: int, length: int) -> bytes:
+        length &= 0xFFFFFFFF  # socklen_t
+        if length > _SOCKADDR_MAX:
+            raise OSError(errno.EINVAL, "address longer than sockaddr_storage")
+        return self.read(address, length)
+
+    def take(self, number: int) -> int:
         """The caller's open file at ``number``, as this process's own fd."""
         fd = libc.syscall("pidfd_getfd", self.pidfd, number, 0)
         self.fds.append(fd)
@@ -301,28 +307,81 @@ def _on_behalf(account: Account, name: str, *args) -> int:
 def _decide(listener: int, nid: int, pid: int, nr: int, args: list, own_dev, account: Account) -> int:
     """Carry out the gated call for the caller, or refuse it; the call's return value."""
     numbers = syscalls.NUMBERS[libc.MACHINE]
-    if nr == numbers["connect"]:
-        fd, address, length, data, flags = args[0], args[1], args[2], None, 0
-    elif nr == numbers["sendto"]:
-        fd, address, length = args[0], args[4], args[5]
-        data, flags = (args[1], args[2]), args[3] & 0xFFFFFFFF
-    else:  # the filter sends nothing else here
-        raise OSError(errno.ENOSYS, f"syscall {nr} is not gated")
-    length &= 0xFFFFFFFF  # socklen_t
-    if length > _SOCKADDR_MAX:
-        raise OSError(errno.EINVAL, "address longer than sockaddr_storage")
-    if data is not None and data[1] > _DATAGRAM_MAX:
-        raise OSError(errno.EMSGSIZE, f"a datagram sent through the gate is at most {_DATAGRAM_MAX} bytes")
+    number = ctypes.c_int(args[0] & 0xFFFFFFFF).value  # the caller's socket fd
     caller = _Caller(listener, nid, pid)
     try:
-        destination = _destination(caller, caller.read(address, length), own_dev)
-        sock = caller.socket(ctypes.c_int(fd & 0xFFFFFFFF).value)
-        if data is None:
-            return _on_behalf(account, "connect", sock, destination, len(destination))
-        payload = caller.read(*data)
-        return _on_behalf(account, "sendto", sock, payload, ctypes.c_size_t(len(payload)), flags, destination, len(destination))
+        if nr == numbers["connect"]:
+            destination = _destination(caller, caller.address(args[1], args[2]), own_dev)
+            return _on_behalf(account, "connect", caller.take(number), destination, len(destination))
+        if nr == numbers["sendto"]:
+            destination = _destination(caller, caller.address(args[4], args[5]), own_dev)
+            payload = caller.read(args[1], _bounded(args[2]))
+            sock, flags = caller.take(number), args[3] & 0xFFFFFFFF
+            return _on_behalf(account, "sendto", sock, payload, ctypes.c_size_t(len(payload)), flags, destination, len(destination))
+        if nr == numbers["sendmsg"]:
+            return _sendmsg(caller, number, args[1], args[2] & 0xFFFFFFFF, own_dev, account)
+        raise OSError(errno.ENOSYS, f"syscall {nr} is not gated")  # the filter sends nothing else here
     finally:
         caller.close()
+
+
+def _bounded(length: int) -> int:
+    if length > _DATAGRAM_MAX:
+        raise OSError(errno.EMSGSIZE, f"a message sent through the gate is at most {_DATAGRAM_MAX} bytes")
+    return length
+
+
+# struct msghdr {void *name; socklen_t namelen; struct iovec *iov; size_t iovlen;
+# void *control; size_t controllen; int flags}, struct iovec {void *base; size_t len},
+# struct cmsghdr {size_t len; int level; int type}.
+_MSGHDR = struct.Struct("=QI4xQQQQi4x")
+_IOVEC = struct.Struct("=QQ")
+_CMSG = struct.Struct("=Qii")
+_IOV_MAX = 1024  # UIO_MAXIOV: the kernel refuses more
+_CONTROL_MAX = 64 << 10
+_SOL_SOCKET = _SCM_RIGHTS = 1
+
+
+def _sendmsg(caller: "_Caller", number: int, msg: int, flags: int, own_dev, account: Account) -> int:
+    """sendmsg(2) on behalf, from copies: the header, the destination (pinned like any
+    other), the data, and the control messages with every passed fd taken from the caller
+    (so the receiver gets the caller's own open files)."""
+    name, namelen, iov, iovlen, control, controllen, _ = _MSGHDR.unpack(caller.read(msg, _MSGHDR.size))
+    destination = _destination(caller, caller.address(name, namelen), own_dev) if name and namelen else b""
+    if iovlen > _IOV_MAX:
+        raise OSError(errno.EMSGSIZE, "more iovecs than UIO_MAXIOV")
+    vectors = list(_IOVEC.iter_unpack(caller.read(iov, iovlen * _IOVEC.size)))
+    _bounded(sum(length for _, length in vectors))
+    payload = b"".join(caller.read(base, length) for base, length in vectors)
+    if controllen > _CONTROL_MAX:
+        raise OSError(errno.ENOBUFS, "control data larger than the gate carries")
+    ancillary = _taken_fds(caller, caller.read(control, controllen)) if control and controllen else b""
+    sock = caller.take(number)
+    buffers = [ctypes.create_string_buffer(part, len(part)) for part in (destination, payload, ancillary)]
+    name_buf, data_buf, control_buf = buffers
+    iov_buf = ctypes.create_string_buffer(_IOVEC.pack(ctypes.addressof(data_buf), len(payload)), _IOVEC.size)
+    header = _MSGHDR.pack(
+        ctypes.addressof(name_buf) if destination else 0, len(destination),
+        ctypes.addressof(iov_buf), 1,
+        ctypes.addressof(control_buf) if ancillary else 0, len(ancillary), 0,
+    )
+    return _on_behalf(account, "sendmsg", sock, ctypes.create_string_buffer(header, len(header)), flags)
+
+
+def _taken_fds(caller: "_Caller", control: bytes) -> bytes:
+    """The control messages as given, each SCM_RIGHTS fd number replaced by this process's
+    copy of the caller's open file; malformed headers are left for the kernel to refuse."""
+    out, offset = bytearray(control), 0
+    while offset + _CMSG.size <= len(control):
+        length, level, kind = _CMSG.unpack_from(control, offset)
+        if length < _CMSG.size or offset + length > len(control):
+            break
+        if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
+            count = (length - _CMSG.size) // 4
+            numbers = struct.unpack_from(f"={count}i", control, offset + _CMSG.size)
+            struct.pack_into(f"={count}i", out, offset + _CMSG.size, *(caller.take(n) for n in numbers))
+        offset += (length + 7) & ~7
+    return bytes(out)
 
 
 def prove() -> None:

@@ -321,7 +321,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
     if scope is not None:
         entries.append(_entry(wire.ID_LANDLOCK_SCOPE, scope))
     if gate is not None:
-        entries.append(_entry(wire.ID_UNIX_GATE, {"own_sockets": "temp_root", "refused": ["sendmsg", "sendmmsg"]}))
+        entries.append(_entry(wire.ID_UNIX_GATE, {"own_sockets": "temp_root", "on_behalf": ["connect", "sendto", "sendmsg"], "refused": ["sendmmsg"]}))
     if filter_request is not None:
         entries.append(_entry(wire.ID_SECCOMP_APPLY, filter_request))
     entries.append(_entry(wire.ID_EXEC, {"argv": argv, "env_names": [name for name, _ in envp]}))
@@ -364,8 +364,8 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=()) -> Low
         facts.append(ObservedFact(kind="network_lowered", detail="new user namespace + empty network namespace"))
     if gate is not None:
         facts.append(ObservedFact(kind="unix_gate_lowered", detail=(
-            "connect and addressed sendto go through the init (seccomp user notification), which reaches only "
-            "sockets on the run's own temp root; sendmsg and sendmmsg are refused (EPERM)")))
+            "connect, addressed sendto and sendmsg go through the init (seccomp user notification), which reaches "
+            "only sockets on the run's own temp root; sendmmsg is refused (EPERM)")))
     if confine_fs:
         mounted = [temp_root_grant(control)] if (control := _temp_root_control(spec)) is not None else []
         implicit = [g.describe() for g in [*map(exposed_grant, exposed), exe_grant(spec.workload), *mounted]]

@@ -64,9 +64,9 @@ class UserNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class UnixGateRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Gate connect(2) and addressed sendto(2) of the workload through the run's init, which
-    reaches only sockets on the run's own temp root (requires ``pid_namespace``); sendmsg(2)
-    and sendmmsg(2) are refused."""
+    """Gate connect(2), addressed sendto(2) and sendmsg(2) of the workload through the run's
+    init, which reaches only sockets on the run's own temp root (requires ``pid_namespace``);
+    sendmmsg(2) is refused."""
 
 
 class NetworkNsRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
