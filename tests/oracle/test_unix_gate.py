@@ -11,7 +11,8 @@ Control: the same program and roots without NetworkDenyAll reaches every host li
 the oracle is not vacuous (landlock alone does not stop it). Positive: sockets the run makes
 for itself (socketpair; a stream server and a datagram pair in its own /tmp, by absolute and
 relative path, through a symlink, from a thread, by sendmsg, and passing an fd) keep working. TOCTOU: a thread flips the address between the run's own socket
-and a host socket while another connects in a loop; the host never sees a connection.
+and a host socket while another connects (or sendmsg's a datagram) in a loop; the host
+never sees a connection or a datagram.
 As the caller (root here) and as uid 65534.
 """
 
@@ -105,15 +106,22 @@ check("own_datagram_sendmsg", by_sendmsg)
 check("socketpair_passes_an_fd", passing_an_fd)
 """
 
-# A thread flips one sockaddr buffer between the run's own listening socket and a host
-# socket while the main thread connects through it, again and again.
+# A thread flips one sockaddr buffer between the run's own socket and a host socket while
+# the main thread connects (stream) or sendmsg's a datagram (dgram) through it, again and again.
 FLIP = r"""
 import ctypes, socket, struct, sys, threading, time
-own, host, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kind, own, host, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 libc = ctypes.CDLL(None, use_errno=True)
-srv = socket.socket(socket.AF_UNIX); srv.bind(own); srv.listen(rounds)
+type_ = socket.SOCK_STREAM if kind == "stream" else socket.SOCK_DGRAM
+srv = socket.socket(socket.AF_UNIX, type_); srv.bind(own)
+if kind == "stream":
+    srv.listen(rounds)
 def addr(path): return struct.pack("=H", socket.AF_UNIX) + path.encode() + b"\0" * (108 - len(path))
 buf = ctypes.create_string_buffer(addr(own), 110)
+data = ctypes.create_string_buffer(b"BVISOR-UNIX-GATE", 16)
+iov = struct.pack("=QQ", ctypes.addressof(data), 16)
+iov_buf = ctypes.create_string_buffer(iov, 16)
+msghdr = ctypes.create_string_buffer(struct.pack("=QI4xQQQQi4x", ctypes.addressof(buf), 110, ctypes.addressof(iov_buf), 1, 0, 0, 0), 56)
 variants = [addr(own), addr(host)]
 stop = False
 def flip():
@@ -123,13 +131,19 @@ def flip():
 threading.Thread(target=flip, daemon=True).start()
 results = {}
 for _ in range(rounds):
-    s = socket.socket(socket.AF_UNIX)
-    s.setblocking(False)  # a full backlog answers EAGAIN rather than hanging the run
-    rc = libc.connect(s.fileno(), buf, 110)
-    key = "0" if rc == 0 else str(ctypes.get_errno())
+    s = socket.socket(socket.AF_UNIX, type_)
+    s.setblocking(False)  # a full backlog or queue answers EAGAIN rather than hanging the run
+    rc = libc.connect(s.fileno(), buf, 110) if kind == "stream" else libc.sendmsg(s.fileno(), msghdr, 0)
+    key = "ok" if rc >= 0 else str(ctypes.get_errno())
     results[key] = results.get(key, 0) + 1
     s.close()
-    time.sleep(0.001)  # hands the GIL to the flipper: the address at each connect is a coin toss
+    if kind == "dgram":
+        try:
+            while True:
+                srv.recv(64, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+    time.sleep(0.001)  # hands the GIL to the flipper: the address at each call is a coin toss
 stop = True
 print("flip_results=" + ",".join("%s:%d" % kv for kv in sorted(results.items())), flush=True)
 """
@@ -325,32 +339,37 @@ def test_under_deny_all_the_runs_own_unix_sockets_keep_working(identity, host):
 ROUNDS = 400
 
 
+def flip_argv(host: HostSockets, kind: str) -> list:
+    return ["-c", FLIP, kind, f"/tmp/own-flip-{kind}.sock", host.path("rw", kind), str(ROUNDS)]
+
+
+@pytest.mark.parametrize("kind", ("stream", "dgram"))
 @pytest.mark.parametrize("identity", IDENTITIES)
-def test_flipping_the_address_while_connecting_never_reaches_the_host(identity, host):
-    target = host.path("rw", "stream")
-    report, stdout, stderr = run(identity, spec_for(host, ["-c", FLIP, "/tmp/own-flip.sock", target, str(ROUNDS)], True))
+def test_flipping_the_address_while_sending_never_reaches_the_host(identity, kind, host):
+    report, stdout, stderr = run(identity, spec_for(host, flip_argv(host, kind), True))
     reached, reports = host.reached(), said(stdout)
     results = dict(kv.split(":") for kv in reports.get("flip_results", "").split(",") if kv)
     failures = []
-    print(f"unix gate TOCTOU [{identity}]: connects={results} host={reached}")
+    print(f"unix gate TOCTOU [{identity} {kind}]: calls={results} host={reached}")
     check_completed(failures, report, stderr)
     if sum(map(int, results.values())) != ROUNDS:
-        failures.append(f"CHANNEL B: the workload must report all {ROUNDS} connects: {reports.get('flip_results')!r}")
-    if set(results) - {"0", str(errno.EACCES), str(errno.EAGAIN)}:
-        failures.append(f"CHANNEL B: each connect must reach the run's own socket or be refused (EACCES): {results}")
-    if reached["rw_stream"]:
-        failures.append(f"CHANNEL A: the host listener accepted {reached['rw_stream']} connections")
-    assert not failures, f"unix socket gate TOCTOU failures [{identity}]: {failures} stderr={stderr!r}"
+        failures.append(f"CHANNEL B: the workload must report all {ROUNDS} calls: {reports.get('flip_results')!r}")
+    # ENOENT: the gate read the address mid-flip, a torn mix of the two paths naming nothing.
+    if set(results) - {"ok", str(errno.EACCES), str(errno.EAGAIN), str(errno.ENOENT)}:
+        failures.append(f"CHANNEL B: each call must reach the run's own socket or be refused (EACCES): {results}")
+    if reached[f"rw_{kind}"]:
+        failures.append(f"CHANNEL A: the host listener got {reached[f'rw_{kind}']} connections or datagrams")
+    assert not failures, f"unix socket gate TOCTOU failures [{identity} {kind}]: {failures} stderr={stderr!r}"
 
 
-def test_control_without_deny_all_the_flipping_connects_reach_the_host(host):
-    target = host.path("rw", "stream")
-    report, stdout, stderr = run("caller", spec_for(host, ["-c", FLIP, "/tmp/own-flip.sock", target, str(ROUNDS)], False))
+@pytest.mark.parametrize("kind", ("stream", "dgram"))
+def test_control_without_deny_all_the_flipping_calls_reach_the_host(kind, host):
+    report, stdout, stderr = run("caller", spec_for(host, flip_argv(host, kind), False))
     failures = []
     check_completed(failures, report, stderr)
-    if not host.reached()["rw_stream"]:
-        failures.append(f"CONTROL CHANNEL A: some flipped connects must reach the host; the workload said {stdout!r}")
-    assert not failures, f"unix socket gate TOCTOU control failures: {failures}"
+    if not host.reached()[f"rw_{kind}"]:
+        failures.append(f"CONTROL CHANNEL A: some flipped calls must reach the host; the workload said {stdout!r}")
+    assert not failures, f"unix socket gate TOCTOU control failures [{kind}]: {failures}"
 
 
 # vsock is not confined by a network namespace: CID 2 is the hypervisor's host.
