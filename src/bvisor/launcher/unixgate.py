@@ -342,7 +342,7 @@ _CONTROL_MAX = 64 << 10
 _SOL_SOCKET = _SCM_RIGHTS = 1
 
 
-def _sendmsg(caller: "_Caller", number: int, msg: int, flags: int, own_dev, account: Account) -> int:
+def _sendmsg(caller: _Caller, number: int, msg: int, flags: int, own_dev, account: Account) -> int:
     """sendmsg(2) on behalf, from copies: the header, the destination (pinned like any
     other), the data, and the control messages with every passed fd taken from the caller
     (so the receiver gets the caller's own open files)."""
@@ -368,7 +368,7 @@ def _sendmsg(caller: "_Caller", number: int, msg: int, flags: int, own_dev, acco
     return _on_behalf(account, "sendmsg", sock, ctypes.create_string_buffer(header, len(header)), flags)
 
 
-def _taken_fds(caller: "_Caller", control: bytes) -> bytes:
+def _taken_fds(caller: _Caller, control: bytes) -> bytes:
     """The control messages as given, each SCM_RIGHTS fd number replaced by this process's
     copy of the caller's open file; malformed headers are left for the kernel to refuse."""
     out, offset = bytearray(control), 0
