@@ -54,6 +54,7 @@ class Floor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     userns_mount: bool = False
     userns_pid: bool = False
     seccomp_filter: bool = False
+    unix_gate: bool = False  # the seccomp user-notification gate on unix sockets
     landlock_abi_min: int = 0
     cgroup_kill: bool = False  # the v2 leaf's cgroup.kill
     cgroup_pids: bool = False
@@ -67,6 +68,7 @@ _FLOOR_FACTS = {
     "userns_mount": ("launcher.userns_mount", {"ok"}),
     "userns_pid": ("launcher.userns_pid", {"ok"}),
     "seccomp_filter": ("launcher.seccomp_filter", {"ok"}),
+    "unix_gate": ("launcher.unix_gate", {"ok"}),
     "cgroup_kill": ("cgroup.kill", {"cgroup.kill"}),
     "cgroup_pids": ("cgroup.pids", {"v1", "v2"}),
     "cgroup_memory": ("cgroup.memory", {"v1", "v2"}),

@@ -1,6 +1,7 @@
 """The Linux backend's pure parts: the ceiling as a function of probed facts, and the judge
 that turns a launcher observation into an outcome — including the honesty faults."""
 
+import msgspec
 import pytest
 
 from bvisor import BackendRegistry, BoundaryPlanner, LinuxBackend
@@ -9,12 +10,14 @@ from bvisor.contract import Enforcement, Outcome, RequirementKind, UnsupportedRe
 from bvisor.linux.backend import judge, linux_ceiling, required_attestations, timeline_fact
 from bvisor.linux.launch import LaunchObservation, LauncherState, state_arrivals
 from bvisor.linux.lowering import LoweredLaunch
-from helpers import deny_all_spec, launcher_path
+from bvisor.linux.protocol import LinuxLaunchPlanV1, NetworkNsRequest, UnixGateRequest
+from helpers import deny_all_spec, launcher_path, plan
 
 PROVEN = {
     "launcher.launcher_probe": "ok",
     "launcher.userns_netns": "ok",
     "launcher.userns_isolation": "ok",
+    "launcher.unix_gate": "ok",
     "sysctl.user.max_user_namespaces": "1000",
 }
 
@@ -38,6 +41,22 @@ def test_deny_all_is_enforced_only_where_the_namespace_probe_passed():
     cell = failed[RequirementKind.NetworkDenyAll]
     assert cell.verdict.enforcement is Enforcement.Unsupported
     assert "Operation not permitted" in cell.reason and "max_user_namespaces" in cell.remediation
+
+
+def test_deny_all_is_refused_without_the_unix_socket_gate_and_says_why():
+    assert _cells(PROVEN)[RequirementKind.NetworkDenyAll].mechanism == "empty_netns+unix_gate:seccomp_user_notif"
+    cell = _cells({**PROVEN, "launcher.unix_gate": "failed errno=1 no listener"})[RequirementKind.NetworkDenyAll]
+    assert cell.verdict.enforcement is Enforcement.Unsupported
+    assert "unix sockets" in cell.reason and "no listener" in cell.reason and "seccomp user notification" in cell.remediation
+
+
+def test_forcing_the_gate_probe_makes_a_deny_all_plan_refuse():
+    backend = LinuxBackend(launcher_path(), fact_overrides={"launcher.unix_gate": "failed forced-by-test"})
+    registry = BackendRegistry()
+    registry.register(backend)
+    with pytest.raises(UnsupportedRequirement) as refused:
+        BoundaryPlanner(registry).plan(deny_all_spec(), backend.id())
+    assert refused.value.requirement == RequirementKind.NetworkDenyAll.value
 
 
 def test_a_launcher_that_cannot_probe_enforces_nothing():
@@ -137,6 +156,18 @@ def test_a_missing_attestation_is_a_supervisor_fault_never_a_pass(dropped):
     outcome, status, facts = judge(_observation(LauncherState.ExecSucceeded, notes), _lowered(True))
     assert outcome is Outcome.SupervisorFault and status is None
     assert facts[0].kind == "confinement_not_attested" and dropped in facts[0].detail
+
+
+def test_a_gated_plan_requires_the_inits_gate_note():
+    body = plan(["true"], True, identity="unprivileged").body
+    target = msgspec.structs.replace(body.target, network_namespace=NetworkNsRequest(unix_gate=UnixGateRequest()))
+    gated = LinuxLaunchPlanV1(body=msgspec.structs.replace(body, target=target))
+    lowered = LoweredLaunch(plan=gated, authorities=[], facts=[], deny_network=True)
+    assert "unix_gate=seccomp_user_notif supervisor=init" in required_attestations(lowered)
+    outcome, _, facts = judge(_observation(LauncherState.ExecSucceeded, ATTESTED), lowered)
+    assert outcome is Outcome.SupervisorFault and "unix_gate=seccomp_user_notif" in facts[0].detail
+    notes = ATTESTED + ["unix_gate=seccomp_user_notif supervisor=init own_sockets=temp_root"]
+    assert judge(_observation(LauncherState.ExecSucceeded, notes), lowered)[0] is Outcome.Completed
 
 
 def test_network_attestations_are_required_only_when_deny_all_was_lowered():

@@ -67,15 +67,15 @@ AARCH64_WANTS = frozenset({
 PINNED = {
     "x86_64": {
         "acct": 163, "add_key": 248, "adjtimex": 159, "bpf": 321, "clock_adjtime": 305,
-        "clock_settime": 227, "clone": 56, "clone3": 435, "delete_module": 176, "execve": 59,
+        "clock_settime": 227, "clone": 56, "connect": 42, "clone3": 435, "delete_module": 176, "execve": 59,
         "finit_module": 313, "fork": 57, "fsconfig": 431, "fsmount": 432, "fsopen": 430,
         "fspick": 433, "init_module": 175, "io_uring_enter": 426, "io_uring_register": 427,
         "io_uring_setup": 425, "ioctl": 16, "ioperm": 173, "iopl": 172, "kexec_file_load": 320,
         "kexec_load": 246, "keyctl": 250, "landlock_add_rule": 445,
         "landlock_create_ruleset": 444, "landlock_restrict_self": 446, "mount": 165, "mount_setattr": 442, "move_mount": 429,
-        "open_by_handle_at": 304, "open_tree": 428, "perf_event_open": 298, "personality": 135,
+        "open_by_handle_at": 304, "open_tree": 428, "openat2": 437, "perf_event_open": 298, "pidfd_getfd": 438, "pidfd_open": 434, "personality": 135,
         "pivot_root": 155, "process_vm_readv": 310, "process_vm_writev": 311, "ptrace": 101,
-        "read": 0, "reboot": 169, "request_key": 249, "seccomp": 317, "setns": 308, "settimeofday": 164,
+        "read": 0, "reboot": 169, "request_key": 249, "seccomp": 317, "sendmmsg": 307, "sendmsg": 46, "sendto": 44, "setns": 308, "settimeofday": 164,
         "socket": 41, "swapoff": 168, "swapon": 167, "umount2": 166, "unshare": 272,
         "userfaultfd": 323, "vfork": 58, "write": 1,
         "chmod": 90, "creat": 85, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452, "fremovexattr": 199,
@@ -85,15 +85,15 @@ PINNED = {
     },
     "aarch64": {
         "acct": 89, "add_key": 217, "adjtimex": 171, "bpf": 280, "clock_adjtime": 266,
-        "clock_settime": 112, "clone": 220, "clone3": 435, "delete_module": 106, "execve": 221,
+        "clock_settime": 112, "clone": 220, "connect": 203, "clone3": 435, "delete_module": 106, "execve": 221,
         "finit_module": 273, "fsconfig": 431, "fsmount": 432, "fsopen": 430, "fspick": 433,
         "init_module": 105, "io_uring_enter": 426, "io_uring_register": 427,
         "io_uring_setup": 425, "ioctl": 29, "kexec_file_load": 294, "kexec_load": 104,
         "keyctl": 219, "landlock_add_rule": 445, "landlock_create_ruleset": 444,
         "landlock_restrict_self": 446, "mount": 40, "mount_setattr": 442, "move_mount": 429,
-        "open_by_handle_at": 265, "open_tree": 428, "perf_event_open": 241, "personality": 92,
+        "open_by_handle_at": 265, "open_tree": 428, "openat2": 437, "perf_event_open": 241, "pidfd_getfd": 438, "pidfd_open": 434, "personality": 92,
         "pivot_root": 41, "process_vm_readv": 270, "process_vm_writev": 271, "ptrace": 117,
-        "read": 63, "reboot": 142, "request_key": 218, "seccomp": 277, "setns": 268, "settimeofday": 170,
+        "read": 63, "reboot": 142, "request_key": 218, "seccomp": 277, "sendmmsg": 269, "sendmsg": 211, "sendto": 206, "setns": 268, "settimeofday": 170,
         "socket": 198, "swapoff": 225, "swapon": 224, "umount2": 39, "unshare": 97,
         "userfaultfd": 282, "write": 64,
         "fchmod": 52, "fchmodat": 53, "fchmodat2": 452, "fremovexattr": 16, "fsetxattr": 7,
@@ -720,3 +720,35 @@ def test_import_stays_cheap():
     code = "import sys; import bvisor.launcher.seccomp; print(sorted(m for m in ('msgspec', 'threading', 'enum', 'typing', 'dataclasses') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# --- the unix socket gate's filter --------------------------------------------------------
+
+USER_NOTIF, ALLOW, EPERM = 0x7FC00000, 0x7FFF0000, 0x00050001
+
+
+def gate_verdict(arch: str, syscall: str, *args) -> int:
+    return run(seccomp.gate_program(arch), syscalls.NUMBERS[arch][syscall], syscalls.AUDIT_ARCH[arch], args)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_gate_sends_connect_sendmsg_and_addressed_sendto_to_the_supervisor(arch):
+    assert gate_verdict(arch, "connect", 3, 0x7FFF0000, 110) == USER_NOTIF
+    assert gate_verdict(arch, "sendmsg", 3, 0x1000, 0) == USER_NOTIF
+    assert gate_verdict(arch, "sendto", 3, 0x1000, 1, 0, 0x7FFF1234, 110) == USER_NOTIF
+    # A destination at a 4 GiB boundary has low 32 bits of zero: the high half decides too.
+    assert gate_verdict(arch, "sendto", 3, 0x1000, 1, 0, 0x7F0000000000, 110) == USER_NOTIF
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_gate_lets_unaddressed_sendto_through_and_refuses_sendmmsg(arch):
+    assert gate_verdict(arch, "sendto", 3, 0x1000, 1, 0, 0, 0) == ALLOW
+    assert gate_verdict(arch, "sendmmsg", 3, 0x1000, 1, 0) == EPERM
+    for name in ("read", "write", "socket", "execve"):
+        assert gate_verdict(arch, name) == ALLOW
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_gate_kills_a_foreign_architecture(arch):
+    other = next(a for a in ARCHES if a != arch)
+    assert run(seccomp.gate_program(arch), syscalls.NUMBERS[arch]["connect"], syscalls.AUDIT_ARCH[other]) == 0x80000000

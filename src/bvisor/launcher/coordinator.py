@@ -25,6 +25,7 @@ from bvisor.launcher import (
     pidns,
     rlimits,
     seccomp,
+    unixgate,
     userns,
     uts,
     view,
@@ -145,17 +146,40 @@ def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_
         temp_root = _visibility_phase(request, transcript, trees)
         transcript.note("pid_namespace=init pid=1 proc=own")
         transcript.state("VisibilityPhaseResolved")
+        gate = unixgate.Handoff() if request.unix_gate else None
         workload = os.fork()
     except BaseException as exc:
         childproc.fail(error_fd, step, exc)
     if workload == 0:
         os.close(status_fd)
-        confine_workload(request, transcript, error_fd, sigint, temp_root)
+        confine_workload(request, transcript, error_fd, sigint, temp_root, gate)
     os.close(error_fd)
-    status, usage = pidns.reap_until(workload)
-    notes = _ending_notes(status, usage) + _boundary_usage_notes(request, temp_root)
+    status, usage, gate_notes = _reap(transcript, workload, gate, temp_root)
+    notes = _ending_notes(status, usage) + gate_notes + _boundary_usage_notes(request, temp_root)
     os.write(status_fd, "\n".join(notes).encode())
     os._exit(0)
+
+
+def _reap(transcript: Transcript, workload: int, gate, temp_root: int | None) -> tuple:
+    """Reap until the workload ends: ``(status, rusage, notes)``. Under the unix socket gate
+    the init first takes the gate's listener from the workload, before it may exec, and
+    answers it meanwhile; sockets on the temp root's tmpfs are the run's own."""
+    if gate is None:
+        return (*pidns.reap_until(workload), [])
+    try:
+        listener = gate.take(workload)
+    except OSError as exc:
+        listener = None
+        transcript.note(f"unix_gate=failed errno={exc.errno} detail={exc.strerror}")
+    if listener is not None:
+        own = "temp_root" if temp_root is not None else "none"
+        transcript.note(f"unix_gate={unixgate.MECHANISM} supervisor=init own_sockets={own}")
+    gate.release(listener is not None)  # the workload fails at the gate unless it is held
+    if listener is None:
+        return (*pidns.reap_until(workload), [])
+    account = unixgate.Account()
+    own_dev = os.fstat(temp_root).st_dev if temp_root is not None else None
+    return (*unixgate.supervise(listener, workload, own_dev, account), [account.note()])
 
 
 def _ending_notes(status: int, usage) -> list:
@@ -178,9 +202,10 @@ def _boundary_usage_notes(request: LaunchRequest, temp_root: int | None) -> list
     return notes
 
 
-def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: int, sigint, temp_root: int | None) -> None:
+def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: int, sigint, temp_root: int | None, gate=None) -> None:
     """The workload's own process: ambient scrub, limits, policies, then exec. Never returns.
-    ``temp_root``: an fd on the temp root's tmpfs (its rule's object), closed here."""
+    ``temp_root``: an fd on the temp root's tmpfs (its rule's object), closed here.
+    ``gate``: the unix socket gate's ``Handoff`` to the init, or None."""
     step = "confinement"
     try:
         ruleset = _landlock_ruleset(request, transcript, temp_root)  # before the scrub: rules capture the root fds
@@ -189,6 +214,7 @@ def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: i
         program = _seccomp_program(request, transcript)
         step = "ambient"
         keep = {0, 1, 2, request.exe_slot, transcript.fd, error_fd} | ({ruleset} if ruleset is not None else set())
+        keep |= gate.workload_fds() if gate is not None else set()
         transcript.note(fds.scrub(keep))
         transcript.note(f"environment=exact entries={len(request.envp)} inherited=none")
         transcript.state("AmbientAuthorityPhaseResolved")
@@ -198,6 +224,9 @@ def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: i
         step = "exec"
         execve.restore_signals(sigint)
         transcript.state("ReadyToExec")
+        if gate is not None:
+            step = "unix_gate"
+            gate.hand_over()  # its filter first: the run's own, last, may refuse what it needs
         if program is not None:
             step = "seccomp"
             seccomp.install(program)  # last: from here on only execve runs

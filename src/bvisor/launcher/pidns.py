@@ -24,6 +24,18 @@ def reap_until(workload: int):
             return status, usage
 
 
+def reap_ready(workload: int):
+    """Reap every child that has already ended, without waiting: the workload's ``(wait
+    status, rusage)`` once it has ended, else None. For an init that waits on more than its
+    children (the unix socket gate's supervisor)."""
+    while True:
+        pid, status, usage = os.wait4(-1, os.WNOHANG)
+        if pid == 0:
+            return None
+        if pid == workload:
+            return status, usage
+
+
 def describe_exit(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"signal={os.WTERMSIG(status)}"

@@ -6,7 +6,7 @@ result goes to stdout as ``name=value`` lines — no workload runs in this mode.
 
 import os
 
-from bvisor.launcher import cgroup, childproc, fds, idmap, ipc, landlock, mounts, netns, pidns, seccomp, userns, uts, view
+from bvisor.launcher import cgroup, childproc, fds, idmap, ipc, landlock, mounts, netns, pidns, seccomp, unixgate, userns, uts, view
 
 
 # Each namespace proof is a child cloned into the namespaces a run's child is born in, as
@@ -86,6 +86,13 @@ def _transient_identity() -> str:
     return _verdict(pid, error_fd)
 
 
+def _unix_gate() -> None:
+    """The unix socket gate, as a run's init serves it: its own /proc, a child under the
+    gate's filter, its listener taken and a connect to a host path refused."""
+    _userns_pid()
+    unixgate.prove()
+
+
 def _landlock_restrict() -> None:
     """Restrict a throwaway child with every right this ABI knows handled."""
     abi = landlock.abi_version()
@@ -134,6 +141,7 @@ def main() -> None:
         "userns_transient": _transient_identity(),
         "landlock_restrict": _prove(_landlock_restrict),
         "seccomp_filter": _prove(seccomp.install_allow_all),
+        "unix_gate": _prove(_unix_gate, _USERNS_PID),
     }
     os.write(1, "".join(f"{k}={v}\n" for k, v in facts.items()).encode())
     os._exit(0)

@@ -63,6 +63,7 @@ class LaunchRequest:
         "cgroup_namespace",
         "idmapped",
         "view",
+        "unix_gate",
     )
 
     def __init__(self, **fields):
@@ -186,7 +187,7 @@ def build_request(fields: dict) -> LaunchRequest:
     if not any(s.index == exe_slot and s.role == "target_exe" for s in slots):
         raise Refusal("PlanInvalid", "target.exe_slot is not a declared target_exe slot")
     userns, outside_id = _user_namespace(target.get("user_namespace"))
-    netns = _empty_request(target.get("network_namespace"), "target.network_namespace")
+    netns, unix_gate = _network_namespace(target.get("network_namespace"))
     mountns = _empty_request(target.get("mount_namespace"), "target.mount_namespace")
     pidns = _empty_request(target.get("pid_namespace"), "target.pid_namespace")
     ipcns = _empty_request(target.get("ipc_namespace"), "target.ipc_namespace")
@@ -226,6 +227,7 @@ def build_request(fields: dict) -> LaunchRequest:
         cgroup_namespace=cgroupns,
         idmapped=_idmapped(target.get("idmapped_mounts"), slots),
         view=_view(target.get("view"), slots),
+        unix_gate=unix_gate,
     )
     if bool(request.view) != bool(mountns):
         raise _invalid("a mount_namespace is built as a view, and a view needs a mount_namespace")
@@ -233,6 +235,8 @@ def build_request(fields: dict) -> LaunchRequest:
         raise _invalid("idmapped_mounts require mount_namespace and user_namespace.outside_id")
     if request.proc_roots and not (pidns and request.landlock_floor is not None):
         raise _invalid("proc_roots require pid_namespace and landlock")
+    if request.unix_gate and not pidns:
+        raise _invalid("network_namespace.unix_gate requires pid_namespace (the init supervises it)")
     if request.cgroup_slots and not pidns:
         raise _invalid("cgroup placement requires pid_namespace (the init places itself)")
     _check_primitives(request)
@@ -413,6 +417,14 @@ def _view(value, slots):
     return View(sorted(roots, key=lambda r: r[1]), _absolute(f["cwd"], "target.view.cwd"), host_tree, masked, links)
 
 
+def _network_namespace(value) -> tuple:
+    """``(network namespace asked, unix socket gate asked)``."""
+    if value is None:
+        return False, False
+    fields = _fields(value, "target.network_namespace", (), ("unix_gate",))
+    return True, _empty_request(fields.get("unix_gate"), "target.network_namespace.unix_gate")
+
+
 def _empty_request(value, name: str) -> bool:
     if value is None:
         return False
@@ -467,6 +479,7 @@ def _check_primitives(request: LaunchRequest) -> None:
         (wire.ID_RLIMIT_SET, bool(request.rlimits)),
         (wire.ID_LANDLOCK_SCOPE, request.scope_floor is not None),
         (wire.ID_SECCOMP_APPLY, request.seccomp is not None),
+        (wire.ID_UNIX_GATE, request.unix_gate),
         (wire.ID_MOUNT_TEMP_ROOT, request.temp_root is not None),
         (wire.ID_MOUNT_BIND, bool(request.binds)),
         (wire.ID_LANDLOCK_APPLY, request.landlock_floor is not None),

@@ -40,6 +40,8 @@ _ARGS_OFFSET = 16
 _RET_KILL_PROCESS = 0x80000000
 _RET_ERRNO = 0x00050000
 _RET_ALLOW = 0x7FFF0000
+_RET_USER_NOTIF = 0x7FC00000
+_FILTER_FLAG_NEW_LISTENER = 1 << 3
 
 # x32 syscalls arrive with the x86_64 audit arch and this bit set in nr; they are a second
 # syscall table, which the filter does not describe, so they are refused outright.
@@ -322,6 +324,28 @@ def compile_program(rules, arch: str) -> bytes:
     return b"".join(_INSN.pack(*insn) for insn in insns)
 
 
+def gate_program(arch: str) -> bytes:
+    """The unix socket gate's filter (see ``unixgate``): connect(2), sendto(2) with a
+    destination address, and every sendmsg(2) (its address lies in memory the filter cannot
+    read) stop for the supervisor; sendmmsg(2) is refused. A NULL destination is tested on
+    both halves of the pointer: a low-32-bit test alone would pass an address at a 4 GiB
+    boundary."""
+    numbers = syscalls.NUMBERS[arch]
+    notify, allow = _insn(_RET_K, 0, 0, _RET_USER_NOTIF), _insn(_RET_K, 0, 0, _RET_ALLOW)
+    dest_low, dest_high = _load_arg(4), _insn(_LD_W_ABS, 0, 0, _ARGS_OFFSET + 8 * 4 + 4)
+    insns = _prologue(arch) + [
+        _insn(_JEQ_K, 0, 1, numbers["connect"]), notify,
+        _insn(_JEQ_K, 0, 1, numbers["sendmsg"]), notify,
+        _insn(_JEQ_K, 0, 6, numbers["sendto"]),
+        dest_low, _insn(_JEQ_K, 0, 2, 0),
+        dest_high, _insn(_JEQ_K, 1, 0, 0),
+        notify, allow,
+        _insn(_JEQ_K, 0, 1, numbers["sendmmsg"]), _ret(_EPERM),
+        allow,
+    ]
+    return b"".join(_INSN.pack(*insn) for insn in insns)
+
+
 def disassemble(program: bytes) -> list:
     """(code, jt, jf, k) per instruction."""
     return list(_INSN.iter_unpack(program))
@@ -358,8 +382,10 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def install(program: bytes) -> None:
+def install(program: bytes, listener: bool = False) -> int:
     """seccomp(SET_MODE_FILTER): irreversible for the caller and its future children.
+    ``listener``: the filter may return USER_NOTIF, and the call returns the notification
+    fd (close-on-exec) its supervisor answers on; else 0.
 
     An unprivileged caller must have set no_new_privs first (the kernel refuses otherwise).
     """
@@ -367,7 +393,8 @@ def install(program: bytes) -> None:
         raise ValueError(f"not a sock_filter array: {len(program)} bytes")
     buffer = ctypes.create_string_buffer(program, len(program))
     fprog = _SockFprog(len(program) // _INSN.size, ctypes.addressof(buffer))
-    libc.syscall("seccomp", _SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(fprog))
+    flags = _FILTER_FLAG_NEW_LISTENER if listener else 0
+    return libc.syscall("seccomp", _SECCOMP_SET_MODE_FILTER, flags, ctypes.byref(fprog))
 
 
 def install_allow_all() -> None:

@@ -31,6 +31,7 @@ ID_RLIMIT_SET = "linux.rlimit.set.v1"
 ID_LANDLOCK_APPLY = "linux.landlock.apply.v1"
 ID_LANDLOCK_SCOPE = "linux.landlock.scope.v1"
 ID_SECCOMP_APPLY = "linux.seccomp.apply.v1"
+ID_UNIX_GATE = "linux.unixgate.supervise.v1"
 ID_EXEC = "linux.exec.v1"
 ID_TRANSIENT_ID = "linux.userns.transient_id.v1"
 ID_IPC_NS = "linux.ipcns.v1"
@@ -50,6 +51,7 @@ IMPLEMENTED_PRIMITIVES = {
     ID_LANDLOCK_APPLY: PHASE_POLICY_INSTALL,
     ID_LANDLOCK_SCOPE: PHASE_POLICY_INSTALL,
     ID_SECCOMP_APPLY: PHASE_POLICY_INSTALL,
+    ID_UNIX_GATE: PHASE_POLICY_INSTALL,
     ID_EXEC: PHASE_LAUNCH,
     ID_TRANSIENT_ID: PHASE_NAMESPACE_CREATE,
     ID_IPC_NS: PHASE_NAMESPACE_CREATE,

@@ -37,7 +37,7 @@ from bvisor.contract import (
     capped_limit,
 )
 from bvisor.contract.storage import storage_capped_by_temp_root
-from bvisor.launcher import landlock, seccomp
+from bvisor.launcher import landlock, seccomp, unixgate
 from bvisor.linux import cgroup, identity, probe
 from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage
 from bvisor.linux.filesystem import exe_grant, exposed_grant, requirement_grants, temp_root_grant
@@ -90,7 +90,7 @@ MECHANISMS = {
     K.CaptureStreams: "pipe_capture",
     K.Environment: "explicit_envp",
     K.InheritedFdsNone: "fd_scrub",
-    K.NetworkDenyAll: "empty_netns",
+    K.NetworkDenyAll: "empty_netns+unix_gate:seccomp_user_notif",
     K.Filesystem: "landlock",
     K.TempRoot: "private_tmpfs",
     K.ExposePath: "bind_mount",
@@ -123,16 +123,7 @@ def linux_ceiling(facts: dict) -> list:
         return [_unsupported(k, why, "check that bvisor is installed for the launcher's interpreter") for k in K]
     cells = {k: _enforced(k) for k in (K.CaptureStreams, K.Environment, K.InheritedFdsNone)}
     cells[K.LaunchWorkload] = _launch_cell(facts)
-    if facts.get("launcher.userns_netns") == "ok":
-        cells[K.NetworkDenyAll] = _enforced(K.NetworkDenyAll)
-    else:
-        cells[K.NetworkDenyAll] = _unsupported(
-            K.NetworkDenyAll,
-            "the launcher cannot create a user + network namespace here "
-            f"({facts.get('launcher.userns_netns')}; user.max_user_namespaces="
-            f"{facts.get('sysctl.user.max_user_namespaces', '?')})",
-            _USERNS_REMEDIATION,
-        )
+    cells[K.NetworkDenyAll] = _network_deny_all_cell(facts)
     cells[K.Filesystem] = _filesystem_cell(facts)
     for kind in (K.TempRoot, K.ExposePath):
         cells[kind] = _mount_cell(kind, facts)
@@ -174,6 +165,28 @@ def _launch_cell(facts: dict) -> CeilingCell:
             _USERNS_REMEDIATION,
         )
     return _enforced(K.LaunchWorkload)
+
+
+def _network_deny_all_cell(facts: dict) -> CeilingCell:
+    """An empty network namespace, and the unix socket gate: the namespace does not cover
+    pathname unix sockets, which the filesystem names."""
+    if facts.get("launcher.userns_netns") != "ok":
+        return _unsupported(
+            K.NetworkDenyAll,
+            "the launcher cannot create a user + network namespace here "
+            f"({facts.get('launcher.userns_netns')}; user.max_user_namespaces="
+            f"{facts.get('sysctl.user.max_user_namespaces', '?')})",
+            _USERNS_REMEDIATION,
+        )
+    gate = facts.get("launcher.unix_gate")
+    if gate != "ok":
+        return _unsupported(
+            K.NetworkDenyAll,
+            "the launcher cannot gate unix sockets here: its seccomp user-notification gate, served by the "
+            f"run's pid namespace init, failed its probe ({gate}); the host's pathname sockets would stay reachable",
+            "use Linux 5.9+ (seccomp user notification, pidfd_getfd) with unprivileged user namespaces",
+        )
+    return _enforced(K.NetworkDenyAll)
 
 
 def _landlock_abi(facts: dict) -> int:
@@ -504,6 +517,8 @@ def required_attestations(lowered: LoweredLaunch) -> list:
         notes.append("rlimits=set")
     if target.landlock_scope is not None:
         notes.append("landlock_scope=signal,abstract_unix_socket installed=true")
+    if target.network_namespace is not None and target.network_namespace.unix_gate is not None:
+        notes.append(f"unix_gate={unixgate.MECHANISM} supervisor=init")
     if target.seccomp is not None:
         notes.append(f"seccomp=filter policies={','.join(target.seccomp.policies)} program={target.seccomp.program_digest.hex()}")
     return notes

@@ -54,6 +54,7 @@ from bvisor.linux.protocol import (
     RlimitRequest,
     TargetSpecV1,
     TempRootRequest,
+    UnixGateRequest,
     UserNsRequest,
     UtsNsRequest,
     ViewRequest,
@@ -306,6 +307,15 @@ def describe_view(view: ViewRequest, authorities: _Authorities, temp_root, binds
     return "; ".join(parts)
 
 
+def _unix_gate(plan: BoundaryPlan, deny_network: bool, pid_ns) -> UnixGateRequest | None:
+    """Under deny-all, the unix socket gate, served by the pid namespace's init. A host
+    without it does not admit NetworkDenyAll (the ceiling refuses); a zero network budget
+    gets it wherever the host has it."""
+    if not deny_network or pid_ns is None or plan.profile.fact("launcher.unix_gate") != "ok":
+        return None
+    return UnixGateRequest()
+
+
 def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outside_id=None) -> LoweredLaunch:
     """``cgroup_procs``: host-opened ``cgroup.procs`` fds of the run's leaf; they ride the
     launch as authorities (the caller still closes them if lowering fails). ``outside_id``:
@@ -364,6 +374,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
     scope = _landlock_scope(plan)
     rlimits = _rlimits(plan)
     filter_request, seccomp_facts = _seccomp(plan, deny_network)
+    gate = _unix_gate(plan, deny_network, pid_ns)
     entries = []
     if outside_id is not None:
         entries.append(_entry(wire.ID_TRANSIENT_ID, {"outside_id": outside_id}))
@@ -392,6 +403,8 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         entries.append(_entry(wire.ID_LANDLOCK_APPLY, [[g.path, g.writable] for g in grants]))
     if scope is not None:
         entries.append(_entry(wire.ID_LANDLOCK_SCOPE, scope))
+    if gate is not None:
+        entries.append(_entry(wire.ID_UNIX_GATE, {"own_sockets": "temp_root", "on_behalf": ["connect", "sendto", "sendmsg"], "refused": ["sendmmsg"]}))
     if filter_request is not None:
         entries.append(_entry(wire.ID_SECCOMP_APPLY, filter_request))
     entries.append(_entry(wire.ID_EXEC, {"argv": argv, "env_names": [name for name, _ in envp]}))
@@ -412,7 +425,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
                 envp=envp,
                 exe_slot=wire.EXE_SLOT,
                 user_namespace=UserNsRequest(outside_id=outside_id) if user_ns else None,
-                network_namespace=NetworkNsRequest() if deny_network else None,
+                network_namespace=NetworkNsRequest(unix_gate=gate) if deny_network else None,
                 mount_namespace=MountNsRequest() if mount_ns else None,
                 temp_root=temp_root,
                 binds=binds or None,
@@ -448,6 +461,10 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         facts.append(ObservedFact(kind="view_lowered", detail=describe_view(view, authorities, temp_root, binds, pid_ns is not None)))
     if deny_network:
         facts.append(ObservedFact(kind="network_lowered", detail="new user namespace + empty network namespace"))
+    if gate is not None:
+        facts.append(ObservedFact(kind="unix_gate_lowered", detail=(
+            "connect, addressed sendto and sendmsg go through the init (seccomp user notification), which reaches "
+            "only sockets on the run's own temp root; sendmmsg is refused (EPERM)")))
     if confine_fs:
         mounted = [temp_root_grant(control)] if (control := _temp_root_control(spec)) is not None else []
         implicit = [g.describe() for g in [*map(exposed_grant, exposed), exe_grant(spec.workload), *mounted]]
