@@ -3,7 +3,8 @@ what a subtractive boundary leaked, in the run's constructed world.
 
 Attack (one Python program, parked while the host looks at it): open the host-global kernel
 knobs for writing (``/proc/sys/kernel/core_pattern`` and ``hostname``, ``/proc/sysrq-trigger``),
-read ``/etc/shadow`` through the system roots, stat and chmod a host file outside every root,
+read ``/etc/shadow`` through the system roots, stat, readlink, listxattr, chmod and utime a
+host file outside every root,
 find and attach a host SysV shared memory segment and leave a segment of its own behind,
 move itself out of its cgroup leaf through the host's ``cgroup.procs``, read the signing key
 in the evidence home (inside a granted root), and read its hostname.
@@ -79,6 +80,9 @@ attempt("sysrq", lambda: writable("/proc/sysrq-trigger"))
 attempt("shadow", lambda: open("/etc/shadow", "rb").close())
 attempt("outside_stat", lambda: os.stat(secret))
 attempt("outside_chmod", lambda: os.chmod(secret, 0o777))
+attempt("outside_utime", lambda: os.utime(secret, (0, 0)))
+attempt("outside_readlink", lambda: os.readlink(secret + ".link"))
+attempt("outside_listxattr", lambda: os.listxattr(secret))
 attempt("evidence_key", lambda: open(evidence, "rb").close())
 attempt("cgroup_escape", lambda: open("/sys/fs/cgroup/pids/cgroup.procs", "w").write(str(os.getpid())))
 found = libc.shmget(host_key, 0, 0)
@@ -123,6 +127,7 @@ class World:
         self.secret = os.path.join(outside, "secret.txt")
         with open(self.secret, "w") as f:
             f.write("host secret\n")
+        os.symlink(self.secret, self.secret + ".link")
         os.chmod(self.secret, 0o644)
         os.chown(self.secret, identity_uid("unprivileged"), -1)  # the rootless control may chmod it
         self.host_key = 0x6B000000 | (os.getpid() & 0xFFFFF)
@@ -132,6 +137,7 @@ class World:
             raise OSError(ctypes.get_errno(), "shmget for the host segment")
         with open("/proc/sys/kernel/core_pattern") as f:
             self.core_pattern = f.read()
+        self.mtime = os.stat(self.secret).st_mtime_ns
 
     def argv(self, marker: str) -> list:
         """The attack; ``marker`` in its argv is how the host finds it."""
@@ -202,8 +208,9 @@ def test_the_run_cannot_reach_host_knobs_ipc_cgroups_or_evidence(identity, files
     with open("/proc/sys/kernel/core_pattern") as f:
         if f.read() != world.core_pattern:
             failures.append("CHANNEL A: core_pattern changed")
-    if stat.S_IMODE(os.stat(world.secret).st_mode) != 0o644 and (filesystem or identity_uid(identity) == 0):
-        failures.append(f"CHANNEL A: the outside file's mode changed to {oct(os.stat(world.secret).st_mode)}")
+    changed = (stat.S_IMODE(os.stat(world.secret).st_mode), os.stat(world.secret).st_mtime_ns) != (0o644, world.mtime)
+    if changed and (filesystem or identity_uid(identity) == 0):
+        failures.append(f"CHANNEL A: the outside file's mode or times changed: {os.stat(world.secret)}")
     if world.host_key not in _shm_keys():
         failures.append("CHANNEL A: the host segment is gone")
     if world.own_key in _shm_keys():
@@ -230,10 +237,12 @@ def test_the_run_cannot_reach_host_knobs_ipc_cgroups_or_evidence(identity, files
             failures.append(f"CHANNEL B: /etc/shadow must be unreadable to a root-invoked run; said {said.get('shadow')}")
         # Without a Filesystem requirement the host's tree is seen through the run's identity:
         # a rootless run may chmod the caller's own file; a transient id may not.
-        if said.get("outside_chmod") == "ok" and (filesystem or identity_uid(identity) == 0):
-            failures.append("CHANNEL B: chmod of a host file outside every root succeeded")
-        if filesystem and said.get("outside_stat") != errno.ENOENT:
-            failures.append(f"CHANNEL B: a path outside the grants must not exist in the view (ENOENT); said {said.get('outside_stat')}")
+        for meta in ("outside_chmod", "outside_utime"):
+            if said.get(meta) == "ok" and (filesystem or identity_uid(identity) == 0):
+                failures.append(f"CHANNEL B: {meta} of a host file outside every root succeeded")
+        for leak in ("outside_stat", "outside_readlink", "outside_listxattr") if filesystem else ():
+            if said.get(leak) != errno.ENOENT:
+                failures.append(f"CHANNEL B: {leak}: a path outside the grants must not exist in the view (ENOENT); said {said.get(leak)}")
     assert not failures, f"constructed-world failures [{identity}/{'view' if filesystem else 'host-tree'}]: {failures}"
 
 
@@ -252,8 +261,9 @@ def test_control_without_the_boundary_the_same_attacks_succeed(identity, world):
         failures.append(f"the host segment must be found; said {said.get('host_shm')}")
     if said.get("own_shm") != "made" or world.own_key not in _shm_keys():
         failures.append(f"the program's own segment must outlive it on the host; said {said.get('own_shm')}")
-    if said.get("outside_stat") != "ok" or said.get("outside_chmod") != "ok":
-        failures.append(f"the outside file must be reachable and chmod-able; said stat={said.get('outside_stat')} chmod={said.get('outside_chmod')}")
+    for attack in ("outside_stat", "outside_chmod", "outside_utime", "outside_readlink", "outside_listxattr"):
+        if said.get(attack) != "ok":
+            failures.append(f"{attack}: the outside file must be reachable and changeable; said {said.get(attack)}")
     if said.get("evidence_key") != "ok":
         failures.append(f"the evidence key must be readable without the boundary; said {said.get('evidence_key')}")
     assert not failures, f"constructed-world control failures [{identity}]: {failures}"
