@@ -258,10 +258,17 @@ def attack_argv(host: HostSockets) -> list:
     return ["-c", f"import os; {links}\n" + ATTEMPTS, *host.attempts(), *symlink_attempts(host)]
 
 
+def outside_every_root(label: str) -> bool:
+    return label.startswith(("outside_", "sendmsg_outside"))
+
+
 def refusal_errno(label: str) -> int:
-    """How the gate answers each attempt: a /proc/self/fd link is a magic link, which the
-    gate does not resolve (ELOOP); any other path that is not a socket on the run's own
-    temp root is refused (EACCES)."""
+    """How each attempt fails: a socket outside every root does not exist in the run's view
+    (ENOENT, the first wall); for the others the gate answers: a /proc/self/fd link is a
+    magic link, which it does not resolve (ELOOP); any other path that is not a socket on the
+    run's own temp root is refused (EACCES)."""
+    if outside_every_root(label):
+        return errno.ENOENT
     return errno.ELOOP if label.startswith("fdlink_") else errno.EACCES
 
 
@@ -297,13 +304,18 @@ def test_control_without_deny_all_every_host_unix_socket_is_reached(identity, ho
     reached, reports = host.reached(), said(stdout)
     failures = []
     check_completed(failures, report, stderr)
+    # Without deny-all the gate is gone, the view stays: a socket outside every root does not
+    # exist in the run (the constructed-world control shows it reachable without bvisor).
     for label in [a.split(":", 1)[0] for a in host.attempts() + symlink_attempts(host)]:
-        if reports.get(label) != "reached":
-            failures.append(f"CONTROL CHANNEL B: {label} must reach the host; the workload said {reports.get(label)!r}")
-    # Each socket once directly, each datagram one once more by sendmsg, and each write-root
-    # one twice more: by the fd link and by the symlink.
+        want = f"errno {errno.ENOENT}" if outside_every_root(label) else "reached"
+        if reports.get(label) != want:
+            failures.append(f"CONTROL CHANNEL B: {label} must say {want}; the workload said {reports.get(label)!r}")
+    # Each socket in a root once directly, each datagram one once more by sendmsg, and each
+    # write-root one twice more: by the fd link and by the symlink.
     expected = {
-        f"{place}_{kind}": 1 + (kind == "dgram") + 2 * (place == "rw") for place in host.PLACES for kind in ("stream", "dgram")
+        f"{place}_{kind}": 0 if place == "outside" else 1 + (kind == "dgram") + 2 * (place == "rw")
+        for place in host.PLACES
+        for kind in ("stream", "dgram")
     }
     if reached != expected:
         failures.append(f"CONTROL CHANNEL A: the host's listeners must see every attempt: {reached}, expected {expected}")
