@@ -35,18 +35,38 @@ def _write_out(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    """Write the whole file or nothing: a reader never sees half a report."""
-    directory = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(temp, "wb") as f:
-            f.write(data)
-        os.replace(temp, path)
-    except OSError:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+class ReportTarget:
+    """Where ``--report`` goes: its directory pinned by an fd before anything runs, so a run
+    that could write there (a ``--rw`` root holding the report) can neither redirect the
+    write with a symlink nor swap the directory. Written whole or not at all."""
+
+    __slots__ = ("path", "name", "_dir")
+
+    def __init__(self, path: str):
+        self.path, self.name = path, os.path.basename(path)
+        self._dir = os.open(os.path.dirname(os.path.abspath(path)), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def write(self, data: bytes) -> None:
+        """A fresh temp file (never an existing name: O_EXCL|O_NOFOLLOW), renamed over the
+        name, which replaces whatever is there (a planted symlink too) and follows nothing."""
+        for _ in range(16):
+            temp = f".{self.name}.{os.urandom(8).hex()}.tmp"
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=self._dir)
+            except FileExistsError:
+                continue
+            try:
+                _write_out(fd, data)
+                os.close(fd)
+                os.rename(temp, self.name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+            except OSError:
+                try:
+                    os.unlink(temp, dir_fd=self._dir)
+                except OSError:
+                    pass  # already gone: the error that matters is the one raised
+                raise
+            return
+        raise OSError(17, "no free temporary name beside the report")  # EEXIST
 
 
 # ---------------------------------------------------------------------------------------
@@ -282,23 +302,24 @@ def cmd_run(args, command: list, prestarted=None) -> int:
     return _plan_and_run(args, spec, prestarted)
 
 
-def _check_report_path(path) -> None:
+def _report_target(path):
     """A report that could not be written is bad input, found before anything runs."""
     if path is None:
-        return
+        return None
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
         raise BadInput(f"--report: cannot write into {directory}")
     if os.path.isdir(path):
         raise BadInput(f"--report: {path} is a directory")
+    return ReportTarget(path)
 
 
-def _save_report(path, data: bytes) -> bool:
+def _save_report(target, data: bytes) -> bool:
     try:
-        _write_atomically(path, data)
+        target.write(data)
         return True
     except OSError as exc:
-        sys.stderr.write(f"bvisor: cannot write the report to {path}: {exc.strerror}\n")
+        sys.stderr.write(f"bvisor: cannot write the report to {target.path}: {exc.strerror}\n")
         return False
 
 
@@ -307,7 +328,7 @@ def _plan_and_run(args, spec, prestarted) -> int:
     from bvisor.contract import PlanError, encode_report_json
     from bvisor.runner import BoundaryRunner
 
-    _check_report_path(args.report)
+    report_target = _report_target(args.report)
     evidence = None
     if not args.no_store:
         from bvisor import cli_reports
@@ -321,10 +342,10 @@ def _plan_and_run(args, spec, prestarted) -> int:
     try:
         plan = planner.plan(spec, backend_id)
     except PlanError as exc:
-        if args.report:
+        if report_target:
             import msgspec
 
-            _save_report(args.report, msgspec.json.encode({"refused": exc.refusal()}))
+            _save_report(report_target, msgspec.json.encode({"refused": exc.refusal()}))
         sys.stderr.write(f"bvisor: refused: {exc.requirement}: {exc.reason} (remediation: {exc.remediation})\n")
         return EXIT_REFUSED_OR_FAULT
     kept = evidence.KeptStreams(evidence.stream_cap()) if evidence else None
@@ -343,7 +364,7 @@ def _plan_and_run(args, spec, prestarted) -> int:
     if args.sign:
         report = key.sign(report)
     stored = evidence.store_run(args, report, kept, key) if evidence else None
-    if args.report and not _save_report(args.report, encode_report_json(report)):
+    if report_target and not _save_report(report_target, encode_report_json(report)):
         return EXIT_REFUSED_OR_FAULT
     if evidence and stored is None:
         return EXIT_REFUSED_OR_FAULT

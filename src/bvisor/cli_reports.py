@@ -9,7 +9,7 @@ import datetime
 import os
 import sys
 
-from bvisor.cli import BadInput, _Parser, _write_atomically, _write_out
+from bvisor.cli import BadInput, ReportTarget, _Parser, _write_out
 
 EXIT_CHAIN_BROKEN = 1
 STREAMS = ("stdout", "stderr")
@@ -231,7 +231,7 @@ def _trusted_key(store, args) -> str | None:
 def _export(store, args) -> int:
     data = store.export_json(store.resolve(args.id))
     if args.output:
-        _write_atomically(args.output, data)
+        ReportTarget(args.output).write(data)
     else:
         _write_out(1, data + b"\n")
     return 0
