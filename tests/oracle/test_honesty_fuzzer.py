@@ -18,8 +18,9 @@ printing one JSON verdict per attack, then parks so the host can look at it:
   descriptor the host left open (inheritable) while it ran the workload;
 - launch_workload (the constructed world): open core_pattern for writing, in-run root mapped to
   host uid 0 (the outside column of /proc/self/uid_map) when the launcher is root, find a host
-  SysV segment and leave one behind, read the host's hostname, set a setuid/setgid bit on a file
-  in every writable place;
+  SysV segment and leave one behind, read the host's hostname, find a mount of the view
+  (``/``, every root, the temp root) without nosuid,nodev, set a setuid/setgid bit on a file in
+  every writable place;
 - budgets — storage: write more than the cap into every writable place; process_count: keep
   more tasks alive than the cap; handle_count: hold more descriptors than the cap (and raise
   the limit); wall: outlive the deadline.
@@ -169,6 +170,10 @@ if "identity" in cfg:
     verdict("identity.host_shm", host_seg >= 0, host_seg if host_seg >= 0 else errno.errorcode[ctypes.get_errno()])
     libc.shmget(ident["own_shm"], 4096, 0o1000 | 0o600)  # the host checks it is not left behind
     verdict("identity.hostname", socket.gethostname() == ident["hostname"], socket.gethostname())
+    for place in ["/", *ident["writable"], *ident["read_only"]]:  # nosuid,nodev on every mount of the view
+        said, flags = tried(lambda: os.statvfs(place).f_flag)
+        need = os.ST_NOSUID | os.ST_NODEV
+        verdict("identity.suid_mount", said == "ok" and flags & need != need, f"{place}: {said} f_flag={flags}")
     for place in ident["writable"]:
         path = os.path.join(place, f"setid-{os.getpid()}")
         def plant():
@@ -301,6 +306,7 @@ class World:
                 "own_shm": self.own_shm,
                 "hostname": socket.gethostname(),
                 "writable": writable,
+                "read_only": read_only,
             }
         if D.Storage in budgets:
             cfg["storage"] = {"limit": budgets[D.Storage], "places": writable}
@@ -569,7 +575,7 @@ def test_control_without_the_boundary_every_attack_escapes(identity, world):
         expected = {
             "net.tcp", "net.udp", "fs.write_outside", "fs.create_outside", "fs.read_secret", "fs.stat_outside",
             "fs.write_read_only_root", "spawn.fork", "spawn.thread", "env.sentinel", "fds.host_descriptor",
-            "identity.core_pattern", "identity.host_shm", "identity.hostname", "identity.setid_bit",
+            "identity.core_pattern", "identity.host_shm", "identity.hostname", "identity.setid_bit", "identity.suid_mount",
             "storage.fill", "pids.tasks", "handles.open", "handles.raise_limit",
         } - set(held_back)
         if identity_uid(identity) == 0:
