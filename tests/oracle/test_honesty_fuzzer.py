@@ -19,7 +19,7 @@ printing one JSON verdict per attack, then parks so the host can look at it:
 - launch_workload (the constructed world): open core_pattern for writing, in-run root mapped to
   host uid 0 (the outside column of /proc/self/uid_map) when the launcher is root, find a host
   SysV segment and leave one behind, read the host's hostname, find a mount of the view
-  (``/``, every root, the temp root) without nosuid,nodev, set a setuid/setgid bit on a file in
+  (``/``, the interpreter's, every root, the temp root) without nosuid,nodev, set a setuid/setgid bit on a file in
   every writable place;
 - budgets — storage: write more than the cap into every writable place; process_count: keep
   more tasks alive than the cap; handle_count: hold more descriptors than the cap (and raise
@@ -170,7 +170,9 @@ if "identity" in cfg:
     verdict("identity.host_shm", host_seg >= 0, host_seg if host_seg >= 0 else errno.errorcode[ctypes.get_errno()])
     libc.shmget(ident["own_shm"], 4096, 0o1000 | 0o600)  # the host checks it is not left behind
     verdict("identity.hostname", socket.gethostname() == ident["hostname"], socket.gethostname())
-    for place in ["/", *ident["writable"], *ident["read_only"]]:  # nosuid,nodev on every mount of the view
+    # nosuid,nodev on every mount of the view: its root, the interpreter's (a system root or the
+    # host's tree), every granted root and the temp root.
+    for place in ["/", os.path.dirname(sys.executable), *ident["writable"], *ident["read_only"]]:
         said, flags = tried(lambda: os.statvfs(place).f_flag)
         need = os.ST_NOSUID | os.ST_NODEV
         verdict("identity.suid_mount", said == "ok" and flags & need != need, f"{place}: {said} f_flag={flags}")
