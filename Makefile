@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # is set every bvisor (and cold launcher) start would compile them again: ~100 ms a command.
 COMPILE := $(BIN)/python -m compileall -q src
 
-.PHONY: demo test bench clean
+.PHONY: demo test fuzz bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	BVISOR_LEDGER_GATE=1 $(BIN)/python -m pytest -q
 	BVISOR_LAUNCHER=warm $(BIN)/python -m pytest -q tests/oracle tests/unit/test_protocol.py
+
+# The honesty fuzzer, deeper than the fixed 12 examples per identity `make test` draws.
+FUZZ_EXAMPLES ?= 200
+fuzz: $(STAMP)
+	BVISOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/oracle/test_honesty_fuzzer.py
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 
