@@ -67,19 +67,21 @@ class StreamCapture:
 # The kinds of caller stdin the workload gets as they are: each carries bytes and nothing
 # else. A socket is a network endpoint (send on fd 0 reaches its peer whatever the run's
 # network); a terminal lets its holder change the caller's terminal (termios, window size,
-# job control); a writable file or FIFO is a write outside every root; a directory, an
+# job control); a file or a named FIFO is a host file whose metadata its owner may change
+# through /proc/self/fd (chmod, utime), and write if it was opened so; a directory, an
 # O_PATH fd or any other device or anonymous inode (eventfd, pidfd, epoll…) is authority
 # of its own kind. All those are relayed, byte for byte, through a pipe the host pumps.
-# /dev/null is the only device handed as it is: reading and writing it does nothing.
-HANDED_AS_IS = frozenset({"pipe", "file", "null"})
+# Only an anonymous pipe's read end and /dev/null are handed as they are: reading them
+# (and writing /dev/null) does nothing else.
+HANDED_AS_IS = frozenset({"pipe", "null"})
 _DEV_NULL = os.makedev(1, 3)
 
 
 def stdin_source(fd: int) -> str:
-    """What the caller's stdin ``fd`` is, as the report names it: ``pipe``, ``file`` and
-    ``null`` (``HANDED_AS_IS``), else ``socket``, ``tty``, ``char_device``, ``block_device``,
-    ``directory``, ``path_only``, ``writable_pipe``, ``writable_file``, ``other``, or
-    ``closed`` (no such fd)."""
+    """What the caller's stdin ``fd`` is, as the report names it: ``pipe`` (anonymous) and
+    ``null`` (``HANDED_AS_IS``), else ``file``, ``fifo`` (named), ``socket``, ``tty``,
+    ``char_device``, ``block_device``, ``directory``, ``path_only``, ``writable_pipe``,
+    ``writable_fifo``, ``writable_file``, ``other``, or ``closed`` (no such fd)."""
     try:
         st = os.fstat(fd)
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
@@ -98,7 +100,10 @@ def stdin_source(fd: int) -> str:
         return "block_device"
     if stat.S_ISDIR(mode):
         return "directory"
-    kind = "pipe" if stat.S_ISFIFO(mode) else "file" if stat.S_ISREG(mode) else "other"
+    if stat.S_ISFIFO(mode):
+        kind = "pipe" if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:") else "fifo"
+    else:
+        kind = "file" if stat.S_ISREG(mode) else "other"
     if kind != "other" and flags & os.O_ACCMODE != os.O_RDONLY:
         return f"writable_{kind}"
     return kind

@@ -161,7 +161,7 @@ def _checked_spec(spec):
     return spec
 
 
-def _planner(prestarted=None):
+def _planner(prestarted=None, evidence_paths=()):
     from bvisor.linux.backend import LinuxBackend
     from bvisor.planner import BoundaryPlanner
     from bvisor.registry import BackendRegistry
@@ -169,7 +169,7 @@ def _planner(prestarted=None):
 
     registry = BackendRegistry()
     # --env-secret NAME=env:VAR leases the caller's own VAR to the workload.
-    backend = LinuxBackend(secret_resolver=EnvSecretResolver(), prestarted=prestarted)
+    backend = LinuxBackend(secret_resolver=EnvSecretResolver(), prestarted=prestarted, evidence_paths=evidence_paths)
     registry.register(backend)
     return registry, BoundaryPlanner(registry), backend.id()
 
@@ -338,7 +338,8 @@ def _plan_and_run(args, spec, prestarted) -> int:
         evidence = cli_reports
     elif args.sign:
         raise BadInput("--sign: a signed report is kept in the store; drop --no-store")
-    registry, planner, backend_id = _planner(prestarted)
+    # The store and key this run is kept with stay out of its reach (beside $BVISOR_HOME's).
+    registry, planner, backend_id = _planner(prestarted, [evidence.key_home(args)] if evidence else [])
     try:
         plan = planner.plan(spec, backend_id)
     except PlanError as exc:

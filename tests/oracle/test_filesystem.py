@@ -1063,8 +1063,8 @@ def test_cli_spec_file_with_filesystem_roots_behaves_like_the_flags(identity, cl
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_control_cli_with_the_whole_host_writable_writes_land_everywhere(identity, cli_dir):
     # A flag-built run with no filesystem flag is confined too (system roots and a private
-    # /tmp), so the control grants the whole host tree read-write.
-    done = bvisor(identity, cli_dir, "run", "--quiet", "--rw", "/", "--", "sh", "-c", CLI_SCRIPT)
+    # /tmp), so the control grants the whole directory read-write.
+    done = bvisor(identity, cli_dir, "run", "--quiet", "--rw", cli_dir, "--", "sh", "-c", CLI_SCRIPT)
     lines = done.stdout.decode(errors="replace").splitlines()
     failures = []
     if done.returncode != 0:

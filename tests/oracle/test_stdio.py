@@ -181,7 +181,8 @@ def _feed_tty():
 # source → (what the workload must read, the report's stdin fact)
 SOURCES = {
     "pipe": (DATA, "as_is from=pipe"),
-    "file": (DATA, "as_is from=file"),
+    # A file is relayed too: handed as it is, its owner could chmod or utime it through /proc/self/fd.
+    "file": (DATA, f"relayed from=file bytes={len(DATA)}"),
     "socket": (DATA, f"relayed from=socket bytes={len(DATA)}"),
     "tty": (TTY_LINE, f"relayed from=tty bytes={len(TTY_LINE)}"),
 }

@@ -64,4 +64,16 @@ def test_a_closed_fd_is_named_closed():
 
 
 def test_only_bytes_without_authority_are_handed_as_they_are():
-    assert HANDED_AS_IS == {"pipe", "file", "null"}
+    assert HANDED_AS_IS == {"pipe", "null"}
+
+
+def test_an_anonymous_pipe_is_a_pipe_and_a_named_one_a_fifo(tmp_path):
+    read_end, write_end = os.pipe()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    named = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert (stdin_source(read_end), stdin_source(named)) == ("pipe", "fifo")
+    finally:
+        for fd in (read_end, write_end, named):
+            os.close(fd)

@@ -268,10 +268,14 @@ class LinuxBackend:
     server (call ``close()`` when done) instead of one launcher process per run.
     ``prestarted``: a ``PrestartedLauncher`` whose launcher, probe and warm server this backend
     adopts (``launcher`` and ``warm`` are then its own).
+    ``evidence_paths``: directories of evidence (a store and its key) besides ``$BVISOR_HOME``
+    that no run may see or write: masked in every view, and a run that would write them is
+    refused.
     """
 
-    def __init__(self, launcher=None, *, secret_resolver=None, fact_overrides=None, warm=None, prestarted=None):
+    def __init__(self, launcher=None, *, secret_resolver=None, fact_overrides=None, warm=None, prestarted=None, evidence_paths=()):
         self._resolver = secret_resolver or NoSecrets()
+        self._evidence = tuple(evidence_paths)
         self._overrides = dict(fact_overrides or {})
         if prestarted is not None:  # its launcher, probe and warm server (``PrestartedLauncher``)
             self._launcher, launcher_probe, self._warm = prestarted.launcher, prestarted.probe, prestarted.warm
@@ -379,7 +383,7 @@ class LinuxBackend:
     def _run_in(self, leaf, plan: BoundaryPlan, attempt_id: str, io: RunIO, started_ns: int, clock: int, outside_id) -> ExecutionRecord:
         procs = leaf.open_procs() if leaf is not None else []
         try:
-            lowered = lower(plan, attempt_id, self._resolver, procs, outside_id)
+            lowered = lower(plan, attempt_id, self._resolver, procs, outside_id, self._evidence)
         except LoweringFailed as exc:
             for fd in procs:
                 os.close(fd)

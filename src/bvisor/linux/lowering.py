@@ -274,18 +274,18 @@ def _idmapped(grants, binds, outside_id, authorities: _Authorities) -> list:
     return [IdmappedMountRequest(slot=slot, dest=dest) for slot, dest in writable if kinds[slot] is not DescriptorKind.CharDevice]
 
 
-def _view(grants, confine_fs: bool, authorities: _Authorities) -> ViewRequest:
+def _view(grants, confine_fs: bool, authorities: _Authorities, masked: list) -> ViewRequest:
     """The run's root: every granted root but devices (the view's own /dev has the ones a
     run gets), each at its object's path, with a symlink where the declared path led there
     through one (/bin -> /usr/bin); the caller's working directory to start in; the
-    evidence home masked."""
+    evidence directories masked."""
     kinds = authorities.kinds()
     roots = [(slot, g.path, authorities.actual[slot]) for slot, g in grants if kinds[slot] is not DescriptorKind.CharDevice]
     return ViewRequest(
         roots=[ViewRootRequest(slot=slot, path=actual) for slot, _, actual in roots],
         cwd=os.getcwd(),
         host_tree=not confine_fs,
-        masked=[evidence_home()],
+        masked=masked,
         links=[(declared, actual) for _, declared, actual in roots if declared != actual],
     )
 
@@ -316,7 +316,54 @@ def _unix_gate(plan: BoundaryPlan, deny_network: bool, pid_ns) -> UnixGateReques
     return UnixGateRequest()
 
 
-def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outside_id=None) -> LoweredLaunch:
+def _beneath(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _writable_objects(grants, binds, authorities: _Authorities) -> list:
+    """``(declared path, object path)`` of every writable root and writable bind source."""
+    return [(g.path, authorities.actual[slot]) for slot, g in grants if g.writable] + [
+        (b.source_path, authorities.actual[b.source_slot]) for b in binds if b.writable
+    ]
+
+
+def _no_read_only_inside_writable(grants, binds, authorities: _Authorities) -> None:
+    """A read-only root (or exposed source) you declared cannot stay read-only at its host
+    path inside a writable one: the run may rename the directories above it and put its own
+    files there. Refused rather than promised. (The system roots are exempt: beneath a
+    writable root the run may change them through that root anyway.)"""
+    writable = _writable_objects(grants, binds, authorities)
+    read_only = [(g.path, authorities.actual[slot]) for slot, g in grants if not g.writable and g.origin == "requested"]
+    read_only += [(b.source_path, authorities.actual[b.source_slot]) for b in binds if not b.writable]
+    for declared, actual in read_only:
+        for parent, parent_actual in writable:
+            if actual != parent_actual and _beneath(actual, parent_actual):
+                raise LoweringFailed(
+                    "read_only_root_inside_writable_root",
+                    f"{declared} is granted read-only inside the writable {parent}: the run could rename its parent "
+                    "directories and leave its own files at that path; grant the parent read-only, or keep the two apart",
+                    caller_error=True,
+                )
+
+
+def _evidence_out_of_reach(grants, binds, authorities: _Authorities, evidence_paths) -> list:
+    """The evidence directories (``$BVISOR_HOME`` and any other the caller keeps a store and
+    key in), resolved; refuses a run that could write one: a mask cannot hold inside a
+    writable root, whose parent directories the run may rename away."""
+    protected = [os.path.realpath(p) for p in (evidence_home(), *evidence_paths)]
+    for declared, actual in _writable_objects(grants, binds, authorities):
+        for path in protected:
+            if _beneath(path, actual):
+                raise LoweringFailed(
+                    "evidence_in_writable_root",
+                    f"{declared} is writable by the run and holds bvisor's evidence {path} (its store and signing key): "
+                    "grant it read-only, or keep the evidence elsewhere (BVISOR_HOME, --store)",
+                    caller_error=True,
+                )
+    return protected
+
+
+def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outside_id=None, evidence_paths=()) -> LoweredLaunch:
     """``cgroup_procs``: host-opened ``cgroup.procs`` fds of the run's leaf; they ride the
     launch as authorities (the caller still closes them if lowering fails). ``outside_id``:
     the transient host id in-run root is, when bvisor runs as root (``identity.py``)."""
@@ -363,13 +410,14 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
             )
             for source, dest, writable in [(e.source, e.dest, e.access.writes) for e in exposed]
         ]
+        _no_read_only_inside_writable(root_slots, binds, authorities)
+        protected = _evidence_out_of_reach(root_slots, binds, authorities, evidence_paths)
         exe_fd = open_exe(spec.workload.exe)
     except BaseException:
         authorities.close()
         raise
-
     idmapped = _idmapped(root_slots, binds, outside_id, authorities)
-    view = _view(root_slots, confine_fs, authorities) if mount_ns else None
+    view = _view(root_slots, confine_fs, authorities, protected) if mount_ns else None
     ipc_ns, uts_ns, cgroup_ns = isolation
     scope = _landlock_scope(plan)
     rlimits = _rlimits(plan)
