@@ -389,16 +389,16 @@ def _idmapped(value, slots) -> dict:
 class View:
     """The fresh root: ``roots`` as ``[(slot, path, writable)]`` in path order."""
 
-    __slots__ = ("roots", "cwd", "host_tree", "masked", "links")
+    __slots__ = ("roots", "cwd", "host_tree", "masked", "links", "exe")
 
-    def __init__(self, roots: list, cwd: str, host_tree: bool, masked: list, links: list):
-        self.roots, self.cwd, self.host_tree, self.masked, self.links = roots, cwd, host_tree, masked, links
+    def __init__(self, roots: list, cwd: str, host_tree: bool, masked: list, links: list, exe):
+        self.roots, self.cwd, self.host_tree, self.masked, self.links, self.exe = roots, cwd, host_tree, masked, links, exe
 
 
 def _view(value, slots):
     if value is None:
         return None
-    f = _fields(value, "target.view", ("roots", "cwd"), ("host_tree", "masked", "links"))
+    f = _fields(value, "target.view", ("roots", "cwd"), ("host_tree", "masked", "links", "exe"))
     roles = {s.index: s.role for s in slots if s.role in ("read_root", "write_root")}
     roots = []
     for i, raw in enumerate(_typed(f["roots"], list, "target.view.roots")):
@@ -414,7 +414,8 @@ def _view(value, slots):
         if not isinstance(pair, list) or len(pair) != 2:
             raise _invalid(f"target.view.links[{i}] must be [path, target]")
         links.append((_absolute(pair[0], f"target.view.links[{i}][0]"), _absolute(pair[1], f"target.view.links[{i}][1]")))
-    return View(sorted(roots, key=lambda r: r[1]), _absolute(f["cwd"], "target.view.cwd"), host_tree, masked, links)
+    exe = _absolute(f["exe"], "target.view.exe") if f.get("exe") is not None else None
+    return View(sorted(roots, key=lambda r: r[1]), _absolute(f["cwd"], "target.view.cwd"), host_tree, masked, links, exe)
 
 
 def _network_namespace(value) -> tuple:

@@ -225,6 +225,20 @@ def _seal(fd: int) -> None:
         os.close(fd)
 
 
+def _exec_through_read_only_clone(exe_slot: int, path: str) -> str:
+    """Put a read-only, nosuid,nodev clone of the host's exe at its slot: what the workload
+    execs, and what its /proc/self/exe then names (no chmod or utime of the host's file
+    through it, even for the file's owner)."""
+    located = mounts.locate_source(exe_slot, path)
+    try:
+        tree = detached_clone(located, writable=False)
+    finally:
+        os.close(located)
+    os.dup2(tree, exe_slot, inheritable=False)
+    os.close(tree)
+    return f"view_exe path={path} read_only=true nosuid,nodev"
+
+
 def assemble(request, trees: dict, note) -> int | None:
     """Build the run's root as the plan's view says, pivot into it; returns an fd on the temp
     root's tmpfs (or None). ``trees``: idmapped clones by slot, attached in place of a plain
@@ -242,6 +256,8 @@ def assemble(request, trees: dict, note) -> int | None:
             trees[slot] = detached_clone(located, writable)
         finally:
             os.close(located)
+    if view.exe is not None:
+        note(_exec_through_read_only_clone(request.exe_slot, view.exe))
     devices = locate_devices()
     base, base_fd = new_base(view.host_tree)
     creatable = set() if view.host_tree else {os.fstat(base_fd).st_dev}

@@ -505,6 +505,8 @@ def required_attestations(lowered: LoweredLaunch) -> list:
     if target.view is not None:
         notes.append(f"view=pivoted root={'host_tree' if target.view.host_tree else 'fresh'}")
         notes.append("view_dev devices=null,zero,full,random,urandom")
+        if target.view.exe is not None:
+            notes.append(f"view_exe path={target.view.exe} read_only=true")
     if target.mount_namespace is not None:
         notes += ["user_namespace=mapped", "mount_namespace=private"]
     if target.temp_root is not None:

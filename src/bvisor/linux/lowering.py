@@ -274,7 +274,7 @@ def _idmapped(grants, binds, outside_id, authorities: _Authorities) -> list:
     return [IdmappedMountRequest(slot=slot, dest=dest) for slot, dest in writable if kinds[slot] is not DescriptorKind.CharDevice]
 
 
-def _view(grants, confine_fs: bool, authorities: _Authorities, masked: list) -> ViewRequest:
+def _view(grants, confine_fs: bool, authorities: _Authorities, masked: list, exe_path: str) -> ViewRequest:
     """The run's root: every granted root but devices (the view's own /dev has the ones a
     run gets), each at its object's path, with a symlink where the declared path led there
     through one (/bin -> /usr/bin); the caller's working directory to start in; the
@@ -287,6 +287,7 @@ def _view(grants, confine_fs: bool, authorities: _Authorities, masked: list) -> 
         host_tree=not confine_fs,
         masked=masked,
         links=[(declared, actual) for _, declared, actual in roots if declared != actual],
+        exe=exe_path,
     )
 
 
@@ -417,7 +418,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         authorities.close()
         raise
     idmapped = _idmapped(root_slots, binds, outside_id, authorities)
-    view = _view(root_slots, confine_fs, authorities, protected) if mount_ns else None
+    view = _view(root_slots, confine_fs, authorities, protected, os.readlink(f"/proc/self/fd/{exe_fd}")) if mount_ns else None
     ipc_ns, uts_ns, cgroup_ns = isolation
     scope = _landlock_scope(plan)
     rlimits = _rlimits(plan)

@@ -188,13 +188,16 @@ class ViewRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_
     namespace), the temp root and binds, ``masked`` paths covered; the workload starts in
     ``cwd`` where the view has it, else /. ``host_tree``: no Filesystem requirement, so the
     base is the host's tree (nosuid,nodev) instead of an empty tmpfs. ``links``: ``(path,
-    target)`` symlinks made where nothing is (a root declared as /bin is at /usr/bin)."""
+    target)`` symlinks made where nothing is (a root declared as /bin is at /usr/bin).
+    ``exe``: the exe's path; the run execs it through a read-only clone of it found there
+    (its /proc/self/exe then allows no chmod or utime of the host's file)."""
 
     roots: list[ViewRootRequest]
     cwd: str
     host_tree: bool = False
     masked: list[str] = []
     links: list[tuple[str, str]] = []
+    exe: str | None = None
 
 
 class TargetSpecV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
