@@ -1,0 +1,181 @@
+"""What a fresh-eyes attack on the constructed world found, each kept as an oracle with its
+control (issue 12's review before resolving).
+
+1. ``--report`` inside a ``--rw`` root: the workload plants a symlink at the report's name
+   (and the temp names beside it) to a host file; host root then wrote through it. Now the
+   host file is untouched (host) and the report is a regular file (host); control: a naive
+   writer following the same name writes into the host file.
+2. The evidence home reached through a writable root declared by a symlinked path: the run
+   is refused, naming the evidence (exit 125, nothing runs); read-only, the home is masked
+   by its real path and the key does not exist in the run (workload). Control: without
+   bvisor the key is readable by that path.
+3. A read-only root inside a writable root: refused (the run could rename its parents).
+4. /proc/self/exe and a file as stdin: chmod and utime of the host's files through them
+   fail (workload: EROFS / no such fd as a file; host: mode and times unchanged). Control:
+   the same program without bvisor changes both.
+Root and rootless (the whole bvisor as uid 65534) where it applies.
+"""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from bvisor.linux.launch import UNPRIVILEGED_PREFIX
+from helpers import IDENTITIES, cli_prefix, identity_uid, shared_host_dir
+
+BVISOR = os.path.join(os.path.dirname(sys.executable), "bvisor")
+PYTHON = os.path.realpath(sys.executable)
+PYTHON_PREFIX = os.path.realpath(sys.base_prefix)
+
+
+def bvisor_run(identity: str, *args, stdin=subprocess.DEVNULL, home=None):
+    """``bvisor run --no-store ARGS`` as the identity; ``home``: its BVISOR_HOME."""
+    prefix = list(cli_prefix(identity))
+    if home is not None:
+        prefix = [*(UNPRIVILEGED_PREFIX if identity_uid(identity) != os.geteuid() else ()), "/usr/bin/env", f"BVISOR_HOME={home}"]
+    return subprocess.run(
+        [*prefix, BVISOR, "run", "--quiet", "--no-store", *args],
+        capture_output=True,
+        stdin=stdin,
+        timeout=120,
+        cwd="/",
+    )
+
+
+@pytest.fixture
+def place():
+    made = shared_host_dir("bvisor-attack-", 0o777, parent="/var/tmp")
+    yield made
+    shutil.rmtree(made, ignore_errors=True)
+
+
+def _victim(place: str) -> str:
+    victim = os.path.join(place, "victim")
+    with open(victim, "w") as f:
+        f.write("untouched\n")
+    os.chmod(victim, 0o666)
+    return victim
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_report_inside_a_writable_root_cannot_be_redirected(identity, place):
+    rw = os.path.join(place, "rw")
+    os.mkdir(rw)
+    os.chmod(rw, 0o777)
+    victim = _victim(place)
+    report = os.path.join(rw, "report.json")
+    plant = f"ln -s {victim} {report}; for p in $(seq 1 300); do ln -s {victim} {rw}/.report.json.$p.tmp; done; echo planted"
+    done = bvisor_run(identity, "--rw", rw, "--report", report, "--", "/bin/sh", "-c", plant)
+    print(f"report redirect [{identity}]: rc={done.returncode} out={done.stdout!r} err={done.stderr!r}", file=sys.stderr)
+    assert done.stdout == b"planted\n", done.stderr  # channel B: the attack ran
+    with open(victim) as f:
+        assert f.read() == "untouched\n", "CHANNEL A: the host file behind the planted symlink was written"
+    assert stat.S_ISREG(os.lstat(report).st_mode), "CHANNEL A: the report must be a regular file, not the planted link"
+    with open(report) as f:
+        assert json.load(f)["outcome"] == "completed"
+
+
+def test_control_a_writer_following_the_reports_name_writes_through_the_link(place):
+    victim = _victim(place)
+    os.symlink(victim, os.path.join(place, "report.json"))
+    with open(os.path.join(place, "report.json"), "w") as f:  # what a plain open() does
+        f.write("redirected\n")
+    with open(victim) as f:
+        assert f.read() == "redirected\n"
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_the_evidence_home_behind_a_symlink_is_refused_writable_and_masked_read_only(identity, place):
+    real = os.path.join(place, "realhome")
+    os.mkdir(real, 0o777)
+    link = os.path.join(place, "homelink")
+    os.symlink(real, link)
+    home = os.path.join(real, "evidence")
+    os.mkdir(home, 0o777)
+    key = os.path.join(home, "signing-key.pem")
+    with open(key, "w") as f:
+        f.write("PRIVATE\n")
+    os.chmod(key, 0o644)
+    home = os.path.join(link, "evidence")
+    writable = bvisor_run(identity, "--rw", link, "--", "/bin/cat", os.path.join(home, "signing-key.pem"), home=home)
+    read_only = bvisor_run(identity, "--ro", link, "--", "/bin/cat", os.path.join(home, "signing-key.pem"), home=home)
+    print(f"evidence [{identity}]: rw={writable.returncode} {writable.stderr!r} ro={read_only.returncode} {read_only.stderr!r}", file=sys.stderr)
+    assert writable.returncode == 125 and b"evidence_in_writable_root" in writable.stderr and not writable.stdout
+    assert read_only.returncode != 0 and b"PRIVATE" not in read_only.stdout and b"No such file" in read_only.stderr
+    with open(key) as f:  # channel A: the key is still the host's own
+        assert f.read() == "PRIVATE\n"
+    with open(os.path.join(link, "evidence", "signing-key.pem")) as f:  # control: the path reaches it
+        assert f.read() == "PRIVATE\n"
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_read_only_root_inside_a_writable_root_is_refused(identity, place):
+    nested = os.path.join(place, "a", "cfg")
+    os.makedirs(nested)
+    done = bvisor_run(identity, "--rw", place, "--ro", nested, "--", "/bin/sh", "-c", f"mv {place}/a {place}/moved; echo ran")
+    assert done.returncode == 125 and b"read_only_root_inside_writable_root" in done.stderr and not done.stdout, done
+    assert os.path.isdir(nested), "CHANNEL A: nothing ran, so the path is unchanged"
+    control = bvisor_run(identity, "--rw", place, "--", "/bin/sh", "-c", f"mv {place}/a {place}/moved; echo ran")
+    assert control.stdout == b"ran\n" and not os.path.exists(nested), "CONTROL: the writable parent can be renamed away"
+
+
+ATTACK = r"""
+import os, stat, sys
+said = {"stdin_is_a_pipe": stat.S_ISFIFO(os.fstat(0).st_mode)}
+for name, fd in (("exe", os.open("/proc/self/exe", os.O_RDONLY)), ("stdin", 0)):
+    for what, action in (("chmod", lambda p: os.chmod(p, 0o777)), ("utime", lambda p: os.utime(p, (0, 0)))):
+        try:
+            action(f"/proc/self/fd/{fd}")
+            said[f"{name}_{what}"] = "ok"
+        except OSError as exc:
+            said[f"{name}_{what}"] = exc.errno
+print(said)
+"""
+
+
+def _tool_and_input(place: str, identity: str) -> tuple:
+    """A copy of the interpreter (the exe) and an input file, both owned by the run's caller."""
+    tool = os.path.join(place, "tool")
+    shutil.copy2(PYTHON, tool)
+    data = os.path.join(place, "input.txt")
+    with open(data, "w") as f:
+        f.write("input\n")
+    for path, mode in ((tool, 0o755), (data, 0o600)):
+        os.chmod(path, mode)
+        os.chown(path, identity_uid(identity), -1)
+    return tool, data
+
+
+def _unchanged(paths: dict) -> dict:
+    return {p: (stat.S_IMODE(os.stat(p).st_mode), os.stat(p).st_mtime_ns) for p in paths}
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_the_exe_and_a_stdin_file_cannot_be_chmodded_through_proc(identity, place):
+    tool, data = _tool_and_input(place, identity)
+    before = _unchanged([tool, data])
+    with open(data, "rb") as stdin:
+        done = bvisor_run(identity, "--ro", PYTHON_PREFIX, "--", tool, "-c", ATTACK, stdin=stdin)
+    said = done.stdout.decode(errors="replace")
+    print(f"proc fd metadata [{identity}]: rc={done.returncode} said={said!r} err={done.stderr[-500:]!r}", file=sys.stderr)
+    assert done.returncode == 0 and "'exe_chmod'" in said, done.stderr
+    # The exe's clone is read-only; stdin is the relay's pipe (whatever it allows touches no file).
+    assert "'stdin_is_a_pipe': True" in said and "'exe_chmod': 'ok'" not in said and "'exe_utime': 'ok'" not in said, said
+    assert _unchanged([tool, data]) == before, "CHANNEL A: the host's files changed"
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_control_without_bvisor_the_owner_changes_both_through_proc(identity, place):
+    tool, data = _tool_and_input(place, identity)
+    before = _unchanged([tool, data])
+    prefix = list(UNPRIVILEGED_PREFIX) if identity_uid(identity) != os.geteuid() else []
+    with open(data, "rb") as stdin:
+        done = subprocess.run([*prefix, tool, "-c", ATTACK], capture_output=True, stdin=stdin, timeout=60)
+    said = done.stdout.decode(errors="replace")
+    assert said.count("'ok'") == 4 and "'stdin_is_a_pipe': False" in said, (said, done.stderr)
+    assert _unchanged([tool, data]) != before
