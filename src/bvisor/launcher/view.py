@@ -202,11 +202,17 @@ def mask(base: str, masked: list) -> str:
 
 
 def pivot(base: str, host_tree: bool, cwd: str) -> str:
-    """Make ``base`` the root, detach the old one, and start in ``cwd`` where the view has it
-    (else /)."""
+    """Make ``base`` the root, detach the old one, check that / is now what ``base`` showed
+    (its device and inode: a fresh tmpfs, unless a root at / covers it), and start in
+    ``cwd`` where the view has it (else /)."""
+    shown = os.stat(base)
+    base_id = (shown.st_dev, shown.st_ino)
     os.chdir(base)
     libc.syscall("pivot_root", _c("."), _c("."))
     libc.call("umount2", _c("."), MNT_DETACH)  # the old root, stacked beneath the new one
+    root = os.stat("/")
+    if (root.st_dev, root.st_ino) != base_id:
+        raise OSError(0, "after pivot_root, / is not the run's new root")
     try:
         os.chdir(cwd)
         start = cwd
