@@ -370,11 +370,14 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getpid()
     try:
-        # Made while this process is still host root, before the child exists to inherit them.
+        # Made while this process is still host root, before the child exists to inherit them
+        # (the run's child, in its own namespace, may not clone a mount of the host's).
         trees = idmap.clone_trees(list(request.idmapped), request.outside_id) if request.idmapped else {}
+        if request.outside_id is not None and request.view is not None and request.view.exe is not None:
+            transcript.note(view.exec_through_read_only_clone(request.exe_slot, request.view.exe, request.exe_slot))
     except OSError as exc:
-        transcript.note(f"child_failed step=idmap errno={exc.errno} detail=idmapped mount: {exc.strerror}")
-        return _fault(transcript, "idmapped mounts could not be made")
+        transcript.note(f"child_failed step=host_clones errno={exc.errno} detail=idmapped or exe clone: {exc.strerror}")
+        return _fault(transcript, "the host-side mount clones could not be made")
     # With an outside id this process maps the child, then says so on this pipe; without,
     # the child maps its ids itself (read here: inside, unmapped, they read as the overflow id).
     mapped_r, mapped_w = os.pipe2(os.O_CLOEXEC) if request.outside_id is not None else (None, None)

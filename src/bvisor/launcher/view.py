@@ -231,15 +231,13 @@ def _seal(fd: int) -> None:
         os.close(fd)
 
 
-def _exec_through_read_only_clone(exe_slot: int, path: str) -> str:
+def exec_through_read_only_clone(exe_slot: int, path: str, located: int) -> str:
     """Put a read-only, nosuid,nodev clone of the host's exe at its slot: what the workload
     execs, and what its /proc/self/exe then names (no chmod or utime of the host's file
-    through it, even for the file's owner)."""
-    located = mounts.locate_source(exe_slot, path)
-    try:
-        tree = detached_clone(located, writable=False)
-    finally:
-        os.close(located)
+    through it, even for the file's owner). ``located``: the exe as a mount this process
+    may clone: the host's fd itself in a root launcher (still in the host's namespace), else
+    the exe found at ``path`` in the run's copy of it (checked against the host's fd)."""
+    tree = detached_clone(located, writable=False)
     os.dup2(tree, exe_slot, inheritable=False)
     os.close(tree)
     return f"view_exe path={path} read_only=true nosuid,nodev"
@@ -262,8 +260,12 @@ def assemble(request, trees: dict, note) -> int | None:
             trees[slot] = detached_clone(located, writable)
         finally:
             os.close(located)
-    if view.exe is not None:
-        note(_exec_through_read_only_clone(request.exe_slot, view.exe))
+    if view.exe is not None and request.outside_id is None:  # a root launcher cloned it already
+        located = mounts.locate_source(request.exe_slot, view.exe)
+        try:
+            note(exec_through_read_only_clone(request.exe_slot, view.exe, located))
+        finally:
+            os.close(located)
     devices = locate_devices()
     base, base_fd = new_base(view.host_tree)
     creatable = set() if view.host_tree else {os.fstat(base_fd).st_dev}
