@@ -38,11 +38,24 @@ def _userns_pid() -> None:
 
 
 def _userns_isolation() -> None:
-    """The init of a run: its own IPC and UTS namespaces, and a cgroup namespace."""
+    """The init of a run: its own IPC and UTS namespaces, a cgroup namespace, and a fresh
+    root built and entered as a run's view is (a fresh tmpfs, a clone of / beneath it, a
+    minimal /dev, pivot_root)."""
     _userns_pid()
     ipc.attest()
     uts.set_hostname("bvisor-probe")
     cgroup.enter_namespace()
+    usr = os.open("/usr", os.O_PATH | os.O_CLOEXEC)
+    tree = view.detached_clone(usr, writable=False)
+    os.close(usr)
+    devices = view.locate_devices()
+    base, base_fd = view.new_base(host_tree=False)
+    creatable = {os.fstat(base_fd).st_dev}
+    view.attach_tree(tree, base + "/usr", creatable)
+    os.close(tree)
+    os.close(view.make_dev(base, devices, creatable)[1])
+    os.close(base_fd)
+    view.pivot(base, host_tree=False, cwd="/")
 
 
 def _transient_identity() -> str:

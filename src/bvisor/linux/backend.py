@@ -150,7 +150,7 @@ _USERNS_REMEDIATION = (
 def _launch_cell(facts: dict) -> CeilingCell:
     """A workload runs only in the world the run constructs: never as host root (a root
     launcher needs the transient identity), and in its own IPC, UTS and cgroup namespaces
-    wherever user namespaces exist at all."""
+    and fresh root (pivot_root, the new mount API) wherever user namespaces exist at all."""
     if facts.get("launcher.launcher_euid") == "0" and facts.get("launcher.userns_transient") != "ok":
         return _unsupported(
             K.LaunchWorkload,
@@ -161,7 +161,7 @@ def _launch_cell(facts: dict) -> CeilingCell:
     if facts.get("launcher.userns_netns") == "ok" and facts.get("launcher.userns_isolation") != "ok":
         return _unsupported(
             K.LaunchWorkload,
-            f"the run's own IPC, UTS and cgroup namespaces cannot be made here ({facts.get('launcher.userns_isolation')})",
+            f"the run's own IPC, UTS and cgroup namespaces and its fresh root cannot be made here ({facts.get('launcher.userns_isolation')})",
             _USERNS_REMEDIATION,
         )
     return _enforced(K.LaunchWorkload)
