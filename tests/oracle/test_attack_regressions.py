@@ -13,7 +13,12 @@ control (issue 12's review before resolving).
 4. /proc/self/exe and a file as stdin: chmod and utime of the host's files through them
    fail (workload: EROFS / no such fd as a file; host: mode and times unchanged). Control:
    the same program without bvisor changes both.
-Root and rootless (the whole bvisor as uid 65534) where it applies.
+5. The same two refusals and the mask reached through a bind mount of the evidence home (or
+   of a read-only root) at a second path, which a comparison of path strings does not see:
+   writable, refused; read-only, the key does not exist in the run at the alias either;
+   exposed at another path, masked there too. Control: the alias reaches the key.
+Root and rootless (the whole bvisor as uid 65534) where it applies; the aliases are bind
+mounts the test makes as root on the host.
 """
 
 import json
@@ -25,8 +30,11 @@ import sys
 
 import pytest
 
+from bvisor import BoundarySpec, Capability, HostControl, StdStreams, Workload
+from bvisor.contract import FsAccess
 from bvisor.linux.launch import UNPRIVILEGED_PREFIX
-from helpers import IDENTITIES, cli_prefix, identity_uid, shared_host_dir
+from helpers import PARK, IDENTITIES, check_completed, cli_prefix, identity_uid, loud_skip, run_gated, runner_for, shared_host_dir, unique_marker
+from mount_oracles import budgets, linux_backend
 
 BVISOR = os.path.join(os.path.dirname(sys.executable), "bvisor")
 PYTHON = os.path.realpath(sys.executable)
@@ -179,3 +187,105 @@ def test_control_without_bvisor_the_owner_changes_both_through_proc(identity, pl
     said = done.stdout.decode(errors="replace")
     assert said.count("'ok'") == 4 and "'stdin_is_a_pipe': False" in said, (said, done.stderr)
     assert _unchanged([tool, data]) != before
+
+
+@pytest.fixture
+def bind_alias():
+    """``bind_alias(source, alias)``: a host bind mount at ``alias``, unmounted at the end."""
+    if os.geteuid() != 0:
+        loud_skip("a bind mount alias on the host needs root")
+    made = []
+
+    def mount(source: str, alias: str) -> str:
+        os.makedirs(alias, exist_ok=True)
+        subprocess.run(["mount", "--bind", source, alias], check=True)
+        made.append(alias)
+        return alias
+
+    yield mount
+    for alias in reversed(made):
+        subprocess.run(["umount", "-l", alias], check=False)
+
+
+def _evidence(place: str) -> tuple:
+    """An evidence home holding a key, under ``place/real``."""
+    home = os.path.join(place, "real", "evidence")
+    os.makedirs(home)
+    for directory in (os.path.dirname(home), home):
+        os.chmod(directory, 0o777)
+    key = os.path.join(home, "signing-key.pem")
+    with open(key, "w") as f:
+        f.write("PRIVATE\n")
+    os.chmod(key, 0o644)
+    return home, key
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_the_evidence_home_behind_a_bind_mount_is_refused_writable_and_masked_read_only(identity, place, bind_alias):
+    home, key = _evidence(place)
+    alias = bind_alias(os.path.dirname(home), os.path.join(place, "alias"))
+    aliased_key = os.path.join(alias, "evidence", "signing-key.pem")
+    with open(aliased_key) as f:  # control: the alias reaches the key
+        assert f.read() == "PRIVATE\n"
+    writable = bvisor_run(identity, "--rw", alias, "--", "/bin/cat", aliased_key, home=home)
+    read_only = bvisor_run(identity, "--ro", alias, "--", "/bin/cat", aliased_key, home=home)
+    inner = bind_alias(home, os.path.join(place, "inner"))
+    inside = bvisor_run(identity, "--rw", inner, "--", "/bin/cat", os.path.join(inner, "signing-key.pem"), home=home)
+    print(f"evidence alias [{identity}]: rw={writable.returncode} {writable.stderr!r} ro={read_only.returncode} "
+          f"{read_only.stderr!r} inside={inside.returncode} {inside.stderr!r}", file=sys.stderr)
+    assert writable.returncode == 125 and b"evidence_in_writable_root" in writable.stderr and not writable.stdout
+    assert inside.returncode == 125 and b"evidence_in_writable_root" in inside.stderr and not inside.stdout
+    assert read_only.returncode != 0 and b"PRIVATE" not in read_only.stdout and b"No such file" in read_only.stderr
+    with open(key) as f:  # channel A: the key is still the host's own
+        assert f.read() == "PRIVATE\n"
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_the_evidence_home_exposed_at_another_path_is_masked_there(identity, place, monkeypatch):
+    home, key = _evidence(place)
+    monkeypatch.setenv("BVISOR_HOME", home)
+    dest = os.path.join(place, "dest")
+    os.mkdir(dest)
+    marker = unique_marker("BVISOR-EXPOSED-EVIDENCE")
+    shown = os.path.join(dest, "evidence", "signing-key.pem")
+    argv = ["/bin/sh", "-c", PARK + f'cat {shown}; echo "listed $(ls -A {dest})"', marker]
+    spec = BoundarySpec(
+        workload=Workload.Process(exe=argv[0], args=argv[1:]),
+        capabilities=[Capability.Filesystem(access=FsAccess.Read, roots=["/bin", "/usr", "/lib", "/lib64"])],
+        controls=[
+            HostControl.LaunchWorkload(),
+            HostControl.CaptureStreams(streams=StdStreams.capture_out_err()),
+            HostControl.ExposePath(source=os.path.dirname(home), dest=dest, access=FsAccess.Read),
+        ],
+        budgets=budgets(),
+    )
+    gated = run_gated(runner_for(linux_backend(identity), spec), marker, lambda pid: os.path.lexists(f"/proc/{pid}/root{shown}"), timeout=10.0)
+    said = gated.after_park()
+    print(f"evidence exposed [{identity}]: inside={gated.inspected} said={said!r} err={gated.stderr[-800:]!r}", file=sys.stderr)
+    failures = []
+    check_completed(failures, gated.result)
+    if gated.inspected is not False:
+        failures.append(f"CHANNEL A: the key must not exist at the exposed path in the run's view; host saw {gated.inspected}")
+    if b"PRIVATE" in said or b"No such file" not in gated.stderr or b"listed evidence" not in said:
+        failures.append(f"CHANNEL B: the exposed dest shows an empty evidence directory; said {said!r}")
+    with open(os.path.join(place, "real", "evidence", "signing-key.pem")) as f:  # control: the source holds the key
+        if f.read() != "PRIVATE\n":
+            failures.append("control: the key must be readable at its source")
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_read_only_root_bound_from_inside_a_writable_root_is_refused(identity, place, bind_alias):
+    writable = os.path.join(place, "rw")
+    config = os.path.join(writable, "cfg")
+    os.makedirs(config)
+    os.chmod(writable, 0o777)
+    os.chmod(config, 0o777)
+    alias = bind_alias(config, os.path.join(place, "cfg-alias"))
+    write = f"echo planted > {config}/planted; echo ran"
+    done = bvisor_run(identity, "--rw", writable, "--ro", alias, "--", "/bin/sh", "-c", write)
+    print(f"ro alias [{identity}]: rc={done.returncode} err={done.stderr!r}", file=sys.stderr)
+    assert done.returncode == 125 and b"read_only_root_inside_writable_root" in done.stderr and not done.stdout, done
+    assert not os.path.exists(os.path.join(alias, "planted")), "CHANNEL A: nothing ran, so the read-only root is unchanged"
+    control = bvisor_run(identity, "--rw", writable, "--", "/bin/sh", "-c", write)
+    assert control.stdout == b"ran\n" and os.path.exists(os.path.join(alias, "planted")), "CONTROL: the writable root writes it"

@@ -20,6 +20,7 @@ from types import MappingProxyType
 import msgspec
 
 from bvisor.launcher.fds import read_text
+from bvisor.linux import mountinfo as mountinfo_table
 
 # The only v1 controllers a run leaf uses; others (cpu, cpuset, blkio, ...) carry no fact.
 V1_CONTROLLERS = ("pids", "memory", "freezer", "cpuacct")
@@ -141,11 +142,6 @@ class CgroupLayout(msgspec.Struct, frozen=True):
         msgspec.structs.force_setattr(self, "v1", MappingProxyType(dict(self.v1)))
 
 
-def _unescape(field: str) -> str:
-    # mountinfo octal-escapes space, tab, newline and backslash in paths.
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def _own_paths(self_cgroup: str) -> dict[str, str]:
     """This process's cgroup path per hierarchy: ``""`` for cgroup2, else each controller."""
     paths = {}
@@ -159,38 +155,18 @@ def _own_paths(self_cgroup: str) -> dict[str, str]:
     return paths
 
 
-def _dir_for(mountpoint: str, mount_root: str, own: str | None) -> str | None:
-    """This process's directory inside a mount, or ``None`` if the mount does not show it
-    (a bind of another subtree, or a cgroup namespace boundary)."""
-    if own is None:
-        return None
-    root = mount_root.rstrip("/")
-    if own != mount_root and not own.startswith(root + "/"):
-        return None
-    relative = own[len(root):].strip("/")
-    return os.path.join(mountpoint, relative) if relative else mountpoint
-
-
 def discover(mountinfo: str, self_cgroup: str) -> CgroupLayout:
     """Parse ``/proc/self/mountinfo`` and ``/proc/self/cgroup`` text (pure)."""
     own = _own_paths(self_cgroup)
     unified = None
     v1: dict[str, str] = {}
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        if "-" not in fields[6:]:
-            continue
-        sep = fields.index("-", 6)
-        if len(fields) < sep + 4:
-            continue
-        root, mountpoint = _unescape(fields[3]), _unescape(fields[4])
-        fstype, superopts = fields[sep + 1], fields[sep + 3]
-        if fstype == "cgroup2" and unified is None:
-            unified = _dir_for(mountpoint, root, own.get(""))
-        elif fstype == "cgroup":
-            for name in superopts.split(","):
-                if name in V1_CONTROLLERS and name not in v1:
-                    directory = _dir_for(mountpoint, root, own.get(name))
+    for mount in mountinfo_table.parse(mountinfo):
+        if mount.fstype == "cgroup2" and unified is None and own.get("") is not None:
+            unified = mountinfo_table.shown_at(mount, own[""])
+        elif mount.fstype == "cgroup":
+            for name in mount.superopts.split(","):
+                if name in V1_CONTROLLERS and name not in v1 and own.get(name) is not None:
+                    directory = mountinfo_table.shown_at(mount, own[name])
                     if directory:
                         v1[name] = directory
     return CgroupLayout(unified=unified, v1=v1)

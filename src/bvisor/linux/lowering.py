@@ -25,7 +25,7 @@ from bvisor.contract import (
 )
 from bvisor.contract.identity import canonical_bytes
 from bvisor.launcher import landlock, seccomp, wire
-from bvisor.linux import probe
+from bvisor.linux import mountinfo, probe
 from bvisor.linux.budgets import temp_root_inodes
 from bvisor.linux.exe_identity import exe_identity
 from bvisor.linux.filesystem import exe_grant, exposed_grant, filesystem_grants, temp_root_grant
@@ -317,10 +317,6 @@ def _unix_gate(plan: BoundaryPlan, deny_network: bool, pid_ns) -> UnixGateReques
     return UnixGateRequest()
 
 
-def _beneath(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip("/") + "/")
-
-
 def _writable_objects(grants, binds, authorities: _Authorities) -> list:
     """``(declared path, object path)`` of every writable root and writable bind source."""
     return [(g.path, authorities.actual[slot]) for slot, g in grants if g.writable] + [
@@ -328,40 +324,54 @@ def _writable_objects(grants, binds, authorities: _Authorities) -> list:
     ]
 
 
-def _no_read_only_inside_writable(grants, binds, authorities: _Authorities) -> None:
-    """A read-only root (or exposed source) you declared cannot stay read-only at its host
-    path inside a writable one: the run may rename the directories above it and put its own
-    files there. Refused rather than promised. (The system roots are exempt: beneath a
-    writable root the run may change them through that root anyway.)"""
+def _no_read_only_inside_writable(grants, binds, authorities: _Authorities, table: list) -> None:
+    """A read-only root (or exposed source) you declared cannot stay read-only where a
+    writable one also shows it: the run could write it there (a bind mount of it inside the
+    writable root), or rename the directories above it and put its own files at its path.
+    Refused rather than promised. (The system roots are exempt: beneath a writable root the
+    run may change them through that root anyway.)"""
     writable = _writable_objects(grants, binds, authorities)
     read_only = [(g.path, authorities.actual[slot]) for slot, g in grants if not g.writable and g.origin == "requested"]
     read_only += [(b.source_path, authorities.actual[b.source_slot]) for b in binds if not b.writable]
     for declared, actual in read_only:
+        shown = mountinfo.visible_at(actual, table)
         for parent, parent_actual in writable:
-            if actual != parent_actual and _beneath(actual, parent_actual):
+            if actual != parent_actual and any(mountinfo.beneath(place, parent_actual) for place in shown):
                 raise LoweringFailed(
                     "read_only_root_inside_writable_root",
-                    f"{declared} is granted read-only inside the writable {parent}: the run could rename its parent "
-                    "directories and leave its own files at that path; grant the parent read-only, or keep the two apart",
+                    f"{declared} is granted read-only inside the writable {parent}: the run could write it there, or rename "
+                    "its parent directories and leave its own files at that path; grant the parent read-only, or keep the two apart",
                     caller_error=True,
                 )
 
 
-def _evidence_out_of_reach(grants, binds, authorities: _Authorities, evidence_paths) -> list:
-    """The evidence directories (``$BVISOR_HOME`` and any other the caller keeps a store and
-    key in), resolved; refuses a run that could write one: a mask cannot hold inside a
-    writable root, whose parent directories the run may rename away."""
-    protected = [os.path.realpath(p) for p in (evidence_home(), *evidence_paths)]
+def _evidence_out_of_reach(grants, binds, authorities: _Authorities, evidence_paths, table: list) -> list:
+    """Every path at which the evidence directories (``$BVISOR_HOME`` and any other the caller
+    keeps a store and key in) show, bind mounts of them or of a directory above them
+    included, and where an exposed path shows them in the run: the view masks them all.
+    Refuses a run that could write one: a mask cannot hold inside a writable root, whose
+    parent directories the run may rename away."""
+    shown = []
+    for path in (evidence_home(), *evidence_paths):
+        shown += [place for place in mountinfo.visible_at(os.path.realpath(path), table) if place not in shown]
     for declared, actual in _writable_objects(grants, binds, authorities):
-        for path in protected:
-            if _beneath(path, actual):
+        for place in shown:
+            if mountinfo.beneath(place, actual) or mountinfo.beneath(actual, place):
                 raise LoweringFailed(
                     "evidence_in_writable_root",
-                    f"{declared} is writable by the run and holds bvisor's evidence {path} (its store and signing key): "
+                    f"{declared} is writable by the run and shows bvisor's evidence at {place} (its store and signing key): "
                     "grant it read-only, or keep the evidence elsewhere (BVISOR_HOME, --store)",
                     caller_error=True,
                 )
-    return protected
+    exposed = []
+    for bind in binds:
+        source = authorities.actual[bind.source_slot]
+        for place in shown:
+            if mountinfo.beneath(source, place):
+                exposed.append(bind.dest)
+            elif mountinfo.beneath(place, source):
+                exposed.append(os.path.join(bind.dest, os.path.relpath(place, source)))
+    return shown + exposed
 
 
 def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outside_id=None, evidence_paths=()) -> LoweredLaunch:
@@ -411,8 +421,9 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
             )
             for source, dest, writable in [(e.source, e.dest, e.access.writes) for e in exposed]
         ]
-        _no_read_only_inside_writable(root_slots, binds, authorities)
-        protected = _evidence_out_of_reach(root_slots, binds, authorities, evidence_paths)
+        table = mountinfo.read()
+        _no_read_only_inside_writable(root_slots, binds, authorities, table)
+        protected = _evidence_out_of_reach(root_slots, binds, authorities, evidence_paths, table)
         exe_fd = open_exe(spec.workload.exe)
     except BaseException:
         authorities.close()
