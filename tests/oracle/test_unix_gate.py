@@ -20,6 +20,7 @@ import errno
 import os
 import shutil
 import socket
+import subprocess
 import uuid
 
 import pytest
@@ -415,3 +416,60 @@ def test_under_deny_all_a_vsock_connect_is_refused_by_the_gate(identity, host):
     confined = vsock_said(identity, host, True)
     assert control != f"errno {errno.EACCES}", f"CONTROL: without deny-all the vsock connect must reach the transport: {control}"
     assert confined == f"errno {errno.EACCES}", f"under deny-all the gate must refuse the vsock connect; control={control} confined={confined}"
+
+
+# A datagram pair on the run's own temp root with SO_PASSCRED: the sender claims credentials
+# with SCM_CREDENTIALS (its own, then another pid, then another uid); the receiver prints
+# what arrived: "label=pid,uid,gid" or "label=errno N".
+CREDENTIALS = r"""
+import os, socket, struct
+r = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); r.bind("/tmp/own-cred.sock")
+r.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+w = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+own = (os.getpid(), os.geteuid(), os.getegid())
+for label, claim in (("own", own), ("other_pid", (1,) + own[1:]), ("other_uid", (own[0], own[1] + 4242, own[2]))):
+    try:
+        w.sendmsg([b"c"], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, struct.pack("=iII", *claim))], 0, "/tmp/own-cred.sock")
+        _, anc, _, _ = r.recvmsg(1, socket.CMSG_SPACE(12))
+        print(label + "=" + ",".join(str(v) for v in struct.unpack("=iII", anc[0][2])), "claimed", claim, flush=True)
+    except OSError as e:
+        print(label + "=errno %d" % e.errno, flush=True)
+"""
+
+
+def credentials_said(stdout: str) -> dict:
+    return {k: v.split(" claimed", 1)[0] for k, v in said(stdout).items()}
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_under_deny_all_a_message_through_the_gate_carries_only_the_callers_own_credentials(identity, host):
+    report, stdout, stderr = run(identity, spec_for(host, ["-c", CREDENTIALS], True))
+    reports = credentials_said(stdout)
+    failures = []
+    check_completed(failures, report, stderr)
+    claimed = stdout.split("claimed", 1)[1].split("\n", 1)[0].strip(" ()").replace(" ", "") if "claimed" in stdout else None
+    if reports.get("own") != claimed:
+        failures.append(f"CHANNEL B: the sender's own credentials must arrive as claimed; said {reports.get('own')!r}, claimed {claimed!r}")
+    for label in ("other_pid", "other_uid"):
+        if reports.get(label) != f"errno {errno.EPERM}":
+            failures.append(f"CHANNEL B: {label} must be refused with EPERM, as the kernel refuses an unprivileged sender; said {reports.get(label)!r}")
+    note = next((n for n in facts_of(report, "launcher_note") if n.startswith("unix_gate account")), "")
+    account = dict(p.split("=") for p in note.split()[2:])
+    if account.get("refused") != "2":
+        failures.append(f"the init's account must record the two refusals: {note!r}")
+    assert not failures, f"gate credential failures [{identity}]: {failures} stdout={stdout!r} stderr={stderr!r}"
+
+
+def test_control_a_privileged_sender_like_the_init_may_claim_any_credentials():
+    """Without the gate's check the init, which holds CAP_SYS_ADMIN and CAP_SETUID in the
+    run's namespaces, would pass any claim on: root on the host shows the kernel does."""
+    if os.geteuid() != 0:
+        loud_skip("the control needs a sender with CAP_SYS_ADMIN and CAP_SETUID")
+    directory = shared_host_dir("bvisor-cred-control-", 0o755)
+    try:
+        script = CREDENTIALS.replace("/tmp/own-cred.sock", os.path.join(directory, "cred.sock"))
+        done = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    reports = credentials_said(done.stdout)
+    assert reports.get("other_pid", "").startswith("1,") and reports.get("other_uid", "").split(",")[1:2] == ["4242"], (done.stdout, done.stderr)

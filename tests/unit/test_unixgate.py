@@ -1,4 +1,5 @@
-"""The unix socket gate's pure part: which addresses name a path the gate must pin."""
+"""The unix socket gate's pure parts: which addresses name a path the gate must pin, and
+which credentials a caller may claim."""
 
 import socket
 import struct
@@ -40,3 +41,25 @@ def test_the_account_note_names_each_counter():
 )
 def test_only_families_confined_to_the_runs_namespace_are_sent_as_copied(family, copied):
     assert unixgate.reaches_only_the_run(struct.pack("=H", family) + bytes(14)) is copied
+
+
+STATUS = "Name:\tpython3\nTgid:\t7\nPid:\t9\nUid:\t0\t0\t5\t0\nGid:\t0\t3\t0\t0\n"
+
+
+@pytest.mark.parametrize(
+    ("ucred", "allowed"),
+    [
+        ((7, 0, 0), True),
+        ((7, 5, 3), True),  # the saved uid and the effective gid are the caller's too
+        ((9, 0, 0), False),  # a thread id is not the process's
+        ((1, 0, 0), False),  # another process
+        ((7, 4242, 0), False),
+        ((7, 0, 4242), False),
+    ],
+)
+def test_a_caller_may_claim_only_its_own_tgid_and_ids(ucred, allowed):
+    assert unixgate.claimable(ucred, STATUS) is allowed
+
+
+def test_unreadable_status_claims_nothing():
+    assert unixgate.claimable((7, 0, 0), "Name:\tgone\n") is False

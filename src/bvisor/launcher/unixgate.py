@@ -64,8 +64,8 @@ _OPEN_HOW = struct.Struct("=QQQ")  # struct open_how {u64 flags; u64 mode; u64 r
 class Refused(OSError):
     """The gate's own refusal, as distinct from the result of a call made on behalf."""
 
-    def __init__(self, what: str):
-        super().__init__(errno.EACCES, what)
+    def __init__(self, what: str, code: int = errno.EACCES):
+        super().__init__(code, what)
 
 
 def install() -> int:
@@ -206,6 +206,7 @@ class _Caller:
         self.fds = []
         try:
             self.mem = self._open(f"/proc/{pid}/mem", os.O_RDONLY)
+            self.status = self._open(f"/proc/{pid}/status", os.O_RDONLY)
             self.cwd = self._open(f"/proc/{pid}/cwd", os.O_PATH | os.O_DIRECTORY)
             self.pidfd = self._pidfd(pid)
             libc.call("ioctl", listener, ctypes.c_ulong(_NOTIF_ID_VALID), ctypes.byref(ctypes.c_uint64(nid)))
@@ -241,6 +242,10 @@ class _Caller:
         if length > _SOCKADDR_MAX:
             raise OSError(errno.EINVAL, "address longer than sockaddr_storage")
         return self.read(address, length)
+
+    def credentials(self) -> str:
+        """The caller's ``/proc/PID/status`` text (its tgid and ids), read now."""
+        return os.pread(self.status, 1 << 16, 0).decode(errors="replace")
 
     def take(self, number: int) -> int:
         """The caller's open file at ``number``, as this process's own fd."""
@@ -340,6 +345,8 @@ _CMSG = struct.Struct("=Qii")
 _IOV_MAX = 1024  # UIO_MAXIOV: the kernel refuses more
 _CONTROL_MAX = 64 << 10
 _SOL_SOCKET = _SCM_RIGHTS = 1
+_SCM_CREDENTIALS = 2
+_UCRED = struct.Struct("=iII")  # struct ucred {pid_t pid; uid_t uid; gid_t gid}
 
 
 def _sendmsg(caller: _Caller, number: int, msg: int, flags: int, own_dev, account: Account) -> int:
@@ -355,7 +362,7 @@ def _sendmsg(caller: _Caller, number: int, msg: int, flags: int, own_dev, accoun
     payload = b"".join(caller.read(base, length) for base, length in vectors)
     if controllen > _CONTROL_MAX:
         raise OSError(errno.ENOBUFS, "control data larger than the gate carries")
-    ancillary = _taken_fds(caller, caller.read(control, controllen)) if control and controllen else b""
+    ancillary = _control_on_behalf(caller, caller.read(control, controllen)) if control and controllen else b""
     sock = caller.take(number)
     buffers = [ctypes.create_string_buffer(part, len(part)) for part in (destination, payload, ancillary)]
     name_buf, data_buf, control_buf = buffers
@@ -368,9 +375,11 @@ def _sendmsg(caller: _Caller, number: int, msg: int, flags: int, own_dev, accoun
     return _on_behalf(account, "sendmsg", sock, ctypes.create_string_buffer(header, len(header)), flags)
 
 
-def _taken_fds(caller: _Caller, control: bytes) -> bytes:
+def _control_on_behalf(caller: _Caller, control: bytes) -> bytes:
     """The control messages as given, each SCM_RIGHTS fd number replaced by this process's
-    copy of the caller's open file; malformed headers are left for the kernel to refuse."""
+    copy of the caller's open file, each SCM_CREDENTIALS checked as the kernel checks an
+    unprivileged sender's (the init's own privilege would let any be sent); malformed headers
+    are left for the kernel to refuse."""
     out, offset = bytearray(control), 0
     while offset + _CMSG.size <= len(control):
         length, level, kind = _CMSG.unpack_from(control, offset)
@@ -380,8 +389,25 @@ def _taken_fds(caller: _Caller, control: bytes) -> bytes:
             count = (length - _CMSG.size) // 4
             numbers = struct.unpack_from(f"={count}i", control, offset + _CMSG.size)
             struct.pack_into(f"={count}i", out, offset + _CMSG.size, *(caller.take(n) for n in numbers))
+        if level == _SOL_SOCKET and kind == _SCM_CREDENTIALS and length >= _CMSG.size + _UCRED.size:
+            if not claimable(_UCRED.unpack_from(control, offset + _CMSG.size), caller.credentials()):
+                raise Refused("SCM_CREDENTIALS names another process or id than the caller's own", errno.EPERM)
         offset += (length + 7) & ~7
     return bytes(out)
+
+
+def claimable(ucred: tuple, status: str) -> bool:
+    """Whether a process with this ``/proc/PID/status`` may send ``(pid, uid, gid)`` as its
+    credentials without privilege: its own tgid, one of its real, effective or saved uids and
+    gids (the workload runs with no capabilities) (pure)."""
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    try:
+        tgid = int(fields["Tgid"])
+        uids, gids = ([int(v) for v in fields[name].split()[:3]] for name in ("Uid", "Gid"))
+    except (KeyError, ValueError):
+        return False
+    pid, uid, gid = ucred
+    return pid == tgid and uid in uids and gid in gids
 
 
 _AF_UNIX = 1
