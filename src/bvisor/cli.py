@@ -335,6 +335,7 @@ def _plan_and_run(args, spec, prestarted) -> int:
 
         # Opened before anything runs: a run whose record cannot be kept does not start.
         key = cli_reports.run_signer(args)
+        pinned = cli_reports.pin_home(args)
         evidence = cli_reports
     elif args.sign:
         raise BadInput("--sign: a signed report is kept in the store; drop --no-store")
@@ -364,7 +365,7 @@ def _plan_and_run(args, spec, prestarted) -> int:
         signal.signal(signal.SIGINT, previous)
     if args.sign:
         report = key.sign(report)
-    stored = evidence.store_run(args, report, kept, key) if evidence else None
+    stored = evidence.store_run(args, report, kept, key, pinned) if evidence else None
     if report_target and not _save_report(report_target, encode_report_json(report)):
         return EXIT_REFUSED_OR_FAULT
     if evidence and stored is None:

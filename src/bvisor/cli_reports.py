@@ -94,6 +94,10 @@ def run_signer(args):
     store's own. None when nothing is signed."""
     with open_store(args) as store:
         held = store.head_key()
+    if getattr(args, "store", None):  # every later run masks it too, not only those that name it
+        from bvisor.evidence.home import remember_store
+
+        remember_store(key_home(args))
     if not args.sign and held is None:
         return None
     key = signing_key(args)
@@ -266,11 +270,25 @@ def signature_verdict(report, key_path: str):
     return isinstance(verdict, SignatureVerdict.Valid), verdict.reason
 
 
-def store_run(args, report, kept: KeptStreams, signer) -> str | None:
+def pin_home(args) -> tuple:
+    """The identity of the directory the store and key are kept in, before the run."""
+    st = os.stat(key_home(args))
+    return st.st_dev, st.st_ino
+
+
+def store_run(args, report, kept: KeptStreams, signer, pinned: tuple) -> str | None:
     """Keep the run (its head signed by ``signer`` when there is one); returns the stored id,
-    or None after saying why not."""
+    or None after saying why not. Nothing is kept where the store's directory is no longer
+    the one ``pin_home`` saw: a run that holds the caller's rights (rootless, no Filesystem
+    requirement) may have moved it and left its own in its place."""
     from bvisor.evidence.store import StoreError
 
+    if pin_home(args) != pinned:
+        sys.stderr.write(
+            f"bvisor: cannot store the report: {key_home(args)} is no longer the directory it was before the run "
+            "(the run could change it: it held your rights over your files); find the real store and key, and move them back\n"
+        )
+        return None
     try:
         with open_store(args) as store:
             streams = {name: bytes(data) for name, data in kept.kept.items()}

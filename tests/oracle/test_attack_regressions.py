@@ -41,13 +41,14 @@ PYTHON = os.path.realpath(sys.executable)
 PYTHON_PREFIX = os.path.realpath(sys.base_prefix)
 
 
-def bvisor_run(identity: str, *args, stdin=subprocess.DEVNULL, home=None):
-    """``bvisor run --no-store ARGS`` as the identity; ``home``: its BVISOR_HOME."""
+def bvisor_run(identity: str, *args, stdin=subprocess.DEVNULL, home=None, store=False):
+    """``bvisor run --no-store ARGS`` as the identity (``store``: kept in the store);
+    ``home``: its BVISOR_HOME."""
     prefix = list(cli_prefix(identity))
     if home is not None:
         prefix = [*(UNPRIVILEGED_PREFIX if identity_uid(identity) != os.geteuid() else ()), "/usr/bin/env", f"BVISOR_HOME={home}"]
     return subprocess.run(
-        [*prefix, BVISOR, "run", "--quiet", "--no-store", *args],
+        [*prefix, BVISOR, "run", "--quiet", *(() if store else ("--no-store",)), *args],
         capture_output=True,
         stdin=stdin,
         timeout=120,
@@ -289,3 +290,198 @@ def test_a_read_only_root_bound_from_inside_a_writable_root_is_refused(identity,
     assert not os.path.exists(os.path.join(alias, "planted")), "CHANNEL A: nothing ran, so the read-only root is unchanged"
     control = bvisor_run(identity, "--rw", writable, "--", "/bin/sh", "-c", write)
     assert control.stdout == b"ran\n" and os.path.exists(os.path.join(alias, "planted")), "CONTROL: the writable root writes it"
+
+
+SHARED_ATTACK = (
+    "cat {d}/private/secret 2>/dev/null && echo read-secret; echo owned >> {d}/rootfile 2>/dev/null && echo appended; "
+    "echo new > {d}/made && echo made"
+)
+
+
+def _root_owned_tree(place: str, mode: int) -> str:
+    """A root-owned directory of ``mode`` holding a 0700 directory with a 0600 secret and a
+    0644 file, all root's."""
+    tree = os.path.join(place, "tree")
+    os.mkdir(tree)
+    os.chmod(tree, mode)
+    os.mkdir(os.path.join(tree, "private"), 0o700)
+    for path, mode_ in ((os.path.join(tree, "private", "secret"), 0o600), (os.path.join(tree, "rootfile"), 0o644)):
+        with open(path, "w") as f:
+            f.write("root's\n")
+        os.chmod(path, mode_)
+    return tree
+
+
+def test_a_shared_writable_root_is_written_as_the_runs_own_id_not_its_owners():
+    """Finding 2 of the third review: ``--rw /tmp`` as root idmapped /tmp's owner (root) to
+    the run, which then read and wrote every root-owned file in it. A directory every user may
+    write is attached without the idmap: the run is one more user there."""
+    if os.geteuid() != 0:
+        loud_skip("the transient identity is made only when bvisor runs as root")
+    place = shared_host_dir("bvisor-shared-", 0o755, parent="/var/tmp")
+    try:
+        tree = _root_owned_tree(place, 0o1777)
+        done = bvisor_run("caller", "--rw", tree, "--", "/bin/sh", "-c", SHARED_ATTACK.format(d=tree))
+        print(f"shared rw root: rc={done.returncode} out={done.stdout!r} err={done.stderr[-600:]!r}", file=sys.stderr)
+        assert done.stdout == b"made\n", "CHANNEL B: the run may create its own file, and neither read nor append root's"
+        with open(os.path.join(tree, "rootfile")) as f:
+            assert f.read() == "root's\n", "CHANNEL A: root's file changed"
+        made = os.stat(os.path.join(tree, "made")).st_uid
+        assert made not in (0, os.geteuid()), f"CHANNEL A: the run's file must belong to its transient id, not {made}"
+    finally:
+        shutil.rmtree(place, ignore_errors=True)
+
+
+def test_control_a_writable_root_the_owner_keeps_for_itself_gives_the_owners_rights():
+    """The idmap the shared directory no longer gets: in a root-owned 0755 writable root the
+    same attack reads and appends root's files (what --rw of one's own tree means)."""
+    if os.geteuid() != 0:
+        loud_skip("the transient identity is made only when bvisor runs as root")
+    place = shared_host_dir("bvisor-owned-", 0o755, parent="/var/tmp")
+    try:
+        tree = _root_owned_tree(place, 0o755)
+        done = bvisor_run("caller", "--rw", tree, "--", "/bin/sh", "-c", SHARED_ATTACK.format(d=tree))
+        assert done.stdout == b"root's\nread-secret\nappended\nmade\n", (done.stdout, done.stderr[-600:])
+        assert os.stat(os.path.join(tree, "made")).st_uid == 0
+    finally:
+        shutil.rmtree(place, ignore_errors=True)
+
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_symlink_naming_the_evidence_home_inside_a_writable_root_is_refused(identity, place):
+    """Third review, finding 1a: the home's real path was out of the writable root, but the
+    symlink that names it was in it; the run re-pointed it, and later commands signed with a
+    key the workload chose."""
+    project, real = os.path.join(place, "proj"), os.path.join(place, "ev")
+    for directory in (project, real):
+        os.mkdir(directory)
+        os.chmod(directory, 0o777)
+    link = os.path.join(project, "evidence")
+    os.symlink(real, link)
+    swap = f"rm {link} && mkdir {link} && echo swapped"
+    done = bvisor_run(identity, "--rw", project, "--", "/bin/sh", "-c", swap, home=link)
+    print(f"evidence symlink [{identity}]: rc={done.returncode} err={done.stderr!r}", file=sys.stderr)
+    assert done.returncode == 125 and b"evidence_in_writable_root" in done.stderr and not done.stdout, done
+    assert os.path.islink(link) and os.readlink(link) == real, "CHANNEL A: the link that names the home is unchanged"
+    prefix = list(UNPRIVILEGED_PREFIX) if identity_uid(identity) != os.geteuid() else []
+    control = subprocess.run([*prefix, "/bin/sh", "-c", swap], capture_output=True, timeout=60)
+    assert control.stdout == b"swapped\n" and not os.path.islink(link), "CONTROL: the identity re-points it without bvisor"
+
+
+KEY_WATCH = "echo started; i=0; while [ $i -lt 40 ]; do [ -e {key} ] && break; sleep 0.1; i=$((i+1)); done; cat {key} 2>&1 || :; echo watched"
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_an_evidence_home_made_during_a_run_does_not_show_in_a_read_root_above_it(identity, place):
+    """Third review, finding 3: a ``--no-store`` run's view was built before the home
+    existed, so a read root above it showed the key ``bvisor key`` made later. The home is
+    made before every run, so its mask is in place."""
+    home = os.path.join(place, "later", "home")
+    os.makedirs(os.path.dirname(home))
+    os.chmod(os.path.dirname(home), 0o777)
+    key = os.path.join(home, "signing-key.pem")
+    prefix = list(cli_prefix(identity))
+    env_prefix = [*(UNPRIVILEGED_PREFIX if identity_uid(identity) != os.geteuid() else ()), "/usr/bin/env", f"BVISOR_HOME={home}"]
+    watch = subprocess.Popen(
+        [*env_prefix, BVISOR, "run", "--quiet", "--no-store", "--ro", place, "--", "/bin/sh", "-c", KEY_WATCH.format(key=key)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd="/",
+    )
+    assert watch.stdout.readline() == b"started\n"  # the run's view is built: now the key is made
+    made = subprocess.run([*env_prefix, BVISOR, "key"], capture_output=True, timeout=60)
+    out, err = watch.communicate(timeout=60)
+    print(f"late home [{identity}]: key={made.returncode} out={out!r} err={err[-400:]!r}", file=sys.stderr)
+    assert made.returncode == 0 and os.path.exists(key), made.stderr  # channel A: the key exists on the host
+    assert out.endswith(b"watched\n") and b"PRIVATE KEY" not in out, f"CHANNEL B: the key must not show in the run: {out!r}"
+    # Control: the same watch over a directory that is no evidence sees a file made meanwhile.
+    plain = os.path.join(place, "later", "plain")
+    os.mkdir(plain, 0o777)
+    os.chmod(plain, 0o777)
+    control = subprocess.Popen(
+        [*prefix, BVISOR, "run", "--quiet", "--no-store", "--ro", place, "--", "/bin/sh", "-c", KEY_WATCH.format(key=plain + "/file")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd="/",
+    )
+    assert control.stdout.readline() == b"started\n"
+    with open(plain + "/file", "w") as f:
+        f.write("PRIVATE KEY\n")
+    os.chmod(plain + "/file", 0o644)
+    out, _ = control.communicate(timeout=60)
+    assert b"PRIVATE KEY" in out, f"CONTROL: a file made during the run shows in a read root above it: {out!r}"
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_store_kept_elsewhere_stays_out_of_reach_of_runs_that_do_not_name_it(identity, place):
+    """Third review, finding 4: only the store a run named was masked; a project's store
+    and key, kept with ``--store``, were open to every other run."""
+    home = os.path.join(place, "home")
+    store = os.path.join(place, "proj", "evidence", "ev.sqlite3")
+    os.makedirs(os.path.dirname(store))
+    for directory in (os.path.dirname(os.path.dirname(store)), os.path.dirname(store)):
+        os.chmod(directory, 0o777)
+    kept = bvisor_run(identity, "--store", store, "--sign", "--", "/bin/true", home=home, store=True)
+    assert kept.returncode == 0, kept.stderr
+    key = os.path.join(os.path.dirname(store), "signing-key.pem")
+    project = os.path.dirname(os.path.dirname(store))
+    writable = bvisor_run(identity, "--rw", project, "--", "/bin/cat", key, home=home)
+    read_only = bvisor_run(identity, "--ro", project, "--", "/bin/cat", key, home=home)
+    print(f"store elsewhere [{identity}]: rw={writable.returncode} {writable.stderr!r} ro={read_only.returncode} {read_only.stderr!r}", file=sys.stderr)
+    assert writable.returncode == 125 and b"evidence_in_writable_root" in writable.stderr and not writable.stdout
+    assert read_only.returncode != 0 and b"PRIVATE" not in read_only.stdout and b"No such file" in read_only.stderr
+    with open(key) as f:  # control: the path reaches the key
+        assert "PRIVATE KEY" in f.read()
+
+
+HOST_TREE_SPEC = """
+[workload]
+kind = "process"
+exe = "/bin/sh"
+args = ["-c", "mv {parent} {parent}.moved && mkdir -p {home} && echo moved"]
+[[capabilities]]
+kind = "environment"
+policy = {{ kind = "exact", entries = [{{ name = "PATH", source = {{ kind = "literal", value = "/usr/bin:/bin" }} }}] }}
+[[controls]]
+kind = "launch_workload"
+[[controls]]
+kind = "capture_streams"
+streams = {{ stdout = true, stderr = true, stdin = false }}
+[budgets]
+wall = {{ limit = 60_000_000, guarantee = "mediated" }}
+cpu = {{ limit = 60_000_000, guarantee = "mediated" }}
+resident_memory = {{ limit = 1_073_741_824, guarantee = "mediated" }}
+process_count = {{ limit = 64, guarantee = "mediated" }}
+handle_count = {{ limit = 1024, guarantee = "mediated" }}
+storage = {{ limit = 67_108_864, guarantee = "mediated" }}
+network = {{ limit = 1_073_741_824, guarantee = "mediated" }}
+"""
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_host_tree_run_cannot_leave_its_own_evidence_home_for_later_commands(identity, place):
+    """Third review, finding 1b: with no Filesystem requirement the run sees the host's tree;
+    it renamed a directory above the (masked) home and made its own at the old path. As
+    root, the transient id could do that only through a directory every user may write: such
+    a plan is refused. Rootless, the run holds the caller's rights over the caller's files:
+    the run goes ahead, and its report is not kept in a home that is no longer the one it was."""
+    parent = os.path.join(place, "user", "local")
+    home = os.path.join(parent, "bvisor")
+    os.makedirs(home)
+    os.chmod(os.path.dirname(parent), 0o777)
+    os.chmod(parent, 0o777)
+    os.chmod(home, 0o777)
+    spec = os.path.join(place, "host-tree.toml")
+    with open(spec, "w") as f:
+        f.write(HOST_TREE_SPEC.format(parent=parent, home=home))
+    os.chmod(spec, 0o644)
+    kept = bvisor_run(identity, "--", "/bin/true", home=home, store=True)
+    assert kept.returncode == 0, kept.stderr
+    prefix = [*(UNPRIVILEGED_PREFIX if identity_uid(identity) != os.geteuid() else ()), "/usr/bin/env", f"BVISOR_HOME={home}"]
+    done = subprocess.run([*prefix, BVISOR, "run", "--quiet", spec], capture_output=True, stdin=subprocess.DEVNULL, timeout=120, cwd="/")
+    print(f"host tree home [{identity}]: rc={done.returncode} out={done.stdout!r} err={done.stderr!r}", file=sys.stderr)
+    if identity_uid(identity) == 0:
+        assert done.returncode == 125 and b"evidence_path_writable_by_run" in done.stderr and not done.stdout, done
+        assert os.path.isdir(home) and not os.path.exists(parent + ".moved"), "CHANNEL A: nothing ran"
+    else:
+        assert done.stdout == b"moved\n", "CHANNEL B: the run moved the home's parent (it holds the caller's rights)"
+        assert done.returncode == 125 and b"is no longer the directory it was before the run" in done.stderr, done
+        assert os.listdir(home) == [], "CHANNEL A: nothing was kept in the home the run made"
+        assert "evidence.sqlite3" in os.listdir(parent + ".moved/bvisor"), "the real store is where the run moved it"

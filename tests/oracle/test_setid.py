@@ -196,12 +196,14 @@ def expected_in_boundary() -> dict:
 
 
 def make_tree(identity: str) -> str:
-    """A fresh write root uid 65534 can use, holding two files the host planted, owned by the
-    identity's uid: ``planted`` and ``cp_src``, each with the xattr ``user.keep``."""
+    """A fresh write root owned by the identity's uid (the run has its owner's rights there),
+    holding two files the host planted, also the identity's: ``planted`` and ``cp_src``, each
+    with the xattr ``user.keep``."""
     base = shared_host_dir("bvisor-setid-", 0o755)
     top = os.path.join(base, "rw")
     os.mkdir(top)
-    os.chmod(top, 0o777)
+    os.chmod(top, 0o755)
+    os.chown(top, identity_uid(identity), identity_uid(identity))
     for name, mode in (("planted", 0o644), ("cp_src", CP_SRC_MODE)):
         path = os.path.join(top, name)
         Path(path).write_bytes(b"planted by the host\n")

@@ -31,3 +31,16 @@ def test_a_path_elsewhere_on_the_filesystem_shows_only_where_a_mount_covers_it()
 def test_beneath_compares_whole_components():
     assert mountinfo.beneath("/a/b", "/a") and mountinfo.beneath("/a", "/a") and mountinfo.beneath("/a", "/")
     assert not mountinfo.beneath("/ab", "/a")
+
+
+def test_the_lookups_of_a_path_follow_its_symlinks_and_name_each_directory_and_entry(tmp_path):
+    from bvisor.evidence.home import lookups
+
+    real = tmp_path / "real"
+    (real / "store").mkdir(parents=True)
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "evidence").symlink_to("../real")
+    base = str(tmp_path)
+    walked = lookups(f"{base}/proj/evidence/store/missing")
+    assert walked[-4:] == [(f"{base}/proj", "evidence"), (base, "real"), (f"{base}/real", "store"), (f"{base}/real/store", "missing")]
+    assert walked[0] == ("/", base.split("/")[1])

@@ -327,7 +327,7 @@ def _labels(ledger, backend, snapshot) -> dict:
 def test_each_cell_has_a_short_qualification_label(backend, snapshot, ledger):
     labels = _labels(ledger, backend, snapshot)
     assert labels[RequirementKind.NetworkDenyAll] == "proven (20 tests; floor userns_netns, seccomp_filter, unix_gate)"
-    assert labels[RequirementKind.Filesystem] == "proven (20 tests; floor userns_pid, landlock_abi>=3)"
+    assert labels[RequirementKind.Filesystem] == "proven (26 tests; floor userns_pid, landlock_abi>=3)"
     assert labels[BudgetDimension.HandleCount] == "proven (2 tests)"
     assert labels[RequirementKind.NetworkAllowList] == "fail-closed"
     assert set(labels) == {*RequirementKind, *BudgetDimension}

@@ -62,7 +62,7 @@ from bvisor.linux.protocol import (
     lowering_hash,
 )
 from bvisor.environment import lower_environment
-from bvisor.evidence.home import evidence_home
+from bvisor.evidence.home import ensure_home, evidence_dirs, lookups
 from bvisor.secrets import SecretUnavailable
 
 PRIMITIVE_VERSION = 1
@@ -165,6 +165,9 @@ class _Authorities:
     def kinds(self) -> dict:
         return {d.slot_index: d.expected.kind for d in self.table}
 
+    def handle(self, slot: int) -> int:
+        return next(a.handle for a in self.fds if a.slot_index == slot)
+
     def close(self) -> None:
         for authority in self.fds:
             os.close(authority.handle)
@@ -263,15 +266,27 @@ def _isolation(plan: BoundaryPlan, pid_ns) -> tuple:
     return IpcNsRequest(), UtsNsRequest(hostname=HOSTNAME), CgroupNsRequest() if pid_ns is not None else None
 
 
-def _idmapped(grants, binds, outside_id, authorities: _Authorities) -> list:
+def _shared(authorities: _Authorities, slot: int) -> bool:
+    """Whether the object is writable by every user (``/tmp``, ``/var/tmp``, ``/dev/shm``, a
+    0666 file). Idmapping its owner would hand the run that owner's rights over every other
+    file in it (root's, in ``/tmp``: other services' private files, and links the kernel's
+    protected_symlinks then trusts); the run writes there as its own id instead, as any user
+    does."""
+    return bool(os.fstat(authorities.handle(slot)).st_mode & stat.S_IWOTH)
+
+
+def _idmapped(grants, binds, outside_id, authorities: _Authorities) -> tuple:
     """With a transient outside id, each writable root (at its object's path) and each
-    writable bind is attached as an idmapped clone. A device (/dev/null, say) is writable by
-    its own mode, and devtmpfs has no idmapping."""
+    writable bind is attached as an idmapped clone, but a shared one (``_shared``): ``(idmapped
+    requests, shared paths)``. A device (/dev/null, say) is writable by its own mode, and
+    devtmpfs has no idmapping."""
     if outside_id is None:
-        return []
+        return [], []
     kinds = authorities.kinds()
     writable = [(slot, authorities.actual[slot]) for slot, g in grants if g.writable] + [(b.source_slot, b.dest) for b in binds if b.writable]
-    return [IdmappedMountRequest(slot=slot, dest=dest) for slot, dest in writable if kinds[slot] is not DescriptorKind.CharDevice]
+    writable = [(slot, dest) for slot, dest in writable if kinds[slot] is not DescriptorKind.CharDevice]
+    shared = [dest for slot, dest in writable if _shared(authorities, slot)]
+    return [IdmappedMountRequest(slot=slot, dest=dest) for slot, dest in writable if dest not in shared], shared
 
 
 def _view(grants, confine_fs: bool, authorities: _Authorities, masked: list, exe_path: str) -> ViewRequest:
@@ -345,23 +360,56 @@ def _no_read_only_inside_writable(grants, binds, authorities: _Authorities, tabl
                 )
 
 
-def _evidence_out_of_reach(grants, binds, authorities: _Authorities, evidence_paths, table: list) -> list:
-    """Every path at which the evidence directories (``$BVISOR_HOME`` and any other the caller
-    keeps a store and key in) show, bind mounts of them or of a directory above them
-    included, and where an exposed path shows them in the run: the view masks them all.
-    Refuses a run that could write one: a mask cannot hold inside a writable root, whose
-    parent directories the run may rename away."""
+def _refuse_evidence(fact: str, detail: str, remedy: str = "grant it read-only") -> None:
+    raise LoweringFailed(fact, f"{detail}: {remedy}, or keep the evidence elsewhere (BVISOR_HOME, --store)", caller_error=True)
+
+
+def _transient_id_may_replace(directory: str, name: str) -> bool:
+    """Whether a transient id (which owns nothing and is in no group), seeing the host's tree,
+    may rename or replace ``name`` in ``directory``: only where every user may write, and in a
+    sticky directory only an entry that is not there yet."""
+    st = os.stat(directory)
+    if st.st_mode & 0o003 != 0o003:
+        return False
+    return not st.st_mode & stat.S_ISVTX or not os.path.lexists(os.path.join(directory, name))
+
+
+def _evidence_out_of_reach(grants, binds, authorities: _Authorities, evidence_paths, table: list, transient_host_tree: bool) -> list:
+    """Every path at which the evidence directories (``$BVISOR_HOME``, every other directory
+    a store was kept in, and any the caller names) show, bind mounts of them or of a
+    directory above them included, and where an exposed path shows them in the run: the
+    view masks them all. Refuses a run that could write one (a mask cannot hold inside a
+    writable root, whose parent directories the run may rename away), or change what their
+    paths name (an entry on the way there, a symlink say, in a place the run may write), for
+    bvisor resolves those paths again after the run. (A rootless run with no Filesystem
+    requirement holds the caller's rights over the caller's files, these among them: the CLI
+    checks after the run that the home is still the directory it was.)"""
+    ensure_home()
+    writable = _writable_objects(grants, binds, authorities)
     shown = []
-    for path in (evidence_home(), *evidence_paths):
+    for path in dict.fromkeys([*evidence_dirs(), *evidence_paths]):
         shown += [place for place in mountinfo.visible_at(os.path.realpath(path), table) if place not in shown]
-    for declared, actual in _writable_objects(grants, binds, authorities):
+        for directory, name in lookups(path):
+            if transient_host_tree and _transient_id_may_replace(directory, name):
+                _refuse_evidence(
+                    "evidence_path_writable_by_run",
+                    f"with no Filesystem requirement the run sees the host's tree with its own identity, which may change "
+                    f"{os.path.join(directory, name)} on the way to bvisor's evidence {path}",
+                    "declare the roots the run needs (a Filesystem requirement)",
+                )
+            places = mountinfo.visible_at(directory, table, parts=False) if writable else []
+            for declared, actual in writable:
+                if any(mountinfo.beneath(place, actual) for place in places):
+                    _refuse_evidence(
+                        "evidence_in_writable_root",
+                        f"{declared} is writable by the run and holds {os.path.join(directory, name)}, on the way to bvisor's evidence {path}",
+                    )
+    for declared, actual in writable:
         for place in shown:
             if mountinfo.beneath(place, actual) or mountinfo.beneath(actual, place):
-                raise LoweringFailed(
+                _refuse_evidence(
                     "evidence_in_writable_root",
-                    f"{declared} is writable by the run and shows bvisor's evidence at {place} (its store and signing key): "
-                    "grant it read-only, or keep the evidence elsewhere (BVISOR_HOME, --store)",
-                    caller_error=True,
+                    f"{declared} is writable by the run and shows bvisor's evidence at {place} (its store and signing key)",
                 )
     exposed = []
     for bind in binds:
@@ -423,12 +471,12 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         ]
         table = mountinfo.read()
         _no_read_only_inside_writable(root_slots, binds, authorities, table)
-        protected = _evidence_out_of_reach(root_slots, binds, authorities, evidence_paths, table)
+        protected = _evidence_out_of_reach(root_slots, binds, authorities, evidence_paths, table, not confine_fs and outside_id is not None)
         exe_fd = open_exe(spec.workload.exe)
     except BaseException:
         authorities.close()
         raise
-    idmapped = _idmapped(root_slots, binds, outside_id, authorities)
+    idmapped, shared = _idmapped(root_slots, binds, outside_id, authorities)
     view = _view(root_slots, confine_fs, authorities, protected, os.readlink(f"/proc/self/fd/{exe_fd}")) if mount_ns else None
     ipc_ns, uts_ns, cgroup_ns = isolation
     scope = _landlock_scope(plan)
@@ -517,6 +565,8 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         facts.append(ObservedFact(kind="namespaces_lowered", detail=" ".join(namespaces)))
     for request in idmapped:
         facts.append(ObservedFact(kind="mount_planned", detail=f"idmapped {request.dest} owner=run_root nosuid,nodev"))
+    for dest in shared:
+        facts.append(ObservedFact(kind="mount_planned", detail=f"shared {dest} written as the run's own id nosuid,nodev"))
     if view is not None:
         facts.append(ObservedFact(kind="view_lowered", detail=describe_view(view, authorities, temp_root, binds, pid_ns is not None)))
     if deny_network:

@@ -95,20 +95,21 @@ def _location(path: str, table: list) -> tuple:
     return mount.device, os.path.normpath(os.path.join(mount.root, within, *tail))
 
 
-def places(table: list, device: str, fs_path: str) -> list:
-    """Every path at which ``fs_path`` of filesystem ``device``, or a part of it, shows: its
-    own path, each bind mount of it or of a directory above it, and each mount of a subtree
-    of it (pure)."""
+def places(table: list, device: str, fs_path: str, parts: bool = True) -> list:
+    """Every path at which ``fs_path`` of filesystem ``device`` shows: its own path, each bind
+    mount of it or of a directory above it, and (``parts``) each mount of a subtree of it
+    (pure)."""
     shown = []
     for mount in table:
         if mount.device != device:
             continue
-        place = shown_at(mount, fs_path) or (mount.point if beneath(mount.root, fs_path) else None)
+        place = shown_at(mount, fs_path) or (mount.point if parts and beneath(mount.root, fs_path) else None)
         if place is not None and place not in shown:
             shown.append(place)
     return shown
 
 
-def visible_at(path: str, table: list) -> list:
-    """Every path of this mount namespace at which ``path``'s object, or a part of it, shows."""
-    return places(table, *_location(path, table))
+def visible_at(path: str, table: list, parts: bool = True) -> list:
+    """Every path of this mount namespace at which ``path``'s object (or, ``parts``, a part
+    of it) shows."""
+    return places(table, *_location(path, table), parts=parts)
