@@ -83,7 +83,7 @@ def _location(path: str, table: list) -> tuple:
         try:
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             break
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             path, name = os.path.split(path)
             tail.insert(0, name)
     try:
