@@ -35,6 +35,12 @@ class RunIO:
         self.capture_limit = capture_limit
 
 
+class ReaderGone(Exception):
+    """Raised by a sink whose reader has gone (the caller's stdout is a pipe whose reader
+    closed it, ``| head``): ``pump`` then closes the workload's stream on it, so its next
+    write gets SIGPIPE/EPIPE, as in a shell pipeline."""
+
+
 class StreamCapture:
     """One stream: the first ``limit`` bytes kept, every byte counted and hashed."""
 
@@ -194,12 +200,23 @@ def _follow_relay(selector, relay, registered):
     return wanted
 
 
+def _close_for_the_writer(fd: int) -> None:
+    """Close the pipe's read end under ``fd`` (its writer then gets EPIPE) while the number
+    stays open, on /dev/null, for its owner to close."""
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.dup2(null, fd, inheritable=False)
+    finally:
+        os.close(null)
+
+
 def pump(readers: dict, exit_fd: int, grace: float = 1.0, watchdog=None, relay: StdinRelay | None = None) -> list:
     """Feed each readable fd in ``readers`` (fd → callable) to its callable until EOF.
 
     ``exit_fd`` is a pidfd of the process the run waits for; once it has exited, the other
     fds get ``grace`` seconds to reach EOF (a descendant may hold a pipe open). Returns the
-    fds still open then; the caller decides what that means. Closes nothing.
+    fds still open then; the caller decides what that means. Closes nothing (a reader that
+    raises ``ReaderGone`` has its pipe closed under the same fd number).
     ``watchdog``: while the process runs, ``watchdog.check()`` is called at (not before)
     each ``watchdog.next_check()`` monotonic time; None from it means nothing to watch.
     ``relay``: a ``StdinRelay`` moved along while the process runs and stopped when it exits.
@@ -235,11 +252,14 @@ def pump(readers: dict, exit_fd: int, grace: float = 1.0, watchdog=None, relay: 
                         relay.stop()
                     continue
                 data = os.read(fd, CHUNK)
-                if data:
-                    readers[fd](data)
-                else:
-                    selector.unregister(fd)
-                    open_fds.discard(fd)
+                try:
+                    if data:
+                        readers[fd](data)
+                        continue
+                except ReaderGone:
+                    _close_for_the_writer(fd)
+                selector.unregister(fd)
+                open_fds.discard(fd)
     finally:
         selector.close()
     return sorted(open_fds)

@@ -7,8 +7,10 @@ and never writes a report.
 """
 
 import argparse
+import errno
 import os
 import signal
+import stat
 import sys
 
 EXIT_BAD_INPUT = 2
@@ -33,6 +35,17 @@ def _write_out(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def _pass_through(fd: int, data: bytes) -> None:
+    """The workload's output to the caller. A reader that has gone (``| head``) ends the
+    workload's stream, as in a shell pipeline: the workload's EPIPE, not bvisor's failure."""
+    try:
+        _write_out(fd, data)
+    except BrokenPipeError:
+        from bvisor.capture import ReaderGone
+
+        raise ReaderGone from None
 
 
 class ReportTarget:
@@ -303,15 +316,61 @@ def cmd_run(args, command: list, prestarted=None) -> int:
 
 
 def _report_target(path):
-    """A report that could not be written is bad input, found before anything runs."""
+    """Where ``--report`` goes, checked before anything runs (a report that could not be
+    written is bad input): ``-`` is stdout; a pipe or a device, named directly or through a
+    link (``/dev/stdout``, ``/dev/fd/N``, a FIFO), is opened now and written as a stream; any
+    other name is a regular file, replaced whole. A link to anything else is refused: bvisor
+    never writes through a link to a file, nor replaces one."""
     if path is None:
         return None
+    if path == "-":
+        return StreamTarget("-", os.dup(1))
+    try:
+        named = os.lstat(path)
+    except FileNotFoundError:
+        named = None
+    except OSError as exc:
+        raise BadInput(f"--report: {path}: {exc.strerror}") from None
+    if named is not None and (stat.S_ISLNK(named.st_mode) or not stat.S_ISREG(named.st_mode)):
+        return StreamTarget(path, _open_stream(path))
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
         raise BadInput(f"--report: cannot write into {directory}")
-    if os.path.isdir(path):
-        raise BadInput(f"--report: {path} is a directory")
     return ReportTarget(path)
+
+
+def _open_stream(path: str) -> int:
+    """An fd on the pipe or device ``path`` names; a FIFO must have its reader already."""
+    try:
+        shape = os.stat(path).st_mode
+    except OSError as exc:
+        raise BadInput(f"--report: {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(shape):
+        raise BadInput(f"--report: {path} is a directory")
+    if not (stat.S_ISFIFO(shape) or stat.S_ISCHR(shape) or stat.S_ISSOCK(shape)):
+        raise BadInput(f"--report: {path} is a symbolic link to a file: name the file itself (bvisor never writes through a link)")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        why = "a FIFO with no reader" if exc.errno == errno.ENXIO else exc.strerror
+        raise BadInput(f"--report: {path}: {why}") from None
+    os.set_blocking(fd, True)
+    return fd
+
+
+class StreamTarget:
+    """A report written as a stream to an fd opened before the run (stdout, a pipe, a device)."""
+
+    __slots__ = ("path", "_fd")
+
+    def __init__(self, path: str, fd: int):
+        self.path, self._fd = path, fd
+
+    def write(self, data: bytes) -> None:
+        try:
+            _write_out(self._fd, data)
+        finally:
+            os.close(self._fd)
 
 
 def _save_report(target, data: bytes) -> bool:
@@ -351,10 +410,11 @@ def _plan_and_run(args, spec, prestarted) -> int:
         sys.stderr.write(f"bvisor: refused: {exc.requirement}: {exc.reason} (remediation: {exc.remediation})\n")
         return EXIT_REFUSED_OR_FAULT
     kept = evidence.KeptStreams(evidence.stream_cap()) if evidence else None
+    out = 2 if args.report == "-" else 1  # stdout carries the report: the workload's goes to stderr
     io = RunIO(
         stdin_fd=None if args.no_stdin else 0,
-        stdout_sink=kept.sink("stdout", 1) if kept else lambda data: _write_out(1, data),
-        stderr_sink=kept.sink("stderr", 2) if kept else lambda data: _write_out(2, data),
+        stdout_sink=kept.sink("stdout", out) if kept else lambda data: _pass_through(out, data),
+        stderr_sink=kept.sink("stderr", 2) if kept else lambda data: _pass_through(2, data),
     )
     # A terminal Ctrl-C reaches the workload directly; bvisor stays to seal what happened.
     # A handler (not SIG_IGN) so the launcher starts with the default disposition.
@@ -464,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pids", metavar="N")
     run.add_argument("--fds", metavar="N")
     run.add_argument("--storage", metavar="BYTES")
-    run.add_argument("--report", metavar="PATH")
+    run.add_argument("--report", metavar="PATH", help="write the sealed report here: a file (replaced whole), '-' for stdout (the workload's stdout then goes to stderr), or a pipe or device such as /dev/fd/N")
     run.add_argument("--quiet", action="store_true")
     run.add_argument("--no-stdin", action="store_true")
 

@@ -9,7 +9,7 @@ import datetime
 import os
 import sys
 
-from bvisor.cli import BadInput, ReportTarget, _Parser, _write_out
+from bvisor.cli import BadInput, ReportTarget, _Parser, _pass_through, _write_out
 
 EXIT_CHAIN_BROKEN = 1
 STREAMS = ("stdout", "stderr")
@@ -127,7 +127,7 @@ class KeptStreams:
             room = self.cap + 1 - len(kept)
             if room > 0:
                 kept.extend(data[:room])
-            _write_out(fd, data)
+            _pass_through(fd, data)
 
         return feed
 
