@@ -492,8 +492,22 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(f"{subcommand}: {message}" if subcommand else message)
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print bvisor's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import version
+
+        print(f"bvisor {version('bvisor')}")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bvisor", description="Run a process inside a declared boundary; prove what was enforced.")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     probe = sub.add_parser("probe", help="what this host can enforce, per requirement kind")

@@ -15,6 +15,9 @@ EXIT_CHAIN_BROKEN = 1
 STREAMS = ("stdout", "stderr")
 
 
+STORE_HELP = "the evidence store to read (default: $BVISOR_HOME/evidence.sqlite3); it must exist"
+
+
 def add_parsers(sub, run) -> None:
     """The evidence options of ``run`` and the ``reports`` and ``key`` commands."""
     run.add_argument("--store", metavar="PATH", help="the evidence store (default: $BVISOR_HOME/evidence.sqlite3)")
@@ -22,7 +25,7 @@ def add_parsers(sub, run) -> None:
     run.add_argument("--sign", action="store_true", help="sign the report with this host's key")
 
     reports = sub.add_parser("reports", help="the evidence store: list, show, verify, export, output")
-    reports.add_argument("--store", metavar="PATH")
+    reports.add_argument("--store", metavar="PATH", help=STORE_HELP)
     actions = reports.add_subparsers(dest="action", required=True, parser_class=_Parser)
     listing = actions.add_parser("list", help="stored runs, newest first")
     listing.add_argument("--outcome", help="only runs with this outcome (completed, failed, timeout, killed, …)")
@@ -45,6 +48,9 @@ def add_parsers(sub, run) -> None:
     which = output.add_mutually_exclusive_group(required=True)
     which.add_argument("--stdout", dest="stream", action="store_const", const="stdout")
     which.add_argument("--stderr", dest="stream", action="store_const", const="stderr")
+    # Also after the action (`reports list --store X`); absent there, the one before stands.
+    for action in (listing, show, verify, export, output):
+        action.add_argument("--store", metavar="PATH", default=argparse.SUPPRESS, help=STORE_HELP)
 
     key = sub.add_parser("key", help="this host's report-signing public key (created on first use)")
     key.add_argument("--store", metavar="PATH", help="the key lives beside this store")
@@ -135,6 +141,15 @@ class KeptStreams:
 def cmd_reports(args) -> int:
     from bvisor.evidence.store import StoreError
 
+    # Reading never makes a store: a mistyped --store is an error, not an empty list.
+    if not os.path.exists(store_path(args)):
+        raise BadInput(f"--store: no evidence store at {store_path(args)} (`bvisor run` makes it with the first stored run)")
+    if getattr(args, "outcome", None) is not None:
+        from bvisor.contract import Outcome
+
+        known = [o.value for o in Outcome]
+        if args.outcome not in known:
+            raise BadInput(f"reports list: --outcome: {args.outcome!r} is not one of {', '.join(known)}")
     with open_store(args) as store:
         try:
             return _REPORT_ACTIONS[args.action](store, args)

@@ -1,0 +1,47 @@
+"""CLI conventions (issue 13, point 3, in part): ``--version``; ``--store`` accepted after the
+``reports`` action too; a read-only command never makes a store (a mistyped path is an
+error naming it, and nothing appears there); an unknown ``--outcome`` is an error, not an
+empty list."""
+
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+BVISOR = str(Path(sys.executable).parent / "bvisor")
+
+
+def bvisor(home, *args):
+    env = {**os.environ, "BVISOR_HOME": str(home)}
+    return subprocess.run([BVISOR, *args], capture_output=True, timeout=120, env=env, stdin=subprocess.DEVNULL, cwd="/")
+
+
+def test_version_prints_the_installed_version(tmp_path):
+    done = bvisor(tmp_path, "--version")
+    assert (done.returncode, done.stdout) == (0, f"bvisor {version('bvisor')}\n".encode())
+
+
+def test_a_read_only_command_on_a_missing_store_is_an_error_and_makes_nothing(tmp_path):
+    typo = tmp_path / "typo" / "ev.sqlite3"
+    for args in (["reports", "--store", str(typo), "list"], ["reports", "list", "--store", str(typo)], ["reports", "--store", str(typo), "verify"]):
+        done = bvisor(tmp_path / "home", *args)
+        assert done.returncode == 2 and str(typo).encode() in done.stderr and b"Traceback" not in done.stderr, (args, done.stderr)
+    assert not (tmp_path / "typo").exists() and not typo.exists()
+
+
+def test_store_is_accepted_after_the_action_and_reads_that_store(tmp_path):
+    store = tmp_path / "elsewhere" / "ev.sqlite3"
+    ran = bvisor(tmp_path / "home", "run", "--quiet", "--store", str(store), "--", "/bin/true")
+    assert ran.returncode == 0, ran.stderr
+    after = bvisor(tmp_path / "home", "reports", "list", "--store", str(store), "--json")
+    before = bvisor(tmp_path / "home", "reports", "--store", str(store), "list", "--json")
+    assert after.returncode == 0 and after.stdout == before.stdout and b"/bin/true" in after.stdout, after.stderr
+
+
+def test_an_unknown_outcome_is_an_error_naming_the_known_ones(tmp_path):
+    assert bvisor(tmp_path / "home", "run", "--quiet", "--", "/bin/true").returncode == 0
+    done = bvisor(tmp_path / "home", "reports", "list", "--outcome", "kiled")
+    assert done.returncode == 2 and b"'kiled'" in done.stderr and b"killed" in done.stderr
+    control = bvisor(tmp_path / "home", "reports", "list", "--outcome", "completed")
+    assert control.returncode == 0 and control.stdout.count(b"completed") == 1
