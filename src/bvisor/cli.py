@@ -274,10 +274,37 @@ def _why_no_exit(report) -> str:
     return report.body.outcome.value + (f": {reasons[0].kind}: {reasons[0].detail}" if reasons else "")
 
 
+_BYTES = ("resident_memory", "storage", "network")
+_MICROSECONDS = ("wall", "cpu")
+
+
+def _amount(dimension: str, value) -> str:
+    """A budget figure in its unit: bytes 1024-based, wall and cpu in seconds, else a count."""
+    if value is None:
+        return "unobserved"
+    if dimension in _MICROSECONDS:
+        return f"{value / 1e6:g}s"
+    if dimension in _BYTES:
+        for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+            if value >= size:
+                return f"{value / size:.4g}{unit}"
+    return str(value)
+
+
+def _budget_findings(body) -> str:
+    """The budgets that were reached or exceeded, with limit and observed: why a run was killed."""
+    hit = [b for b in body.budget if b.finding.value not in ("within_limit", "observation_unavailable")]
+    return "; ".join(
+        f"{b.dimension.value} {b.finding.value} (limit {_amount(b.dimension.value, b.limit)}, observed {_amount(b.dimension.value, b.observed)})"
+        for b in hit
+    )
+
+
 def _summary(report, report_path, stored=None) -> str:
     body = report.body
     exit_text = "none" if body.exit is None else (f"code {body.exit.code}" if body.exit.code is not None else f"signal {body.exit.signal}")
-    lines = [f"outcome {body.outcome.value} (exit {exit_text})", f"  plan      {body.plan_id}"]
+    findings = _budget_findings(body)
+    lines = [f"outcome {body.outcome.value} (exit {exit_text}){': ' + findings if findings else ''}", f"  plan      {body.plan_id}"]
     for item in body.admitted:
         lines.append(f"  admitted  {item.kind.value:<22} {item.enforcement.value:<9} {item.mechanism}")
     lines += [f"  view      {f.detail}" for f in body.observed if f.kind == "view_lowered"]

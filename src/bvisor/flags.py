@@ -102,11 +102,15 @@ def parse_env(flag: str, values: list, secret: bool) -> list:
     entries = []
     for value in values:
         name, sep, rest = value.partition("=")
-        if not sep or not name:
-            raise FlagError(f"{flag}: expected NAME=VALUE, got {value!r}")
-        problem = env_name_problem(name)
+        problem = env_name_problem(name) if name else None
         if problem is not None:
             raise FlagError(f"{flag}: {problem}")
+        if not name or not (sep or not secret):
+            raise FlagError(f"{flag}: expected {'NAME=REF' if secret else 'NAME=VALUE or NAME'}, got {value!r}")
+        if not sep:  # `--env NAME`: the caller's value, declared in the spec like any other
+            if name not in os.environ:
+                raise FlagError(f"{flag}: {name} is not set in your environment (give NAME=VALUE)")
+            rest = os.environ[name]
         entries.append(EnvEntry.lease(name, rest) if secret else EnvEntry.literal(name, rest))
     return entries
 

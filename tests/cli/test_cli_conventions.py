@@ -1,7 +1,8 @@
-"""CLI conventions (issue 13, point 3, in part): ``--version``; ``--store`` accepted after the
+"""CLI conventions (issue 13, points 3-5, in part): ``--version``; ``--store`` accepted after the
 ``reports`` action too; a read-only command never makes a store (a mistyped path is an
 error naming it, and nothing appears there); an unknown ``--outcome`` is an error, not an
-empty list."""
+empty list; a budget kill says which budget, its limit and what was observed; ``--env NAME``
+passes the caller's value."""
 
 import os
 import subprocess
@@ -45,3 +46,19 @@ def test_an_unknown_outcome_is_an_error_naming_the_known_ones(tmp_path):
     assert done.returncode == 2 and b"'kiled'" in done.stderr and b"killed" in done.stderr
     control = bvisor(tmp_path / "home", "reports", "list", "--outcome", "completed")
     assert control.returncode == 0 and control.stdout.count(b"completed") == 1
+
+
+def test_a_budget_kill_names_the_dimension_its_limit_and_what_was_observed(tmp_path):
+    done = bvisor(tmp_path / "home", "run", "--no-store", "--timeout", "0.5", "--", "/bin/sleep", "5")
+    first = done.stderr.decode().splitlines()[0]
+    assert done.returncode == 124 and first.startswith("bvisor: outcome timeout") and "wall limit_reached (limit 0.5s, observed " in first, first
+    control = bvisor(tmp_path / "home", "run", "--no-store", "--timeout", "5", "--", "/bin/true")
+    assert control.stderr.decode().splitlines()[0] == "bvisor: outcome completed (exit code 0)"
+
+
+def test_env_name_alone_passes_the_callers_value_and_an_unset_one_is_bad_input(tmp_path):
+    env = {**os.environ, "BVISOR_HOME": str(tmp_path), "BVISOR_PASSED": "from the caller"}
+    done = subprocess.run([BVISOR, "run", "--quiet", "--no-store", "--env", "BVISOR_PASSED", "--", "/usr/bin/env"], capture_output=True, env=env, timeout=60)
+    assert done.stdout == b"BVISOR_PASSED=from the caller\n", done.stderr
+    unset = bvisor(tmp_path, "run", "--quiet", "--no-store", "--env", "BVISOR_NOT_SET_ANYWHERE", "--", "/usr/bin/env")
+    assert unset.returncode == 2 and b"BVISOR_NOT_SET_ANYWHERE is not set" in unset.stderr and not unset.stdout
