@@ -124,6 +124,30 @@ def storage_cap_problem(spec: BoundarySpec) -> tuple[str, str] | None:
     return "; ".join(reasons), f"make the temp root the only writable place: {', '.join(remedies)}; or ask Mediated on budgets.storage"
 
 
+# The `bvisor run` flag that asks each dimension Enforced, and the dimensions a delegated
+# cgroup can cap for an unprivileged caller.
+_FLAG_OF = {
+    BudgetDimension.Wall: "--timeout",
+    BudgetDimension.Cpu: "--cpu",
+    BudgetDimension.ResidentMemory: "--memory",
+    BudgetDimension.ProcessCount: "--pids",
+    BudgetDimension.HandleCount: "--fds",
+    BudgetDimension.Storage: "--storage",
+    BudgetDimension.Network: "--net none",
+}
+_CGROUP_CAPPED = (BudgetDimension.Cpu, BudgetDimension.ResidentMemory, BudgetDimension.ProcessCount)
+
+
+def _weaker_guarantee_remedy(dimension: BudgetDimension) -> str:
+    where = (
+        "; or give bvisor a cgroup delegated to your user (e.g. `systemd-run --user --scope -p Delegate=yes "
+        "bvisor run ...`; `bvisor probe` shows whether the cap is then enforced)"
+        if dimension in _CGROUP_CAPPED
+        else ", or use a host that can enforce it"
+    )
+    return f"drop {_FLAG_OF[dimension]} (in a spec: ask mediated on budgets.{dimension.value}){where}"
+
+
 def _admit_dimension(spec: BoundarySpec, dimension: BudgetDimension, request: BudgetRequest, availability: BudgetAvailability) -> AdmittedBudget:
     if request.limit > availability.available:
         raise BudgetRefused(
@@ -137,7 +161,7 @@ def _admit_dimension(spec: BoundarySpec, dimension: BudgetDimension, request: Bu
             dimension,
             BudgetFailure.GuaranteeInsufficient,
             f"{request.guarantee.value} was asked but this host supplies {availability.enforcement.value} ({availability.mechanism})",
-            f"ask for a weaker guarantee on budgets.{dimension.value}, or use a host that can enforce it",
+            _weaker_guarantee_remedy(dimension),
         )
     ceiling = availability.enforced_up_to
     if request.guarantee is MinGuarantee.Enforced and ceiling is not None and request.limit > ceiling:

@@ -221,6 +221,22 @@ def test_budget_refusals(registry, budgets, dimension, failure):
     assert str(raised.value).startswith(f"{dimension.value}: {failure.value}: ")
 
 
+@pytest.mark.parametrize(
+    ("dimension", "field", "flag", "delegation"),
+    [
+        (BudgetDimension.Cpu, "cpu", "--cpu", True),
+        (BudgetDimension.ResidentMemory, "resident_memory", "--memory", True),
+        (BudgetDimension.HandleCount, "handle_count", "--fds", False),
+    ],
+)
+def test_an_unenforceable_budget_is_refused_naming_the_flag_to_drop_and_how_to_get_the_cap(registry, dimension, field, flag, delegation):
+    with pytest.raises(BudgetRefused) as raised:
+        plan(registry, seed_spec(budgets=budgets_with(**{field: BudgetRequest(1 << 20, MinGuarantee.Enforced)})))
+    remedy = raised.value.remediation
+    assert raised.value.failure is BudgetFailure.GuaranteeInsufficient and f"drop {flag} " in remedy and f"budgets.{field}" in remedy
+    assert ("Delegate=yes" in remedy) is delegation
+
+
 def test_budget_capacity_refusal(registry, backend):
     set_budget(backend, BudgetDimension.ResidentMemory, available=4)
     with pytest.raises(BudgetRefused) as raised:
