@@ -519,6 +519,19 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(f"{subcommand}: {message}" if subcommand else message)
 
 
+RUN_EPILOG = """exit status:
+  the workload's own code; 128+N if it died of signal N
+  124  stopped at its --timeout        137  killed for a budget (the outcome line says which)
+  125  plan refused, or a bvisor fault  126  exe not executable   127  exe not found
+  2    bad input or usage
+
+examples:
+  bvisor run --net none -- curl https://example.com          curl finds no network
+  bvisor run --rw ./work --timeout 10 -- make -C work        a build in one directory
+  bvisor run spec.toml                                       what `bvisor spec --example` shows
+"""
+
+
 class _Version(argparse.Action):
     """``--version``: the installed distribution's version, looked up only when asked."""
 
@@ -548,26 +561,34 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("spec")
     plan.add_argument("--json", action="store_true")
 
-    run = sub.add_parser("run", help="plan, run, seal: `run SPEC` or `run [FLAGS] -- EXE [ARGS...]`")
-    run.add_argument("spec", nargs="?")
-    run.add_argument("--net", action="append", default=[], metavar="none|allow=HOST:PORT")
-    run.add_argument("--ro", action="append", default=[], metavar="PATH")
-    run.add_argument("--rw", action="append", default=[], metavar="PATH")
-    run.add_argument("--no-system-roots", action="store_true")
-    run.add_argument("--tmp", action="store_true")
-    run.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
-    run.add_argument("--env-secret", action="append", default=[], metavar="NAME=REF")
-    run.add_argument("--no-spawn", action="store_true")
-    run.add_argument("--threads-only", action="store_true")
-    run.add_argument("--timeout", metavar="SECONDS")
-    run.add_argument("--cpu", metavar="SECONDS")
-    run.add_argument("--memory", metavar="BYTES")
-    run.add_argument("--pids", metavar="N")
-    run.add_argument("--fds", metavar="N")
-    run.add_argument("--storage", metavar="BYTES")
+    run = sub.add_parser(
+        "run",
+        help="plan, run, seal: `run SPEC` or `run [FLAGS] -- EXE [ARGS...]`",
+        usage="bvisor run SPEC\n       bvisor run [FLAGS] -- EXE [ARGS...]",
+        description="Plan the boundary, run the workload inside it, seal (and store) the report. Every flag asks "
+        "enforced: a flag this host cannot enforce refuses the plan (exit 125), it is never dropped.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("spec", nargs="?", help="a spec file (.toml or .json); instead of flags and -- EXE")
+    run.add_argument("--net", action="append", default=[], metavar="none|allow=HOST:PORT", help="none: an empty network namespace, no socket outside the run")
+    run.add_argument("--ro", action="append", default=[], metavar="PATH", help="grant PATH read-only (repeatable)")
+    run.add_argument("--rw", action="append", default=[], metavar="PATH", help="grant PATH read-write (repeatable)")
+    run.add_argument("--no-system-roots", action="store_true", help="do not add the read-only system roots (/usr, /bin, /lib..., /etc)")
+    run.add_argument("--tmp", action="store_true", help="a private tmpfs at /tmp (default with no --ro/--rw), sized by --storage")
+    run.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]", help="the environment, exactly (nothing is inherited); NAME alone passes your value")
+    run.add_argument("--env-secret", action="append", default=[], metavar="NAME=REF", help="an environment entry leased from a secret (REF: env:VAR)")
+    run.add_argument("--no-spawn", action="store_true", help="no new process or thread (fork fails with EPERM)")
+    run.add_argument("--threads-only", action="store_true", help="threads, but no new process")
+    run.add_argument("--timeout", metavar="SECONDS", help="wall-clock cap, decimals allowed (exit 124 when reached)")
+    run.add_argument("--cpu", metavar="SECONDS", help="CPU time cap for the whole run (exit 137)")
+    run.add_argument("--memory", metavar="BYTES", help="memory cap, K/M/G 1024-based (exit 137)")
+    run.add_argument("--pids", metavar="N", help="at most N processes and threads (fork fails with EAGAIN beyond)")
+    run.add_argument("--fds", metavar="N", help="open files per process (RLIMIT_NOFILE)")
+    run.add_argument("--storage", metavar="BYTES", help="size of the private /tmp (default 64M); a cap only where it is the one writable place")
     run.add_argument("--report", metavar="PATH", help="write the sealed report here: a file (replaced whole), '-' for stdout (the workload's stdout then goes to stderr), or a pipe or device such as /dev/fd/N")
-    run.add_argument("--quiet", action="store_true")
-    run.add_argument("--no-stdin", action="store_true")
+    run.add_argument("--quiet", action="store_true", help="no bvisor messages (never silences the workload)")
+    run.add_argument("--no-stdin", action="store_true", help="the workload's stdin is /dev/null")
 
     verify = sub.add_parser("verify", help="recompute a report's seal (0 valid, 1 tampered, 2 not a report)")
     verify.add_argument("report")

@@ -62,3 +62,18 @@ def test_env_name_alone_passes_the_callers_value_and_an_unset_one_is_bad_input(t
     assert done.stdout == b"BVISOR_PASSED=from the caller\n", done.stderr
     unset = bvisor(tmp_path, "run", "--quiet", "--no-store", "--env", "BVISOR_NOT_SET_ANYWHERE", "--", "/usr/bin/env")
     assert unset.returncode == 2 and b"BVISOR_NOT_SET_ANYWHERE is not set" in unset.stderr and not unset.stdout
+
+
+def test_run_help_describes_every_flag_the_command_form_and_the_exit_codes(tmp_path):
+    from bvisor.cli import build_parser
+
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
+    flags = [a for a in run._actions if a.option_strings and a.dest != "help"]
+    undescribed = [a.option_strings[0] for a in flags if not a.help]
+    assert not undescribed, f"flags without help: {undescribed}"
+    done = bvisor(tmp_path, "run", "--help")
+    text = done.stdout.decode()
+    assert done.returncode == 0 and "-- EXE [ARGS...]" in text
+    assert all(a.option_strings[0] in text for a in flags)
+    for code in ("124", "125", "126", "127", "137", "128+N"):
+        assert code in text.split("exit status:", 1)[1], code
