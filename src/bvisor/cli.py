@@ -464,7 +464,7 @@ def _plan_and_run(args, spec, prestarted) -> int:
     return code
 
 
-_SPEC_FLAGS = ("net", "ro", "rw", "env", "env_secret", "no_spawn", "threads_only", "tmp", "no_system_roots") + (
+_SPEC_FLAGS = ("net", "ro", "rw", "bind", "env", "env_secret", "no_spawn", "threads_only", "tmp", "no_system_roots") + (
     "timeout",
     "cpu",
     "memory",
@@ -574,6 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--net", action="append", default=[], metavar="none|allow=HOST:PORT", help="none: an empty network namespace, no socket outside the run")
     run.add_argument("--ro", action="append", default=[], metavar="PATH", help="grant PATH read-only (repeatable)")
     run.add_argument("--rw", action="append", default=[], metavar="PATH", help="grant PATH read-write (repeatable)")
+    run.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]", help="show host path SRC at DST in the run, read-write unless :ro (repeatable)")
     run.add_argument("--no-system-roots", action="store_true", help="do not add the read-only system roots (/usr, /bin, /lib..., /etc)")
     run.add_argument("--tmp", action="store_true", help="a private tmpfs at /tmp (default with no --ro/--rw), sized by --storage")
     run.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]", help="the environment, exactly (nothing is inherited); NAME alone passes your value")

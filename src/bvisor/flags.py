@@ -115,6 +115,22 @@ def parse_env(flag: str, values: list, secret: bool) -> list:
     return entries
 
 
+def parse_bind(values: list) -> list:
+    """``--bind SRC:DST[:ro|:rw]``: the host path SRC shown at DST in the run (read-write unless
+    ``:ro``); DST need not exist on the host, the run's root is built for it."""
+    binds = []
+    for value in values:
+        parts = value.split(":")
+        access = FsAccess.ReadWrite
+        if len(parts) == 3 and parts[2] in ("ro", "rw"):
+            access = FsAccess.Read if parts.pop() == "ro" else FsAccess.ReadWrite
+        if len(parts) != 2 or not parts[0] or not parts[1].startswith("/"):
+            raise FlagError(f"--bind: expected SRC:DST[:ro] with an absolute DST, got {value!r}")
+        (source,) = _existing_paths("--bind", [parts[0]])
+        binds.append(HostControl.ExposePath(source=source, dest=os.path.normpath(parts[1]), access=access))
+    return binds
+
+
 def resolve_exe(command: str) -> str:
     """An absolute exe path: a bare name is looked up on the caller's PATH now."""
     if "/" in command:
@@ -191,6 +207,7 @@ def spec_from_flags(args, command: list) -> BoundarySpec:
     if args.threads_only:
         caps.append(Capability.ChildSpawn(policy=SpawnPolicy.AllowThreadsWithinBoundary()))
     controls = [HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())]
+    controls += parse_bind(args.bind)
     budget_caps, watched = {}, {}
     if args.tmp or not (args.ro or args.rw):
         controls.append(HostControl.TempRoot())

@@ -5,10 +5,13 @@ empty list; a budget kill says which budget, its limit and what was observed; ``
 passes the caller's value."""
 
 import os
+import shutil
 import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
+
+from helpers import shared_host_dir
 
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 
@@ -77,3 +80,28 @@ def test_run_help_describes_every_flag_the_command_form_and_the_exit_codes(tmp_p
     assert all(a.option_strings[0] in text for a in flags)
     for code in ("124", "125", "126", "127", "137", "128+N"):
         assert code in text.split("exit status:", 1)[1], code
+
+
+def test_bind_shows_a_host_path_at_a_new_place_read_only_or_writable(tmp_path):
+    # Not under tmp_path: pytest's 0700 directory is no place a transient id may enter.
+    source = Path(shared_host_dir("bvisor-bind-", 0o777))
+    try:
+        (source / "f").write_text("hello\n")
+        (source / "f").chmod(0o644)
+        read_only = bvisor(tmp_path / "home", "run", "--quiet", "--no-store", "--bind", f"{source}:/data:ro", "--", "/bin/sh", "-c", "cat /data/f; echo x > /data/g")
+        assert read_only.stdout == b"hello\n" and b"Read-only file system" in read_only.stderr and not (source / "g").exists()
+        writable = bvisor(tmp_path / "home", "run", "--quiet", "--no-store", "--bind", f"{source}:/data", "--", "/bin/sh", "-c", "echo x > /data/g")
+        assert writable.returncode == 0 and (source / "g").read_text() == "x\n", writable.stderr
+        control = bvisor(tmp_path / "home", "run", "--quiet", "--no-store", "--", "/bin/cat", "/data/f")  # without it, /data is not there
+        assert control.returncode != 0 and b"No such file" in control.stderr
+        for bad in (f"{source}", f"{source}:data", f"{tmp_path}/missing:/data"):
+            done = bvisor(tmp_path / "home", "run", "--quiet", "--no-store", "--bind", bad, "--", "/bin/true")
+            assert done.returncode == 2 and b"--bind" in done.stderr, (bad, done.stderr)
+    finally:
+        shutil.rmtree(source)
+
+
+def test_binding_a_path_inside_the_evidence_home_is_refused(tmp_path):
+    (tmp_path / "inside").mkdir()
+    done = bvisor(tmp_path, "run", "--quiet", "--no-store", "--bind", f"{tmp_path}/inside:/data:ro", "--", "/bin/true")
+    assert done.returncode == 125 and b"evidence_in_exposed_path" in done.stderr, done.stderr

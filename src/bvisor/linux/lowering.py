@@ -416,8 +416,12 @@ def _evidence_out_of_reach(grants, binds, authorities: _Authorities, evidence_pa
         source = authorities.actual[bind.source_slot]
         for place in shown:
             if mountinfo.beneath(source, place):
-                exposed.append(bind.dest)
-            elif mountinfo.beneath(place, source):
+                _refuse_evidence(
+                    "evidence_in_exposed_path",
+                    f"{bind.source_path} lies in bvisor's evidence at {place}: the run would see only its mask at {bind.dest}",
+                    "expose something outside it",
+                )
+            if mountinfo.beneath(place, source):
                 exposed.append(os.path.join(bind.dest, os.path.relpath(place, source)))
     return shown + exposed
 
