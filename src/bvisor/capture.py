@@ -252,12 +252,12 @@ def pump(readers: dict, exit_fd: int, grace: float = 1.0, watchdog=None, relay: 
                         relay.stop()
                     continue
                 data = os.read(fd, CHUNK)
-                try:
-                    if data:
+                if data:
+                    try:
                         readers[fd](data)
                         continue
-                except ReaderGone:
-                    _close_for_the_writer(fd)
+                    except ReaderGone:
+                        _close_for_the_writer(fd)
                 selector.unregister(fd)
                 open_fds.discard(fd)
     finally:

@@ -358,15 +358,15 @@ def _report_target(path):
         named = None
     except OSError as exc:
         raise BadInput(f"--report: {path}: {exc.strerror}") from None
-    if named is not None and (stat.S_ISLNK(named.st_mode) or not stat.S_ISREG(named.st_mode)):
-        return StreamTarget(path, _open_stream(path))
+    if named is not None and not stat.S_ISREG(named.st_mode):
+        return StreamTarget(path, _open_stream(path, stat.S_ISLNK(named.st_mode)))
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
         raise BadInput(f"--report: cannot write into {directory}")
     return ReportTarget(path)
 
 
-def _open_stream(path: str) -> int:
+def _open_stream(path: str, through_link: bool) -> int:
     """An fd on the pipe or device ``path`` names; a FIFO must have its reader already."""
     try:
         shape = os.stat(path).st_mode
@@ -374,8 +374,10 @@ def _open_stream(path: str) -> int:
         raise BadInput(f"--report: {path}: {exc.strerror}") from None
     if stat.S_ISDIR(shape):
         raise BadInput(f"--report: {path} is a directory")
-    if not (stat.S_ISFIFO(shape) or stat.S_ISCHR(shape) or stat.S_ISSOCK(shape)):
+    if through_link and stat.S_ISREG(shape):
         raise BadInput(f"--report: {path} is a symbolic link to a file: name the file itself (bvisor never writes through a link)")
+    if not (stat.S_ISFIFO(shape) or stat.S_ISCHR(shape)):
+        raise BadInput(f"--report: {path} is not a regular file, a pipe or a device")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:

@@ -142,8 +142,9 @@ def cmd_reports(args) -> int:
     from bvisor.evidence.store import StoreError
 
     # Reading never makes a store: a mistyped --store is an error, not an empty list.
-    if not os.path.exists(store_path(args)):
-        raise BadInput(f"--store: no evidence store at {store_path(args)} (`bvisor run` makes it with the first stored run)")
+    path = store_path(args)
+    if not os.path.exists(path):
+        raise BadInput(f"--store: no evidence store at {path} (`bvisor run` makes it with the first stored run)")
     if getattr(args, "outcome", None) is not None:
         from bvisor.contract import Outcome
 

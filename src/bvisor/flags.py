@@ -29,6 +29,7 @@ from bvisor.contract import (
     Workload,
 )
 from bvisor.contract.validate import LIMIT_CEILING, env_name_problem
+from bvisor.planner import BUDGET_FLAGS
 
 
 class FlagError(ValueError):
@@ -105,7 +106,7 @@ def parse_env(flag: str, values: list, secret: bool) -> list:
         problem = env_name_problem(name) if name else None
         if problem is not None:
             raise FlagError(f"{flag}: {problem}")
-        if not name or not (sep or not secret):
+        if not name or (secret and not sep):
             raise FlagError(f"{flag}: expected {'NAME=REF' if secret else 'NAME=VALUE or NAME'}, got {value!r}")
         if not sep:  # `--env NAME`: the caller's value, declared in the spec like any other
             if name not in os.environ:
@@ -215,14 +216,15 @@ def spec_from_flags(args, command: list) -> BoundarySpec:
         # where the temp root is the only writable place).
         watched[BudgetDimension.Storage] = DEFAULT_TMP_STORAGE
     parsers = {
-        BudgetDimension.Wall: ("--timeout", args.timeout, parse_seconds),
-        BudgetDimension.Cpu: ("--cpu", args.cpu, parse_seconds),
-        BudgetDimension.ResidentMemory: ("--memory", args.memory, parse_bytes),
-        BudgetDimension.ProcessCount: ("--pids", args.pids, parse_count),
-        BudgetDimension.HandleCount: ("--fds", args.fds, parse_count),
-        BudgetDimension.Storage: ("--storage", args.storage, parse_bytes),
+        BudgetDimension.Wall: (args.timeout, parse_seconds),
+        BudgetDimension.Cpu: (args.cpu, parse_seconds),
+        BudgetDimension.ResidentMemory: (args.memory, parse_bytes),
+        BudgetDimension.ProcessCount: (args.pids, parse_count),
+        BudgetDimension.HandleCount: (args.fds, parse_count),
+        BudgetDimension.Storage: (args.storage, parse_bytes),
     }
-    for dimension, (flag, text, parse) in parsers.items():
+    for dimension, (text, parse) in parsers.items():
+        flag = BUDGET_FLAGS[dimension]
         if text is not None:
             limit = parse(flag, text)
             ceiling, unit = LIMIT_CEILING[dimension]

@@ -124,9 +124,9 @@ def storage_cap_problem(spec: BoundarySpec) -> tuple[str, str] | None:
     return "; ".join(reasons), f"make the temp root the only writable place: {', '.join(remedies)}; or ask Mediated on budgets.storage"
 
 
-# The `bvisor run` flag that asks each dimension Enforced, and the dimensions a delegated
-# cgroup can cap for an unprivileged caller.
-_FLAG_OF = {
+# The `bvisor run` flag that asks each dimension Enforced (the CLI parses by it), and the
+# dimensions a delegated cgroup can cap for an unprivileged caller.
+BUDGET_FLAGS = {
     BudgetDimension.Wall: "--timeout",
     BudgetDimension.Cpu: "--cpu",
     BudgetDimension.ResidentMemory: "--memory",
@@ -145,7 +145,7 @@ def _weaker_guarantee_remedy(dimension: BudgetDimension) -> str:
         if dimension in _CGROUP_CAPPED
         else ", or use a host that can enforce it"
     )
-    return f"drop {_FLAG_OF[dimension]} (in a spec: ask mediated on budgets.{dimension.value}){where}"
+    return f"drop {BUDGET_FLAGS[dimension]} (in a spec: ask mediated on budgets.{dimension.value}){where}"
 
 
 def _admit_dimension(spec: BoundarySpec, dimension: BudgetDimension, request: BudgetRequest, availability: BudgetAvailability) -> AdmittedBudget:

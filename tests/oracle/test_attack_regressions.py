@@ -28,10 +28,11 @@ import stat
 import subprocess
 import sys
 
+import msgspec
 import pytest
 
-from bvisor import BoundarySpec, Capability, HostControl, StdStreams, Workload
-from bvisor.contract import FsAccess
+from bvisor import BoundarySpec, Capability, EnvPolicy, HostControl, StdStreams, Workload
+from bvisor.contract import EnvEntry, FsAccess
 from bvisor.linux.launch import UNPRIVILEGED_PREFIX
 from helpers import PARK, IDENTITIES, check_completed, cli_prefix, identity_uid, loud_skip, run_gated, runner_for, shared_host_dir, unique_marker
 from mount_oracles import budgets, linux_backend
@@ -44,9 +45,7 @@ PYTHON_PREFIX = os.path.realpath(sys.base_prefix)
 def bvisor_run(identity: str, *args, stdin=subprocess.DEVNULL, home=None, store=False):
     """``bvisor run --no-store ARGS`` as the identity (``store``: kept in the store);
     ``home``: its BVISOR_HOME."""
-    prefix = list(cli_prefix(identity))
-    if home is not None:
-        prefix = [*(UNPRIVILEGED_PREFIX if identity_uid(identity) != os.geteuid() else ()), "/usr/bin/env", f"BVISOR_HOME={home}"]
+    prefix = list(cli_prefix(identity)) if home is None else _with_home(identity, home)
     return subprocess.run(
         [*prefix, BVISOR, "run", "--quiet", *(() if store else ("--no-store",)), *args],
         capture_output=True,
@@ -54,6 +53,11 @@ def bvisor_run(identity: str, *args, stdin=subprocess.DEVNULL, home=None, store=
         timeout=120,
         cwd="/",
     )
+
+
+def _with_home(identity: str, home: str) -> list:
+    """The prefix that runs a command as the identity with ``home`` as its BVISOR_HOME."""
+    return [*(UNPRIVILEGED_PREFIX if identity_uid(identity) != os.geteuid() else ()), "/usr/bin/env", f"BVISOR_HOME={home}"]
 
 
 @pytest.fixture
@@ -369,6 +373,17 @@ def test_a_symlink_naming_the_evidence_home_inside_a_writable_root_is_refused(id
     assert control.stdout == b"swapped\n" and not os.path.islink(link), "CONTROL: the identity re-points it without bvisor"
 
 
+def _watching(prefix: list, root: str, target: str) -> subprocess.Popen:
+    """A ``--no-store`` run with ``root`` read-only that waits (4 s at most) for ``target`` to
+    appear and prints it; returned once the run has started, its view built."""
+    watch = subprocess.Popen(
+        [*prefix, BVISOR, "run", "--quiet", "--no-store", "--ro", root, "--", "/bin/sh", "-c", KEY_WATCH.format(key=target)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd="/",
+    )
+    assert watch.stdout.readline() == b"started\n"
+    return watch
+
+
 KEY_WATCH = "echo started; i=0; while [ $i -lt 40 ]; do [ -e {key} ] && break; sleep 0.1; i=$((i+1)); done; cat {key} 2>&1 || :; echo watched"
 
 
@@ -381,14 +396,8 @@ def test_an_evidence_home_made_during_a_run_does_not_show_in_a_read_root_above_i
     os.makedirs(os.path.dirname(home))
     os.chmod(os.path.dirname(home), 0o777)
     key = os.path.join(home, "signing-key.pem")
-    prefix = list(cli_prefix(identity))
-    env_prefix = [*(UNPRIVILEGED_PREFIX if identity_uid(identity) != os.geteuid() else ()), "/usr/bin/env", f"BVISOR_HOME={home}"]
-    watch = subprocess.Popen(
-        [*env_prefix, BVISOR, "run", "--quiet", "--no-store", "--ro", place, "--", "/bin/sh", "-c", KEY_WATCH.format(key=key)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd="/",
-    )
-    assert watch.stdout.readline() == b"started\n"  # the run's view is built: now the key is made
-    made = subprocess.run([*env_prefix, BVISOR, "key"], capture_output=True, timeout=60)
+    watch = _watching(_with_home(identity, home), place, key)  # the run's view is built: now the key is made
+    made = subprocess.run([*_with_home(identity, home), BVISOR, "key"], capture_output=True, timeout=60)
     out, err = watch.communicate(timeout=60)
     print(f"late home [{identity}]: key={made.returncode} out={out!r} err={err[-400:]!r}", file=sys.stderr)
     assert made.returncode == 0 and os.path.exists(key), made.stderr  # channel A: the key exists on the host
@@ -397,11 +406,7 @@ def test_an_evidence_home_made_during_a_run_does_not_show_in_a_read_root_above_i
     plain = os.path.join(place, "later", "plain")
     os.mkdir(plain, 0o777)
     os.chmod(plain, 0o777)
-    control = subprocess.Popen(
-        [*prefix, BVISOR, "run", "--quiet", "--no-store", "--ro", place, "--", "/bin/sh", "-c", KEY_WATCH.format(key=plain + "/file")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd="/",
-    )
-    assert control.stdout.readline() == b"started\n"
+    control = _watching(_with_home(identity, home), place, plain + "/file")
     with open(plain + "/file", "w") as f:
         f.write("PRIVATE KEY\n")
     os.chmod(plain + "/file", 0o644)
@@ -431,28 +436,16 @@ def test_a_store_kept_elsewhere_stays_out_of_reach_of_runs_that_do_not_name_it(i
         assert "PRIVATE KEY" in f.read()
 
 
-HOST_TREE_SPEC = """
-[workload]
-kind = "process"
-exe = "/bin/sh"
-args = ["-c", "mv {parent} {parent}.moved && mkdir -p {home} && echo moved"]
-[[capabilities]]
-kind = "environment"
-policy = {{ kind = "exact", entries = [{{ name = "PATH", source = {{ kind = "literal", value = "/usr/bin:/bin" }} }}] }}
-[[controls]]
-kind = "launch_workload"
-[[controls]]
-kind = "capture_streams"
-streams = {{ stdout = true, stderr = true, stdin = false }}
-[budgets]
-wall = {{ limit = 60_000_000, guarantee = "mediated" }}
-cpu = {{ limit = 60_000_000, guarantee = "mediated" }}
-resident_memory = {{ limit = 1_073_741_824, guarantee = "mediated" }}
-process_count = {{ limit = 64, guarantee = "mediated" }}
-handle_count = {{ limit = 1024, guarantee = "mediated" }}
-storage = {{ limit = 67_108_864, guarantee = "mediated" }}
-network = {{ limit = 1_073_741_824, guarantee = "mediated" }}
-"""
+def _host_tree_spec(script: str) -> bytes:
+    """A spec with no Filesystem requirement (the run sees the host's tree), as JSON."""
+    return msgspec.json.encode(
+        BoundarySpec(
+            workload=Workload.Process(exe="/bin/sh", args=["-c", script]),
+            capabilities=[Capability.Environment(policy=EnvPolicy.Exact([EnvEntry.literal("PATH", "/usr/bin:/bin")]))],
+            controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())],
+            budgets=budgets(),
+        )
+    )
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)
@@ -468,14 +461,13 @@ def test_a_host_tree_run_cannot_leave_its_own_evidence_home_for_later_commands(i
     os.chmod(os.path.dirname(parent), 0o777)
     os.chmod(parent, 0o777)
     os.chmod(home, 0o777)
-    spec = os.path.join(place, "host-tree.toml")
-    with open(spec, "w") as f:
-        f.write(HOST_TREE_SPEC.format(parent=parent, home=home))
+    spec = os.path.join(place, "host-tree.json")
+    with open(spec, "wb") as f:
+        f.write(_host_tree_spec(f"mv {parent} {parent}.moved && mkdir -p {home} && echo moved"))
     os.chmod(spec, 0o644)
     kept = bvisor_run(identity, "--", "/bin/true", home=home, store=True)
     assert kept.returncode == 0, kept.stderr
-    prefix = [*(UNPRIVILEGED_PREFIX if identity_uid(identity) != os.geteuid() else ()), "/usr/bin/env", f"BVISOR_HOME={home}"]
-    done = subprocess.run([*prefix, BVISOR, "run", "--quiet", spec], capture_output=True, stdin=subprocess.DEVNULL, timeout=120, cwd="/")
+    done = subprocess.run([*_with_home(identity, home), BVISOR, "run", "--quiet", spec], capture_output=True, stdin=subprocess.DEVNULL, timeout=120, cwd="/")
     print(f"host tree home [{identity}]: rc={done.returncode} out={done.stdout!r} err={done.stderr!r}", file=sys.stderr)
     if identity_uid(identity) == 0:
         assert done.returncode == 125 and b"evidence_path_writable_by_run" in done.stderr and not done.stdout, done

@@ -244,6 +244,12 @@ def run(identity: str, spec: BoundarySpec):
     return report, out.decode(errors="replace"), err.decode(errors="replace")
 
 
+def gate_account(report) -> tuple:
+    """The init's ``unix_gate account`` note and its counts, ``{"refused": "0", ...}``."""
+    note = next((n for n in facts_of(report, "launcher_note") if n.startswith("unix_gate account")), "")
+    return note, dict(p.split("=") for p in note.split()[2:])
+
+
 def said(stdout: str) -> dict:
     return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
 
@@ -340,8 +346,7 @@ def test_under_deny_all_the_runs_own_unix_sockets_keep_working(identity, host):
     for label in OWN_CHECKS:
         if reports.get(label) != "ok":
             failures.append(f"CHANNEL B: {label} must work inside the run; the workload said {reports.get(label)!r}")
-    note = next((n for n in facts_of(report, "launcher_note") if n.startswith("unix_gate account")), "")
-    account = dict(p.split("=") for p in note.split()[2:])
+    note, account = gate_account(report)
     # Seven connects or sends on behalf; unresolved ones are glibc asking the (absent) nscd
     # socket, which the gate looks up and finds missing.
     if account.get("refused") != "0" or int(account.get("on_behalf", 0)) < 7:
@@ -453,8 +458,7 @@ def test_under_deny_all_a_message_through_the_gate_carries_only_the_callers_own_
     for label in ("other_pid", "other_uid"):
         if reports.get(label) != f"errno {errno.EPERM}":
             failures.append(f"CHANNEL B: {label} must be refused with EPERM, as the kernel refuses an unprivileged sender; said {reports.get(label)!r}")
-    note = next((n for n in facts_of(report, "launcher_note") if n.startswith("unix_gate account")), "")
-    account = dict(p.split("=") for p in note.split()[2:])
+    note, account = gate_account(report)
     if account.get("refused") != "2":
         failures.append(f"the init's account must record the two refusals: {note!r}")
     assert not failures, f"gate credential failures [{identity}]: {failures} stdout={stdout!r} stderr={stderr!r}"

@@ -284,9 +284,15 @@ def _idmapped(grants, binds, outside_id, authorities: _Authorities) -> tuple:
         return [], []
     kinds = authorities.kinds()
     writable = [(slot, authorities.actual[slot]) for slot, g in grants if g.writable] + [(b.source_slot, b.dest) for b in binds if b.writable]
-    writable = [(slot, dest) for slot, dest in writable if kinds[slot] is not DescriptorKind.CharDevice]
-    shared = [dest for slot, dest in writable if _shared(authorities, slot)]
-    return [IdmappedMountRequest(slot=slot, dest=dest) for slot, dest in writable if dest not in shared], shared
+    idmapped, shared = [], []
+    for slot, dest in writable:
+        if kinds[slot] is DescriptorKind.CharDevice:
+            continue
+        if _shared(authorities, slot):
+            shared.append(dest)
+        else:
+            idmapped.append(IdmappedMountRequest(slot=slot, dest=dest))
+    return idmapped, shared
 
 
 def _view(grants, confine_fs: bool, authorities: _Authorities, masked: list, exe_path: str) -> ViewRequest:
@@ -386,24 +392,28 @@ def _evidence_out_of_reach(grants, binds, authorities: _Authorities, evidence_pa
     checks after the run that the home is still the directory it was.)"""
     ensure_home()
     writable = _writable_objects(grants, binds, authorities)
-    shown = []
+    shown, on_the_way = [], {}  # (directory, name) -> the evidence path it leads to
     for path in dict.fromkeys([*evidence_dirs(), *evidence_paths]):
         shown += [place for place in mountinfo.visible_at(os.path.realpath(path), table) if place not in shown]
-        for directory, name in lookups(path):
-            if transient_host_tree and _transient_id_may_replace(directory, name):
+        for entry in lookups(path):
+            on_the_way.setdefault(entry, path)
+    places = {}  # directory -> where it shows, read once
+    for (directory, name), path in on_the_way.items():
+        if transient_host_tree and _transient_id_may_replace(directory, name):
+            _refuse_evidence(
+                "evidence_path_writable_by_run",
+                f"with no Filesystem requirement the run sees the host's tree with its own identity, which may change "
+                f"{os.path.join(directory, name)} on the way to bvisor's evidence {path}",
+                "declare the roots the run needs (a Filesystem requirement)",
+            )
+        if writable and directory not in places:
+            places[directory] = mountinfo.visible_at(directory, table, parts=False)
+        for declared, actual in writable:
+            if any(mountinfo.beneath(place, actual) for place in places[directory]):
                 _refuse_evidence(
-                    "evidence_path_writable_by_run",
-                    f"with no Filesystem requirement the run sees the host's tree with its own identity, which may change "
-                    f"{os.path.join(directory, name)} on the way to bvisor's evidence {path}",
-                    "declare the roots the run needs (a Filesystem requirement)",
+                    "evidence_in_writable_root",
+                    f"{declared} is writable by the run and holds {os.path.join(directory, name)}, on the way to bvisor's evidence {path}",
                 )
-            places = mountinfo.visible_at(directory, table, parts=False) if writable else []
-            for declared, actual in writable:
-                if any(mountinfo.beneath(place, actual) for place in places):
-                    _refuse_evidence(
-                        "evidence_in_writable_root",
-                        f"{declared} is writable by the run and holds {os.path.join(directory, name)}, on the way to bvisor's evidence {path}",
-                    )
     for declared, actual in writable:
         for place in shown:
             if mountinfo.beneath(place, actual) or mountinfo.beneath(actual, place):
