@@ -58,9 +58,10 @@ class DatagramPeer:
 
 # The workload's own report of its try at the caller's controlling terminal, by path.
 TTY_ATTACK = (
-    "import termios\n"
+    "import os, termios\n"
     "try:\n"
     "    with open('/dev/tty', 'rb+', buffering=0) as tty:\n"
+    "        print(f'devtty_rdev={os.fstat(tty.fileno()).st_rdev}')\n"
     "        attrs = termios.tcgetattr(tty)\n"
     "        attrs[3] &= ~termios.ECHO\n"
     "        termios.tcsetattr(tty, termios.TCSANOW, attrs)\n"
@@ -70,9 +71,21 @@ TTY_ATTACK = (
 )
 
 
+def pty_rdev(main: int) -> int:
+    """The device number of the secondary end of the pty whose main end is ``main``."""
+    import fcntl
+    import os
+    import struct
+
+    tiocgptn = 0x80045430  # _IOR('T', 0x30, unsigned int); not in Python's termios
+    number = struct.unpack("I", fcntl.ioctl(main, tiocgptn, b"\0" * 4))[0]
+    return os.makedev(136 + number // 256, number % 256)
+
+
 def under_terminal(argv: list, timeout: float = 60.0) -> tuple:
     """Run ``argv`` with a fresh pty as its controlling terminal and stdio: (what it wrote to
-    the terminal, its exit code, whether the pty still echoes afterwards)."""
+    the terminal, its exit code, whether the pty still echoes afterwards, the pty's device
+    number)."""
     import os
     import pty
     import select
@@ -86,6 +99,7 @@ def under_terminal(argv: list, timeout: float = 60.0) -> tuple:
         finally:
             os._exit(127)
     output, deadline = bytearray(), time.monotonic() + timeout
+    rdev = pty_rdev(main)
     try:
         while time.monotonic() < deadline:
             ready, _, _ = select.select([main], [], [], deadline - time.monotonic())
@@ -100,4 +114,4 @@ def under_terminal(argv: list, timeout: float = 60.0) -> tuple:
     finally:
         os.close(main)
     _, status = os.waitpid(pid, 0)
-    return bytes(output), os.waitstatus_to_exitcode(status), echo
+    return bytes(output), os.waitstatus_to_exitcode(status), echo, rdev

@@ -4,6 +4,7 @@ Every backend drains its workload's pipes through ``pump`` so that capture, hash
 passthrough behave identically whatever confined the process.
 """
 
+import errno
 import fcntl
 import os
 import selectors
@@ -24,15 +25,19 @@ class RunIO:
     ``stdout_sink`` / ``stderr_sink``: called with each chunk as it arrives (live
     passthrough). At most ``capture_limit`` bytes per stream are kept; counts and hashes
     always cover everything.
+    ``terminal``: an attached ``bvisor.terminal.Terminal``: the workload's stdio is then a
+    pseudo-terminal of its own, fed with the caller's keys (``stdin_fd`` is unused), and
+    everything it shows is its stdout (``stderr_sink`` is unused).
     """
 
-    __slots__ = ("stdin_fd", "stdout_sink", "stderr_sink", "capture_limit")
+    __slots__ = ("stdin_fd", "stdout_sink", "stderr_sink", "capture_limit", "terminal")
 
-    def __init__(self, stdin_fd=None, stdout_sink=None, stderr_sink=None, capture_limit=DEFAULT_CAPTURE_LIMIT):
+    def __init__(self, stdin_fd=None, stdout_sink=None, stderr_sink=None, capture_limit=DEFAULT_CAPTURE_LIMIT, terminal=None):
         self.stdin_fd = stdin_fd
         self.stdout_sink = stdout_sink
         self.stderr_sink = stderr_sink
         self.capture_limit = capture_limit
+        self.terminal = terminal
 
 
 class ReaderGone(Exception):
@@ -210,6 +215,17 @@ def _close_for_the_writer(fd: int) -> None:
         os.close(null)
 
 
+def _read_stream(fd: int) -> bytes:
+    """One chunk; b"" at the end, which a pseudo-terminal's master reports as EIO once
+    every slave has closed."""
+    try:
+        return os.read(fd, CHUNK)
+    except OSError as exc:
+        if exc.errno != errno.EIO:
+            raise
+        return b""
+
+
 def pump(readers: dict, exit_fd: int, grace: float = 1.0, watchdog=None, relay: StdinRelay | None = None) -> list:
     """Feed each readable fd in ``readers`` (fd → callable) to its callable until EOF.
 
@@ -251,7 +267,7 @@ def pump(readers: dict, exit_fd: int, grace: float = 1.0, watchdog=None, relay: 
                     if relay is not None:
                         relay.stop()
                     continue
-                data = os.read(fd, CHUNK)
+                data = _read_stream(fd)
                 if data:
                     try:
                         readers[fd](data)

@@ -80,15 +80,29 @@ def test_the_callers_controlling_terminal_is_out_of_reach(identity):
     /dev/tty. Channel A: the pty still echoes after the run. Channel B: the workload reports
     ENOENT opening /dev/tty (the run's own /dev has none) or ENXIO (it gave the terminal up).
     The control is the next test."""
-    argv = [*cli_prefix(identity), BVISOR, "run", "--quiet", "--no-store", "--", PYTHON, "-I", "-c", TTY_ATTACK]
-    output, code, echo = under_terminal(argv)
+    argv = [*cli_prefix(identity), BVISOR, "run", "--quiet", "--no-store", "--no-tty", "--", PYTHON, "-I", "-c", TTY_ATTACK]
+    output, code, echo, _ = under_terminal(argv)
     lines = output.decode(errors="replace").splitlines()
     assert code == 0, output
     assert echo, f"CHANNEL A: the workload changed the caller's terminal settings; it wrote {lines}"
     assert {f"devtty errno={errno.ENOENT}", f"devtty errno={errno.ENXIO}"} & set(lines), lines
 
 
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_with_a_terminal_of_its_own_the_run_reaches_only_that(identity):
+    """On a terminal the run gets a pty of its own: /dev/tty opens, but names that pty, never
+    the caller's. Channel A: the caller's pty still echoes after the workload cleared ECHO on
+    its /dev/tty. Channel B: the device the workload opened is not the caller's."""
+    argv = [*cli_prefix(identity), BVISOR, "run", "--quiet", "--no-store", "--", PYTHON, "-I", "-c", TTY_ATTACK]
+    output, code, echo, callers = under_terminal(argv)
+    lines = output.decode(errors="replace").splitlines()
+    assert code == 0, output
+    assert echo, f"CHANNEL A: the workload changed the caller's terminal settings; it wrote {lines}"
+    opened = [int(line.split("=")[1]) for line in lines if line.startswith("devtty_rdev=")]
+    assert "devtty=ok" in lines and opened and opened[0] != callers, lines
+
+
 def test_control_the_controlling_terminal_is_changed_without_the_boundary():
-    output, code, echo = under_terminal([PYTHON, "-I", "-c", TTY_ATTACK])
+    output, code, echo, _ = under_terminal([PYTHON, "-I", "-c", TTY_ATTACK])
     assert code == 0 and "devtty=ok" in output.decode().splitlines(), output
     assert not echo, "CONTROL CHANNEL A: the workload must clear ECHO on its controlling terminal"

@@ -206,8 +206,11 @@ def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: i
     """The workload's own process: ambient scrub, limits, policies, then exec. Never returns.
     ``temp_root``: an fd on the temp root's tmpfs (its rule's object), closed here.
     ``gate``: the unix socket gate's ``Handoff`` to the init, or None."""
-    step = "confinement"
+    step = "terminal"
     try:
+        if request.terminal:
+            transcript.note(ctty.take_run_terminal())
+        step = "confinement"
         ruleset = _landlock_ruleset(request, transcript, temp_root)  # before the scrub: rules capture the root fds
         if temp_root is not None:
             os.close(temp_root)
@@ -324,14 +327,17 @@ def _landlock_ruleset(request: LaunchRequest, transcript: Transcript, temp_root:
     ]
     for fd, writable, path, origin in mounted:
         transcript.note(f"landlock_rule mount path={path} from={origin} access={_add_rule(ruleset, abi, fd, writable)}")
-    for path, writable in request.proc_roots:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # beneath this run's own procfs, which no host process can rename
+    own = [(path, writable, "own_proc") for path, writable in request.proc_roots]
+    if request.terminal and request.view is not None:
+        own.append(("/dev/tty", True, "terminal"))  # the view's: it names only the run's own pty
+    for path, writable, origin in own:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # in the run's own view (sealed), which no host process can rename
         try:
-            transcript.note(f"landlock_rule mount path={path} from=own_proc access={_add_rule(ruleset, abi, fd, writable)}")
+            transcript.note(f"landlock_rule mount path={path} from={origin} access={_add_rule(ruleset, abi, fd, writable)}")
         finally:
             os.close(fd)
     handled = landlock.handled_rights(abi)
-    transcript.note(f"landlock abi={abi} handled={','.join(landlock.right_names(handled))} rules={len(rules) + len(mounted) + len(request.proc_roots)}")
+    transcript.note(f"landlock abi={abi} handled={','.join(landlock.right_names(handled))} rules={len(rules) + len(mounted) + len(own)}")
     return ruleset
 
 
@@ -435,6 +441,11 @@ def _verify_handles(request: LaunchRequest) -> None:
         why = fds.shape_mismatch(slot.index, slot.kind, slot.writable)
         if why is not None:
             raise Refusal("HandleMismatch", f"slot {slot.index} ({slot.role}): {why}")
+    if request.terminal:
+        try:
+            ctty.check_run_terminal()
+        except OSError as exc:
+            raise Refusal("HandleMismatch", f"terminal: {exc.strerror}") from None
 
 
 def _refuse(transcript: Transcript, reason: str, detail: str) -> int:

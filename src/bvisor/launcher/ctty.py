@@ -1,14 +1,22 @@
-"""The caller's controlling terminal, out of the run's reach.
+"""The caller's controlling terminal, out of the run's reach; the run's own, where it has one.
 
 A workload that shares the caller's controlling terminal opens it as ``/dev/tty`` whatever
 its stdio is, and can then change the caller's terminal settings. The run's process gives
 it up (``TIOCNOTTY``) before anything else, so ``/dev/tty`` fails with ENXIO in the run;
 it stays in the caller's process group, so a terminal Ctrl-C still reaches the workload.
+
+A plan with a terminal hands the launcher one pseudo-terminal the host opened for this run
+at fds 0-2: the workload then starts a session of its own with it as the controlling
+terminal (job control, Ctrl-C and window size all stay between the run and that pty).
 """
 
 import fcntl
 import os
+import stat
 import termios
+
+# Unix98 pseudo-terminal slaves: majors 136-143 (linux/major.h, UNIX98_PTY_SLAVE_MAJOR).
+_PTY_SLAVE_MAJORS = range(136, 144)
 
 
 def controlling_tty() -> int:
@@ -31,3 +39,25 @@ def detach() -> str:
         if left:
             raise OSError(0, f"the controlling terminal {left} is still attached after TIOCNOTTY")
     return f"controlling_terminal=none detached={'yes' if had else 'no'}"
+
+
+def check_run_terminal() -> None:
+    """Raise unless fds 0, 1 and 2 are one and the same pseudo-terminal slave."""
+    shown = []
+    for fd in (0, 1, 2):
+        st = os.fstat(fd)
+        if not stat.S_ISCHR(st.st_mode) or os.major(st.st_rdev) not in _PTY_SLAVE_MAJORS:
+            raise OSError(0, f"fd {fd} is not a pseudo-terminal slave")
+        shown.append(st.st_rdev)
+    if len(set(shown)) != 1:
+        raise OSError(0, "fds 0-2 are not one pseudo-terminal")
+
+
+def take_run_terminal() -> str:
+    """A new session whose controlling terminal is the run's pty at fd 0, read back."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    own = os.fstat(0).st_rdev
+    if controlling_tty() != own:
+        raise OSError(0, f"the controlling terminal is {controlling_tty()}, not the run's pty {own}")
+    return f"controlling_terminal=run_pty session=new pty={os.major(own)}:{os.minor(own)}"

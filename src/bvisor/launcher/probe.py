@@ -48,7 +48,7 @@ def _userns_isolation() -> None:
     usr = os.open("/usr", os.O_PATH | os.O_CLOEXEC)
     tree = view.detached_clone(usr, writable=False)
     os.close(usr)
-    devices = view.locate_devices()
+    devices = view.locate_devices(terminal=False)
     base, base_fd = view.new_base(host_tree=False)
     creatable = {os.fstat(base_fd).st_dev}
     view.attach_tree(tree, base + "/usr", creatable)

@@ -64,6 +64,7 @@ class LaunchRequest:
         "idmapped",
         "view",
         "unix_gate",
+        "terminal",
     )
 
     def __init__(self, **fields):
@@ -96,6 +97,7 @@ _TARGET_OPTIONAL = (
     "cgroup_namespace",
     "idmapped_mounts",
     "view",
+    "terminal",
 )
 RLIMIT_RESOURCES = ("nofile",)
 _MAX_FD = 1 << 20
@@ -228,6 +230,7 @@ def build_request(fields: dict) -> LaunchRequest:
         idmapped=_idmapped(target.get("idmapped_mounts"), slots),
         view=_view(target.get("view"), slots),
         unix_gate=unix_gate,
+        terminal=_empty_request(target.get("terminal"), "target.terminal"),
     )
     if bool(request.view) != bool(mountns):
         raise _invalid("a mount_namespace is built as a view, and a view needs a mount_namespace")

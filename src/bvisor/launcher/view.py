@@ -29,6 +29,7 @@ MNT_DETACH = 0x2
 # /dev: these character devices (name, major, minor), bound from the launcher's own /dev
 # after a check of their device numbers, and the /proc/self/fd links a shell expects.
 DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9))
+TTY_DEVICE = (("tty", 5, 0),)
 DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
 # /proc: files covered by /dev/null and directories by an empty read-only tmpfs (what exists
 # on this kernel), and subtrees made read-only.
@@ -118,12 +119,14 @@ def attach_tree(tree: int, dest: str, creatable: set) -> None:
         raise OSError(0, f"{dest} does not show the granted object")
 
 
-def locate_devices() -> list:
+def locate_devices(terminal: bool) -> list:
     """``[(name, fd)]``: this namespace's /dev nodes the run gets, checked to be the devices
-    they claim to be (a tampered /dev cannot hand the run another device)."""
+    they claim to be (a tampered /dev cannot hand the run another device). With a terminal,
+    also ``tty``: it names the opener's controlling terminal, which in the run is only ever
+    the run's own pty (the caller's was given up before the view was built)."""
     located = []
     try:
-        for name, major, minor in DEVICES:
+        for name, major, minor in DEVICES + (TTY_DEVICE if terminal else ()):
             fd = os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW)
             located.append((name, fd))
             st = os.fstat(fd)
@@ -266,7 +269,7 @@ def assemble(request, trees: dict, note) -> int | None:
             note(exec_through_read_only_clone(request.exe_slot, view.exe, located))
         finally:
             os.close(located)
-    devices = locate_devices()
+    devices = locate_devices(request.terminal)
     base, base_fd = new_base(view.host_tree)
     creatable = set() if view.host_tree else {os.fstat(base_fd).st_dev}
     mounted = [(path, "root", slot, writable) for slot, path, writable in view.roots]

@@ -383,7 +383,7 @@ class LinuxBackend:
     def _run_in(self, leaf, plan: BoundaryPlan, attempt_id: str, io: RunIO, started_ns: int, clock: int, outside_id) -> ExecutionRecord:
         procs = leaf.open_procs() if leaf is not None else []
         try:
-            lowered = lower(plan, attempt_id, self._resolver, procs, outside_id, self._evidence)
+            lowered = lower(plan, attempt_id, self._resolver, procs, outside_id, self._evidence, io.terminal is not None)
         except LoweringFailed as exc:
             for fd in procs:
                 os.close(fd)
@@ -504,7 +504,7 @@ def required_attestations(lowered: LoweredLaunch) -> list:
     notes += [f"view_root path={m.dest} writable=true owner=run_root" for m in target.idmapped_mounts or []]
     if target.view is not None:
         notes.append(f"view=pivoted root={'host_tree' if target.view.host_tree else 'fresh'}")
-        notes.append("view_dev devices=null,zero,full,random,urandom")
+        notes.append("view_dev devices=null,zero,full,random,urandom" + (",tty" if target.terminal is not None else ""))
         if target.view.exe is not None:
             notes.append(f"view_exe path={target.view.exe} read_only=true")
     if target.mount_namespace is not None:
@@ -525,6 +525,8 @@ def required_attestations(lowered: LoweredLaunch) -> list:
         notes.append("landlock_scope=signal,abstract_unix_socket installed=true")
     if target.network_namespace is not None and target.network_namespace.unix_gate is not None:
         notes.append(f"unix_gate={unixgate.MECHANISM} supervisor=init")
+    if target.terminal is not None:
+        notes.append("controlling_terminal=run_pty session=new")
     if target.seccomp is not None:
         notes.append(f"seccomp=filter policies={','.join(target.seccomp.policies)} program={target.seccomp.program_digest.hex()}")
     return notes

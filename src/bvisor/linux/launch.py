@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 
 from bvisor.capture import HANDED_AS_IS, RunIO, StdinRelay, StreamCapture, pump, stdin_source
+from bvisor.terminal import KeyRelay, Terminal
 from bvisor.launcher import wire
 
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
@@ -84,7 +85,7 @@ class LaunchObservation:
         self.held_open: list = held_open  # stream names a descendant still held after the run
         # (state or "launcher_exited", monotonic ns the host saw it): where a run's time went
         self.timeline: tuple = tuple(timeline)
-        self.stdin: str = stdin  # how the caller's stdin reached the workload (``StdinHandover.describe``)
+        self.stdin: str = stdin  # how the caller's stdin reached the workload (``PipeHandover.describe``, ``TerminalHandover.describe``)
         self._heads = None  # first word -> the notes it begins, in order (see note_fields)
 
     @property
@@ -207,17 +208,14 @@ class LaunchChannels:
     def __init__(self, frame: bytes, authorities: Sequence[AuthorityFd], io: RunIO):
         self._authorities, self._io = authorities, io
         self._opened: list = []
-        self._stdin_handover = None
+        self._stdio = None
         try:
             slots = [a.slot_index for a in authorities]
             if len(set(slots)) != len(slots) or any(s <= 2 for s in slots):
                 raise HarnessError(f"authority slots must be distinct and above stdio: {slots}")
             self._plan = self._own(_sealed_plan_fd(frame))
             self._control, self._control_launcher = map(self._own, _socketpair())
-            self._out_r, self._out_w = map(self._own, os.pipe2(os.O_CLOEXEC))
-            self._err_r, self._err_w = map(self._own, os.pipe2(os.O_CLOEXEC))
-            self._stdin_handover = StdinHandover(io.stdin_fd)
-            self._stdin = self._own(self._stdin_handover.workload_end)
+            self._stdio = TerminalHandover(io.terminal, self._own) if io.terminal is not None else PipeHandover(io.stdin_fd, self._own)
         except BaseException:
             self.close()
             raise
@@ -230,13 +228,14 @@ class LaunchChannels:
         """``(plan fd, control fd, {fd number in the launcher: host fd})``: stdio at 0-2, each
         authority at its slot, the plan and the control channel strictly above every slot."""
         channel = max([a.slot_index for a in self._authorities] + [2]) + 1
-        placement = {0: self._stdin, 1: self._out_w, 2: self._err_w, channel: self._plan, channel + 1: self._control_launcher}
+        placement = dict(enumerate(self._stdio.workload_ends))
+        placement.update({channel: self._plan, channel + 1: self._control_launcher})
         placement.update({a.slot_index: a.handle for a in self._authorities})
         return channel, channel + 1, placement
 
     def handed_over(self) -> None:
         """The launcher side has its copies; drop ours so EOF means the launcher side is done."""
-        for fd in (self._plan, self._control_launcher, self._out_w, self._err_w, self._stdin):
+        for fd in {self._plan, self._control_launcher, *self._stdio.workload_ends}:
             os.close(fd)
             self._opened.remove(fd)
 
@@ -249,15 +248,17 @@ class LaunchChannels:
             control_bytes.extend(chunk)
             arrivals.append((len(control_bytes), time.monotonic_ns()))
 
-        stdout = StreamCapture("stdout", self._io.capture_limit, self._io.stdout_sink)
-        stderr = StreamCapture("stderr", self._io.capture_limit, self._io.stderr_sink)
+        captures = {
+            "stdout": StreamCapture("stdout", self._io.capture_limit, self._io.stdout_sink),
+            "stderr": StreamCapture("stderr", self._io.capture_limit, self._io.stderr_sink),
+        }
         if supervisor is not None:
             supervisor.attach(pidfd)
-        readers = {self._control: feed_control, self._out_r: stdout.feed, self._err_r: stderr.feed}
-        held = pump(readers, pidfd, watchdog=supervisor, relay=self._stdin_handover.relay)
+        names = {self._control: "control", **self._stdio.host_ends}
+        readers = {fd: feed_control if name == "control" else captures[name].feed for fd, name in names.items()}
+        held = pump(readers, pidfd, watchdog=supervisor, relay=self._stdio.relay)
         exited_ns = time.monotonic_ns()
         status = wait_status()
-        names = {self._control: "control", self._out_r: "stdout", self._err_r: "stderr"}
         transcript, notes = _read_control(control_bytes)
         terminals = [s for s in transcript if s in _TERMINALS]
         return LaunchObservation(
@@ -265,19 +266,19 @@ class LaunchChannels:
             transcript=transcript,
             notes=notes,
             launcher_exit=os.waitstatus_to_exitcode(status),
-            stdout=stdout,
-            stderr=stderr,
+            stdout=captures["stdout"],
+            stderr=captures["stderr"],
             held_open=[names[fd] for fd in held],
             timeline=state_arrivals(control_bytes, arrivals) + [("launcher_exited", exited_ns)],
-            stdin=self._stdin_handover.describe(),
+            stdin=self._stdio.describe(),
         )
 
     def close(self) -> None:
         for fd in self._opened:
             os.close(fd)
         self._opened.clear()
-        if self._stdin_handover is not None and self._stdin_handover.relay is not None:
-            self._stdin_handover.relay.stop()
+        if self._stdio is not None and self._stdio.relay is not None:
+            self._stdio.relay.stop()
         for authority in self._authorities:
             _close_quietly(authority.handle)
         self._authorities = ()  # closed once: a second close could hit a number reused since
@@ -289,25 +290,30 @@ class LaunchChannels:
         self.close()
 
 
-class StdinHandover:
-    """What the workload gets at fd 0 for the caller's ``stdin_fd``, and how: ``workload_end``
-    (a fresh fd, the caller's to close) is /dev/null for no stdin, a duplicate of the
-    caller's fd when it is one of ``HANDED_AS_IS``, else the read end of a pipe ``relay``
-    fills from it. No socket and no terminal ever reaches the workload, whichever launcher
-    carries the run; fds 1 and 2 are always the host's capture pipes."""
+class PipeHandover:
+    """The workload's stdio as pipes: stdout and stderr are pipes the host drains, and fd 0
+    is /dev/null for no stdin (``stdin_fd`` None), a duplicate of the caller's fd when it is
+    one of ``HANDED_AS_IS``, else the read end of a pipe ``relay`` fills from it. No socket
+    and no terminal ever reaches the workload, whichever launcher carries the run.
+    ``own``: registers each fd made here with its owner, who closes it."""
 
-    __slots__ = ("source", "relay", "workload_end")
+    __slots__ = ("source", "relay", "workload_ends", "host_ends")
 
-    def __init__(self, stdin_fd):
+    def __init__(self, stdin_fd, own):
         self.source = "none" if stdin_fd is None else stdin_source(stdin_fd)
         self.relay = None
+        out_r, out_w = map(own, os.pipe2(os.O_CLOEXEC))
+        err_r, err_w = map(own, os.pipe2(os.O_CLOEXEC))
         if self.source in ("none", "closed"):
-            self.workload_end = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            stdin = own(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
         elif self.source in HANDED_AS_IS:
-            self.workload_end = fcntl.fcntl(stdin_fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            stdin = own(fcntl.fcntl(stdin_fd, fcntl.F_DUPFD_CLOEXEC, 3))
         else:
-            self.workload_end, write_end = os.pipe2(os.O_CLOEXEC)
+            stdin, write_end = os.pipe2(os.O_CLOEXEC)
+            own(stdin)
             self.relay = StdinRelay(stdin_fd, write_end)
+        self.workload_ends = (stdin, out_w, err_w)
+        self.host_ends = {out_r: "stdout", err_r: "stderr"}
 
     def describe(self) -> str:
         """The report's words: ``relayed from=socket bytes=12``, ``as_is from=pipe``, ``devnull from=none``."""
@@ -315,6 +321,24 @@ class StdinHandover:
             return f"relayed from={self.source} bytes={self.relay.relayed}"
         how = "as_is" if self.source in HANDED_AS_IS else "devnull"
         return f"{how} from={self.source}"
+
+
+class TerminalHandover:
+    """The workload's stdio as one pseudo-terminal made for the run (``bvisor.terminal``):
+    its slave at fds 0-2, its master drained as the run's stdout (a terminal merges the two
+    streams), the caller's keys relayed to the master."""
+
+    __slots__ = ("relay", "workload_ends", "host_ends", "_size")
+
+    def __init__(self, terminal: Terminal, own):
+        master, slave = map(own, terminal.hand_over())
+        self._size = terminal.size()
+        self.relay = KeyRelay(terminal.fd, fcntl.fcntl(master, fcntl.F_DUPFD_CLOEXEC, 3))
+        self.workload_ends = (slave, slave, slave)
+        self.host_ends = {master: "stdout"}
+
+    def describe(self) -> str:
+        return f"terminal pty {self._size} keys_bytes={self.relay.relayed}"
 
 
 def _read_control(control_bytes: bytes) -> tuple:

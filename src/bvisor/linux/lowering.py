@@ -53,6 +53,7 @@ from bvisor.linux.protocol import (
     PidNsRequest,
     RlimitRequest,
     TargetSpecV1,
+    TerminalRequest,
     TempRootRequest,
     UnixGateRequest,
     UserNsRequest,
@@ -436,10 +437,11 @@ def _evidence_out_of_reach(grants, binds, authorities: _Authorities, evidence_pa
     return shown + exposed
 
 
-def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outside_id=None, evidence_paths=()) -> LoweredLaunch:
+def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outside_id=None, evidence_paths=(), terminal=False) -> LoweredLaunch:
     """``cgroup_procs``: host-opened ``cgroup.procs`` fds of the run's leaf; they ride the
     launch as authorities (the caller still closes them if lowering fails). ``outside_id``:
-    the transient host id in-run root is, when bvisor runs as root (``identity.py``)."""
+    the transient host id in-run root is, when bvisor runs as root (``identity.py``).
+    ``terminal``: the run's stdio is a pseudo-terminal of its own (``bvisor.terminal``)."""
     spec = plan.spec
     if not isinstance(spec.workload, Workload.Process):
         raise LoweringFailed("workload_unsupported", f"{type(spec.workload).__name__} workloads do not run on linux")
@@ -563,6 +565,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
                 cgroup_namespace=cgroup_ns,
                 idmapped_mounts=idmapped or None,
                 view=view,
+                terminal=TerminalRequest() if terminal else None,
             ),
         )
     )
@@ -572,6 +575,8 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         ObservedFact(kind="environment_lowered", detail=f"exact envp entries={len(envp)} names={[n for n, _ in envp]}"),
         ObservedFact(kind="inherited_fds_lowered", detail="every fd but stdio and the exe is closed before exec"),
     ]
+    if terminal:
+        facts.append(ObservedFact(kind="terminal_lowered", detail="stdio is a pseudo-terminal opened for this run; the workload leads a session of its own on it"))
     if user_ns:
         who = f"transient host uid/gid {outside_id}" if outside_id is not None else f"the launcher's user (uid {plan.profile.fact('launcher.launcher_euid')})"
         facts.append(ObservedFact(kind="identity_lowered", detail=f"in-run root is {who}"))

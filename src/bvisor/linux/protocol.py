@@ -200,6 +200,12 @@ class ViewRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_
     exe: str | None = None
 
 
+class TerminalRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The run's stdio (fds 0-2) is one pseudo-terminal the host opened for this run, never
+    the caller's own: the workload starts a new session with it as its controlling terminal,
+    and the view's /dev gets ``tty`` (which names it)."""
+
+
 class TargetSpecV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     argv: list[str]
     envp: list[tuple[str, str]]
@@ -221,6 +227,7 @@ class TargetSpecV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit
     cgroup_namespace: CgroupNsRequest | None = None
     idmapped_mounts: list[IdmappedMountRequest] | None = None
     view: ViewRequest | None = None
+    terminal: TerminalRequest | None = None
 
 
 class LinuxLaunchBodyV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
