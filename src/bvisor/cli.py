@@ -7,6 +7,7 @@ and never writes a report.
 """
 
 import argparse
+import contextlib
 import errno
 import os
 import signal
@@ -257,6 +258,7 @@ _ROUTINE_FACTS = frozenset(
         "namespaces_lowered",
         "view_lowered",
         "stdin",
+        "terminal_lowered",
         "launch_timeline",
     }
 )
@@ -340,6 +342,27 @@ def cmd_run(args, command: list, prestarted=None) -> int:
         except FlagError as exc:
             raise BadInput(str(exc)) from None
     return _plan_and_run(args, spec, prestarted)
+
+
+def wants_terminal(args) -> bool:
+    """A pseudo-terminal for the run: with ``--tty``, or by default when bvisor's stdin and
+    stdout are both terminals (and neither ``--no-stdin``, ``--no-tty`` nor ``--report -``)."""
+    if args.tty:
+        if args.no_stdin or args.no_tty:
+            raise BadInput("--tty: not with --no-stdin or --no-tty")
+        if not os.isatty(0):
+            raise BadInput("--tty: bvisor's stdin is not a terminal")
+        return True
+    return not (args.no_stdin or args.no_tty or args.report == "-") and os.isatty(0) and os.isatty(1)
+
+
+def _terminal(args):
+    """The caller's terminal attached for the run (``bvisor.terminal``), or nothing."""
+    if not wants_terminal(args):
+        return contextlib.nullcontext()
+    from bvisor.terminal import Terminal
+
+    return Terminal(0).attached()
 
 
 def _report_target(path):
@@ -449,7 +472,8 @@ def _plan_and_run(args, spec, prestarted) -> int:
     # A handler (not SIG_IGN) so the launcher starts with the default disposition.
     previous = signal.signal(signal.SIGINT, lambda *_: None)
     try:
-        report = BoundaryRunner(registry).run(plan, io)
+        with _terminal(args) as io.terminal:
+            report = BoundaryRunner(registry).run(plan, io)
     finally:
         signal.signal(signal.SIGINT, previous)
     if args.sign:
@@ -592,6 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report", metavar="PATH", help="write the sealed report here: a file (replaced whole), '-' for stdout (the workload's stdout then goes to stderr), or a pipe or device such as /dev/fd/N")
     run.add_argument("--quiet", action="store_true", help="no bvisor messages (never silences the workload)")
     run.add_argument("--no-stdin", action="store_true", help="the workload's stdin is /dev/null")
+    run.add_argument("--tty", action="store_true", help="give the run a terminal of its own (default when stdin and stdout are terminals)")
+    run.add_argument("--no-tty", action="store_true", help="no terminal: the workload's stdio are pipes even on a terminal")
 
     verify = sub.add_parser("verify", help="recompute a report's seal (0 valid, 1 tampered, 2 not a report)")
     verify.add_argument("report")
