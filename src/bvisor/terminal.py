@@ -21,6 +21,9 @@ import tty
 
 from bvisor.capture import CHUNK
 
+# Signals that end bvisor by default while the caller's terminal is raw: each restores it first.
+_ENDINGS = (signal.SIGTERM, signal.SIGHUP)
+
 
 class Terminal:
     """The caller's terminal (``fd``, read for keys and resized from) and, while a run holds
@@ -35,30 +38,37 @@ class Terminal:
     @contextlib.contextmanager
     def attached(self):
         """Open the run's pty pair with the caller's settings and window size, put the
-        caller's terminal in raw mode and follow its size; undo all of it on the way out."""
+        caller's terminal in raw mode and follow its size; undo all of it on the way out,
+        a SIGTERM or SIGHUP included (the caller's mode is restored, then the signal ends
+        bvisor as it would have)."""
         saved = termios.tcgetattr(self.fd)
-        self._master, self._slave = os.openpty()
-        try:
+        with contextlib.ExitStack() as undo:
+            self._master, self._slave = os.openpty()
+            undo.callback(self._close_pair)
             for fd in (self._master, self._slave):
                 os.set_inheritable(fd, False)
             termios.tcsetattr(self._slave, termios.TCSANOW, saved)  # the caller's erase, kill, eof…
             self.follow_size()
-            following = threading.current_thread() is threading.main_thread()
-            previous = signal.signal(signal.SIGWINCH, lambda *_: self.follow_size()) if following else None
-            try:
-                tty.setraw(self.fd, termios.TCSANOW)
-                try:
-                    yield self
-                finally:
-                    termios.tcsetattr(self.fd, termios.TCSADRAIN, saved)
-            finally:
-                if following:
-                    signal.signal(signal.SIGWINCH, previous)
-        finally:
-            for fd in (self._master, self._slave):
-                if fd is not None:
-                    os.close(fd)
-            self._master = self._slave = None
+            if threading.current_thread() is threading.main_thread():  # where Python runs handlers
+                handlers = {signal.SIGWINCH: lambda *_: self.follow_size()}
+                handlers.update(dict.fromkeys(_ENDINGS, lambda signum, _: self._restore_and_end(saved, signum)))
+                for signum, handler in handlers.items():
+                    undo.callback(signal.signal, signum, signal.signal(signum, handler))
+            tty.setraw(self.fd, termios.TCSANOW)
+            undo.callback(termios.tcsetattr, self.fd, termios.TCSADRAIN, saved)
+            yield self
+
+    def _restore_and_end(self, saved, signum: int) -> None:
+        with contextlib.suppress(OSError):  # a hung-up terminal takes no settings
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, saved)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def _close_pair(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self._master = self._slave = None
 
     def follow_size(self) -> None:
         """Copy the caller's window size to the run's pty (the kernel then sends SIGWINCH to

@@ -120,3 +120,38 @@ def test_an_interactive_shell_through_a_terminal(identity, report_dir):
     stdin = [f["detail"] for f in body["observed"] if f["kind"] == "stdin"]
     assert len(stdin) == 1 and stdin[0].startswith("terminal pty rows=24 cols=80"), stdin
     assert body["outcome"] == "failed" and body["exit"] == {"code": 3}, body["exit"]
+
+
+def _processes_running(marker: bytes) -> list:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker in f.read():
+                    found.append(int(pid))
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_sigterm_restores_the_callers_terminal_and_leaves_nothing(identity):
+    """bvisor ended by SIGTERM mid-run (as a service manager or `kill` would): the caller's
+    terminal is out of raw mode again, bvisor died of that signal, and no process of the
+    run is left."""
+    marker = f"{os.getpid()}.{time.monotonic_ns() % 1000000}"
+    argv = [*cli_prefix(identity), BVISOR, "run", "--quiet", "--no-store", "--", "/bin/sh", "-c", f"echo started; exec sleep {marker}"]
+    term = CallerTerminal(argv, rows=24, cols=80)
+    try:
+        term.wait_for(b"started")
+        assert termios.tcgetattr(term.secondary) != term.mode_before, "the control: raw mode while the run holds the terminal"
+        term.process.terminate()
+        code = term.finish()
+    finally:
+        term.close()
+    assert code == -15
+    assert term.mode_after == term.mode_before, "the caller's terminal mode was not restored after SIGTERM"
+    deadline = time.monotonic() + 10
+    while _processes_running(marker.encode()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the run tree dies with its launcher, asynchronously
+    assert _processes_running(marker.encode()) == []
