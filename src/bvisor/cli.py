@@ -302,16 +302,22 @@ def _budget_findings(body) -> str:
     )
 
 
-def _summary(report, report_path, stored=None) -> str:
+def _summary(report, report_path, stored=None, verbose=False) -> str:
+    """One line: the outcome, the budget that ended the run (limit and observed), where the
+    report went; with ``verbose`` the plan, every admitted requirement, the view and the seal."""
     body = report.body
     exit_text = "none" if body.exit is None else (f"code {body.exit.code}" if body.exit.code is not None else f"signal {body.exit.signal}")
     findings = _budget_findings(body)
-    lines = [f"outcome {body.outcome.value} (exit {exit_text}){': ' + findings if findings else ''}", f"  plan      {body.plan_id}"]
+    line = f"outcome {body.outcome.value} (exit {exit_text}){': ' + findings if findings else ''}"
+    line += f"; report {report_path}" if report_path else ""
+    line += f"; stored {stored[:12]}" if stored else "; not stored"
+    if not verbose:
+        return line
+    lines = [line, f"  plan      {body.plan_id}"]
     for item in body.admitted:
         lines.append(f"  admitted  {item.kind.value:<22} {item.enforcement.value:<9} {item.mechanism}")
     lines += [f"  view      {f.detail}" for f in body.observed if f.kind == "view_lowered"]
     lines.append(f"  sealed    body_hash {report.body_hash}")
-    lines.append(f"  report    {report_path}" if report_path else "  report    not written (use --report PATH)")
     lines.append(f"  stored    {stored} (bvisor reports show {stored[:12]})" if stored else "  stored    no")
     return "\n".join(lines)
 
@@ -486,7 +492,7 @@ def _plan_and_run(args, spec, prestarted) -> int:
     code = exit_code_for(report)
     if report.body.exit is None:
         sys.stderr.write(f"bvisor: {_why_no_exit(report)}\n")
-    _say(args, _summary(report, args.report, stored))
+    _say(args, _summary(report, args.report, stored, args.verbose))
     return code
 
 
@@ -615,6 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", metavar="BYTES", help="size of the private /tmp (default 64M); a cap only where it is the one writable place")
     run.add_argument("--report", metavar="PATH", help="write the sealed report here: a file (replaced whole), '-' for stdout (the workload's stdout then goes to stderr), or a pipe or device such as /dev/fd/N")
     run.add_argument("--quiet", action="store_true", help="no bvisor messages (never silences the workload)")
+    run.add_argument("-v", "--verbose", action="store_true", help="after the one-line summary: the plan, each admitted requirement and its mechanism, the view, the seal")
     run.add_argument("--no-stdin", action="store_true", help="the workload's stdin is /dev/null")
     run.add_argument("--tty", action="store_true", help="give the run a terminal of its own (default when stdin and stdout are terminals)")
     run.add_argument("--no-tty", action="store_true", help="no terminal: the workload's stdio are pipes even on a terminal")

@@ -5,6 +5,7 @@ empty list; a budget kill says which budget, its limit and what was observed; ``
 passes the caller's value."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,7 +57,20 @@ def test_a_budget_kill_names_the_dimension_its_limit_and_what_was_observed(tmp_p
     first = done.stderr.decode().splitlines()[0]
     assert done.returncode == 124 and first.startswith("bvisor: outcome timeout") and "wall limit_reached (limit 0.5s, observed " in first, first
     control = bvisor(tmp_path / "home", "run", "--no-store", "--timeout", "5", "--", "/bin/true")
-    assert control.stderr.decode().splitlines()[0] == "bvisor: outcome completed (exit code 0)"
+    assert control.stderr.decode().splitlines() == ["bvisor: outcome completed (exit code 0); not stored"]
+
+
+def test_the_default_summary_is_one_line_verbose_adds_the_table_and_quiet_none(tmp_path):
+    home = tmp_path / "home"
+    done = bvisor(home, "run", "--", "/bin/true")
+    [line] = done.stderr.decode().splitlines()
+    assert re.fullmatch(r"bvisor: outcome completed \(exit code 0\); stored [0-9a-f]{12}", line), line
+    listed = bvisor(home, "reports", "list").stdout.decode()
+    assert line[-12:] in listed, listed
+    verbose = bvisor(home, "run", "-v", "--report", str(tmp_path / "r.json"), "--", "/bin/true").stderr.decode().splitlines()
+    assert re.fullmatch(rf"bvisor: outcome completed \(exit code 0\); report {re.escape(str(tmp_path / 'r.json'))}; stored [0-9a-f]{{12}}", verbose[0]), verbose
+    assert any(l.startswith("  admitted  ") for l in verbose) and any(l.startswith("  sealed    body_hash ") for l in verbose), verbose
+    assert bvisor(home, "run", "--quiet", "--", "/bin/true").stderr == b""
 
 
 def test_env_name_alone_passes_the_callers_value_and_an_unset_one_is_bad_input(tmp_path):
