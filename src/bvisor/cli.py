@@ -3,7 +3,9 @@
 Exit status of ``run``: the workload's own code; 128+N if it died of signal N; 124 wall
 timeout; 137 killed for a budget; 125 refused at admission or a bvisor fault; 126 exe not
 executable; 127 exe not found; 2 bad input or usage. Bad input never prints a traceback
-and never writes a report.
+and never writes a report. ``plan``: 0 admitted, 125 refused. A refused plan has one code
+under ``plan`` and ``run``: 125, as env(1), timeout(1) and docker use it (the tool could not
+run the command).
 """
 
 import argparse
@@ -15,7 +17,6 @@ import stat
 import sys
 
 EXIT_BAD_INPUT = 2
-EXIT_PLAN_REFUSED = 3
 EXIT_TIMEOUT = 124
 EXIT_REFUSED_OR_FAULT = 125
 EXIT_NOT_EXECUTABLE = 126
@@ -202,7 +203,7 @@ def cmd_plan(args) -> int:
             print(msgspec.json.encode({"refused": exc.refusal()}).decode())
         else:
             print(f"refused: {exc.requirement}: {exc.reason}\n  remediation: {exc.remediation}")
-        return EXIT_PLAN_REFUSED
+        return EXIT_REFUSED_OR_FAULT
     if args.json:
         print(msgspec.json.format(msgspec.json.encode(plan).decode()))
         return 0
@@ -589,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     spec.add_argument("--example", action="store_true")
     spec.add_argument("--format", choices=("toml", "json"), default="toml")
 
-    plan = sub.add_parser("plan", help="admit or refuse a spec (exit 0 admitted, 3 refused)")
+    plan = sub.add_parser("plan", help="admit or refuse a spec (exit 0 admitted, 125 refused, as run)")
     plan.add_argument("spec")
     plan.add_argument("--json", action="store_true")
 

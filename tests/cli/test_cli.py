@@ -162,14 +162,16 @@ def test_example_spec_plans_and_runs(tmp_path):
         assert ran.returncode == 0 and b"hello from inside the boundary" in ran.stdout
 
 
-def test_plan_exits_3_when_refused(tmp_path):
+def test_a_refused_plan_exits_125_under_plan_and_run_alike(tmp_path):
     good = json.loads(bvisor("spec", "--example", "--format", "json").stdout)
     # A non-zero network budget cannot be a hard cap: only 0 bytes (an empty netns) can.
     good["budgets"]["network"] = {"limit": 1000, "guarantee": "enforced", "evidence": []}
     path = tmp_path / "network.json"
     path.write_text(json.dumps(good))
-    done = bvisor("plan", str(path))
-    assert done.returncode == 3 and b"network" in done.stdout and b"at most 0" in done.stdout
+    planned = bvisor("plan", str(path))
+    assert planned.returncode == 125 and b"network" in planned.stdout and b"at most 0" in planned.stdout
+    ran = bvisor("run", "--no-store", str(path))
+    assert ran.returncode == 125 and b"refused: network" in ran.stderr, ran.stderr
 
 
 def test_verify_accepts_a_fresh_report_and_rejects_one_changed_byte(tmp_path):

@@ -981,8 +981,8 @@ def test_fully_unprivileged_host_fails_closed_on_cgroup_budgets_but_keeps_wall_a
     """Attack: ask a host with no cgroup of its own (the whole bvisor as uid 65534) for caps only
     a cgroup can install. The probe must say process_count, resident_memory and cpu (the
     supervisor reads the leaf's whole-tree usage) are not Enforced; ``plan`` of an Enforced
-    process_count or cpu and ``run --pids/--memory`` must refuse naming the dimension (exit 3 /
-    125, nothing runs); the wall cap and the run-tree kill, which the pid namespace gives,
+    process_count or cpu and ``run --pids/--memory`` must refuse naming the dimension (exit 125
+    under both, nothing runs); the wall cap and the run-tree kill, which the pid namespace gives,
     stay Enforced, and ``run --timeout 5 -- /bin/true`` runs (exit 0)."""
     if os.geteuid() != 0:
         loud_skip("the unprivileged-host oracle drops from root to uid 65534 with setpriv; these tests do not run as root")
@@ -1038,11 +1038,11 @@ def test_fully_unprivileged_host_fails_closed_on_cgroup_budgets_but_keeps_wall_a
         cell = cells[kind]
         if cell["verdict"]["enforcement"] != "enforced" or not cell["mechanism"].endswith(":pid_namespace_init"):
             failures.append(f"probe: {kind} must be Enforced by the pid namespace init; got {cell}")
-    if plan_pids.returncode != 3 or b"process_count" not in plan_pids.stdout:
-        failures.append(f"`bvisor plan` of an Enforced process_count must refuse (exit 3) naming it; got {plan_pids.returncode} {plan_pids.stdout!r}")
+    if plan_pids.returncode != 125 or b"process_count" not in plan_pids.stdout:
+        failures.append(f"`bvisor plan` of an Enforced process_count must refuse (exit 125) naming it; got {plan_pids.returncode} {plan_pids.stdout!r}")
     # An admitted plan lists every budget ("budget cpu ..."), so the refusal line itself must name cpu.
-    if plan_cpu.returncode != 3 or b"refused: cpu:" not in plan_cpu.stdout:
-        failures.append(f"`bvisor plan` of an Enforced cpu must refuse (exit 3) naming cpu; got {plan_cpu.returncode} {plan_cpu.stdout!r} {plan_cpu.stderr!r}")
+    if plan_cpu.returncode != 125 or b"refused: cpu:" not in plan_cpu.stdout:
+        failures.append(f"`bvisor plan` of an Enforced cpu must refuse (exit 125) naming cpu; got {plan_cpu.returncode} {plan_cpu.stdout!r} {plan_cpu.stderr!r}")
     if plan_wall.returncode != 0 or b"kill" not in plan_wall.stdout:
         failures.append(f"`bvisor plan` of an Enforced wall + Kill must admit (exit 0); got {plan_wall.returncode} {plan_wall.stdout!r} {plan_wall.stderr!r}")
     if run_pids.returncode != 125 or b"process_count" not in run_pids.stderr:
