@@ -7,18 +7,24 @@ STAMP := $(VENV)/.installed-stamp
 # An editable install leaves bvisor's own modules uncompiled, and where PYTHONDONTWRITEBYTECODE
 # is set every bvisor (and cold launcher) start would compile them again: ~100 ms a command.
 COMPILE := $(BIN)/python -m compileall -q src
+CLI_DOCS := $(VENV)/share/man/man1/bvisor.1
 
 .PHONY: demo test fuzz bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,cli-docs]'
 	$(COMPILE)
 	touch $(STAMP)
 
+# The man page and the bash and zsh completions, generated from the parser again whenever
+# bvisor's source changes, into $(VENV)/share (man1, bash-completion, zsh/site-functions).
+$(CLI_DOCS): $(STAMP) $(wildcard src/bvisor/*.py)
+	$(BIN)/python -m bvisor.cli_docs $(VENV)
+
 # The demo keeps its evidence store and signing key in ./.bvisor, not in your home.
 demo: export BVISOR_HOME := $(CURDIR)/.bvisor
-demo: $(STAMP)
+demo: $(STAMP) $(CLI_DOCS)
 	@echo "== bvisor run --net none --sign -- cat /proc/self/net/dev  (a deny-all network boundary, stored and signed)"
 	@$(BIN)/bvisor run --net none --no-stdin --sign --report bvisor-report.json -- cat /proc/self/net/dev
 	@echo
@@ -34,7 +40,7 @@ demo: $(STAMP)
 
 # The ledger gate fails the run unless every test a ledger row cites ran here and passed.
 # The oracle suites then run again through the warm launcher: both paths must hold.
-test: $(STAMP)
+test: $(STAMP) $(CLI_DOCS)
 	BVISOR_LEDGER_GATE=1 $(BIN)/python -m pytest -q
 	BVISOR_LAUNCHER=warm $(BIN)/python -m pytest -q tests/oracle tests/unit/test_protocol.py
 
