@@ -239,27 +239,16 @@ _ROUTINE_FACTS = frozenset(
     {
         "launcher_terminal",
         "stream_captured",
-        "environment_lowered",
-        "inherited_fds_lowered",
-        "network_lowered",
         "filesystem_confined",
         "filesystem_unconfined",
         "filesystem_root_resolved",
         "mount_planned",
         "mount_made",
         "landlock_installed",
-        "run_tree_lowered",
-        "cgroup_lowered",
-        "rlimit_lowered",
-        "seccomp_lowered",
         "seccomp_rule",
         "cgroup_leaf",
         "exe_identity",
-        "identity_lowered",
-        "namespaces_lowered",
-        "view_lowered",
         "stdin",
-        "terminal_lowered",
         "launch_timeline",
     }
 )
@@ -269,11 +258,12 @@ _LAUNCHER_VERDICTS = ("fault:", "refusal=", "child_failed")
 def _is_reason(fact) -> bool:
     if fact.kind == "launcher_note":
         return fact.detail.startswith(_LAUNCHER_VERDICTS)
-    return fact.kind not in _ROUTINE_FACTS
+    return fact.kind not in _ROUTINE_FACTS and not fact.kind.endswith("_lowered")  # what was planned is no reason
 
 
 def _why_no_exit(report) -> str:
-    reasons = [f for f in report.body.observed if _is_reason(f)]
+    # The judge's own words first (they name the field to fix), then the launcher's.
+    reasons = sorted((f for f in report.body.observed if _is_reason(f)), key=lambda f: f.kind == "launcher_note")
     return report.body.outcome.value + (f": {reasons[0].kind}: {reasons[0].detail}" if reasons else "")
 
 

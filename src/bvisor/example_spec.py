@@ -4,11 +4,13 @@ EXAMPLE_TOML = """\
 # A bvisor boundary spec. Run it with `bvisor run this.toml`; see what would be admitted
 # on this host with `bvisor plan this.toml`. Unknown fields are errors, never ignored.
 
-# What runs: an absolute exe path and its arguments (argv[0] is the exe path).
+# What runs: an absolute exe path and its arguments (argv[0] is the exe path), started in
+# cwd (a directory of the run's view; without cwd: yours if the view has it, else /).
 [workload]
 kind = "process"
 exe = "/bin/sh"
 args = ["-c", "echo hello from inside the boundary; cat /proc/self/net/dev"]
+cwd = "/tmp"
 
 # Capabilities: what the workload may (or may not) do. Each one is a requirement the host
 # must really enforce, or the plan is refused before anything runs.

@@ -119,3 +119,22 @@ def test_binding_a_path_inside_the_evidence_home_is_refused(tmp_path):
     (tmp_path / "inside").mkdir()
     done = bvisor(tmp_path, "run", "--quiet", "--no-store", "--bind", f"{tmp_path}/inside:/data:ro", "--", "/bin/true")
     assert done.returncode == 125 and b"evidence_in_exposed_path" in done.stderr, done.stderr
+
+
+def _spec_with_cwd(tmp_path, cwd: str) -> str:
+    example = bvisor(tmp_path / "home", "spec", "--example").stdout.decode()
+    text = re.sub(r'(?m)^args = .*$', 'args = ["-c", "pwd"]', example)
+    text = re.sub(r'(?m)^cwd = .*$', f'cwd = "{cwd}"', text)
+    path = tmp_path / f"cwd-{len(cwd)}.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_workload_cwd_is_where_the_run_starts_and_a_missing_one_fails_by_name(tmp_path):
+    done = bvisor(tmp_path / "home", "run", "--no-store", "--quiet", _spec_with_cwd(tmp_path, "/proc/self"))
+    assert done.returncode == 0 and done.stdout.decode().strip().startswith("/proc/"), done
+    missing = bvisor(tmp_path / "home", "run", "--no-store", _spec_with_cwd(tmp_path, "/nowhere"))
+    first = missing.stderr.decode().splitlines()[0]
+    assert missing.returncode == 125 and missing.stdout == b"" and first == "bvisor: failed: cwd_missing: workload.cwd /nowhere: No such file or directory", first
+    relative = bvisor(tmp_path / "home", "run", "--no-store", _spec_with_cwd(tmp_path, "tmp"))
+    assert relative.returncode == 2 and b"$.workload.cwd: expected absolute path" in relative.stderr, relative.stderr

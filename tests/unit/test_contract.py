@@ -638,3 +638,12 @@ def test_spec_problems_come_in_field_order():
         "controls[0].path",
         *(f"budgets.{dimension.value}.limit" for dimension in BudgetDimension),
     ]
+
+
+def test_an_unset_cwd_is_left_out_of_the_canonical_bytes_so_older_reports_still_verify():
+    from bvisor.contract.spec import Workload
+
+    plain = canonical_bytes(Workload.Process(exe="/bin/true"))
+    assert b"cwd" not in plain
+    assert b"cwd" in canonical_bytes(Workload.Process(exe="/bin/true", cwd="/tmp"))
+    assert msgspec.msgpack.decode(plain, type=Workload.Process).cwd is msgspec.UNSET

@@ -35,10 +35,15 @@ class Workload:
     """What runs inside the boundary."""
 
     class Process(msgspec.Struct, tag="process", **_TAGGED):
-        """A native process; ``exe`` is an absolute path, ``args`` follow argv[0]."""
+        """A native process; ``exe`` is an absolute path, ``args`` follow argv[0]. ``cwd``:
+        the absolute path in the run's view it starts in (the run fails if the view has no
+        such directory); unset, the caller's working directory where the view has it, else
+        /. (Unset is left out of the encoding, so reports sealed before the field existed
+        still verify.)"""
 
         exe: str
         args: list[str] = []
+        cwd: str | msgspec.UnsetType = msgspec.UNSET
 
     Any = Process
 

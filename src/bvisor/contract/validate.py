@@ -88,6 +88,8 @@ def _path_problem(field: str, path: str) -> Iterator[SpecProblem]:
 
 def _workload_problems(spec: BoundarySpec) -> Iterator[SpecProblem]:
     yield from _path_problem("workload.exe", spec.workload.exe)
+    if spec.workload.cwd is not msgspec.UNSET:
+        yield from _path_problem("workload.cwd", spec.workload.cwd)
     for index, arg in enumerate(spec.workload.args):
         if "\x00" in arg:
             yield SpecProblem(f"workload.args[{index}]", "must not contain NUL")

@@ -123,6 +123,8 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
         os.close(status_fd)
         step = "visibility"
         temp_root = _visibility_phase(request, transcript, trees)
+        step = "cwd"
+        _start_dir(request, transcript)
         transcript.state("VisibilityPhaseResolved")
     except BaseException as exc:
         childproc.fail(error_fd, step, exc)
@@ -144,6 +146,8 @@ def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_
             transcript.note(cgroup.enter_namespace())
         step = "visibility"
         temp_root = _visibility_phase(request, transcript, trees)
+        step = "cwd"
+        _start_dir(request, transcript)
         transcript.note("pid_namespace=init pid=1 proc=own")
         transcript.state("VisibilityPhaseResolved")
         gate = unixgate.Handoff() if request.unix_gate else None
@@ -299,6 +303,12 @@ def _visibility_phase(request: LaunchRequest, transcript: Transcript, trees: dic
         return None
     transcript.note(mounts.make_private())
     return view.assemble(request, trees, transcript.note)
+
+
+def _start_dir(request: LaunchRequest, transcript: Transcript) -> None:
+    """Where the workload starts, inside the view (without one, where the host started us)."""
+    if request.view is not None:
+        transcript.note(view.start_in(*request.view.cwd))
 
 
 def _add_rule(ruleset: int, abi: int, fd: int, writable: bool) -> str:

@@ -55,7 +55,7 @@ def _userns_isolation() -> None:
     os.close(tree)
     os.close(view.make_dev(base, devices, creatable)[1])
     os.close(base_fd)
-    view.pivot(base, host_tree=False, cwd="/")
+    view.pivot(base, host_tree=False)
 
 
 def _transient_identity() -> str:

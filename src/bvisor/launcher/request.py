@@ -390,7 +390,8 @@ def _idmapped(value, slots) -> dict:
 
 
 class View:
-    """The fresh root: ``roots`` as ``[(slot, path, writable)]`` in path order."""
+    """The fresh root: ``roots`` as ``[(slot, path, writable)]`` in path order; ``cwd`` as
+    ``(path, required)``."""
 
     __slots__ = ("roots", "cwd", "host_tree", "masked", "links", "exe")
 
@@ -401,7 +402,7 @@ class View:
 def _view(value, slots):
     if value is None:
         return None
-    f = _fields(value, "target.view", ("roots", "cwd"), ("host_tree", "masked", "links", "exe"))
+    f = _fields(value, "target.view", ("roots", "cwd"), ("cwd_required", "host_tree", "masked", "links", "exe"))
     roles = {s.index: s.role for s in slots if s.role in ("read_root", "write_root")}
     roots = []
     for i, raw in enumerate(_typed(f["roots"], list, "target.view.roots")):
@@ -418,7 +419,8 @@ def _view(value, slots):
             raise _invalid(f"target.view.links[{i}] must be [path, target]")
         links.append((_absolute(pair[0], f"target.view.links[{i}][0]"), _absolute(pair[1], f"target.view.links[{i}][1]")))
     exe = _absolute(f["exe"], "target.view.exe") if f.get("exe") is not None else None
-    return View(sorted(roots, key=lambda r: r[1]), _absolute(f["cwd"], "target.view.cwd"), host_tree, masked, links, exe)
+    cwd = (_absolute(f["cwd"], "target.view.cwd"), _typed(f.get("cwd_required", False), bool, "target.view.cwd_required"))
+    return View(sorted(roots, key=lambda r: r[1]), cwd, host_tree, masked, links, exe)
 
 
 def _network_namespace(value) -> tuple:

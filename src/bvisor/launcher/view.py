@@ -204,10 +204,9 @@ def mask(base: str, masked: list) -> str:
     return f"view_masked paths={','.join(covered)} read_only={','.join(read_only)}"
 
 
-def pivot(base: str, host_tree: bool, cwd: str) -> str:
+def pivot(base: str, host_tree: bool) -> str:
     """Make ``base`` the root, detach the old one, check that / is now what ``base`` showed
-    (its device and inode: a fresh tmpfs, unless a root at / covers it), and start in
-    ``cwd`` where the view has it (else /)."""
+    (its device and inode: a fresh tmpfs, unless a root at / covers it); start in /."""
     shown = os.stat(base)
     base_id = (shown.st_dev, shown.st_ino)
     os.chdir(base)
@@ -216,14 +215,20 @@ def pivot(base: str, host_tree: bool, cwd: str) -> str:
     root = os.stat("/")
     if (root.st_dev, root.st_ino) != base_id:
         raise OSError(0, "after pivot_root, / is not the run's new root")
+    os.chdir("/")
+    return f"view=pivoted root={'host_tree' if host_tree else 'fresh'}"
+
+
+def start_in(cwd: str, required: bool) -> str:
+    """Enter ``cwd`` in the view; where the view has no such directory, stay in / unless
+    the spec named it (``required``: then the run fails here)."""
     try:
         os.chdir(cwd)
-        start = cwd
+        return f"cwd={cwd}"
     except OSError:
-        os.chdir("/")
-        start = "/"
-    kind = "host_tree" if host_tree else "fresh"
-    return f"view=pivoted root={kind} cwd={start}"
+        if required:
+            raise
+        return f"cwd=/ wanted={cwd} (not in the view)"
 
 
 def _seal(fd: int) -> None:
@@ -307,5 +312,5 @@ def assemble(request, trees: dict, note) -> int | None:
         _seal(base_fd)
     else:
         os.close(base_fd)
-    note(pivot(base, view.host_tree, view.cwd))
+    note(pivot(base, view.host_tree))
     return temp_root

@@ -553,6 +553,9 @@ def judge(obs: LaunchObservation, lowered: LoweredLaunch):
         # ENOENT from an exec of a host-opened fd: its interpreter or loader is not in the view.
         detail = f"exec failed: {os.strerror(code)}" + (" (the exe's interpreter or loader is not in the run's root)" if code == errno.ENOENT else "")
         return Outcome.Failed, None, [ObservedFact(kind=fact, detail=detail)]
+    if obs.terminal is LauncherState.SetupFaulted and failed.get("step") == "cwd":
+        # The spec's workload.cwd is not a directory of the run's view: the caller's to fix.
+        return Outcome.Failed, None, [ObservedFact(kind="cwd_missing", detail=f"workload.cwd {lowered.plan.body.target.view.cwd}: {_child_failure_detail(obs)}")]
     if obs.terminal is LauncherState.SetupFaulted and failed.get("step") == "visibility" and failed.get("errno") == str(errno.ENOENT):
         # The spec names a mountpoint this host does not have: the caller's to fix, not a fault.
         return Outcome.Unsupported, None, [ObservedFact(kind="mountpoint_missing", detail=_child_failure_detail(obs))]

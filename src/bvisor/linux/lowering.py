@@ -11,6 +11,7 @@ import os
 import stat
 
 import blake3
+import msgspec
 
 from bvisor.contract import (
     BoundaryPlan,
@@ -296,16 +297,17 @@ def _idmapped(grants, binds, outside_id, authorities: _Authorities) -> tuple:
     return idmapped, shared
 
 
-def _view(grants, confine_fs: bool, authorities: _Authorities, masked: list, exe_path: str) -> ViewRequest:
+def _view(grants, confine_fs: bool, authorities: _Authorities, masked: list, exe_path: str, cwd) -> ViewRequest:
     """The run's root: every granted root but devices (the view's own /dev has the ones a
     run gets), each at its object's path, with a symlink where the declared path led there
-    through one (/bin -> /usr/bin); the caller's working directory to start in; the
-    evidence directories masked."""
+    through one (/bin -> /usr/bin); the spec's ``cwd`` to start in, or the caller's working
+    directory where the view has it; the evidence directories masked."""
     kinds = authorities.kinds()
     roots = [(slot, g.path, authorities.actual[slot]) for slot, g in grants if kinds[slot] is not DescriptorKind.CharDevice]
     return ViewRequest(
         roots=[ViewRootRequest(slot=slot, path=actual) for slot, _, actual in roots],
-        cwd=os.getcwd(),
+        cwd=os.getcwd() if cwd is msgspec.UNSET else cwd,
+        cwd_required=cwd is not msgspec.UNSET,
         host_tree=not confine_fs,
         masked=masked,
         links=[(declared, actual) for _, declared, actual in roots if declared != actual],
@@ -326,7 +328,7 @@ def describe_view(view: ViewRequest, authorities: _Authorities, temp_root, binds
         parts.append(f"tmpfs {temp_root.path} {temp_root.size_bytes // 1024}K")
     parts += [f"{'rw' if b.writable else 'ro'} {b.dest} (from {b.source_path})" for b in binds]
     parts.append("/dev minimal" + ("; /proc own" if own_proc else ""))
-    parts.append(f"cwd {view.cwd} if present, else /")
+    parts.append(f"cwd {view.cwd}" if view.cwd_required else f"cwd {view.cwd} if present, else /")
     return "; ".join(parts)
 
 
@@ -463,6 +465,8 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
     try:
         pid_ns, placement, cgroup_table = _run_tree(plan, list(cgroup_procs))
         mount_ns = temp_root is not None or bool(exposed) or pid_ns is not None
+        if not mount_ns and spec.workload.cwd is not msgspec.UNSET:
+            raise LoweringFailed("cwd_unsupported", "workload.cwd is set, but this run has no view of its own to start in")
         proc_roots = [ProcRootRequest(path=g.path, writable=g.writable) for g in grants if _beneath_proc(g.path)] if pid_ns else []
         user_ns = deny_network or mount_ns
         if outside_id is not None and not user_ns:
@@ -493,7 +497,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         authorities.close()
         raise
     idmapped, shared = _idmapped(root_slots, binds, outside_id, authorities)
-    view = _view(root_slots, confine_fs, authorities, protected, os.readlink(f"/proc/self/fd/{exe_fd}")) if mount_ns else None
+    view = _view(root_slots, confine_fs, authorities, protected, os.readlink(f"/proc/self/fd/{exe_fd}"), spec.workload.cwd) if mount_ns else None
     ipc_ns, uts_ns, cgroup_ns = isolation
     scope = _landlock_scope(plan)
     rlimits = _rlimits(plan)

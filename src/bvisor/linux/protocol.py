@@ -190,10 +190,12 @@ class ViewRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_
     base is the host's tree (nosuid,nodev) instead of an empty tmpfs. ``links``: ``(path,
     target)`` symlinks made where nothing is (a root declared as /bin is at /usr/bin).
     ``exe``: the exe's path; the run execs it through a read-only clone of it found there
-    (its /proc/self/exe then allows no chmod or utime of the host's file)."""
+    (its /proc/self/exe then allows no chmod or utime of the host's file). ``cwd_required``:
+    the spec named ``cwd``, so a view without it fails the run instead of starting in /."""
 
     roots: list[ViewRootRequest]
     cwd: str
+    cwd_required: bool = False
     host_tree: bool = False
     masked: list[str] = []
     links: list[tuple[str, str]] = []
