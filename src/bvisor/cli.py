@@ -332,7 +332,7 @@ def cmd_run(args, command: list, prestarted=None) -> int:
         spec = _load_spec(args.spec)
     else:
         try:
-            spec = _checked_spec(spec_from_flags(args, command))
+            spec = _checked_spec(spec_from_flags(args, command, terminal=wants_terminal(args)))
         except CommandNotFound as exc:
             sys.stderr.write(f"bvisor: {exc}\n")
             return EXIT_NOT_FOUND
@@ -487,7 +487,7 @@ def _plan_and_run(args, spec, prestarted) -> int:
     return code
 
 
-_SPEC_FLAGS = ("net", "ro", "rw", "bind", "env", "env_secret", "no_spawn", "threads_only", "tmp", "no_system_roots") + (
+_SPEC_FLAGS = ("net", "ro", "rw", "bind", "env", "env_secret", "clear_env", "no_spawn", "threads_only", "tmp", "no_system_roots") + (
     "timeout",
     "cpu",
     "memory",
@@ -600,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]", help="show host path SRC at DST in the run, read-write unless :ro (repeatable)")
     run.add_argument("--no-system-roots", action="store_true", help="do not add the read-only system roots (/usr, /bin, /lib..., /etc)")
     run.add_argument("--tmp", action="store_true", help="a private tmpfs at /tmp (default with no --ro/--rw), sized by --storage")
-    run.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]", help="the environment, exactly (nothing is inherited); NAME alone passes your value")
+    run.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]", help="an environment entry over the baseline (PATH=/usr/local/bin:/usr/bin:/bin, LANG=C.UTF-8, HOME=/tmp or /, your TERM with a terminal); NAME alone passes your value; nothing else is inherited")
+    run.add_argument("--clear-env", action="store_true", help="no baseline: the environment is exactly the --env and --env-secret entries")
     run.add_argument("--env-secret", action="append", default=[], metavar="NAME=REF", help="an environment entry leased from a secret (REF: env:VAR)")
     run.add_argument("--no-spawn", action="store_true", help="no new process or thread (fork fails with EPERM)")
     run.add_argument("--threads-only", action="store_true", help="threads, but no new process")

@@ -1,13 +1,15 @@
-"""``bvisor run [FLAGS] -- EXE ARGS…``: turn command-line flags into a ``BoundarySpec``.
+"""``bvisor run [FLAGS] -- EXE ARGS…`` and ``bvisor.run``: turn typed run options into a
+``BoundarySpec`` (``build_spec``; the CLI's flags reach it through ``spec_from_flags``).
 
-Pure apart from resolving a bare command name on the caller's PATH. Every flag becomes a
-requirement asked at ``Enforced``; a flag whose capability this host or version cannot
-enforce makes the plan refuse — it is never ignored. Budget dimensions without a flag are
-watched (``Mediated``) up to the largest limit the contract accepts.
+Pure apart from reading the caller's environment for ``--env NAME`` and ``TERM``, and
+looking a bare command name up on the workload's PATH inside its view. Every option becomes
+a requirement asked at ``Enforced``; an option whose capability this host or version cannot
+enforce makes the plan refuse — it is never ignored. Budget dimensions without an option
+are watched (``Mediated``) up to the largest limit the contract accepts.
 """
 
 import os
-import shutil
+from collections.abc import Mapping, Sequence
 
 from bvisor.contract import (
     BoundarySpec,
@@ -17,6 +19,7 @@ from bvisor.contract import (
     Capability,
     EnvEntry,
     EnvPolicy,
+    EnvSource,
     EvidenceRequirements,
     FdPolicy,
     FsAccess,
@@ -29,6 +32,7 @@ from bvisor.contract import (
     Workload,
 )
 from bvisor.contract.validate import LIMIT_CEILING, env_name_problem
+from bvisor.linux.filesystem import SYSTEM_ROOTS
 from bvisor.planner import BUDGET_FLAGS
 
 
@@ -36,38 +40,52 @@ class FlagError(ValueError):
     """Bad command-line input; ``str()`` is one line naming the flag."""
 
 
-class CommandNotFound(FlagError):
-    pass
+class CommandNotFound(FlagError, FileNotFoundError):
+    """A bare command name the workload's PATH does not find inside its view (a
+    ``FileNotFoundError`` too, as ``subprocess`` raises for a missing program)."""
 
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 DEFAULT_TMP_STORAGE = 64 * 1024**2
 
+# The environment every flag-built run declares unless --clear-env: what ordinary programs
+# look for (a compiler finds `ld` on PATH; Python and most tools want a UTF-8 locale and a
+# HOME). HOME is set per run (``_home``) to a directory the run's view has.
+BASELINE_PATH = "/usr/local/bin:/usr/bin:/bin"
+BASELINE_LANG = "C.UTF-8"
 
-def parse_bytes(flag: str, text: str) -> int:
-    """``64M`` → 67108864 (K/M/G/T are 1024-based; an optional trailing B or iB is allowed)."""
-    raw = text.strip().upper().removesuffix("IB").removesuffix("B")
+
+def parse_bytes(flag: str, value: int | str) -> int:
+    """A byte count as given (an int) or as text: ``64M`` → 67108864 (K/M/G/T are
+    1024-based; an optional trailing B or iB is allowed)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _positive(flag, value)
+    raw = value.strip().upper().removesuffix("IB").removesuffix("B") if isinstance(value, str) else ""
     number, unit = (raw[:-1], raw[-1]) if raw[-1:] in _SIZE_UNITS and raw[-1:].isalpha() else (raw, "")
     if not number.isdigit():
-        raise FlagError(f"{flag}: expected a byte count like 512, 64K, 64M or 2G, got {text!r}")
+        raise FlagError(f"{flag}: expected a byte count like 512, 64K, 64M or 2G, got {value!r}")
     return _positive(flag, int(number) * _SIZE_UNITS[unit])
 
 
-def parse_seconds(flag: str, text: str) -> int:
-    """Seconds (decimals allowed) → whole microseconds."""
+def parse_seconds(flag: str, value: float | str) -> int:
+    """Seconds (a number, or text; decimals allowed) → whole microseconds."""
     try:
-        seconds = float(text)
-    except ValueError:
-        raise FlagError(f"{flag}: expected seconds like 10 or 0.5, got {text!r}") from None
+        seconds = None if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        seconds = None
+    if seconds is None:
+        raise FlagError(f"{flag}: expected seconds like 10 or 0.5, got {value!r}")
     if seconds != seconds or seconds in (float("inf"), float("-inf")):
-        raise FlagError(f"{flag}: expected a finite number of seconds, got {text!r}")
+        raise FlagError(f"{flag}: expected a finite number of seconds, got {value!r}")
     return _positive(flag, round(seconds * 1_000_000))
 
 
-def parse_count(flag: str, text: str) -> int:
-    if not text.strip().isdigit():
-        raise FlagError(f"{flag}: expected a whole number, got {text!r}")
-    return _positive(flag, int(text))
+def parse_count(flag: str, value: int | str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _positive(flag, value)
+    if not isinstance(value, str) or not value.strip().isdigit():
+        raise FlagError(f"{flag}: expected a whole number, got {value!r}")
+    return _positive(flag, int(value))
 
 
 def _positive(flag: str, value: int) -> int:
@@ -76,10 +94,10 @@ def _positive(flag: str, value: int) -> int:
     return value
 
 
-def parse_net(values: list) -> Capability.Network | None:
+def parse_net(values: Sequence[str]) -> Capability.Network | None:
     if not values:
         return None
-    if values == ["none"]:
+    if list(values) == ["none"]:
         return Capability.Network(policy=NetPolicy.DenyAll())
     if "none" in values:
         raise FlagError("--net: 'none' cannot be combined with allow= destinations")
@@ -87,7 +105,7 @@ def parse_net(values: list) -> Capability.Network | None:
 
 
 def _net_dest(value: str) -> NetDest:
-    if not value.startswith("allow="):
+    if not isinstance(value, str) or not value.startswith("allow="):
         raise FlagError(f"--net: expected 'none' or 'allow=HOST:PORT', got {value!r}")
     target = value[len("allow=") :]
     if target.startswith("["):  # [IPv6]:port
@@ -99,24 +117,21 @@ def _net_dest(value: str) -> NetDest:
     return NetDest(host=host, port=int(port))
 
 
-def parse_env(flag: str, values: list, secret: bool) -> list:
-    entries = []
+def parse_env(flag: str, values: list, secret: bool) -> dict:
+    """``NAME=VALUE`` texts → {name: value}; ``NAME`` alone (not for secrets) → {name: None},
+    the caller's value, looked up by ``build_spec``."""
+    entries: dict = {}
     for value in values:
         name, sep, rest = value.partition("=")
-        problem = env_name_problem(name) if name else None
-        if problem is not None:
-            raise FlagError(f"{flag}: {problem}")
         if not name or (secret and not sep):
             raise FlagError(f"{flag}: expected {'NAME=REF' if secret else 'NAME=VALUE or NAME'}, got {value!r}")
-        if not sep:  # `--env NAME`: the caller's value, declared in the spec like any other
-            if name not in os.environ:
-                raise FlagError(f"{flag}: {name} is not set in your environment (give NAME=VALUE)")
-            rest = os.environ[name]
-        entries.append(EnvEntry.lease(name, rest) if secret else EnvEntry.literal(name, rest))
+        if name in entries:
+            raise FlagError(f"{flag}: {name!r} is given twice")
+        entries[name] = rest if sep else None
     return entries
 
 
-def parse_bind(values: list) -> list:
+def parse_bind(values: Sequence[str]) -> list:
     """``--bind SRC:DST[:ro|:rw]``: the host path SRC shown at DST in the run (read-write unless
     ``:ro``); DST need not exist on the host, the run's root is built for it."""
     binds = []
@@ -132,23 +147,13 @@ def parse_bind(values: list) -> list:
     return binds
 
 
-def resolve_exe(command: str) -> str:
-    """An absolute exe path: a bare name is looked up on the caller's PATH now."""
-    if "/" in command:
-        return os.path.abspath(command)
-    found = shutil.which(command)
-    if found is None:
-        raise CommandNotFound(f"{command}: command not found on PATH")
-    return os.path.abspath(found)
-
-
-def _existing_paths(flag: str, paths: list) -> list:
+def _existing_paths(flag: str, paths: Sequence) -> list:
     """Absolute paths of roots that exist now: a typo is bad input, not a refused run."""
     resolved = []
     for path in paths:
         absolute = os.path.abspath(path)
         if not os.path.exists(absolute):
-            raise FlagError(f"{flag}: {path} does not exist")
+            raise FlagError(f"{flag}: {os.fspath(path)} does not exist")
         resolved.append(absolute)
     return resolved
 
@@ -158,7 +163,7 @@ def _existing_paths(flag: str, paths: list) -> list:
 DEFAULT_VIEW = Capability.Filesystem(access=FsAccess.Read, roots=["/proc"], system_roots=True)
 
 
-def _filesystem(ro: list, rw: list, system_roots: bool) -> list:
+def _filesystem(ro: Sequence, rw: Sequence, system_roots: bool) -> list:
     if not ro and not rw and system_roots:
         return [DEFAULT_VIEW]
     caps = []
@@ -169,6 +174,91 @@ def _filesystem(ro: list, rw: list, system_roots: bool) -> list:
     if system_roots is False and not caps:
         raise FlagError("--no-system-roots: only meaningful with --ro or --rw")
     return caps
+
+
+def _environment(declared: Mapping, secrets: Mapping, clear: bool, home: str, terminal: bool) -> list:
+    """The workload's whole environment: the baseline (unless ``clear``), each name in
+    ``declared`` (value, or None for the caller's own) or ``secrets`` (a lease reference)
+    replacing the baseline's entry of that name or added after it."""
+    entries = {}
+    for name, value in declared.items():
+        _check_env_name("--env", name)
+        if value is None:  # the caller's value, declared in the spec like any other
+            if name not in os.environ:
+                raise FlagError(f"--env: {name} is not set in your environment (give NAME=VALUE)")
+            value = os.environ[name]
+        entries[name] = EnvEntry.literal(name, value)
+    for name, ref in secrets.items():
+        _check_env_name("--env-secret", name)
+        if name in entries:
+            raise FlagError(f"--env-secret: {name!r} is also given by --env")
+        entries[name] = EnvEntry.lease(name, ref)
+    baseline = {}
+    if not clear:
+        baseline = {"PATH": BASELINE_PATH, "LANG": BASELINE_LANG, "HOME": home}
+        if terminal and "TERM" in os.environ:  # the caller's terminal is the run's
+            baseline["TERM"] = os.environ["TERM"]
+    return [entries.pop(name, EnvEntry.literal(name, value)) for name, value in baseline.items()] + list(entries.values())
+
+
+def _check_env_name(flag: str, name) -> None:
+    problem = env_name_problem(name) if isinstance(name, str) else f"{name!r} is not a string"
+    if problem is not None:
+        raise FlagError(f"{flag}: {problem}")
+
+
+def _view_places(capabilities: list, controls: list) -> list:
+    """``(path in the run, host path shown there)`` for every place the run's view has: the
+    granted roots (a root declared through a symlink is shown at its target too), the
+    ``--bind`` destinations, and the private temp root (host path None: empty at start)."""
+    places = []
+    for cap in capabilities:
+        if isinstance(cap, Capability.Filesystem):
+            system = [path for path, _ in SYSTEM_ROOTS if os.path.exists(path)] if cap.system_roots else []
+            for root in [*cap.roots, *system]:
+                places += [(root, root), (os.path.realpath(root), os.path.realpath(root))]
+    for control in controls:
+        if isinstance(control, HostControl.ExposePath):
+            places.append((control.dest, control.source))
+        elif isinstance(control, HostControl.TempRoot):
+            places.append((control.path, None))
+    return places
+
+
+def _host_path_at(path: str, places: list) -> str | None:
+    """The host path the run sees at ``path`` (the innermost place holding it), or None
+    where its view has nothing of the host's."""
+    holding = [(dest, source) for dest, source in places if os.path.commonpath([dest, path]) == dest]
+    if not holding:
+        return None
+    dest, source = max(holding, key=lambda place: len(place[0]))
+    return None if source is None else os.path.normpath(os.path.join(source, os.path.relpath(path, dest)))
+
+
+def _shown_in_view(host_path: str, places: list) -> bool:
+    return any(source is not None and os.path.commonpath([source, host_path]) == source for _, source in places)
+
+
+def resolve_exe(command: str, search_path: str | None, places: list) -> str:
+    """An absolute exe path. A bare name is looked up as the workload's own ``execvp`` would:
+    on its PATH (``search_path``), in the directories its view has (``places``), so a
+    program or shim outside the view (a pyenv shim on the caller's PATH) is never picked.
+    Relative PATH entries are skipped: they name the run's working directory."""
+    if "/" in command:
+        return os.path.abspath(command)
+    for directory in (search_path or "").split(":"):
+        if not directory.startswith("/"):
+            continue
+        host_dir = _host_path_at(os.path.normpath(directory), places)
+        candidate = host_dir and os.path.join(host_dir, command)
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK) and _shown_in_view(os.path.realpath(candidate), places):
+            return candidate
+    if not search_path:
+        raise CommandNotFound(f"{command}: the workload has no PATH to find it on; give its path, or --env PATH=...")
+    raise CommandNotFound(
+        f"{command}: command not found on the workload's PATH ({search_path}) in its view; "
+        "give its path, or grant its directory (--ro) and put that on PATH (--env PATH=...)"
+    )
 
 
 def _budgets(caps: dict, watched: dict) -> BudgetRequirements:
@@ -183,58 +273,115 @@ def _budgets(caps: dict, watched: dict) -> BudgetRequirements:
     return BudgetRequirements(**{d.value: request(d) for d in BudgetDimension})
 
 
-def spec_from_flags(args, command: list) -> BoundarySpec:
-    """Build the spec a flag-built run asks for. ``args`` is the parsed argparse namespace."""
+def build_spec(
+    command: Sequence[str],
+    *,
+    net: Sequence[str] = (),
+    ro: Sequence = (),
+    rw: Sequence = (),
+    bind: Sequence[str] = (),
+    tmp: bool = False,
+    system_roots: bool = True,
+    env: Mapping[str, str | None] | None = None,
+    env_secret: Mapping[str, str] | None = None,
+    clear_env: bool = False,
+    terminal: bool = False,
+    no_spawn: bool = False,
+    threads_only: bool = False,
+    timeout: float | str | None = None,
+    cpu: float | str | None = None,
+    memory: int | str | None = None,
+    pids: int | str | None = None,
+    fds: int | str | None = None,
+    storage: int | str | None = None,
+) -> BoundarySpec:
+    """The spec a run asks for; the one builder behind ``bvisor run -- EXE`` and ``bvisor.run``.
+
+    ``net``: ``["none"]`` or ``allow=HOST:PORT`` entries. ``ro`` / ``rw``: roots granted
+    read-only / read-write (with the system roots unless ``system_roots`` is false); neither
+    gives the default view (system roots, /proc, a private /tmp). ``bind``:
+    ``SRC:DST[:ro]``. ``tmp``: the private /tmp beside ``ro``/``rw``.
+    ``env``: entries over the baseline (``PATH``, ``LANG``, ``HOME``, and with ``terminal``
+    the caller's ``TERM``); a None value passes the caller's own. ``env_secret``: name →
+    lease reference. ``clear_env``: no baseline. ``HOME`` is ``/tmp`` when the run has its
+    private /tmp, else ``/``.
+    Budgets (each an Enforced cap): ``timeout`` and ``cpu`` in seconds, ``memory`` and
+    ``storage`` in bytes, ``pids`` and ``fds`` counts; each a number or the CLI's text
+    (``"1.5"``, ``"64M"``). Bad input raises ``FlagError`` naming the flag.
+    """
     if not command:
         raise FlagError("run: give a spec file, or -- EXE [ARGS...]")
-    if args.no_spawn and args.threads_only:
+    if no_spawn and threads_only:
         raise FlagError("--no-spawn and --threads-only cannot be combined")
-    env_entries = parse_env("--env", args.env, secret=False) + parse_env("--env-secret", args.env_secret, secret=True)
-    seen = set()
-    for entry in env_entries:
-        if entry.name in seen:
-            raise FlagError(f"--env: {entry.name} is given twice")
-        seen.add(entry.name)
-    caps = [
-        Capability.Environment(policy=EnvPolicy.Exact(env_entries)),
-        Capability.InheritedFds(policy=FdPolicy.Nothing()),
-    ]
-    network = parse_net(args.net)
+    caps = [Capability.InheritedFds(policy=FdPolicy.Nothing())]
+    network = parse_net(net)
     if network is not None:
         caps.append(network)
-    caps += _filesystem(args.ro, args.rw, not args.no_system_roots)
-    if args.no_spawn:
+    caps += _filesystem(ro, rw, system_roots)
+    if no_spawn:
         caps.append(Capability.ChildSpawn(policy=SpawnPolicy.DenyNewTasks()))
-    if args.threads_only:
+    if threads_only:
         caps.append(Capability.ChildSpawn(policy=SpawnPolicy.AllowThreadsWithinBoundary()))
     controls = [HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())]
-    controls += parse_bind(args.bind)
+    controls += parse_bind(bind)
     budget_caps, watched = {}, {}
-    if args.tmp or not (args.ro or args.rw):
+    if tmp or not (ro or rw):
         controls.append(HostControl.TempRoot())
         # The temp root's default size; only --storage asks for an Enforced cap (admitted
         # where the temp root is the only writable place).
         watched[BudgetDimension.Storage] = DEFAULT_TMP_STORAGE
-    parsers = {
-        BudgetDimension.Wall: (args.timeout, parse_seconds),
-        BudgetDimension.Cpu: (args.cpu, parse_seconds),
-        BudgetDimension.ResidentMemory: (args.memory, parse_bytes),
-        BudgetDimension.ProcessCount: (args.pids, parse_count),
-        BudgetDimension.HandleCount: (args.fds, parse_count),
-        BudgetDimension.Storage: (args.storage, parse_bytes),
+    # HOME must exist in the run's view: its own writable /tmp when it has one, else its root.
+    home = next((c.path for c in controls if isinstance(c, HostControl.TempRoot)), "/")
+    environment = _environment(env or {}, env_secret or {}, clear_env, home, terminal)
+    caps.insert(0, Capability.Environment(policy=EnvPolicy.Exact(environment)))
+    given = {
+        BudgetDimension.Wall: (timeout, parse_seconds),
+        BudgetDimension.Cpu: (cpu, parse_seconds),
+        BudgetDimension.ResidentMemory: (memory, parse_bytes),
+        BudgetDimension.ProcessCount: (pids, parse_count),
+        BudgetDimension.HandleCount: (fds, parse_count),
+        BudgetDimension.Storage: (storage, parse_bytes),
     }
-    for dimension, (text, parse) in parsers.items():
+    for dimension, (value, parse) in given.items():
         flag = BUDGET_FLAGS[dimension]
-        if text is not None:
-            limit = parse(flag, text)
+        if value is not None:
+            limit = parse(flag, value)
             ceiling, unit = LIMIT_CEILING[dimension]
             if limit > ceiling:
-                raise FlagError(f"{flag}: {text} is beyond the largest accepted limit ({ceiling} {unit})")
+                raise FlagError(f"{flag}: {value} is beyond the largest accepted limit ({ceiling} {unit})")
             budget_caps[dimension] = limit
+    search_path = next((e.source.value for e in environment if e.name == "PATH" and isinstance(e.source, EnvSource.Literal)), None)
+    exe = resolve_exe(command[0], search_path, _view_places(caps, controls))
     return BoundarySpec(
-        workload=Workload.Process(exe=resolve_exe(command[0]), args=list(command[1:])),
+        workload=Workload.Process(exe=exe, args=list(command[1:])),
         capabilities=caps,
         controls=controls,
         budgets=_budgets(budget_caps, watched),
         evidence=EvidenceRequirements(require_captured_streams=True, require_exit_status=True),
+    )
+
+
+def spec_from_flags(args, command: list, terminal: bool = False) -> BoundarySpec:
+    """The spec ``bvisor run [FLAGS] -- EXE ARGS…`` asks for (``args``: the parsed argparse
+    namespace; ``terminal``: a terminal is attached, so the caller's TERM is declared)."""
+    return build_spec(
+        command,
+        net=args.net,
+        ro=args.ro,
+        rw=args.rw,
+        bind=args.bind,
+        tmp=args.tmp,
+        system_roots=not args.no_system_roots,
+        env=parse_env("--env", args.env, secret=False),
+        env_secret=parse_env("--env-secret", args.env_secret, secret=True),
+        clear_env=args.clear_env,
+        terminal=terminal,
+        no_spawn=args.no_spawn,
+        threads_only=args.threads_only,
+        timeout=args.timeout,
+        cpu=args.cpu,
+        memory=args.memory,
+        pids=args.pids,
+        fds=args.fds,
+        storage=args.storage,
     )

@@ -131,7 +131,7 @@ def test_an_env_name_with_a_control_character_is_bad_input(workdir, identity, fl
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_control_a_valid_env_name_is_accepted_and_its_value_may_span_lines(workdir, identity):
-    args = ["run", "--quiet", "--no-store", "--env", "X_Y=a\nb", "--env-secret", "S=env:BVISOR_TEST_SECRET", "--", "/usr/bin/env"]
+    args = ["run", "--quiet", "--no-store", "--clear-env", "--env", "X_Y=a\nb", "--env-secret", "S=env:BVISOR_TEST_SECRET", "--", "/usr/bin/env"]
     left = bvisor_in(workdir, identity, *args, env=["BVISOR_TEST_SECRET=leased"])
     assert (left["code"], left["children"]) == (0, []), left
     assert left["stdout"] == "X_Y=a\nb\nS=leased\n"

@@ -50,8 +50,8 @@ def test_stdin_passes_through_unless_no_stdin():
     assert closed.returncode == 0 and closed.stdout == b""
 
 
-def test_environment_is_exactly_the_env_flags():
-    done = bvisor("run", "--quiet", "--env", "A=1", "--env", "EMPTY=", "--env", "EQ=x=y", "--", "/usr/bin/env")
+def test_with_clear_env_the_environment_is_exactly_the_env_flags():
+    done = bvisor("run", "--quiet", "--clear-env", "--env", "A=1", "--env", "EMPTY=", "--env", "EQ=x=y", "--", "/usr/bin/env")
     assert done.returncode == 0
     assert done.stdout == b"A=1\nEMPTY=\nEQ=x=y\n"
 

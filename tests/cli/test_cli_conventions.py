@@ -75,7 +75,7 @@ def test_the_default_summary_is_one_line_verbose_adds_the_table_and_quiet_none(t
 
 def test_env_name_alone_passes_the_callers_value_and_an_unset_one_is_bad_input(tmp_path):
     env = {**os.environ, "BVISOR_HOME": str(tmp_path), "BVISOR_PASSED": "from the caller"}
-    done = subprocess.run([BVISOR, "run", "--quiet", "--no-store", "--env", "BVISOR_PASSED", "--", "/usr/bin/env"], capture_output=True, env=env, timeout=60)
+    done = subprocess.run([BVISOR, "run", "--quiet", "--no-store", "--clear-env", "--env", "BVISOR_PASSED", "--", "/usr/bin/env"], capture_output=True, env=env, timeout=60)
     assert done.stdout == b"BVISOR_PASSED=from the caller\n", done.stderr
     unset = bvisor(tmp_path, "run", "--quiet", "--no-store", "--env", "BVISOR_NOT_SET_ANYWHERE", "--", "/usr/bin/env")
     assert unset.returncode == 2 and b"BVISOR_NOT_SET_ANYWHERE is not set" in unset.stderr and not unset.stdout
