@@ -7,7 +7,9 @@ terminal (the launcher makes it so, ``launcher/ctty.py``); the host keeps the ma
 relays bytes between it and the caller's terminal, which it puts in raw mode for the run so
 that every key (Ctrl-C, Ctrl-Z, arrows) reaches the run's own line discipline. The caller's
 window size is copied at the start and on every SIGWINCH; the caller's mode is restored on
-every way out of ``attached()``.
+every way out of ``attached()``, and input not yet read is discarded then (TCSAFLUSH): an
+answer the caller's terminal owes to an escape sequence the run printed (a title or status
+report) must not become a command typed into the caller's shell.
 """
 
 import contextlib
@@ -55,12 +57,12 @@ class Terminal:
                 for signum, handler in handlers.items():
                     undo.callback(signal.signal, signum, signal.signal(signum, handler))
             tty.setraw(self.fd, termios.TCSANOW)
-            undo.callback(termios.tcsetattr, self.fd, termios.TCSADRAIN, saved)
+            undo.callback(termios.tcsetattr, self.fd, termios.TCSAFLUSH, saved)
             yield self
 
     def _restore_and_end(self, saved, signum: int) -> None:
         with contextlib.suppress(OSError):  # a hung-up terminal takes no settings
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, saved)
+            termios.tcsetattr(self.fd, termios.TCSAFLUSH, saved)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
