@@ -487,7 +487,7 @@ def _plan_and_run(args, spec, prestarted) -> int:
     return code
 
 
-_SPEC_FLAGS = ("net", "ro", "rw", "bind", "env", "env_secret", "clear_env", "no_spawn", "threads_only", "tmp", "no_system_roots") + (
+_SPEC_FLAGS = ("net", "ro", "rw", "bind", "env", "env_secret", "clear_env", "cwd", "no_spawn", "threads_only", "tmp", "no_system_roots") + (
     "timeout",
     "cpu",
     "memory",
@@ -598,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ro", action="append", default=[], metavar="PATH", help="grant PATH read-only (repeatable)")
     run.add_argument("--rw", action="append", default=[], metavar="PATH", help="grant PATH read-write (repeatable)")
     run.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]", help="show host path SRC at DST in the run, read-write unless :ro (repeatable)")
+    run.add_argument("--cwd", metavar="DIR", help="start in DIR of the run's view (relative: to yours); the run fails if the view has no DIR (default: your directory if the view has it, else /)")
     run.add_argument("--no-system-roots", action="store_true", help="do not add the read-only system roots (/usr, /bin, /lib..., /etc)")
     run.add_argument("--tmp", action="store_true", help="a private tmpfs at /tmp (default with no --ro/--rw), sized by --storage")
     run.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]", help="an environment entry over the baseline (PATH=/usr/local/bin:/usr/bin:/bin, LANG=C.UTF-8, HOME=/tmp or /, your TERM with a terminal); NAME alone passes your value; nothing else is inherited")

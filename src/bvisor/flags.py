@@ -11,6 +11,8 @@ are watched (``Mediated``) up to the largest limit the contract accepts.
 import os
 from collections.abc import Mapping, Sequence
 
+import msgspec
+
 from bvisor.contract import (
     BoundarySpec,
     BudgetDimension,
@@ -294,6 +296,7 @@ def build_spec(
     pids: int | str | None = None,
     fds: int | str | None = None,
     storage: int | str | None = None,
+    cwd: str | None = None,
 ) -> BoundarySpec:
     """The spec a run asks for; the one builder behind ``bvisor run -- EXE`` and ``bvisor.run``.
 
@@ -308,6 +311,8 @@ def build_spec(
     Budgets (each an Enforced cap): ``timeout`` and ``cpu`` in seconds, ``memory`` and
     ``storage`` in bytes, ``pids`` and ``fds`` counts; each a number or the CLI's text
     (``"1.5"``, ``"64M"``). Bad input raises ``FlagError`` naming the flag.
+    ``cwd``: the directory of the run's view it starts in (relative: to the caller's); None:
+    the caller's working directory where the view has it, else /.
     """
     if not command:
         raise FlagError("run: give a spec file, or -- EXE [ARGS...]")
@@ -353,7 +358,7 @@ def build_spec(
     search_path = next((e.source.value for e in environment if e.name == "PATH" and isinstance(e.source, EnvSource.Literal)), None)
     exe = resolve_exe(command[0], search_path, _view_places(caps, controls))
     return BoundarySpec(
-        workload=Workload.Process(exe=exe, args=list(command[1:])),
+        workload=Workload.Process(exe=exe, args=list(command[1:]), cwd=msgspec.UNSET if cwd is None else os.path.abspath(cwd)),
         capabilities=caps,
         controls=controls,
         budgets=_budgets(budget_caps, watched),
@@ -384,4 +389,5 @@ def spec_from_flags(args, command: list, terminal: bool = False) -> BoundarySpec
         pids=args.pids,
         fds=args.fds,
         storage=args.storage,
+        cwd=args.cwd,
     )

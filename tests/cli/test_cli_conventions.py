@@ -138,3 +138,12 @@ def test_workload_cwd_is_where_the_run_starts_and_a_missing_one_fails_by_name(tm
     assert missing.returncode == 125 and missing.stdout == b"" and first == "bvisor: failed: cwd_missing: workload.cwd /nowhere: No such file or directory", first
     relative = bvisor(tmp_path / "home", "run", "--no-store", _spec_with_cwd(tmp_path, "tmp"))
     assert relative.returncode == 2 and b"$.workload.cwd: expected absolute path" in relative.stderr, relative.stderr
+
+
+def test_cwd_flag_starts_the_run_there_and_a_directory_the_view_lacks_fails(tmp_path):
+    done = bvisor(tmp_path / "home", "run", "--quiet", "--no-store", "--cwd", "/proc", "--", "/bin/pwd")
+    assert done.returncode == 0 and done.stdout == b"/proc\n", done
+    control = bvisor(tmp_path / "home", "run", "--quiet", "--no-store", "--", "/bin/pwd")
+    assert control.returncode == 0 and control.stdout != b"/proc\n", control
+    missing = bvisor(tmp_path / "home", "run", "--no-store", "--cwd", str(tmp_path), "--", "/bin/pwd")
+    assert missing.returncode == 125 and missing.stdout == b"" and b"cwd_missing: workload.cwd " + str(tmp_path).encode() in missing.stderr, missing.stderr
