@@ -94,6 +94,19 @@ def test_forcing_the_transient_identity_proof_to_fail_refuses_a_root_plan_at_adm
     assert refused.value.requirement == RequirementKind.LaunchWorkload.value and "host root" in str(refused.value)
 
 
+def test_a_kind_no_version_implements_names_the_spec_edit_that_runs_without_it():
+    cells = _cells(PROVEN)
+    named = {
+        RequirementKind.InheritedFdsOnly: 'inherited_fds capability\'s policy to { kind = "none" }',
+        RequirementKind.CommitArtifact: '{ kind = "commit_artifact" } entry from controls',
+        RequirementKind.DiscardArtifact: '{ kind = "discard_artifact" } entry from controls',
+        RequirementKind.ListOutputs: '{ kind = "list_outputs" } entry from controls',
+        RequirementKind.NetworkAllowList: "--net none (network policy deny_all)",
+    }
+    for kind, edit in named.items():
+        assert cells[kind].verdict.enforcement is Enforcement.Unsupported and edit in cells[kind].remediation, cells[kind]
+
+
 def test_allow_list_is_never_enforced():
     assert _cells(PROVEN)[RequirementKind.NetworkAllowList].verdict.enforcement is Enforcement.Unsupported
 

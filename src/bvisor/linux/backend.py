@@ -100,11 +100,12 @@ MECHANISMS = {
     K.Kill: "run_tree_kill",
 }
 
+# Kinds no version so far implements: what each is, and the spec edit that runs without it.
 _NOT_YET = {
-    K.InheritedFdsOnly: "a selective fd keep-list",
-    K.CommitArtifact: "artifact commit",
-    K.DiscardArtifact: "artifact discard",
-    K.ListOutputs: "output listing",
+    K.InheritedFdsOnly: ("a selective fd keep-list", 'set the inherited_fds capability\'s policy to { kind = "none" } (what flag-built runs use)'),
+    K.CommitArtifact: ("artifact commit", 'remove the { kind = "commit_artifact" } entry from controls'),
+    K.DiscardArtifact: ("artifact discard", 'remove the { kind = "discard_artifact" } entry from controls'),
+    K.ListOutputs: ("output listing", 'remove the { kind = "list_outputs" } entry from controls'),
 }
 
 
@@ -134,10 +135,10 @@ def linux_ceiling(facts: dict) -> list:
     cells[K.NetworkAllowList] = _unsupported(
         K.NetworkAllowList,
         "an allow-list needs a network broker, which bvisor does not have",
-        "use --net none, or run without network confinement",
+        "use --net none (network policy deny_all), or drop the network capability to run without network confinement",
     )
-    for kind, mechanism in _NOT_YET.items():
-        cells[kind] = _unsupported(kind, f"{mechanism} is not implemented by this bvisor version", "omit this requirement")
+    for kind, (mechanism, remediation) in _NOT_YET.items():
+        cells[kind] = _unsupported(kind, f"{mechanism} is not implemented by this bvisor version", remediation)
     return list(cells.values())
 
 
