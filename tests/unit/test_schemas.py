@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bvisor.contract import decode_spec_toml, encode_report_json
+from bvisor.contract import SpecError, decode_spec_json, decode_spec_toml, encode_report_json
 from bvisor.contract.schemas import SCHEMAS, VERSIONS, file_name, generate
 from bvisor.evidence.signing import HostSigningKey
 from bvisor.example_spec import EXAMPLE_TOML
@@ -60,6 +60,15 @@ def test_the_report_schema_version_is_the_report_format_version(report_json):
 # --- a minimal checker (enough for the keywords msgspec emits) ---------------------------
 
 CHECKED = {"$ref", "anyOf", "type", "enum", "pattern", "properties", "required", "additionalProperties", "items", "uniqueItems"}
+# The bounds contract/validate.py enforces, stated in the schemas (see contract/annotate.py).
+BOUNDS = {
+    "minimum": lambda value, bound: not isinstance(value, (int, float)) or value >= bound,
+    "maximum": lambda value, bound: not isinstance(value, (int, float)) or value <= bound,
+    "minLength": lambda value, bound: not isinstance(value, str) or len(value) >= bound,
+    "minItems": lambda value, bound: not isinstance(value, list) or len(value) >= bound,
+    "maxItems": lambda value, bound: not isinstance(value, list) or len(value) <= bound,
+}
+CHECKED |= set(BOUNDS)
 # Keywords that describe but never constrain. `discriminator` is an OpenAPI hint; `anyOf`
 # does the choosing.
 ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description", "default", "discriminator"}
@@ -114,6 +123,7 @@ def problems(schema: dict, value, root: dict, path: str = "$") -> list[str]:
         found.append(f"{path}: {value!r} not in {schema['enum']}")
     if "pattern" in schema and isinstance(value, str) and not re.search(schema["pattern"], value):
         found.append(f"{path}: {value!r} does not match {schema['pattern']}")
+    found += [f"{path}: {value!r} breaks {keyword} {schema[keyword]}" for keyword, holds in BOUNDS.items() if keyword in schema and not holds(value, schema[keyword])]
     if isinstance(value, dict):
         found += [f"{path}: missing {name}" for name in schema.get("required", []) if name not in value]
         declared = schema.get("properties", {})
@@ -200,3 +210,39 @@ def test_the_checker_finds_what_strict_decoding_refuses(report_json, tamper, pro
     tamper(document)
     found = problems(schema, document, schema)
     assert any(p.startswith(problem) or problem in p for p in found), found
+
+
+
+_TOO_MANY_ENTRIES = [{"name": f"V{i}", "source": {"kind": "literal", "value": ""}} for i in range(257)]
+
+
+@pytest.mark.parametrize(
+    ("definition", "tamper", "problem"),
+    [
+        ("BoundarySpec", lambda d: d["budgets"]["wall"].update(limit=-1), "$.budgets.wall.limit: -1 breaks minimum 0"),
+        ("BoundarySpec", lambda d: d["budgets"]["wall"].update(limit=365 * 24 * 3600 * 10**6 + 1), "$.budgets.wall.limit: 31536000000001 breaks maximum"),
+        ("BoundarySpec", lambda d: d["budgets"]["process_count"].update(limit=2**22 + 1), "$.budgets.process_count.limit: 4194305 breaks maximum"),
+        ("BoundarySpec", lambda d: d["workload"].update(exe="bin/sh"), "$.workload.exe: 'bin/sh' does not match"),
+        ("Exact", lambda d: d["capabilities"][1]["policy"]["entries"][0].update(name="A=B"), "$.entries[0].name: 'A=B' does not match"),
+        ("Exact", lambda d: d["capabilities"][1]["policy"].update(entries=_TOO_MANY_ENTRIES), "$.entries: [{"),
+        ("Filesystem", lambda d: d["capabilities"].append({"kind": "filesystem", "access": "read", "roots": []}), "$.roots: [] breaks minItems 1"),
+        ("NetDest", lambda d: d["capabilities"].append({"kind": "network", "policy": {"kind": "allow_list", "dests": [{"host": "h", "port": 0}]}}), "$.port: 0 breaks minimum 1"),
+    ],
+)
+def test_a_spec_the_validator_refuses_breaks_the_schema_bounds(definition, tamper, problem):
+    """The bounds in the spec schema are the validator's: a value out of them is refused by
+    the decoder and flagged by the schema alike (checked against the definition it breaks;
+    inside a union the checker only says that no alternative matches)."""
+    schema = _schema("spec")
+    document = json.loads(msgspec.json.encode(decode_spec_toml(EXAMPLE_TOML)))
+    tamper(document)
+    part = {
+        "BoundarySpec": lambda: document,
+        "Exact": lambda: document["capabilities"][1]["policy"],
+        "Filesystem": lambda: document["capabilities"][-1],
+        "NetDest": lambda: document["capabilities"][-1]["policy"]["dests"][0],
+    }[definition]()
+    found = problems(schema["$defs"][definition], part, schema)
+    assert any(p.startswith(problem) for p in found), found
+    with pytest.raises(SpecError):
+        decode_spec_json(json.dumps(document).encode())

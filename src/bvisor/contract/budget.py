@@ -8,16 +8,19 @@ legitimate deny-all; there is no "unlimited".
 """
 
 import enum
+from typing import Annotated
 
 import msgspec
 
+from bvisor.contract.annotate import doc
 from bvisor.contract.enforcement import Enforcement, MinGuarantee
 from bvisor.contract.evidence import EvidenceClaim
 from bvisor.contract.identity import CanonicalEnum
 
 
 class BudgetDimension(CanonicalEnum):
-    """Declaration order is the canonical order: admission adjudicates in it."""
+    """The seven budget dimensions. Declaration order is the canonical order: admission
+    adjudicates in it."""
 
     Wall = "wall"
     Cpu = "cpu"
@@ -28,7 +31,50 @@ class BudgetDimension(CanonicalEnum):
     Network = "network"
 
 
+_MAX_MICROS = 365 * 24 * 3600 * 1_000_000
+_MAX_BYTES = 2**50
+_MAX_COUNT = 2**22
+# No limit is "unlimited", but some are absurd enough to be typos: contract/validate.py
+# refuses them as input. (ceiling, its unit)
+LIMIT_CEILING = {
+    BudgetDimension.Wall: (_MAX_MICROS, "µs (365 days)"),
+    BudgetDimension.Cpu: (_MAX_MICROS, "µs (365 days)"),
+    BudgetDimension.ResidentMemory: (_MAX_BYTES, "bytes (1 PiB)"),
+    BudgetDimension.ProcessCount: (_MAX_COUNT, "processes"),
+    BudgetDimension.HandleCount: (_MAX_COUNT, "handles"),
+    BudgetDimension.Storage: (_MAX_BYTES, "bytes (1 PiB)"),
+    BudgetDimension.Network: (_MAX_BYTES, "bytes (1 PiB)"),
+}
+
+# What each dimension measures, in which unit, and what a cap on it does on Linux.
+DIMENSION_MEANING = {
+    BudgetDimension.Wall: "Wall-clock time of the run, in µs. A cap kills the whole run tree at the deadline (outcome `timeout`).",
+    BudgetDimension.Cpu: "CPU time of the whole run tree, user and system, in µs. A cap kills the tree once its cgroup's usage reaches the limit (outcome `killed`).",
+    BudgetDimension.ResidentMemory: "Peak memory of the whole run tree (its cgroup's, the init included), in bytes. A cap is the cgroup's memory limit: the kernel's OOM killer ends the run (outcome `killed`).",
+    BudgetDimension.ProcessCount: "Processes and threads of the run tree at once (the init bvisor adds not counted), a count. A cap is the cgroup's pids.max: a fork beyond it fails with EAGAIN.",
+    BudgetDimension.HandleCount: "Open file descriptors per process, a count. A cap is each process's RLIMIT_NOFILE (not tree-wide); not observed.",
+    BudgetDimension.Storage: "Bytes stored in the run's private temp root. A cap is the temp root's size (and one inode per 4 KiB, at least 64), admitted only where the temp root is the only place the run can write.",
+    BudgetDimension.Network: "Bytes transferred over the network. Enforced only at 0, by the empty network namespace of `deny_all`; not observed.",
+}
+
+
+def _requested(dimension: BudgetDimension) -> msgspec.Meta:
+    ceiling, unit = LIMIT_CEILING[dimension]
+    return doc(
+        f"{DIMENSION_MEANING[dimension]} Limit 0..{ceiling} {unit}.",
+        properties={"limit": {"minimum": 0, "maximum": ceiling}},
+    )
+
+
+def _available(dimension: BudgetDimension) -> msgspec.Meta:
+    return doc(f"What this host can supply on {dimension.value}.")
+
+
 class BudgetFinding(enum.Enum):
+    """How a run's usage compares with a limit. ``within_limit``; ``limit_reached``: a cap
+    was reached (the cap's counter stops there); ``exceeded_mediated``: a watched limit was
+    exceeded (never capped); ``observation_unavailable``: not observed on this host."""
+
     WithinLimit = "within_limit"
     LimitReached = "limit_reached"
     ExceededMediated = "exceeded_mediated"
@@ -55,19 +101,21 @@ class BudgetRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A ``Mediated`` request is watched and witnessed, never capped; an ``Enforced`` one
     is a hard cap. ``evidence`` lists the claims the witness must be able to back."""
 
-    limit: int
-    guarantee: MinGuarantee
-    evidence: frozenset[EvidenceClaim] = frozenset()
+    limit: Annotated[int, doc("The limit, in the dimension's unit; 0 is a legitimate deny-all, there is no \"unlimited\". Each dimension's upper bound is on its field.", minimum=0)]
+    guarantee: Annotated[MinGuarantee, doc("`enforced`: a hard cap, refused at plan where this host cannot install it; `mediated`: watched and reported, never capped.")]
+    evidence: Annotated[frozenset[EvidenceClaim], doc("Claims this dimension's witness must back: only `resource_usage` can be, and only where the host observes the dimension (never handle_count).")] = frozenset()
 
 
 class BudgetRequirements(_PerDimension):
-    wall: BudgetRequest
-    cpu: BudgetRequest
-    resident_memory: BudgetRequest
-    process_count: BudgetRequest
-    handle_count: BudgetRequest
-    storage: BudgetRequest
-    network: BudgetRequest
+    """The caller's budget: all seven dimensions, each required."""
+
+    wall: Annotated[BudgetRequest, _requested(BudgetDimension.Wall)]
+    cpu: Annotated[BudgetRequest, _requested(BudgetDimension.Cpu)]
+    resident_memory: Annotated[BudgetRequest, _requested(BudgetDimension.ResidentMemory)]
+    process_count: Annotated[BudgetRequest, _requested(BudgetDimension.ProcessCount)]
+    handle_count: Annotated[BudgetRequest, _requested(BudgetDimension.HandleCount)]
+    storage: Annotated[BudgetRequest, _requested(BudgetDimension.Storage)]
+    network: Annotated[BudgetRequest, _requested(BudgetDimension.Network)]
 
     @classmethod
     def uniform(cls, limit: int, guarantee: MinGuarantee) -> "BudgetRequirements":
@@ -79,21 +127,23 @@ class BudgetAvailability(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     mechanism caps only limits up to this (an empty network namespace caps at 0 bytes); a
     larger limit can be watched but not enforced. None: every limit up to ``available``."""
 
-    available: int
-    enforcement: Enforcement
-    evidence: frozenset[EvidenceClaim]
-    mechanism: str
-    enforced_up_to: int | None = None
+    available: Annotated[int, doc("The largest limit this host admits, in the dimension's unit.")]
+    enforcement: Annotated[Enforcement, doc("The strongest guarantee this host gives on the dimension.")]
+    evidence: Annotated[frozenset[EvidenceClaim], doc("The claims its witness can back.")]
+    mechanism: Annotated[str, doc("How the dimension is capped or watched here, e.g. `cgroup_v2_pids.max(...)`.")]
+    enforced_up_to: Annotated[int | None, doc("Caps hold only up to this limit (a larger one can be watched, not enforced); absent: every limit up to `available`.")] = None
 
 
 class BudgetProfile(_PerDimension):
-    wall: BudgetAvailability
-    cpu: BudgetAvailability
-    resident_memory: BudgetAvailability
-    process_count: BudgetAvailability
-    handle_count: BudgetAvailability
-    storage: BudgetAvailability
-    network: BudgetAvailability
+    """What this host can supply on each budget dimension."""
+
+    wall: Annotated[BudgetAvailability, _available(BudgetDimension.Wall)]
+    cpu: Annotated[BudgetAvailability, _available(BudgetDimension.Cpu)]
+    resident_memory: Annotated[BudgetAvailability, _available(BudgetDimension.ResidentMemory)]
+    process_count: Annotated[BudgetAvailability, _available(BudgetDimension.ProcessCount)]
+    handle_count: Annotated[BudgetAvailability, _available(BudgetDimension.HandleCount)]
+    storage: Annotated[BudgetAvailability, _available(BudgetDimension.Storage)]
+    network: Annotated[BudgetAvailability, _available(BudgetDimension.Network)]
 
 
 class BudgetUsage(_PerDimension):
@@ -116,12 +166,12 @@ class AdmittedBudget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     so the witness never claims a cap that was not installed.
     """
 
-    dimension: BudgetDimension
-    limit: int
-    required: MinGuarantee
-    supplied: Enforcement
-    required_evidence: frozenset[EvidenceClaim]
-    mechanism: str
+    dimension: Annotated[BudgetDimension, doc("The dimension.")]
+    limit: Annotated[int, doc("The admitted limit, in the dimension's unit.")]
+    required: Annotated[MinGuarantee, doc("The guarantee the caller asked.")]
+    supplied: Annotated[Enforcement, doc("The guarantee this run applies: `enforced` exactly where a cap was asked.")]
+    required_evidence: Annotated[frozenset[EvidenceClaim], doc("The claims the caller asked the witness to back.")]
+    mechanism: Annotated[str, doc("How the host caps or watches the dimension.")]
 
     @property
     def capped(self) -> bool:
@@ -129,13 +179,15 @@ class AdmittedBudget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class BudgetWitness(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    dimension: BudgetDimension
-    limit: int
-    required: MinGuarantee
-    supplied: Enforcement
-    mechanism: str
-    observed: int | None
-    finding: BudgetFinding
+    """One budget dimension as the run used it."""
+
+    dimension: Annotated[BudgetDimension, doc("The dimension.")]
+    limit: Annotated[int, doc("The admitted limit, in the dimension's unit.")]
+    required: Annotated[MinGuarantee, doc("The guarantee the caller asked.")]
+    supplied: Annotated[Enforcement, doc("The guarantee the run applied: `enforced` is a cap, `mediated` only watched.")]
+    mechanism: Annotated[str, doc("How the host capped or watched it.")]
+    observed: Annotated[int | None, doc("What the run used, in the dimension's unit (a peak for memory and processes); null: not observed, never the same as 0.")]
+    finding: Annotated[BudgetFinding, doc("How `observed` compares with `limit`.")]
 
 
 def capped_limit(admitted: list[AdmittedBudget], dimension: BudgetDimension) -> int | None:

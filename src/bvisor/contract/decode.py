@@ -5,9 +5,11 @@ path, and a decoded spec must also pass ``spec_problems``.
 """
 
 import os
+from typing import Annotated
 
 import msgspec
 
+from bvisor.contract.annotate import doc
 from bvisor.contract.errors import SpecError
 from bvisor.contract.identity import ReportHashField
 from bvisor.contract.input_file import InputFileError, read_input_file
@@ -81,10 +83,10 @@ class ReportDocument(BoundaryReportBody, kw_only=True):
     """The report's JSON shape: every body field at top level, then ``body_hash``, then
     ``signature`` only when the report is signed."""
 
-    body_hash: ReportHashField
+    body_hash: Annotated[ReportHashField, doc("The seal: blake3 over the domain tag `bvisor.report.v1`, a NUL and the canonical msgpack bytes of every field above; `bvisor verify` recomputes it.")]
     # UNSET, not None: an unsigned report has no signature key at all (its bytes predate
     # signatures), and an explicit null is not a report.
-    signature: ReportSignature | msgspec.UnsetType = msgspec.UNSET
+    signature: Annotated[ReportSignature | msgspec.UnsetType, doc("Present only on a signed report (`bvisor run --sign`).")] = msgspec.UNSET
 
 
 _report_encoder = msgspec.json.Encoder(order="deterministic")

@@ -4,8 +4,10 @@ import enum
 
 
 class Enforcement(enum.Enum):
-    """``Enforced`` is structural; ``Mediated`` is supervised per attempt with bounded
-    overshoot; ``Unsupported`` is only ever a backend's answer, never a request."""
+    """How strongly a requirement or budget holds. ``enforced`` is structural (the kernel
+    refuses or the run is killed); ``mediated`` is supervised per attempt with bounded
+    overshoot (a budget: watched and reported, never capped); ``unsupported`` is only ever a
+    backend's answer, never a request."""
 
     Enforced = "enforced"
     Mediated = "mediated"
@@ -29,7 +31,8 @@ _STRENGTH = {Enforcement.Unsupported: 0, Enforcement.Mediated: 1, Enforcement.En
 
 
 class MinGuarantee(enum.Enum):
-    """The least a caller accepts; ``Unsupported`` is not requestable."""
+    """The least a caller accepts: ``enforced`` or ``mediated`` (``unsupported`` is not
+    requestable)."""
 
     Mediated = "mediated"
     Enforced = "enforced"

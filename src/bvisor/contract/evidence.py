@@ -1,11 +1,20 @@
 """The claims a report can back, and which of them a caller requires."""
 
+from typing import Annotated
+
 import msgspec
 
+from bvisor.contract.annotate import doc
 from bvisor.contract.identity import CanonicalEnum
 
 
 class EvidenceClaim(CanonicalEnum):
+    """What a report can back. Requirements back `terminal_outcome` and `process_tree`
+    (launch_workload, kill, allowing descendants), `captured_streams` (capture_streams),
+    `mechanism_attestation` (most kinds) and `allowed_actions` (filesystem); budget
+    dimensions back `resource_usage`. Never backed in this version: denied_attempts,
+    filesystem_delta, network_activity, artifact_lineage (a spec requiring one is refused)."""
+
     TerminalOutcome = "terminal_outcome"
     CapturedStreams = "captured_streams"
     ResourceUsage = "resource_usage"
@@ -19,9 +28,12 @@ class EvidenceClaim(CanonicalEnum):
 
 
 class EvidenceRequirements(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    require_captured_streams: bool = False
-    require_exit_status: bool = False
-    claims: frozenset[EvidenceClaim] = frozenset()
+    """The claims the report must be able to back, checked at plan against the evidence of
+    the admitted requirements (a budget's own evidence is asked on the budget)."""
+
+    require_captured_streams: Annotated[bool, doc("Require `captured_streams`.")] = False
+    require_exit_status: Annotated[bool, doc("Require `terminal_outcome`: the workload's real exit code or signal.")] = False
+    claims: Annotated[frozenset[EvidenceClaim], doc("Further claims to require; `resource_usage` is not backed here (ask it on a budget).")] = frozenset()
 
     def required_claims(self) -> frozenset[EvidenceClaim]:
         implied = {

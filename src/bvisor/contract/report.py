@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from bvisor.contract.annotate import doc
 from bvisor.contract.budget import BudgetUsage, BudgetWitness
 from bvisor.contract.identity import (
     AdmissionHashField,
@@ -24,6 +25,13 @@ _STRUCT = {"frozen": True, "forbid_unknown_fields": True}
 
 
 class Outcome(enum.Enum):
+    """How a run ended. ``completed``: exit code 0; ``failed``: another exit code, a signal,
+    or a cause the caller can fix (exe not found, cwd missing); ``timeout``: killed at its
+    wall cap; ``killed``: killed for another budget; ``unsupported``: the host could not
+    apply the plan (drift since admission, confinement unavailable), so nothing ran;
+    ``supervisor_fault``: bvisor itself failed; ``denied``: reserved, never reported by this
+    version."""
+
     Completed = "completed"
     Failed = "failed"
     Timeout = "timeout"
@@ -36,8 +44,8 @@ class Outcome(enum.Enum):
 class ExitStatus(msgspec.Struct, omit_defaults=True, **_STRUCT):
     """The workload's real exit: ``{"code": N}`` or ``{"signal": N}``, exactly one."""
 
-    code: int | None = None
-    signal: int | None = None
+    code: Annotated[int | None, doc("The exit code, 0..255.")] = None
+    signal: Annotated[int | None, doc("The number of the signal that ended it.")] = None
 
     def __post_init__(self):
         if (self.code is None) == (self.signal is None):
@@ -45,18 +53,21 @@ class ExitStatus(msgspec.Struct, omit_defaults=True, **_STRUCT):
 
 
 class ObservedFact(msgspec.Struct, **_STRUCT):
-    kind: str
-    detail: str
+    """Something the host observed or the launcher attested, e.g. `namespaces_lowered`,
+    `launcher_note`, `budget_enforced`, `stream_captured`."""
+
+    kind: Annotated[str, doc("What the fact is about.")]
+    detail: Annotated[str, doc("The fact, one line.")]
 
 
 class CaptureRef(msgspec.Struct, **_STRUCT):
     """A captured stream by reference: every byte counted and hashed, ``kept`` retained."""
 
-    stream: str
-    bytes: int
-    kept: int
-    truncated: bool
-    blake3: str
+    stream: Annotated[str, doc("`stdout` or `stderr` (with a terminal, stdout holds what the terminal showed).")]
+    bytes: Annotated[int, doc("Every byte the stream carried.")]
+    kept: Annotated[int, doc("The bytes retained: the first 16 MiB at most.")]
+    truncated: Annotated[bool, doc("Whether fewer bytes were kept than carried.")]
+    blake3: Annotated[str, doc("blake3-256 of every byte carried (not only the kept ones), lowercase hex.")]
 
 
 class ExecutionRecord(msgspec.Struct, kw_only=True, **_STRUCT):
@@ -75,22 +86,22 @@ class BoundaryReportBody(msgspec.Struct, kw_only=True, **_STRUCT):
     """``profile`` is the snapshot re-probed at execution (None when the run ended before
     a probe); ``profile_hash`` and ``admission_hash`` are the plan's."""
 
-    schema_version: Literal[1] = 1
-    attempt_id: AttemptIdField
-    plan_id: PlanIdField
-    backend: BackendId
-    profile_hash: ProfileHashField
-    admission_hash: AdmissionHashField
-    profile: BackendProfileSnapshot | None
-    workload: Workload.Any
-    outcome: Outcome
-    exit: ExitStatus | None
-    admitted: list[AdmittedRequirement]
-    observed: list[ObservedFact]
-    budget: list[BudgetWitness]
-    captured: list[CaptureRef]
-    started_unix_ns: int
-    finished_unix_ns: int
+    schema_version: Annotated[Literal[1], doc("The report format version.")] = 1
+    attempt_id: Annotated[AttemptIdField, doc("This run's identity: 32 random bytes, hex; two runs of one plan are two attempts.")]
+    plan_id: Annotated[PlanIdField, doc("The admitted plan's identity.")]
+    backend: Annotated[BackendId, doc("The backend that ran it.")]
+    profile_hash: Annotated[ProfileHashField, doc("The plan's profile hash.")]
+    admission_hash: Annotated[AdmissionHashField, doc("The plan's admission hash.")]
+    profile: Annotated[BackendProfileSnapshot | None, doc("The host facts re-probed at execution; null when the run ended before a probe.")]
+    workload: Annotated[Workload.Any, doc("What ran.")]
+    outcome: Annotated[Outcome, doc("How the run ended.")]
+    exit: Annotated[ExitStatus | None, doc("The workload's real exit; null when it never ran or its exit is unknown.")]
+    admitted: Annotated[list[AdmittedRequirement], doc("The plan's admitted requirements.")]
+    observed: Annotated[list[ObservedFact], doc("What the host observed and the launcher attested, in order.")]
+    budget: Annotated[list[BudgetWitness], doc("Every budget dimension: limit, guarantee, mechanism, what was used, and the finding.")]
+    captured: Annotated[list[CaptureRef], doc("The captured streams, by reference.")]
+    started_unix_ns: Annotated[int, doc("When the run started, ns since the Unix epoch.")]
+    finished_unix_ns: Annotated[int, doc("When it finished, ns since the Unix epoch.")]
 
 
 # The signed message is this tag and the 32 raw bytes of ``body_hash``: the hash already
@@ -106,7 +117,7 @@ def signature_message(body_hash: str) -> bytes:
 class ReportSignature(msgspec.Struct, **_STRUCT):
     """A host's Ed25519 signature over ``signature_message(body_hash)``."""
 
-    alg: Literal["ed25519"]
+    alg: Annotated[Literal["ed25519"], doc("The signature algorithm.")]
     public_key: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$", description="raw Ed25519 public key, lowercase hex")]
     value: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{128}$", description="Ed25519 signature, lowercase hex")]
 

@@ -7,17 +7,39 @@ Paths are inert strings here: only a backend opens them.
 """
 
 import enum
+from typing import Annotated
 
 import msgspec
 
+from bvisor.contract.annotate import doc
 from bvisor.contract.budget import BudgetRequirements
 from bvisor.contract.evidence import EvidenceRequirements
 from bvisor.contract.identity import CanonicalEnum
 
 _TAGGED = {"frozen": True, "forbid_unknown_fields": True, "tag_field": "kind"}
 
+# Bounds contract/validate.py enforces, kept beside the fields they bound so that the
+# schemas and the spec reference state the same numbers.
+MAX_ENV_ENTRIES = 256
+MAX_ENV_TOTAL_BYTES = 128 * 1024
+# The kernel's MAX_ARG_STRLEN: execve refuses (E2BIG) any one argv or envp string longer
+# than this, counting its terminating NUL (and, for envp, the '=').
+MAX_EXEC_STRING = 131072
+# '=' ends a name in envp; NUL ends the string; a control character (C0, DEL, C1) forges
+# lines in anything that prints the environment (`--env $'X\nY=1'` reads as two entries).
+ENV_NAME_FORBIDDEN = r"=\x00-\x1f\x7f-\x9f"
+PORT_RANGE = (1, 65535)
+
+# An absolute path without NUL; the pattern is the schema's, validate.py gives the message.
+AbsolutePath = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": r"^/[^\x00]*$"})]
+
 
 class FsAccess(enum.Enum):
+    """How a filesystem grant may be used. ``read``: read files, list directories and
+    execute. ``write`` and ``read_write``: everything besides (create, write, truncate,
+    rename, remove, make devices, sockets, FIFOs and links); the Linux backend treats the
+    two alike."""
+
     Read = "read"
     Write = "write"
     ReadWrite = "read_write"
@@ -28,6 +50,8 @@ class FsAccess(enum.Enum):
 
 
 class WorkloadKind(CanonicalEnum):
+    """The kinds of workload a backend may run."""
+
     Process = "process"
 
 
@@ -41,44 +65,59 @@ class Workload:
         /. (Unset is left out of the encoding, so reports sealed before the field existed
         still verify.)"""
 
-        exe: str
-        args: list[str] = []
-        cwd: str | msgspec.UnsetType = msgspec.UNSET
+        exe: Annotated[AbsolutePath, doc("The program: an absolute path, no NUL (`bvisor run -- NAME` resolves a bare name on the workload's PATH inside its view). The host opens it and the launcher execs that open file, never the path again; argv[0] is this path.")]
+        args: Annotated[list[str], doc(f"The arguments after argv[0], each without NUL and at most {MAX_EXEC_STRING - 1} bytes of UTF-8 (the kernel's limit per string).")] = []
+        cwd: Annotated[AbsolutePath | msgspec.UnsetType, doc("The directory of the run's view it starts in: an absolute path, no NUL; the run fails (`cwd_missing`) where the view has no such directory. Unset: the caller's working directory where the view has it, else /.")] = msgspec.UNSET
 
     Any = Process
 
 
 class NetDest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    host: str
-    port: int
+    """One destination of a network allow-list."""
+
+    host: Annotated[str, doc("A host name or IP address; non-empty, no NUL.", minLength=1)]
+    port: Annotated[int, doc("The port.", minimum=PORT_RANGE[0], maximum=PORT_RANGE[1])]
 
 
 class NetPolicy:
+    """What the workload may reach over the network."""
+
     class DenyAll(msgspec.Struct, tag="deny_all", **_TAGGED):
-        pass
+        """No network (`--net none`): a new, empty network namespace (a loopback device, down,
+        no routes; no IPv4, IPv6 or packet sockets), and the unix socket gate, under which a
+        pathname unix socket is reachable only on the run's own temp root."""
 
     class AllowList(msgspec.Struct, tag="allow_list", **_TAGGED):
-        dests: list[NetDest]
+        """Always refused in this version: an allow-list needs a network broker, which bvisor
+        does not have (`--net allow=HOST:PORT` builds one; the plan refuses it)."""
+
+        dests: Annotated[list[NetDest], doc("The only destinations the workload may reach.")]
 
     Any = DenyAll | AllowList
 
 
 class EnvSource:
+    """Where an environment entry's value comes from."""
+
     class Literal(msgspec.Struct, tag="literal", **_TAGGED):
-        value: str
+        """A value written in the spec, and so also in the plan and the report."""
+
+        value: Annotated[str, doc(f"The value: anything but NUL; NAME=VALUE at most {MAX_EXEC_STRING - 1} bytes of UTF-8 (the kernel's limit per string).")]
 
     class SecretLease(msgspec.Struct, tag="secret_lease", **_TAGGED):
         """An opaque reference resolved just in time by the host; the value never enters
         a plan or a report."""
 
-        ref: str
+        ref: Annotated[str, doc("The lease reference, non-empty and without NUL, resolved by the host's secret resolver just before launch; the CLI's resolver reads `env:VAR` from the caller's own environment (`--env-secret NAME=env:VAR`).", minLength=1)]
 
     Any = Literal | SecretLease
 
 
 class EnvEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str
-    source: EnvSource.Any
+    """One variable of the workload's environment."""
+
+    name: Annotated[str, doc("The variable's name: non-empty, without '=', NUL or a control character, and not repeated in the policy.", pattern=f"^[^{ENV_NAME_FORBIDDEN}]+$")]
+    source: Annotated[EnvSource.Any, doc("Where its value comes from.")]
 
     @classmethod
     def literal(cls, name: str, value: str) -> "EnvEntry":
@@ -90,23 +129,29 @@ class EnvEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class EnvPolicy:
+    """How the workload's environment is made."""
+
     class Exact(msgspec.Struct, tag="exact", **_TAGGED):
         """The workload's environment is exactly these entries; nothing is inherited."""
 
-        entries: list[EnvEntry]
+        entries: Annotated[list[EnvEntry], doc(f"Every variable the workload gets, in this order: at most {MAX_ENV_ENTRIES} entries, and at most {MAX_ENV_TOTAL_BYTES} bytes of names and values (or lease references) together.", maxItems=MAX_ENV_ENTRIES)]
 
     Any = Exact
 
 
 class FdPolicy:
-    class Nothing(msgspec.Struct, tag="none", **_TAGGED):
-        """No host fd survives into the workload beyond its standard streams.
+    """Which of the host's open file descriptors the workload inherits."""
 
-        Rust spells this ``FdPolicy::None``; ``None`` is reserved in Python, the tag is
-        still ``"none"``."""
+    # Rust spells this ``FdPolicy::None``; ``None`` is reserved in Python, the tag is still
+    # ``"none"``.
+    class Nothing(msgspec.Struct, tag="none", **_TAGGED):
+        """No host fd survives into the workload beyond its standard streams: every other
+        descriptor is closed in the launcher and the table read back before exec."""
 
     class Only(msgspec.Struct, tag="only", **_TAGGED):
-        fds: list[int]
+        """Always refused in this version: a selective fd keep-list is not implemented."""
+
+        fds: Annotated[list[Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 0})]], doc("Descriptor numbers the workload keeps besides 0, 1 and 2: each >= 0, none twice.", uniqueItems=True)]
 
     Any = Nothing | Only
 
@@ -115,13 +160,17 @@ class SpawnPolicy:
     """The workload's authority to create its own tasks, strictest first."""
 
     class DenyNewTasks(msgspec.Struct, tag="deny_new_tasks", **_TAGGED):
-        pass
+        """No new process or thread (`--no-spawn`): seccomp makes clone, clone3, fork and
+        vfork fail with EPERM."""
 
     class AllowThreadsWithinBoundary(msgspec.Struct, tag="allow_threads_within_boundary", **_TAGGED):
-        pass
+        """Threads but no new process (`--threads-only`): seccomp allows clone only with
+        CLONE_THREAD; clone3 fails with ENOSYS (the C library falls back to clone), fork and
+        vfork with EPERM."""
 
     class AllowDescendantsWithinBoundary(msgspec.Struct, tag="allow_descendants_within_boundary", **_TAGGED):
-        pass
+        """Processes and threads, all kept in the run: its pid namespace (and its cgroup
+        leaf where one is delegated) holds the whole tree, which dies with the run."""
 
     Any = DenyNewTasks | AllowThreadsWithinBoundary | AllowDescendantsWithinBoundary
 
@@ -133,29 +182,43 @@ class Capability:
         """Filesystem access confined to ``roots``; ``system_roots`` additionally grants
         read-only the system paths ordinary programs need (loader, libraries, /etc, …)."""
 
-        access: FsAccess
-        roots: list[str]
-        system_roots: bool = True
+        access: Annotated[FsAccess, doc("How every root of this grant may be used.")]
+        roots: Annotated[list[AbsolutePath], doc("Host paths the run sees at the same paths: at least one, each absolute and without NUL. The host opens each; the run's fresh root shows it (read-only where access is read; all nosuid,nodev) and landlock confines the run to the granted roots as a second wall.", minItems=1)]
+        system_roots: Annotated[bool, doc("Also grant read-only the system paths this host's probe lists (fact `fs.system_roots`: /usr, /bin, /lib…, /etc and a few /dev nodes).")] = True
 
     class Network(msgspec.Struct, tag="network", **_TAGGED):
-        policy: NetPolicy.Any
+        """Network confinement. A spec without it leaves the run in the host's network
+        namespace."""
+
+        policy: Annotated[NetPolicy.Any, doc("`deny_all`, or `allow_list` (always refused in this version).")]
 
     class Environment(msgspec.Struct, tag="environment", **_TAGGED):
-        policy: EnvPolicy.Any
+        """The workload's environment. Without it the Linux backend gives an empty one."""
+
+        policy: Annotated[EnvPolicy.Any, doc("`exact`: exactly the listed entries.")]
 
     class InheritedFds(msgspec.Struct, tag="inherited_fds", **_TAGGED):
-        policy: FdPolicy.Any
+        """Which host file descriptors the workload inherits."""
+
+        policy: Annotated[FdPolicy.Any, doc("`none` (only stdin, stdout and stderr), or `only` (always refused in this version).")]
 
     class ChildSpawn(msgspec.Struct, tag="child_spawn", **_TAGGED):
-        policy: SpawnPolicy.Any
+        """The workload's authority to create processes and threads. A spec without it
+        allows descendants (they stay in the run's pid namespace)."""
+
+        policy: Annotated[SpawnPolicy.Any, doc("Strictest first: `deny_new_tasks`, `allow_threads_within_boundary`, `allow_descendants_within_boundary`.")]
 
     Any = Filesystem | Network | Environment | InheritedFds | ChildSpawn
 
 
 class StdStreams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    stdout: bool
-    stderr: bool
-    stdin: bool
+    """Which standard streams to capture. Each one asked adds one to the handle_count
+    minimum. The Linux backend captures stdout and stderr of every run whatever these say,
+    and never stdin (the report's `stdin` fact says how stdin reached the run)."""
+
+    stdout: Annotated[bool, doc("Capture stdout: every byte counted and hashed, the first 16 MiB kept.")]
+    stderr: Annotated[bool, doc("Capture stderr, as stdout.")]
+    stdin: Annotated[bool, doc("Capture stdin (not captured by the Linux backend).")]
 
     @classmethod
     def capture_out_err(cls) -> "StdStreams":
@@ -166,10 +229,17 @@ class StdStreams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class KillTarget(enum.Enum):
+    """What a kill reaches: ``run_tree``, every process of the run."""
+
     RunTree = "run_tree"
 
 
 class KillGuarantee(enum.Enum):
+    """``atomic``: the whole tree at once, nothing left to fork in between.
+    ``best_effort_allowed``: the caller also accepts a kill that is not atomic. The Linux
+    backend kills at once either way (the cgroup leaf's cgroup.kill, or the run's pid
+    namespace init, whose death takes the namespace along); the plan's mechanism says which."""
+
     Atomic = "atomic"
     BestEffortAllowed = "best_effort_allowed"
 
@@ -178,33 +248,44 @@ class HostControl:
     """What the host does for the run; never authority granted to the workload."""
 
     class LaunchWorkload(msgspec.Struct, tag="launch_workload", **_TAGGED):
-        pass
+        """Launch the workload: the launcher, never host root, applies the confinement and
+        execs the exe from a descriptor the host opened."""
 
     class CaptureStreams(msgspec.Struct, tag="capture_streams", **_TAGGED):
-        streams: StdStreams
+        """Capture the workload's standard streams for the report."""
+
+        streams: Annotated[StdStreams, doc("Which streams.")]
 
     class TempRoot(msgspec.Struct, tag="temp_root", **_TAGGED):
-        """Private temporary storage mounted at ``path``."""
+        """Private temporary storage mounted at ``path``: a tmpfs of the run's own, its size
+        budgets.storage.limit bytes and one inode per 4 KiB of it (at least 64), gone when
+        the run ends."""
 
-        path: str = "/tmp"
+        path: Annotated[AbsolutePath, doc("Where the run sees it: an absolute path, no NUL.")] = "/tmp"
 
     class ExposePath(msgspec.Struct, tag="expose_path", **_TAGGED):
-        source: str
-        dest: str
-        access: FsAccess
+        """A host path shown at another place in the run (`--bind SRC:DST[:ro]`): a clone of
+        the object the host opened, checked by device and inode. Repeatable."""
+
+        source: Annotated[AbsolutePath, doc("The host path: absolute, no NUL.")]
+        dest: Annotated[AbsolutePath, doc("Where the run sees it: absolute, no NUL. A missing mountpoint is made in the run's own root or temp root, never on a host filesystem (a dest inside a granted host root must exist there).")]
+        access: Annotated[FsAccess, doc("`read` shows it read-only; `write` or `read_write` writable.")]
 
     class Kill(msgspec.Struct, tag="kill", kw_only=True, **_TAGGED):
-        target: KillTarget = KillTarget.RunTree
-        guarantee: KillGuarantee
+        """Kill the run's whole tree when it ends, as a guarantee of the plan (admitted where
+        the host can kill the tree at once). Every Linux run's tree is torn down anyway."""
+
+        target: Annotated[KillTarget, doc("What is killed.")] = KillTarget.RunTree
+        guarantee: Annotated[KillGuarantee, doc("How strictly.")]
 
     class CommitArtifact(msgspec.Struct, tag="commit_artifact", **_TAGGED):
-        pass
+        """Always refused in this version: artifact commit is not implemented."""
 
     class DiscardArtifact(msgspec.Struct, tag="discard_artifact", **_TAGGED):
-        pass
+        """Always refused in this version: artifact discard is not implemented."""
 
     class ListOutputs(msgspec.Struct, tag="list_outputs", **_TAGGED):
-        pass
+        """Always refused in this version: output listing is not implemented."""
 
     Any = (
         LaunchWorkload | CaptureStreams | TempRoot | ExposePath | Kill | CommitArtifact | DiscardArtifact | ListOutputs
@@ -216,11 +297,15 @@ Requirement = Capability.Any | HostControl.Any
 
 
 class BoundarySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    workload: Workload.Any
-    capabilities: list[Capability.Any]
-    controls: list[HostControl.Any]
-    budgets: BudgetRequirements
-    evidence: EvidenceRequirements = EvidenceRequirements()
+    """A boundary spec: what runs, what it may do, what the host does for it, its budgets
+    and the evidence its report must back. Every capability and control is a requirement the
+    host must enforce, or the plan is refused before anything runs."""
+
+    workload: Annotated[Workload.Any, doc("What runs.")]
+    capabilities: Annotated[list[Capability.Any], doc("What the workload may (or may not) do. Each kind at most once, except `filesystem`.")]
+    controls: Annotated[list[HostControl.Any], doc("What the host does for the run. Each kind at most once, except `expose_path`.")]
+    budgets: Annotated[BudgetRequirements, doc("A limit and a guarantee on each of the seven dimensions.")]
+    evidence: Annotated[EvidenceRequirements, doc("The claims the report must be able to back, or the plan is refused.")] = EvidenceRequirements()
 
     def requirements(self) -> list[Requirement]:
         """Capabilities first, then controls: the order admission classifies them in."""

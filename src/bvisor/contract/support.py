@@ -7,9 +7,11 @@ and the report for audit and drift detection.
 """
 
 from collections.abc import Mapping
+from typing import Annotated
 
 import msgspec
 
+from bvisor.contract.annotate import doc
 from bvisor.contract.budget import BudgetAvailability, BudgetProfile
 from bvisor.contract.enforcement import Enforcement
 from bvisor.contract.evidence import EvidenceClaim
@@ -111,17 +113,19 @@ class BackendProfile(msgspec.Struct, **_STRUCT):
 
 
 class ProbeFact(msgspec.Struct, **_STRUCT):
-    name: str
-    value: str
+    """One host fact the probe proved, e.g. `launcher.userns_netns` = `ok`."""
+
+    name: Annotated[str, doc("The fact's name.")]
+    value: Annotated[str, doc("What the probe found.")]
 
 
 class BackendProfileSnapshot(msgspec.Struct, **_STRUCT):
     """Every probed host fact, sorted by name, plus the budget profile. It is bound into
     ``plan_id``; execution re-probes and refuses if it has drifted."""
 
-    backend: BackendId
-    facts: list[ProbeFact]
-    budget: BudgetProfile
+    backend: Annotated[BackendId, doc("The backend probed.")]
+    facts: Annotated[list[ProbeFact], doc("Every probed fact, sorted by name.")]
+    budget: Annotated[BudgetProfile, doc("What this host can supply on each budget dimension.")]
 
     def __post_init__(self):
         ordered = sorted(self.facts, key=lambda fact: fact.name)

@@ -10,28 +10,23 @@ from collections.abc import Iterator
 
 import msgspec
 
-from bvisor.contract.budget import BudgetDimension
-from bvisor.contract.spec import BoundarySpec, Capability, EnvPolicy, EnvSource, FdPolicy, HostControl, NetPolicy
-
-MAX_ENV_ENTRIES = 256
-MAX_ENV_TOTAL_BYTES = 128 * 1024
-# The kernel's MAX_ARG_STRLEN: execve refuses (E2BIG) any one argv or envp string longer
-# than this, counting its terminating NUL (and, for envp, the '=').
-MAX_EXEC_STRING = 131072
-
-_MAX_MICROS = 365 * 24 * 3600 * 1_000_000
-_MAX_BYTES = 2**50
-_MAX_COUNT = 2**22
-# No limit is "unlimited", but some are absurd enough to be typos: refuse them as input.
-LIMIT_CEILING = {
-    BudgetDimension.Wall: (_MAX_MICROS, "µs (365 days)"),
-    BudgetDimension.Cpu: (_MAX_MICROS, "µs (365 days)"),
-    BudgetDimension.ResidentMemory: (_MAX_BYTES, "bytes (1 PiB)"),
-    BudgetDimension.ProcessCount: (_MAX_COUNT, "processes"),
-    BudgetDimension.HandleCount: (_MAX_COUNT, "handles"),
-    BudgetDimension.Storage: (_MAX_BYTES, "bytes (1 PiB)"),
-    BudgetDimension.Network: (_MAX_BYTES, "bytes (1 PiB)"),
-}
+# The bounds live beside the types they bound (so the schemas state them); this module
+# enforces them.
+from bvisor.contract.budget import LIMIT_CEILING
+from bvisor.contract.spec import (
+    ENV_NAME_FORBIDDEN,
+    MAX_ENV_ENTRIES,
+    MAX_ENV_TOTAL_BYTES,
+    MAX_EXEC_STRING,
+    PORT_RANGE,
+    BoundarySpec,
+    Capability,
+    EnvPolicy,
+    EnvSource,
+    FdPolicy,
+    HostControl,
+    NetPolicy,
+)
 
 # Kinds that may appear more than once; any other repeat is ambiguous (which policy wins?).
 _REPEATABLE = (Capability.Filesystem, HostControl.ExposePath)
@@ -127,8 +122,8 @@ def _net_problems(field: str, dests: list) -> Iterator[SpecProblem]:
     for index, dest in enumerate(dests):
         if not dest.host or "\x00" in dest.host:
             yield SpecProblem(f"{field}[{index}].host", "must be a non-empty host name or address without NUL")
-        if not 1 <= dest.port <= 65535:
-            yield SpecProblem(f"{field}[{index}].port", f"expected a port in 1..65535, got {dest.port}")
+        if not PORT_RANGE[0] <= dest.port <= PORT_RANGE[1]:
+            yield SpecProblem(f"{field}[{index}].port", f"expected a port in {PORT_RANGE[0]}..{PORT_RANGE[1]}, got {dest.port}")
 
 
 def _fd_problems(field: str, fds: list[int]) -> Iterator[SpecProblem]:
@@ -141,9 +136,7 @@ def _fd_problems(field: str, fds: list[int]) -> Iterator[SpecProblem]:
         seen.add(fd)
 
 
-# '=' ends a name in envp; NUL ends the string; a control character (C0, DEL, C1) forges
-# lines in anything that prints the environment (`--env $'X\nY=1'` reads as two entries).
-_NOT_IN_ENV_NAME = re.compile(r"[=\x00-\x1f\x7f-\x9f]")
+_NOT_IN_ENV_NAME = re.compile(f"[{ENV_NAME_FORBIDDEN}]")
 
 
 def env_name_problem(name: str) -> str | None:
