@@ -48,7 +48,8 @@ def file_name(name: str) -> str:
     return f"{name}.v{VERSIONS[name]}.schema.json"
 
 
-def _document(name: str) -> dict:
+def document(name: str) -> dict:
+    """The schema of one document, fields in declaration order (the files sort them)."""
     version = VERSIONS[name]
     return {
         **_dedented(msgspec.json.schema(SCHEMAS[name])),
@@ -78,7 +79,7 @@ def _pretty(document: dict) -> bytes:
 
 
 def generate() -> dict[str, bytes]:
-    return {file_name(name): _pretty(_document(name)) for name in SCHEMAS}
+    return {file_name(name): _pretty(document(name)) for name in SCHEMAS}
 
 
 def write(directory: Path) -> None:
