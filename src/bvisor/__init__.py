@@ -42,6 +42,15 @@ _EXPORTS = {
     "RunIO": "bvisor.capture",
     "InertBackend": "bvisor.backends.inert",
     "LinuxBackend": "bvisor.linux.backend",
+    # subprocess-like
+    "run": "bvisor.api",
+    "Session": "bvisor.api",
+    "CompletedRun": "bvisor.api",
+    "CalledRunError": "bvisor.api",
+    "RunTimeout": "bvisor.api",
+    "RunFailed": "bvisor.api",
+    "FlagError": "bvisor.flags",
+    "CommandNotFound": "bvisor.flags",
 }
 
 __all__ = sorted(_EXPORTS)
