@@ -53,8 +53,8 @@ DIMENSION_MEANING = {
     BudgetDimension.ResidentMemory: "Peak memory of the whole run tree (its cgroup's, the init included), in bytes. A cap is the cgroup's memory limit: the kernel's OOM killer ends the run (outcome `killed`).",
     BudgetDimension.ProcessCount: "Processes and threads of the run tree at once (the init bvisor adds not counted), a count. A cap is the cgroup's pids.max: a fork beyond it fails with EAGAIN.",
     BudgetDimension.HandleCount: "Open file descriptors per process, a count. A cap is each process's RLIMIT_NOFILE (not tree-wide); not observed.",
-    BudgetDimension.Storage: "Bytes stored in the run's private temp root. A cap is the temp root's size (and one inode per 4 KiB, at least 64), admitted only where the temp root is the only place the run can write.",
-    BudgetDimension.Network: "Bytes transferred over the network. Enforced only at 0, by the empty network namespace of `deny_all`; not observed.",
+    BudgetDimension.Storage: "Bytes stored in the run's private temp root (observed only where it is the one place the run can write). A cap is the temp root's size (and one inode per 4 KiB, at least 64), admitted only where the temp root is the only place the run can write.",
+    BudgetDimension.Network: "Bytes received and sent on the run's network interfaces but loopback, observed only in the run's own network namespace (`deny_all`). Enforced only at 0, by that empty namespace.",
 }
 
 
