@@ -129,7 +129,7 @@ class Session:
         self,
         args: Sequence[str],
         *,
-        input: bytes | None = None,  # noqa: A002 (subprocess's name)
+        input: bytes | None = None,  # subprocess's name for it, though it shadows the builtin
         check: bool = False,
         net: str | Sequence[str] | None = None,
         ro=None,
