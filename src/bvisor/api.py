@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from bvisor.capture import RunIO
 from bvisor.contract import BoundaryReport, BudgetDimension, Outcome
+from bvisor.explain import why_no_exit
 from bvisor.flags import build_spec
 from bvisor.linux.backend import LinuxBackend
 from bvisor.planner import BoundaryPlanner
@@ -71,9 +72,7 @@ class RunFailed(RuntimeError):
     since admission, a bvisor fault); the sealed ``report`` says why."""
 
     def __init__(self, args: tuple, report: BoundaryReport):
-        from bvisor.cli import _why_no_exit  # the CLI's one-line explanation, pure on the report
-
-        super().__init__(f"{args[0]}: no exit status: {_why_no_exit(report)}")
+        super().__init__(f"{args[0]}: no exit status: {why_no_exit(report)}")
         self.cmd, self.report = args, report
 
 

@@ -16,6 +16,8 @@ import signal
 import stat
 import sys
 
+from bvisor.explain import budget_findings, why_no_exit
+
 EXIT_BAD_INPUT = 2
 EXIT_TIMEOUT = 124
 EXIT_REFUSED_OR_FAULT = 125
@@ -234,71 +236,12 @@ def exit_code_for(report) -> int:
     return EXIT_REFUSED_OR_FAULT
 
 
-# Facts that describe a run rather than explain how it ended.
-_ROUTINE_FACTS = frozenset(
-    {
-        "launcher_terminal",
-        "stream_captured",
-        "filesystem_confined",
-        "filesystem_unconfined",
-        "filesystem_root_resolved",
-        "mount_planned",
-        "mount_made",
-        "landlock_installed",
-        "seccomp_rule",
-        "cgroup_leaf",
-        "exe_identity",
-        "stdin",
-        "launch_timeline",
-    }
-)
-_LAUNCHER_VERDICTS = ("fault:", "refusal=", "child_failed")
-
-
-def _is_reason(fact) -> bool:
-    if fact.kind == "launcher_note":
-        return fact.detail.startswith(_LAUNCHER_VERDICTS)
-    return fact.kind not in _ROUTINE_FACTS and not fact.kind.endswith("_lowered")  # what was planned is no reason
-
-
-def _why_no_exit(report) -> str:
-    # The judge's own words first (they name the field to fix), then the launcher's.
-    reasons = sorted((f for f in report.body.observed if _is_reason(f)), key=lambda f: f.kind == "launcher_note")
-    return report.body.outcome.value + (f": {reasons[0].kind}: {reasons[0].detail}" if reasons else "")
-
-
-_BYTES = ("resident_memory", "storage", "network")
-_MICROSECONDS = ("wall", "cpu")
-
-
-def _amount(dimension: str, value) -> str:
-    """A budget figure in its unit: bytes 1024-based, wall and cpu in seconds, else a count."""
-    if value is None:
-        return "unobserved"
-    if dimension in _MICROSECONDS:
-        return f"{value / 1e6:g}s"
-    if dimension in _BYTES:
-        for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-            if value >= size:
-                return f"{value / size:.4g}{unit}"
-    return str(value)
-
-
-def _budget_findings(body) -> str:
-    """The budgets that were reached or exceeded, with limit and observed: why a run was killed."""
-    hit = [b for b in body.budget if b.finding.value not in ("within_limit", "observation_unavailable")]
-    return "; ".join(
-        f"{b.dimension.value} {b.finding.value} (limit {_amount(b.dimension.value, b.limit)}, observed {_amount(b.dimension.value, b.observed)})"
-        for b in hit
-    )
-
-
 def _summary(report, report_path, stored=None, verbose=False) -> str:
     """One line: the outcome, the budget that ended the run (limit and observed), where the
     report went; with ``verbose`` the plan, every admitted requirement, the view and the seal."""
     body = report.body
     exit_text = "none" if body.exit is None else (f"code {body.exit.code}" if body.exit.code is not None else f"signal {body.exit.signal}")
-    findings = _budget_findings(body)
+    findings = budget_findings(body)
     line = f"outcome {body.outcome.value} (exit {exit_text}){': ' + findings if findings else ''}"
     line += f"; report {report_path}" if report_path else ""
     line += f"; stored {stored[:12]}" if stored else "; not stored"
@@ -482,7 +425,7 @@ def _plan_and_run(args, spec, prestarted) -> int:
         return EXIT_REFUSED_OR_FAULT
     code = exit_code_for(report)
     if report.body.exit is None:
-        sys.stderr.write(f"bvisor: {_why_no_exit(report)}\n")
+        sys.stderr.write(f"bvisor: {why_no_exit(report)}\n")
     _say(args, _summary(report, args.report, stored, args.verbose))
     return code
 
