@@ -1,5 +1,5 @@
 """The evidence side of ``bvisor``: where runs are kept (``run --store/--no-store/--sign``),
-``reports list|show|verify|export|output``, ``key`` and ``verify --key``.
+``reports list|show|verify|export|output|prune``, ``key`` and ``verify --key``.
 
 Imported only by the commands that need it, so ``bvisor run --no-store`` never loads SQLite.
 """
@@ -13,6 +13,7 @@ from bvisor.cli import BadInput, ReportTarget, _Parser, _pass_through, _write_ou
 
 EXIT_CHAIN_BROKEN = 1
 STREAMS = ("stdout", "stderr")
+_NS_PER_DAY = 86_400 * 1_000_000_000
 
 
 STORE_HELP = "the evidence store to read (default: $BVISOR_HOME/evidence.sqlite3); it must exist"
@@ -24,7 +25,7 @@ def add_parsers(sub, run) -> None:
     run.add_argument("--no-store", action="store_true", help="do not keep this run in the evidence store")
     run.add_argument("--sign", action="store_true", help="sign the report with this host's key")
 
-    reports = sub.add_parser("reports", help="the evidence store: list, show, verify, export, output")
+    reports = sub.add_parser("reports", help="the evidence store: list, show, verify, export, output, prune")
     reports.add_argument("--store", metavar="PATH", help=STORE_HELP)
     actions = reports.add_subparsers(dest="action", required=True, parser_class=_Parser)
     listing = actions.add_parser("list", help="stored runs, newest first")
@@ -48,8 +49,20 @@ def add_parsers(sub, run) -> None:
     which = output.add_mutually_exclusive_group(required=True)
     which.add_argument("--stdout", dest="stream", action="store_const", const="stdout")
     which.add_argument("--stderr", dest="stream", action="store_const", const="stderr")
+    prune = actions.add_parser(
+        "prune",
+        help="drop the oldest reports; the chain still verifies from a checkpoint of what was dropped (signed in a signed store)",
+    )
+    cut = prune.add_mutually_exclusive_group(required=True)
+    cut.add_argument("--keep", metavar="N", type=_whole, help="keep the newest N reports, drop the rest")
+    cut.add_argument(
+        "--older-than",
+        metavar="DAYS",
+        type=_whole,
+        help="drop the reports stored more than DAYS days ago (oldest first, up to the first newer one)",
+    )
     # Also after the action (`reports list --store X`); absent there, the one before stands.
-    for action in (listing, show, verify, export, output):
+    for action in (listing, show, verify, export, output, prune):
         action.add_argument("--store", metavar="PATH", default=argparse.SUPPRESS, help=STORE_HELP)
 
     key = sub.add_parser("key", help="this host's report-signing public key (created on first use)")
@@ -59,6 +72,12 @@ def add_parsers(sub, run) -> None:
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _whole(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0 or more)")
     return int(text)
 
 
@@ -104,7 +123,13 @@ def run_signer(args):
         from bvisor.evidence.home import remember_store
 
         remember_store(key_home(args))
-    if not args.sign and held is None:
+    return _store_signer(args, held, args.sign)
+
+
+def _store_signer(args, held: str | None, sign: bool):
+    """The host's key when asked to ``sign`` or when the store is signed already (``held``),
+    and then it must be the store's own; None when nothing is signed."""
+    if not sign and held is None:
         return None
     key = signing_key(args)
     if held is not None and key.public_key_hex() != held:
@@ -207,21 +232,45 @@ def _show(store, args) -> int:
         f"budget    {w.dimension.value:<16} limit={w.limit} {w.supplied.value} observed={w.observed} {w.finding.value}"
         for w in body.budget
     ]
-    lines += [f"stream    {ref.name} kept={ref.kept} of {ref.total} bytes blake3={ref.digest}" for ref in store.streams(report_id)]
+    lines += _stream_lines(body.captured, store.streams(report_id))
     print("\n".join(lines))
     return 0
 
 
+def _stream_lines(captured, stored) -> list:
+    """Each stream as the sealed report counts and hashes it (every byte the workload wrote)
+    beside what the store kept of it; the kept bytes' own hash is shown when it is not the
+    sealed one (a part was kept)."""
+    kept = {ref.name: ref for ref in stored}
+    lines = []
+    for capture in captured:
+        ref = kept.pop(capture.stream, None)
+        count = 0 if ref is None else ref.kept
+        note = " (not stored)" if ref is None else " (truncated)" if count < capture.bytes else ""
+        lines.append(f"stream    {capture.stream}: kept {count} of {capture.bytes} bytes{note}")
+        lines.append(f"          blake3 of all {capture.bytes} bytes (sealed in the report): {capture.blake3}")
+        if ref is not None and ref.digest != capture.blake3:
+            what = "the store's content address" if count < capture.bytes else "NOT the sealed hash: changed, see reports verify"
+            lines.append(f"          blake3 of the {count} kept bytes ({what}): {ref.digest}")
+    for ref in kept.values():  # a stream stored beside a report that sealed none by that name
+        lines.append(f"stream    {ref.name}: kept {ref.kept} bytes, not counted in the report")
+        lines.append(f"          blake3 of the {ref.kept} kept bytes (the store's content address): {ref.digest}")
+    return lines
+
+
 def _verify_chain(store, args) -> int:
     verdict = store.verify_chain(_trusted_key(store, args))
+    pruned = f" ({verdict.pruned} pruned before them)" if verdict.pruned else ""
     if verdict.ok and verdict.signed_by is not None:
-        print(f"chain intact: {verdict.rows} reports, head signed by ed25519 {verdict.signed_by}")
+        signed = "head and checkpoint" if verdict.pruned else "head"
+        print(f"chain intact: {verdict.rows} reports{pruned}, {signed} signed by ed25519 {verdict.signed_by}")
         return 0
     if verdict.ok:
-        print(f"chain intact: {verdict.rows} reports")
-        print("unsigned store: rows cut from the end together with the head cannot be detected (run --sign signs the head from then on)")
+        print(f"chain intact: {verdict.rows} reports{pruned}")
+        cut = "from the end together with the head" + (", or from the start together with the checkpoint," if verdict.pruned else "")
+        print(f"unsigned store: rows cut {cut} cannot be detected (run --sign signs the head from then on)")
         return 0
-    where = "the head" if verdict.first_bad_seq is None else f"row {verdict.first_bad_seq}"
+    where = f"the {verdict.bad_record}" if verdict.first_bad_seq is None else f"row {verdict.first_bad_seq}"
     print(f"CHAIN BROKEN at {where}: {verdict.reason}")
     return EXIT_CHAIN_BROKEN
 
@@ -262,7 +311,28 @@ def _output(store, args) -> int:
     return 0
 
 
-_REPORT_ACTIONS = {"list": _list, "show": _show, "verify": _verify_chain, "export": _export, "output": _output}
+def _prune(store, args) -> int:
+    import time
+
+    signer = _store_signer(args, store.head_key(), sign=False)
+    if args.keep is not None:
+        result = store.prune(keep=args.keep, signer=signer)
+    else:
+        # Never before the epoch: SQLite's integers end at -2**63 and no run is stored earlier.
+        cutoff = max(0, time.time_ns() - args.older_than * _NS_PER_DAY)
+        result = store.prune(stored_before_unix_ns=cutoff, signer=signer)
+    print(f"pruned {result.pruned} reports, kept {result.kept}, freed {result.bytes_freed} bytes")
+    return 0
+
+
+_REPORT_ACTIONS = {
+    "list": _list,
+    "show": _show,
+    "verify": _verify_chain,
+    "export": _export,
+    "output": _output,
+    "prune": _prune,
+}
 
 
 def cmd_key(args) -> int:

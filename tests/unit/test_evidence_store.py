@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 from bvisor.contract import (
     AttemptId,
     BoundaryReport,
+    CaptureRef,
     Outcome,
     ReportVerdict,
     Workload,
@@ -36,6 +38,7 @@ from bvisor.evidence import (
     StreamRef,
     default_store_path,
 )
+from bvisor.evidence.store import SCHEMA_VERSION
 from bvisor.planner import BoundaryPlanner
 from bvisor.registry import BackendRegistry
 from bvisor.runner import BoundaryRunner
@@ -227,6 +230,124 @@ def test_a_stream_over_the_cap_is_truncated_and_says_so(store, base_report):
     assert store.stream(report.body_hash, "long") == b"0123456789"
 
 
+def sql(statement):
+    return lambda db: db.execute(statement)
+
+
+def blob_rows(path: Path) -> dict[str, tuple[str, int]]:
+    """digest -> (codec, stored length), as the file holds them."""
+    with raw(path) as db:
+        return {digest: (codec, size) for digest, codec, size in db.execute("SELECT digest, codec, length(data) FROM blobs")}
+
+
+def test_streams_are_stored_compressed_when_that_is_smaller_and_read_back_exact(store, store_path, base_report):
+    text = b"".join(b"line %d of a log\n" % n for n in range(50_000))
+    noise = os.urandom(64 * 1024)  # does not shrink: kept as it is
+    report = variant(base_report)
+    store.append(report, {"stdout": text, "stderr": noise, "tiny": b"ok"})
+
+    blobs = blob_rows(store_path)
+    codec, size = blobs[blake3.blake3(text).hexdigest()]
+    assert codec == "zlib" and size < len(text) // 4, (codec, size, len(text))
+    assert blobs[blake3.blake3(noise).hexdigest()] == ("raw", len(noise))
+    assert blobs[blake3.blake3(b"ok").hexdigest()] == ("raw", 2)
+    assert store.stream(report.body_hash, "stdout") == text
+    assert store.stream(report.body_hash, "stderr") == noise
+    assert store.stream(report.body_hash, "tiny") == b"ok"
+    kept = {ref.name: ref.kept for ref in store.streams(report.body_hash)}
+    assert kept == {"stdout": len(text), "stderr": len(noise), "tiny": 2}
+    assert store.verify_chain().ok
+
+
+def plant_a_bomb(db):
+    """In place of a small zlib blob, one that inflates to 64 MiB."""
+    db.execute("UPDATE blobs SET data = ? WHERE codec = 'zlib'", (zlib.compress(bytes(64 << 20), 9),))
+
+
+COMPRESSED_TAMPERING = {
+    "unknown codec": sql("UPDATE blobs SET codec = 'lz4' WHERE codec = 'zlib'"),
+    "raw codec on zlib data": sql("UPDATE blobs SET codec = 'raw' WHERE codec = 'zlib'"),
+    "zlib data cut short": sql("UPDATE blobs SET data = substr(data, 1, length(data) - 8) WHERE codec = 'zlib'"),
+    "not zlib data": sql("UPDATE blobs SET data = x'0102030405' WHERE codec = 'zlib'"),
+    "a decompression bomb": plant_a_bomb,
+}
+
+
+@pytest.mark.parametrize("tamper", COMPRESSED_TAMPERING.values(), ids=COMPRESSED_TAMPERING.keys())
+def test_a_changed_compressed_stream_is_found_and_never_returned(store_path, base_report, tamper):
+    text = b"compressible " * 1000
+    with EvidenceStore(store_path) as store:
+        fill(store, base_report, 2)
+        report = variant(base_report, started=7)
+        store.append(report, {"stdout": text})
+        assert store.stream(report.body_hash, "stdout") == text
+    assert [codec for codec, _ in blob_rows(store_path).values()].count("zlib") == 1
+    with raw(store_path) as db:
+        tamper(db)
+    with EvidenceStore(store_path) as store:
+        verdict = store.verify_chain()
+        assert (verdict.ok, verdict.first_bad_seq) == (False, 3), verdict
+        assert "does not match its digest (changed)" in verdict.reason
+        with pytest.raises(StoreError, match="does not match its digest"):
+            store.stream(report.body_hash, "stdout")
+
+
+def test_a_version_1_store_of_uncompressed_streams_is_migrated_and_still_reads(store_path, base_report):
+    """Version 1 had no codec column and kept every blob as it is."""
+    text = b"an old uncompressed stream\n" * 500
+    with EvidenceStore(store_path) as store:
+        old = variant(base_report, started=1)
+        store.append(old, {"stdout": text})
+    with raw(store_path) as db:  # made into what version 1 wrote
+        db.execute("ALTER TABLE blobs DROP COLUMN codec")
+        db.execute("UPDATE blobs SET data = ?", (text,))
+        db.execute("UPDATE meta SET value = 1 WHERE key = 'schema_version'")
+    with EvidenceStore(store_path) as store:
+        assert store.stream(old.body_hash, "stdout") == text
+        new = variant(base_report, started=2)
+        store.append(new, {"stdout": text + b"and a new one\n"})
+        assert store.stream(new.body_hash, "stdout") == text + b"and a new one\n"
+        assert store.verify_chain().ok
+    with raw(store_path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (SCHEMA_VERSION,)
+        assert sorted(codec for (codec,) in db.execute("SELECT codec FROM blobs")) == ["raw", "zlib"]
+
+
+def sealed_capture(stream: str, data: bytes, kept: int) -> CaptureRef:
+    digest = blake3.blake3(data).hexdigest()
+    return CaptureRef(stream=stream, bytes=len(data), kept=kept, truncated=kept < len(data), blake3=digest)
+
+
+def swap_stream(db, name: str, data: bytes) -> None:
+    """Replace a stream with other bytes, its digest, blob and sizes consistent."""
+    digest = blake3.blake3(data).hexdigest()
+    db.execute("INSERT INTO blobs (digest, data) VALUES (?, ?)", (digest, data))
+    db.execute("UPDATE report_streams SET digest = ?, kept = ? WHERE name = ?", (digest, len(data), name))
+
+
+def test_a_stream_kept_whole_must_be_the_one_the_report_sealed(store_path, base_report):
+    """The stream rows are outside the chain: a whole stream swapped for other bytes with its
+    digest, blob and sizes made consistent is found against the hash the report sealed. What
+    this cannot find: a truncated stream's kept part swapped (the report seals the hash of
+    every byte, not of the part kept). Control: untampered, the store verifies."""
+    whole, long = b"real out\n", b"0123456789" * 3
+    captured = [sealed_capture("stdout", whole, len(whole)), sealed_capture("stderr", long, 10)]
+    report = seal(msgspec.structs.replace(variant(base_report).body, captured=captured))
+    with EvidenceStore(store_path) as store:
+        store.append(report, {"stdout": whole, "stderr": long}, stream_cap=10)
+        assert store.verify_chain().ok
+    with raw(store_path) as db:
+        swap_stream(db, "stderr", b"9876543210")
+    with EvidenceStore(store_path) as store:
+        assert store.verify_chain().ok  # the limit: a part has no sealed hash
+    with raw(store_path) as db:
+        swap_stream(db, "stdout", b"fake out\n")
+    with EvidenceStore(store_path) as store:
+        verdict = store.verify_chain()
+    assert (verdict.ok, verdict.first_bad_seq) == (False, 1), verdict
+    assert "its stream 'stdout' is not what the report sealed (changed)" in verdict.reason
+
+
 # -- the chain -----------------------------------------------------------------------
 
 
@@ -262,10 +383,6 @@ def delete_row(seq):
             db.execute(f"DELETE FROM {table} WHERE seq = ?", (seq,))
 
     return delete
-
-
-def sql(statement):
-    return lambda db: db.execute(statement)
 
 
 def renumber_after_deleting_row_3(db):
@@ -504,8 +621,8 @@ def test_another_sqlite_database_is_not_a_store_and_is_left_alone(tmp_path):
 def test_a_store_of_a_newer_schema_is_refused(store_path):
     EvidenceStore(store_path).close()
     with raw(store_path) as db:
-        db.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
-    assert "schema version 2" in one_line_store_error(store_path)
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION + 1,))
+    assert f"schema version {SCHEMA_VERSION + 1}" in one_line_store_error(store_path)
 
 
 def test_the_store_is_private_to_its_owner(tmp_path, base_report):

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 KEY_FILE = "signing-key.pem"
 # The evidence store's head: (row count, chain hash of the last row), signed on every append.
 HEAD_DOMAIN = b"bvisor.evidence.head.v1\0"
+# A pruned store's checkpoint: its own tag, so that no head signature (one was made for every
+# row count the store ever had) can stand in for a checkpoint that moves the cut.
+CHECKPOINT_DOMAIN = b"bvisor.evidence.checkpoint.v1\0"
 
 
 class SigningError(Exception):
@@ -99,21 +102,31 @@ class HostSigningKey:
         """The hex signature over an evidence store's head (``head_message``)."""
         return self._key.sign(head_message(seq, chain)).hex()
 
+    def sign_checkpoint(self, seq: int, chain: bytes, pruned_unix_ns: int) -> str:
+        """The hex signature over a pruned store's checkpoint (``checkpoint_message``)."""
+        return self._key.sign(checkpoint_message(seq, chain, pruned_unix_ns)).hex()
+
 
 def head_message(seq: int, chain: bytes) -> bytes:
     """What a store's head signature covers: how many rows, and the last row's chain hash."""
     return HEAD_DOMAIN + seq.to_bytes(8, "big") + chain
 
 
-def head_signature_holds(public_key_hex: str, seq: int, chain: bytes, signature_hex: str) -> bool:
-    """Whether ``signature_hex`` is the key's signature over the head (``seq``, ``chain``);
-    a malformed key or signature (tampering) does not hold."""
+def checkpoint_message(seq: int, chain: bytes, pruned_unix_ns: int) -> bytes:
+    """What a pruned store's checkpoint signature covers: the last pruned seq (every row up
+    to it is gone), that row's chain hash (the next row chains from it), and when."""
+    return CHECKPOINT_DOMAIN + seq.to_bytes(8, "big") + chain + pruned_unix_ns.to_bytes(8, "big")
+
+
+def store_signature_holds(public_key_hex: str, message: bytes, signature_hex: str) -> bool:
+    """Whether ``signature_hex`` is the key's signature over ``message`` (a ``head_message``
+    or a ``checkpoint_message``); a malformed key or signature (tampering) does not hold."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     try:
         key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex))
-        key.verify(bytes.fromhex(signature_hex), head_message(seq, chain))
+        key.verify(bytes.fromhex(signature_hex), message)
     except (InvalidSignature, ValueError, TypeError):
         return False
     return True
