@@ -33,7 +33,7 @@ Tagged unions carry their variant in a `kind` field (`policy = {{ kind = "deny_a
 The JSON Schema of this document is `docs/schemas/{file_name("spec")}`; both are generated
 from the same types.
 
-A spec that is valid may still be refused at plan (exit 125 under `run`): every capability
+A spec that is valid may still be refused at plan (exit 125): every capability
 and control is a requirement this host must enforce, and every budget asked `enforced` a cap
 it must install. `bvisor probe` shows what this host gives each kind.
 """
