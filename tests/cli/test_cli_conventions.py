@@ -12,6 +12,8 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
+
 from helpers import shared_host_dir
 
 BVISOR = str(Path(sys.executable).parent / "bvisor")
@@ -147,3 +149,21 @@ def test_cwd_flag_starts_the_run_there_and_a_directory_the_view_lacks_fails(tmp_
     assert control.returncode == 0 and control.stdout != b"/proc\n", control
     missing = bvisor(tmp_path / "home", "run", "--no-store", "--cwd", str(tmp_path), "--", "/bin/pwd")
     assert missing.returncode == 125 and missing.stdout == b"" and b"cwd_missing: workload.cwd " + str(tmp_path).encode() in missing.stderr, missing.stderr
+
+
+def test_as_root_a_read_only_root_under_a_private_directory_is_shown_and_read_as_the_runs_own_id(tmp_path):
+    """A root launcher clones every tree from the host's fds while still root (the transient
+    id of the run could not even reach a path under a 0700 directory to find it): the run
+    starts, sees the root, and reads it as the run's own id, which a 0700 root-owned
+    directory keeps out (never a supervisor fault, never host root's reach)."""
+    if os.geteuid() != 0:
+        pytest.skip("the transient run identity exists only when bvisor runs as root")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "inner").mkdir(mode=0o755)
+    (private / "inner" / "open").write_text("readable\n")
+    os.chmod(private / "inner" / "open", 0o644)
+    done = bvisor(tmp_path / "home", "run", "--no-store", "--ro", str(private / "inner"), "--", "/bin/cat", str(private / "inner" / "open"))
+    assert done.returncode == 0 and done.stdout == b"readable\n", done.stderr
+    closed = bvisor(tmp_path / "home", "run", "--no-store", "--ro", str(private), "--", "/bin/ls", str(private))
+    assert closed.returncode == 2 and b"Permission denied" in closed.stderr and b"supervisor_fault" not in closed.stderr, closed.stderr

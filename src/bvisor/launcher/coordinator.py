@@ -388,7 +388,7 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
     try:
         # Made while this process is still host root, before the child exists to inherit them
         # (the run's child, in its own namespace, may not clone a mount of the host's).
-        trees = idmap.clone_trees(list(request.idmapped), request.outside_id) if request.idmapped else {}
+        trees = _host_clones(request)
         if request.outside_id is not None and request.view is not None and request.view.exe is not None:
             transcript.note(view.exec_through_read_only_clone(request.exe_slot, request.view.exe, request.exe_slot))
     except OSError as exc:
@@ -432,6 +432,26 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
     for note in relayed:
         transcript.note(note)
     return wire.EXIT_EXEC_SUCCEEDED
+
+
+def _host_clones(request: LaunchRequest) -> dict:
+    """``{slot: detached tree}``: a root launcher clones every tree the view shows from the
+    host's fds while it is still host root, idmapped where the plan asks and plain otherwise.
+    The run's child, already the transient id, could not even reach a path under a 0700
+    directory to locate it there (a rootless child can: it is the very user who opened it)."""
+    if request.outside_id is None:
+        return {}
+    trees = idmap.clone_trees(list(request.idmapped), request.outside_id) if request.idmapped else {}
+    try:
+        if request.view is not None:
+            shown = [(slot, writable) for slot, _, writable in request.view.roots] + [(b.source_slot, b.writable) for b in request.binds]
+            for slot, writable in shown:
+                if slot not in trees:
+                    trees[slot] = view.detached_clone(slot, writable)
+    except BaseException:
+        fds.close_all(trees.values())
+        raise
+    return trees
 
 
 def _map_child(pid: int, outside_id: int, mapped_w: int, transcript: Transcript) -> None:
