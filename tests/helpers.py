@@ -1,8 +1,12 @@
 """Shared by the oracle and protocol tests: launcher locations, seed-shaped plans, host-side
 /proc readers and the loud skip. Nothing here decides a verdict."""
 
+import functools
 import json
 import os
+import shlex
+import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -11,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from bvisor.launcher import wire
+from bvisor.linux import launch
 from bvisor.linux.identity import id_range as identity_range
-from bvisor.linux.launch import UNPRIVILEGED_PREFIX, AuthorityFd
+from bvisor.linux.launch import AuthorityFd
 from bvisor.linux.protocol import (
     DescriptorKind,
     DescriptorRole,
@@ -43,6 +48,77 @@ def loud_skip(why: str) -> None:
     if REQUIRE_CONFINEMENT:
         pytest.fail(f"skip not allowed with BVISOR_REQUIRE_CONFINEMENT=1: {why}")
     pytest.skip(why)
+
+
+# --- Commands as uid 65534 -------------------------------------------------------------------
+#
+# The rootless oracles run this environment's own launcher and bvisor as uid 65534, so that uid
+# must reach the interpreter, the virtualenv and the checkout, which on a fresh machine sit
+# under root's 0700 home. The tests neither loosen the host's modes nor run copies: as root,
+# each command for uid 65534 starts in a private mount namespace of its own where the topmost
+# directory it cannot enter on the way to each of those trees is covered by a 0711 tmpfs, and
+# the trees are bind-mounted back at their own paths (the very files, where the venv's
+# shebangs, pyvenv.cfg and editable install name them; nothing else of the private directory).
+# The namespace ends with the command: nothing stays mounted, nothing is left on disk. Where
+# uid 65534 can already reach every tree, the prefix is plain setpriv.
+
+NOBODY = 65534
+SETPRIV_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+
+
+def nobody_can_enter(directory) -> bool:
+    """Whether uid 65534 (group 65534, no others) may search ``directory``, by its mode bits."""
+    st = os.stat(directory)
+    bit = stat.S_IXUSR if st.st_uid == NOBODY else stat.S_IXGRP if st.st_gid == NOBODY else stat.S_IXOTH
+    return bool(st.st_mode & bit)
+
+
+def closed_ancestor(tree: str):
+    """The topmost directory above ``tree`` that uid 65534 cannot enter, or None."""
+    return next((str(d) for d in reversed(Path(tree).parents) if not nobody_can_enter(d)), None)
+
+
+def unprivileged_prefix(trees) -> tuple:
+    """The argv prefix that runs a command as uid 65534 with every one of ``trees`` (resolved
+    directories) reachable at its own path (see above). Bash, for its ``{var}<`` redirection:
+    the trees are opened on free fds, so fds the caller passes stay untouched."""
+    trees = sorted({t for t in trees if not any(o != t and Path(t).is_relative_to(o) for o in trees)})
+    hidden = {tree: closed for tree in trees if (closed := closed_ancestor(tree)) is not None}
+    if not hidden:
+        return SETPRIV_NOBODY
+    q, fds = shlex.quote, [f"tree{i}" for i in range(len(hidden))]
+    script = [
+        "set -e",
+        *(f"exec {{{fd}}}<{q(tree)}" for fd, tree in zip(fds, hidden)),
+        *(f"mount -t tmpfs -o mode=0711 bvisor-test-reach {q(closed)}" for closed in sorted(set(hidden.values()))),
+        "mkdir -p " + " ".join(map(q, hidden)),
+        *(f'mount --no-canonicalize --bind "/proc/self/fd/${fd}" {q(tree)}' for fd, tree in zip(fds, hidden)),
+        "exec " + " ".join(f"{{{fd}}}<&-" for fd in fds),
+        'exec "$@"',
+    ]
+    return ("unshare", "--mount", "--propagation", "private", "/bin/bash", "-c", "\n".join(script), "bvisor-test-reach", *SETPRIV_NOBODY)
+
+
+def session_trees() -> set:
+    """What a command of this session runs as uid 65534: the base interpreter, the virtualenv
+    and this checkout."""
+    checkout = Path(__file__).resolve().parent.parent
+    return {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, checkout)}
+
+
+UNPRIVILEGED_PREFIX = unprivileged_prefix(session_trees())
+
+
+@functools.cache
+def unprivileged_userns_available() -> bool:
+    """Can an unprivileged launcher create a user + network namespace here? Proven once, by
+    doing; as root the probe drops to uid 65534 first so root's privilege proves nothing."""
+    launcher = launch.default_launcher()
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            return False
+        launcher = UNPRIVILEGED_PREFIX + launcher
+    return launch.probe_launcher(launcher).get("userns_netns") == "ok"
 
 
 def launcher_path() -> Path:

@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import left_behind, shared_host_dir
+from helpers import UNPRIVILEGED_PREFIX, left_behind, shared_host_dir
 
 from bvisor.contract import MAX_INPUT_BYTES
-from bvisor.linux.launch import UNPRIVILEGED_PREFIX
 
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 IDENTITIES = ("root", "unprivileged")

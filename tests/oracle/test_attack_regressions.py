@@ -33,8 +33,7 @@ import pytest
 
 from bvisor import BoundarySpec, Capability, EnvPolicy, HostControl, StdStreams, Workload
 from bvisor.contract import EnvEntry, FsAccess
-from bvisor.linux.launch import UNPRIVILEGED_PREFIX
-from helpers import PARK, IDENTITIES, check_completed, cli_prefix, identity_uid, loud_skip, run_gated, runner_for, shared_host_dir, unique_marker
+from helpers import PARK, IDENTITIES, UNPRIVILEGED_PREFIX, check_completed, cli_prefix, identity_uid, loud_skip, run_gated, runner_for, shared_host_dir, unique_marker
 from mount_oracles import budgets, linux_backend
 
 BVISOR = os.path.join(os.path.dirname(sys.executable), "bvisor")

@@ -43,9 +43,9 @@ from bvisor import (
     Workload,
 )
 from bvisor.contract import FsAccess
-from bvisor.linux.launch import UNPRIVILEGED_PREFIX
 from helpers import (
     IDENTITIES,
+    UNPRIVILEGED_PREFIX,
     check_completed,
     host_read_uid,
     identity_uid,

@@ -57,9 +57,9 @@ from bvisor import Capability, Outcome
 from bvisor.cli import build_parser
 from bvisor.contract import BudgetDimension, Enforcement, PlanError, RequirementKind
 from bvisor.flags import spec_from_flags
-from bvisor.linux.launch import UNPRIVILEGED_PREFIX
 from helpers import (
     IDENTITIES,
+    UNPRIVILEGED_PREFIX,
     host_read_environ,
     host_read_uid,
     identity_uid,

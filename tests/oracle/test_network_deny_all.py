@@ -43,6 +43,7 @@ from helpers import (
     sh_authority,
     launcher_path,
     unique_marker,
+    unprivileged_userns_available,
 )
 
 SELF_REPORT = (
@@ -64,7 +65,7 @@ def _field(stdout: str, key: str):
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_host_sees_only_loopback_in_the_child_netns_no_external_interface_or_skip(identity):
-    if not launch.unprivileged_userns_available():
+    if not unprivileged_userns_available():
         loud_skip(
             "NetworkDenyAll host-side oracle: this host forbids unprivileged user+network namespaces "
             "(sysctl) — the empty-netns cell is FAIL_CLOSED here, never a silent pass"
@@ -105,7 +106,7 @@ def test_host_sees_only_loopback_in_the_child_netns_no_external_interface_or_ski
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_workload_cannot_reach_the_network_from_the_empty_netns_or_skip(identity):
-    if not launch.unprivileged_userns_available():
+    if not unprivileged_userns_available():
         loud_skip("NetworkDenyAll workload self-report: this host forbids unprivileged user+network namespaces")
     obs = launch.run_launcher(launcher_as(identity), plan(["sh", "-c", SELF_REPORT], True, identity=identity), [sh_authority()])
     if launch.launch_confinement_unavailable(obs):
@@ -175,7 +176,7 @@ def run_execute(spec: BoundarySpec, launcher=None):
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_a_deny_all_spec_runs_through_the_execute_path_or_skip(identity):
-    if not launch.unprivileged_userns_available():
+    if not unprivileged_userns_available():
         refused = run_execute(net_spec(NetPolicy.DenyAll()), launcher_as(identity))
         assert refused is None, (
             "FAIL_CLOSED: with no unprivileged userns+netns, a NetworkDenyAll spec must REFUSE at admission; "

@@ -57,11 +57,11 @@ from bvisor.contract import (
     SpawnPolicy,
 )
 from bvisor.launcher.wire import ENV_HOST_PID
-from bvisor.linux.launch import UNPRIVILEGED_PREFIX
 from cgroup_oracles import bvisor_leaf_dirs
 from helpers import (
     IDENTITIES,
     PARK,
+    UNPRIVILEGED_PREFIX,
     cli_prefix,
     facts_of,
     identity_uid,

@@ -48,9 +48,9 @@ from bvisor import (
 )
 from bvisor.contract import Enforcement, FsAccess, RequirementKind
 from bvisor.launcher import syscalls
-from bvisor.linux.launch import UNPRIVILEGED_PREFIX
 from helpers import (
     IDENTITIES,
+    UNPRIVILEGED_PREFIX,
     check_completed,
     facts_of,
     identity_uid,

@@ -55,11 +55,12 @@ from bvisor import (
 from bvisor.contract import BudgetRequest, Enforcement, RequirementKind, SpawnPolicy, UnsupportedRequirement
 from bvisor.launcher import seccomp, syscalls, wire
 from bvisor.linux import launch
-from bvisor.linux.launch import UNPRIVILEGED_PREFIX, LauncherState
+from bvisor.linux.launch import LauncherState
 from bvisor.linux.protocol import SeccompRequest
 from helpers import (
     IDENTITIES,
     PARKED,
+    UNPRIVILEGED_PREFIX,
     check_completed,
     cli_prefix,
     entry,

@@ -28,7 +28,7 @@ from bvisor.linux.cgroup import (
     prove_delegation,
     reconcile_orphans,
 )
-from helpers import loud_skip
+from helpers import UNPRIVILEGED_PREFIX, loud_skip
 
 MiB = 1 << 20
 
@@ -447,17 +447,16 @@ class _Made:
         self.leaves.append(leaf)
         return leaf
 
-    def place(self, leaf, script=PLACE, argv=("/bin/sleep", "30"), **popen):
-        """A real child that places itself through host-opened fds. A thread reaps it the
-        moment it dies, as the backend does with its launcher."""
+    def place(self, leaf, script=PLACE, argv=("/bin/sleep", "30"), prefix=()):
+        """A real child (run through ``prefix``) that places itself through host-opened fds.
+        A thread reaps it the moment it dies, as the backend does with its launcher."""
         fds = leaf.open_procs()
         try:
             child = subprocess.Popen(
-                [sys.executable, "-c", script, ",".join(map(str, fds)), *argv],
+                [*prefix, sys.executable, "-c", script, ",".join(map(str, fds)), *argv],
                 pass_fds=fds,
                 stdout=subprocess.PIPE,
                 text=True,
-                **popen,
             )
         finally:
             for fd in fds:
@@ -547,7 +546,7 @@ def test_an_unprivileged_child_places_itself_through_host_opened_fds(host):
     if os.geteuid() != 0:
         loud_skip("needs root to start a child as uid 65534")
     leaf = host.leaf()
-    child, line = host.place(leaf, user=65534, group=65534, extra_groups=[])
+    child, line = host.place(leaf, prefix=UNPRIVILEGED_PREFIX)
     assert line == "placed\n"
     assert leaf.members() == {child.pid}
     assert leaf.teardown() == []

@@ -15,9 +15,8 @@ import pytest
 
 from bvisor.linux import exe_identity as module
 from bvisor.linux.exe_identity import exe_identity
-from bvisor.linux.launch import UNPRIVILEGED_PREFIX
 from bvisor.linux.lowering import open_exe
-from helpers import shared_host_dir
+from helpers import UNPRIVILEGED_PREFIX, shared_host_dir
 
 # Runs the O_PATH fd in argv[1] with fexecve (execveat on the fd): what the launcher does.
 FEXECVE = "import os, sys; os.execve(int(sys.argv[1]), ['prog', 'from-the-fd'], {})"

@@ -36,6 +36,7 @@ from helpers import (
     plan,
     sh_authority,
     unique_marker,
+    unprivileged_userns_available,
 )
 
 GONE_WAIT = 5.0  # seconds a killed run gets to disappear (the kernel's kill is asynchronous)
@@ -148,7 +149,7 @@ PLANS = {
 @pytest.mark.parametrize("name", sorted(PLANS))
 def test_the_same_plans_give_the_same_verdicts_as_the_one_shot_launcher(warm_as, name):
     identity, launcher = warm_as
-    if name == "deny_network" and not launch.unprivileged_userns_available():
+    if name == "deny_network" and not unprivileged_userns_available():
         loud_skip("warm parity, deny_network: this host forbids unprivileged user+network namespaces")
     cold, hot = one_shot_and_warm(identity, launcher, PLANS[name](identity), lambda: [sh_authority()])
     print(f"{name} [{identity}]: one-shot {cold.transcript[-1:]} warm {hot.transcript[-1:]}", file=sys.stderr)
@@ -578,7 +579,7 @@ def test_report_warm_and_one_shot_latency_and_the_servers_memory(identity):
     try:
         lines = []
         for label, deny, count in (("plain", False, 100), ("deny-network", True, 50)):
-            if deny and not launch.unprivileged_userns_available():
+            if deny and not unprivileged_userns_available():
                 lines.append(f"{label}: skipped (no unprivileged user+network namespaces here)")
                 continue
             frame = _frame(["true"], deny_network=deny, identity=identity)

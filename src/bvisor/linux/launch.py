@@ -10,7 +10,6 @@ launcher (``bvisor.linux.warm``), so both paths lay out and observe a run identi
 import enum
 import errno
 import fcntl
-import functools
 import os
 import shutil
 import signal
@@ -449,18 +448,3 @@ _PROBE_TIMEOUT = 30
 def probe_launcher(launcher=None) -> dict:
     """Run the launcher's ``--probe`` and wait for its facts."""
     return LauncherProbe(launcher).facts()
-
-
-UNPRIVILEGED_PREFIX = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
-
-
-@functools.cache
-def unprivileged_userns_available() -> bool:
-    """Can an unprivileged launcher create a user + network namespace here? Proven once, by
-    doing; as root the probe drops to uid 65534 first so root's privilege proves nothing."""
-    launcher = default_launcher()
-    if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            return False
-        launcher = UNPRIVILEGED_PREFIX + launcher
-    return probe_launcher(launcher).get("userns_netns") == "ok"
