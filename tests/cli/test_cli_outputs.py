@@ -13,6 +13,7 @@ with no reader is refused at once instead of hanging.
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def _bash(script: str, **kwargs):
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_a_closed_stdout_reader_is_the_workloads_sigpipe_not_a_fault(identity):
-    run = " ".join([*cli_prefix(identity), BVISOR, "run", "--no-store", "--", ""])
+    run = shlex.join([*cli_prefix(identity), BVISOR, "run", "--no-store", "--"]) + " "
     done = _bash(PIPELINE.format(run=run))
     print(f"pipeline [{identity}]: out={done.stdout!r} err={done.stderr[-600:]!r}", file=sys.stderr)
     assert done.stdout == b"1\n2\nstatus=141\n", done.stderr
