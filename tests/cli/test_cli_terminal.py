@@ -33,6 +33,7 @@ class CallerTerminal:
         self.resize(rows, cols)
         self.mode_before = termios.tcgetattr(self.secondary)
         self.seen = bytearray()
+        self.matched = 0  # where the last wait_for's token ended
         self.process = subprocess.Popen(
             argv,
             stdin=self.secondary,
@@ -51,9 +52,10 @@ class CallerTerminal:
         os.write(self.main, keys)
 
     def wait_for(self, token: bytes, timeout: float = 30.0) -> bytes:
-        """Read until ``token`` shows after what was already waited for; returns what came."""
-        start, deadline = len(self.seen), time.monotonic() + timeout
-        while token not in self.seen[start:]:
+        """Read until ``token`` shows after the previous match; returns what came up to and
+        including it (what came after stays for the next wait)."""
+        start, deadline = self.matched, time.monotonic() + timeout
+        while (found := self.seen.find(token, start)) < 0:
             ready, _, _ = select.select([self.main], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
                 raise AssertionError(f"{token!r} never showed; the terminal showed {bytes(self.seen)!r}")
@@ -61,7 +63,8 @@ class CallerTerminal:
                 self.seen += os.read(self.main, 65536)
             except OSError:  # EIO: nobody holds the terminal any more
                 raise AssertionError(f"the terminal closed before {token!r}; it showed {bytes(self.seen)!r}") from None
-        return bytes(self.seen[start:])
+        self.matched = found + len(token)
+        return bytes(self.seen[start : self.matched])
 
     def finish(self, timeout: float = 30.0) -> int:
         code = self.process.wait(timeout)
@@ -107,6 +110,8 @@ def test_an_interactive_shell_through_a_terminal(identity, report_dir):
         term.wait_for(PROMPT)
         term.type(b"tty_nr=$(cut -d' ' -f7 /proc/self/stat); echo tty_nr=$tty_nr\r")
         shown = term.wait_for(PROMPT)
+        term.type(b"tty\r")  # ttyname(3) finds the run's pty by its node in the view's /dev/pts
+        named = term.wait_for(PROMPT)
         term.type(b"exit 3\r")
         code = term.finish()
     finally:
@@ -116,6 +121,8 @@ def test_an_interactive_shell_through_a_terminal(identity, report_dir):
     # The shell's controlling terminal is a pty (major 136-143), and not the caller's.
     tty_nr = int(shown.split(b"tty_nr=")[-1].split()[0])
     assert 136 <= os.major(tty_nr) <= 143 and tty_nr != callers, shown
+    number = (os.major(tty_nr) - 136) * 256 + os.minor(tty_nr)
+    assert f"\r/dev/pts/{number}\r\n".encode() in named, named
     body = json.loads(report.read_text())
     stdin = [f["detail"] for f in body["observed"] if f["kind"] == "stdin"]
     assert len(stdin) == 1 and stdin[0].startswith("terminal pty rows=24 cols=80"), stdin

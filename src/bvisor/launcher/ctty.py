@@ -16,7 +16,7 @@ import stat
 import termios
 
 # Unix98 pseudo-terminal slaves: majors 136-143 (linux/major.h, UNIX98_PTY_SLAVE_MAJOR).
-_PTY_SLAVE_MAJORS = range(136, 144)
+PTY_SLAVE_MAJORS = range(136, 144)
 
 
 def controlling_tty() -> int:
@@ -46,7 +46,7 @@ def check_run_terminal() -> None:
     shown = []
     for fd in (0, 1, 2):
         st = os.fstat(fd)
-        if not stat.S_ISCHR(st.st_mode) or os.major(st.st_rdev) not in _PTY_SLAVE_MAJORS:
+        if not stat.S_ISCHR(st.st_mode) or os.major(st.st_rdev) not in PTY_SLAVE_MAJORS:
             raise OSError(0, f"fd {fd} is not a pseudo-terminal slave")
         shown.append(st.st_rdev)
     if len(set(shown)) != 1:

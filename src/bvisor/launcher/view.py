@@ -16,7 +16,7 @@ import ctypes
 import os
 import stat
 
-from bvisor.launcher import libc, mounts
+from bvisor.launcher import ctty, libc, mounts
 
 OPEN_TREE_CLONE = 0x1
 AT_EMPTY_PATH = 0x1000
@@ -123,7 +123,9 @@ def locate_devices(terminal: bool) -> list:
     """``[(name, fd)]``: this namespace's /dev nodes the run gets, checked to be the devices
     they claim to be (a tampered /dev cannot hand the run another device). With a terminal,
     also ``tty``: it names the opener's controlling terminal, which in the run is only ever
-    the run's own pty (the caller's was given up before the view was built)."""
+    the run's own pty (the caller's was given up before the view was built); and that pty's
+    own node, ``pts/N``, so that ttyname(3) finds it (where this namespace's /dev/pts shows
+    exactly that device)."""
     located = []
     try:
         for name, major, minor in DEVICES + (TTY_DEVICE if terminal else ()):
@@ -132,11 +134,29 @@ def locate_devices(terminal: bool) -> list:
             st = os.fstat(fd)
             if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != (major, minor):
                 raise OSError(0, f"/dev/{name} is not the character device {major}:{minor}")
+        if terminal:
+            located += _run_pty_node()
     except BaseException:
         for _, fd in located:
             os.close(fd)
         raise
     return located
+
+
+def _run_pty_node() -> list:
+    """``[("pts/N", fd)]`` for the run's pty at fd 0, or [] where /dev/pts/N is not that very
+    device (another devpts instance): the node is a convenience, never another device."""
+    own = os.fstat(0).st_rdev
+    name = f"pts/{(os.major(own) - ctty.PTY_SLAVE_MAJORS[0]) * 256 + os.minor(own)}"
+    try:
+        fd = os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return []
+    st = os.fstat(fd)
+    if stat.S_ISCHR(st.st_mode) and st.st_rdev == own:
+        return [(name, fd)]
+    os.close(fd)
+    return []
 
 
 def make_dev(base: str, devices: list, creatable: set) -> tuple:
@@ -161,7 +181,10 @@ def make_dev(base: str, devices: list, creatable: set) -> tuple:
     except BaseException:
         os.close(fd)
         raise
-    return f"view_dev devices={','.join(name for name, _ in devices)} links={','.join(name for name, _ in DEV_LINKS)}", fd
+    named = [name for name, _ in devices if not name.startswith("pts/")]
+    ptys = [name for name, _ in devices if name.startswith("pts/")]
+    note = f"view_dev devices={','.join(named)} links={','.join(name for name, _ in DEV_LINKS)}"
+    return note + "".join(f" pty=/dev/{name}" for name in ptys), fd
 
 
 def _cover(path: str) -> None:
