@@ -1,10 +1,12 @@
 """Registers the same-run ledger gate for every test run (it acts only with BVISOR_LEDGER_GATE=1),
 and gives the session its own BVISOR_HOME, so every `bvisor run` a test makes is stored in a
-throwaway evidence store instead of the user's."""
+throwaway evidence store instead of the user's; uid 65534's store goes with the session."""
 
 import os
+import shutil
 
 import pytest
+from helpers import UNPRIVILEGED_HOME
 
 pytest_plugins = ["ledger_gate"]
 
@@ -18,3 +20,9 @@ def _private_bvisor_home(tmp_path_factory):
         os.environ.pop("BVISOR_HOME", None)
     else:
         os.environ["BVISOR_HOME"] = previous
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _unprivileged_home_removed():
+    yield
+    shutil.rmtree(UNPRIVILEGED_HOME, ignore_errors=True)

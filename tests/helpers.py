@@ -501,13 +501,15 @@ def cli_prefix(identity: str) -> tuple:
     return ()
 
 
+UNPRIVILEGED_HOME = f"/tmp/bvisor-test-home-65534-{os.getpid()}"
+
+
 def unprivileged_home() -> str:
-    """A BVISOR_HOME owned by uid 65534, one per test process."""
-    home = f"/tmp/bvisor-test-home-65534-{os.getpid()}"
-    if not os.path.isdir(home):
-        os.mkdir(home, 0o700)
-        os.chown(home, 65534, 65534)
-    return home
+    """A BVISOR_HOME owned by uid 65534, one per test process (conftest removes it)."""
+    if not os.path.isdir(UNPRIVILEGED_HOME):
+        os.mkdir(UNPRIVILEGED_HOME, 0o700)
+        os.chown(UNPRIVILEGED_HOME, 65534, 65534)
+    return UNPRIVILEGED_HOME
 
 
 # A subreaper around one command: every process the command leaves behind is reparented to
