@@ -198,8 +198,11 @@ def test_stdin_bytes_arrive_intact(identity, source, tmp_path):
     try:
         report, captured = confined(identity, ["/bin/cat"], fd)
     finally:
-        feeder.join()
+        # A run that never read its stdin (a launcher that could not start) leaves the feeder
+        # blocked on a full pipe or socket: closing our end then ends it, instead of a hang.
+        feeder.join(timeout=60)
         close()
+        feeder.join()
     failures = []
     check_completed(failures, report)
     if captured != expected:
