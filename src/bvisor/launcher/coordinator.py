@@ -213,6 +213,8 @@ def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: i
     step = "terminal"
     try:
         if request.terminal:
+            if request.view is not None:
+                transcript.note(ctty.hold_through_the_view())
             transcript.note(ctty.take_run_terminal())
         step = "confinement"
         ruleset = _landlock_ruleset(request, transcript, temp_root)  # before the scrub: rules capture the root fds

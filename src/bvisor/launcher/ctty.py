@@ -53,6 +53,33 @@ def check_run_terminal() -> None:
         raise OSError(0, "fds 0-2 are not one pseudo-terminal")
 
 
+def pty_name(rdev: int) -> str:
+    """``pts/N``: the name of a Unix98 pty slave in its devpts."""
+    return f"pts/{(os.major(rdev) - PTY_SLAVE_MAJORS[0]) * 256 + os.minor(rdev)}"
+
+
+def hold_through_the_view() -> str:
+    """Hold the run's pty at fds 0-2 through its node in the view (a read-only clone,
+    ``view.device_clone``), so that no process of the run can change the node the host's
+    /dev/pts shows: an unprivileged host opened the pty as the very uid in-run root is, whose
+    chmod through the host's mount would let any local user open the caller's session, and
+    whose times and mode bits any local user reads. A node the run does not own it cannot
+    change anyway (no capability survives the exec), and may not open again."""
+    own = os.fstat(0)
+    if own.st_uid != os.geteuid():
+        return "terminal_node=unchangeable by=not_owner"
+    path = f"/dev/{pty_name(own.st_rdev)}"
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_rdev != own.st_rdev or not os.fstatvfs(fd).f_flag & os.ST_RDONLY:
+            raise OSError(0, f"{path} is not the run's pty on a read-only mount")
+        for target in (0, 1, 2):
+            os.dup2(fd, target)
+    finally:
+        os.close(fd)
+    return f"terminal_node=unchangeable by=read_only_mount path={path}"
+
+
 def take_run_terminal() -> str:
     """A new session whose controlling terminal is the run's pty at fd 0, read back."""
     os.setsid()

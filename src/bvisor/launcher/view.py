@@ -147,7 +147,7 @@ def _run_pty_node() -> list:
     """``[("pts/N", fd)]`` for the run's pty at fd 0, or [] where /dev/pts/N is not that very
     device (another devpts instance): the node is a convenience, never another device."""
     own = os.fstat(0).st_rdev
-    name = f"pts/{(os.major(own) - ctty.PTY_SLAVE_MAJORS[0]) * 256 + os.minor(own)}"
+    name = ctty.pty_name(own)
     try:
         fd = os.open(f"/dev/{name}", os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
@@ -157,6 +157,20 @@ def _run_pty_node() -> list:
         return [(name, fd)]
     os.close(fd)
     return []
+
+
+def device_clone(located: int) -> int:
+    """A detached clone of one device node. It keeps its device semantics (the one kind of
+    mount in the view without nodev) and is read-only: the device still reads and writes,
+    but the host's node cannot be chmodded, chowned or given times through it (EROFS), even
+    by its owner."""
+    tree = libc.syscall("open_tree", located, _c(""), OPEN_TREE_CLONE | os.O_CLOEXEC | AT_EMPTY_PATH)
+    try:
+        _set_attrs(tree, "", MOUNT_ATTR_RDONLY | mounts.MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, recursive=False)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
 
 
 def make_dev(base: str, devices: list, creatable: set) -> tuple:
@@ -170,11 +184,9 @@ def make_dev(base: str, devices: list, creatable: set) -> tuple:
             os.symlink(target, f"{dev}/{name}")
         own = {os.fstat(fd).st_dev}
         for name, located in devices:
-            # A device bind keeps its device semantics: the one mount of the view without nodev.
             mounts.ensure_mountpoint(f"{dev}/{name}", False, own)
-            tree = libc.syscall("open_tree", located, _c(""), OPEN_TREE_CLONE | os.O_CLOEXEC | AT_EMPTY_PATH)
+            tree = device_clone(located)
             try:
-                _set_attrs(tree, "", mounts.MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, recursive=False)
                 _move(tree, f"{dev}/{name}")
             finally:
                 os.close(tree)

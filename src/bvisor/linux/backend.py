@@ -528,6 +528,8 @@ def required_attestations(lowered: LoweredLaunch) -> list:
         notes.append(f"unix_gate={unixgate.MECHANISM} supervisor=init")
     if target.terminal is not None:
         notes.append("controlling_terminal=run_pty session=new")
+        if target.view is not None:
+            notes.append("terminal_node=unchangeable")
     if target.seccomp is not None:
         notes.append(f"seccomp=filter policies={','.join(target.seccomp.policies)} program={target.seccomp.program_digest.hex()}")
     return notes
