@@ -158,10 +158,21 @@ def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_
         os.close(status_fd)
         confine_workload(request, transcript, error_fd, sigint, temp_root, gate)
     os.close(error_fd)
+    _release_stdio()
     status, usage, gate_notes = _reap(transcript, workload, gate, temp_root)
     notes = _ending_notes(status, usage) + gate_notes + _boundary_usage_notes(request, temp_root)
     os.write(status_fd, "\n".join(notes).encode())
     os._exit(0)
+
+
+def _release_stdio() -> None:
+    """The init keeps no handle on the run's stdio once the workload has its own: none the
+    run could reach again through it (the host's pty node), none that holds a stream open
+    after the workload's tree has closed it."""
+    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def _reap(transcript: Transcript, workload: int, gate, temp_root: int | None) -> tuple:
