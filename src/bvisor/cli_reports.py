@@ -10,6 +10,7 @@ import os
 import sys
 
 from bvisor.cli import BadInput, ReportTarget, _Parser, _pass_through, _write_out
+from bvisor.explain import amount
 
 EXIT_CHAIN_BROKEN = 1
 STREAMS = ("stdout", "stderr")
@@ -229,7 +230,7 @@ def _show(store, args) -> int:
     ]
     lines += [f"admitted  {item.kind.value:<30} {item.enforcement.value:<9} {item.mechanism}" for item in body.admitted]
     lines += [
-        f"budget    {w.dimension.value:<16} limit={w.limit} {w.supplied.value} observed={w.observed} {w.finding.value}"
+        f"budget    {w.dimension.value:<16} limit {amount(w.dimension.value, w.limit)} {w.supplied.value}, observed {amount(w.dimension.value, w.observed)}: {w.finding.value}"
         for w in body.budget
     ]
     lines += _stream_lines(body.captured, store.streams(report_id))
