@@ -1,7 +1,9 @@
-"""Fixtures for the contract/planner/runner unit tests: a fresh fake backend, registered."""
+"""Fixtures for the unit tests: a fresh fake backend, registered; the host's signing key and
+an attacker's, each made anew."""
 
 import pytest
 
+from bvisor.evidence.signing import HostSigningKey
 from bvisor.registry import BackendRegistry
 from fake_backend import FakeBackend
 
@@ -17,3 +19,12 @@ def registry(backend) -> BackendRegistry:
     registry.register(backend)
     return registry
 
+
+@pytest.fixture
+def key(tmp_path) -> HostSigningKey:
+    return HostSigningKey.load_or_create(tmp_path / "host")
+
+
+@pytest.fixture
+def attacker_key(tmp_path) -> HostSigningKey:
+    return HostSigningKey.load_or_create(tmp_path / "attacker")

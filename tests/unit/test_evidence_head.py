@@ -20,16 +20,6 @@ from test_evidence_store import base_report, raw, variant  # noqa: F401 (base_re
 ROWS = 6
 
 
-@pytest.fixture
-def key(tmp_path) -> HostSigningKey:
-    return HostSigningKey.load_or_create(tmp_path / "host")
-
-
-@pytest.fixture
-def attacker_key(tmp_path) -> HostSigningKey:
-    return HostSigningKey.load_or_create(tmp_path / "attacker")
-
-
 def store_of(path: Path, base, signer: HostSigningKey | None) -> None:
     with EvidenceStore(path) as store:
         for n in range(ROWS):

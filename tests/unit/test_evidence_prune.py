@@ -17,16 +17,6 @@ ROWS = 8
 SHARED = b"the same output in every run\n" * 100
 
 
-@pytest.fixture
-def key(tmp_path) -> HostSigningKey:
-    return HostSigningKey.load_or_create(tmp_path / "host")
-
-
-@pytest.fixture
-def attacker_key(tmp_path) -> HostSigningKey:
-    return HostSigningKey.load_or_create(tmp_path / "attacker")
-
-
 def store_of(path: Path, base, signer: HostSigningKey | None, rows: int = ROWS) -> list[str]:
     """``rows`` reports, each with a stream of its own and one they all share."""
     with EvidenceStore(path) as store:
