@@ -35,11 +35,6 @@ def report(registry, backend) -> BoundaryReport:
     return BoundaryRunner(registry).run(BoundaryPlanner(registry).plan(seed_spec(), "fake"))
 
 
-@pytest.fixture
-def key(tmp_path) -> HostSigningKey:
-    return HostSigningKey.load_or_create(tmp_path / "home")
-
-
 # --- signing and verifying --------------------------------------------------------------
 
 
