@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import socket
-import statistics
 import struct
 import subprocess
 import sys
@@ -88,14 +87,6 @@ def gone_within(tree: list, seconds: float) -> list:
 
 def exe_authority(path: str) -> launch.AuthorityFd:
     return launch.AuthorityFd(EXE_SLOT, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
-
-
-def vm_rss_kib(pid: int):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    except (OSError, StopIteration):
-        return None
 
 
 # --- parity with the one-shot launcher ------------------------------------------------------
@@ -558,39 +549,6 @@ def test_a_request_the_server_cannot_honour_is_refused(mangle, code):
     with pytest.raises(protocol.RequestRefused) as refused:
         protocol.decode_request(*mangle(data, passed))
     assert refused.value.errno == getattr(errno, code)
-
-
-# --- timings (printed, never asserted) -----------------------------------------------------------
-
-
-def _median_ms(run, count: int) -> float:
-    samples = []
-    for _ in range(count):
-        started = time.perf_counter()
-        obs = run()
-        samples.append((time.perf_counter() - started) * 1000)
-        assert obs.exec_succeeded(), obs
-    return statistics.median(samples)
-
-
-@pytest.mark.parametrize("identity", IDENTITIES)
-def test_report_warm_and_one_shot_latency_and_the_servers_memory(identity):
-    launcher = warm.WarmLauncher(launcher_as(identity))
-    try:
-        lines = []
-        for label, deny, count in (("plain", False, 100), ("deny-network", True, 50)):
-            if deny and not unprivileged_userns_available():
-                lines.append(f"{label}: skipped (no unprivileged user+network namespaces here)")
-                continue
-            frame = _frame(["true"], deny_network=deny, identity=identity)
-            launcher.run(frame, [exe_authority("/bin/true")])  # the server's own start is not a run
-            hot = _median_ms(lambda: launcher.run(frame, [exe_authority("/bin/true")]), count)
-            cold = _median_ms(lambda: launch.run_launcher_frame(launcher_as(identity), frame, [exe_authority("/bin/true")]), count)
-            lines.append(f"{label} /bin/true p50 over {count}: warm {hot:.2f} ms, one-shot {cold:.2f} ms ({cold / hot:.1f}x)")
-        lines.append(f"server VmRSS: {vm_rss_kib(launcher.server_pid())} KiB")
-    finally:
-        launcher.close()
-    print(f"warm launcher timings [{identity}]: " + "; ".join(lines), file=sys.stderr)
 
 
 def test_a_backend_whose_warm_server_is_killed_mid_run_reports_a_supervisor_fault_and_recovers():
