@@ -45,9 +45,9 @@ def amount(dimension: str, value) -> str:
     if value is None:
         return "unobserved"
     if dimension in _MICROSECONDS:
-        return f"{value / 1e6:g}s"
+        return f"{value / 1e6:.6f}".rstrip("0").rstrip(".") + "s"  # never an exponent: 31536000s, 0.5s
     if dimension in _BYTES:
-        for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        for unit, size in (("P", 1 << 50), ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
             if value >= size:
                 return f"{value / size:.4g}{unit}"
     return str(value)
