@@ -457,8 +457,7 @@ def _host_clones(request: LaunchRequest) -> dict:
     trees = idmap.clone_trees(list(request.idmapped), request.outside_id) if request.idmapped else {}
     try:
         if request.view is not None:
-            shown = [(slot, writable) for slot, _, writable in request.view.roots] + [(b.source_slot, b.writable) for b in request.binds]
-            for slot, writable in shown:
+            for slot, _, writable in view.shown_trees(request):
                 if slot not in trees:
                     trees[slot] = view.detached_clone(slot, writable)
     except BaseException:

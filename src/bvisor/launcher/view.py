@@ -286,18 +286,24 @@ def exec_through_read_only_clone(exe_slot: int, path: str, located: int) -> str:
     return f"view_exe path={path} read_only=true nosuid,nodev"
 
 
+def shown_trees(request) -> list:
+    """``[(slot, host path, writable)]``: every host-opened tree the view shows, its roots
+    and its binds' sources."""
+    return [*request.view.roots, *((b.source_slot, b.source_path, b.writable) for b in request.binds)]
+
+
 def assemble(request, trees: dict, note) -> int | None:
     """Build the run's root as the plan's view says, pivot into it; returns an fd on the temp
-    root's tmpfs (or None). ``trees``: idmapped clones by slot, attached in place of a plain
-    clone. ``note``: the transcript's note writer. Mounts go in path order, so a parent is
+    root's tmpfs (or None). ``trees``: clones a root launcher made from the host's fds
+    (idmapped or plain), by slot, attached in place of one located and made here. ``note``: the transcript's note writer. Mounts go in path order, so a parent is
     in place before anything beneath it (the temp root before a root inside it); /proc and
     /dev go last, over whatever a root at / brought."""
     view = request.view
     # Every source is located and cloned first: nothing mounted yet can shadow its path, and
     # no clone can hold the new root.
-    wanted = [(slot, path, writable) for slot, path, writable in view.roots if slot not in trees]
-    wanted += [(b.source_slot, b.source_path, b.writable) for b in request.binds if b.source_slot not in trees]
-    for slot, path, writable in wanted:
+    for slot, path, writable in shown_trees(request):
+        if slot in trees:
+            continue
         located = mounts.locate_source(slot, path)
         try:
             trees[slot] = detached_clone(located, writable)
