@@ -269,19 +269,20 @@ def _prestart(argv: list):
 def cmd_run(args, command: list, prestarted=None) -> int:
     from bvisor.flags import CommandNotFound, FlagError, spec_from_flags
 
+    terminal = wants_terminal(args)  # decided once, before anything is planned
     if args.spec is not None:
         if command or _spec_flags_given(args):
             raise BadInput("run: give either a spec file or flags with -- EXE [ARGS...], not both")
         spec = _load_spec(args.spec)
     else:
         try:
-            spec = _checked_spec(spec_from_flags(args, command, terminal=wants_terminal(args)))
+            spec = _checked_spec(spec_from_flags(args, command, terminal=terminal))
         except CommandNotFound as exc:
             sys.stderr.write(f"bvisor: {exc}\n")
             return EXIT_NOT_FOUND
         except FlagError as exc:
             raise BadInput(str(exc)) from None
-    return _plan_and_run(args, spec, prestarted)
+    return _plan_and_run(args, spec, prestarted, terminal)
 
 
 def wants_terminal(args) -> bool:
@@ -296,9 +297,9 @@ def wants_terminal(args) -> bool:
     return not (args.no_stdin or args.no_tty or args.report == "-") and os.isatty(0) and os.isatty(1)
 
 
-def _terminal(args):
+def _attached_terminal(terminal: bool):
     """The caller's terminal attached for the run (``bvisor.terminal``), or nothing."""
-    if not wants_terminal(args):
+    if not terminal:
         return contextlib.nullcontext()
     from bvisor.terminal import Terminal
 
@@ -374,7 +375,7 @@ def _save_report(target, data: bytes) -> bool:
         return False
 
 
-def _plan_and_run(args, spec, prestarted) -> int:
+def _plan_and_run(args, spec, prestarted, terminal: bool) -> int:
     from bvisor.capture import RunIO
     from bvisor.contract import PlanError, encode_report_json
     from bvisor.runner import BoundaryRunner
@@ -412,7 +413,8 @@ def _plan_and_run(args, spec, prestarted) -> int:
     # A handler (not SIG_IGN) so the launcher starts with the default disposition.
     previous = signal.signal(signal.SIGINT, lambda *_: None)
     try:
-        with _terminal(args) as io.terminal:
+        with _attached_terminal(terminal) as attached:
+            io.terminal = attached
             report = BoundaryRunner(registry).run(plan, io)
     finally:
         signal.signal(signal.SIGINT, previous)
