@@ -34,7 +34,7 @@ from bvisor.contract import (
     Workload,
 )
 from bvisor.contract.validate import LIMIT_CEILING, env_name_problem
-from bvisor.linux.filesystem import SYSTEM_ROOTS
+from bvisor.linux.filesystem import present_system_roots
 from bvisor.planner import BUDGET_FLAGS
 
 
@@ -216,7 +216,7 @@ def _view_places(capabilities: list, controls: list) -> list:
     places = []
     for cap in capabilities:
         if isinstance(cap, Capability.Filesystem):
-            system = [path for path, _ in SYSTEM_ROOTS if os.path.exists(path)] if cap.system_roots else []
+            system = present_system_roots() if cap.system_roots else []
             for root in [*cap.roots, *system]:
                 places += [(root, root), (os.path.realpath(root), os.path.realpath(root))]
     for control in controls:

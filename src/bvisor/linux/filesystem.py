@@ -27,9 +27,13 @@ SYSTEM_ROOTS = (
 SYSTEM_ROOTS_FACT = "fs.system_roots"
 
 
+def present_system_roots() -> list:
+    """The system roots this host has."""
+    return [path for path, _ in SYSTEM_ROOTS if os.path.exists(path)]
+
+
 def probe_system_roots() -> dict:
-    present = [path for path, _ in SYSTEM_ROOTS if os.path.exists(path)]
-    return {SYSTEM_ROOTS_FACT: ",".join(present)}
+    return {SYSTEM_ROOTS_FACT: ",".join(present_system_roots())}
 
 
 class Grant:
