@@ -61,7 +61,6 @@ from helpers import (
     PARK,
     host_read_fds,
     host_read_uid,
-    identity_uid,
     workload_uid_problem,
     launcher_as,
     loud_skip,

@@ -21,7 +21,6 @@ import os
 import shutil
 import socket
 import subprocess
-import uuid
 
 import pytest
 
