@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from bvisor.launcher import wire
-from bvisor.linux import launch
-from bvisor.linux.identity import id_range as identity_range
-from bvisor.linux.launch import AuthorityFd
-from bvisor.linux.protocol import (
+from bvisor.backends.linux import launch
+from bvisor.backends.linux.identity import id_range as identity_range
+from bvisor.backends.linux.launch import AuthorityFd
+from bvisor.backends.linux.protocol import (
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,

@@ -35,13 +35,13 @@ _EXPORTS = {
     "Workload": "bvisor.contract",
     "PlanError": "bvisor.contract",
     # pipeline
-    "Backend": "bvisor.registry",
-    "BackendRegistry": "bvisor.registry",
+    "Backend": "bvisor.backend",
+    "BackendRegistry": "bvisor.backend",
     "BoundaryPlanner": "bvisor.planner",
     "BoundaryRunner": "bvisor.runner",
     "RunIO": "bvisor.capture",
     "InertBackend": "bvisor.backends.inert",
-    "LinuxBackend": "bvisor.linux.backend",
+    "LinuxBackend": "bvisor.backends.linux.backend",
     # subprocess-like
     "run": "bvisor.api",
     "Session": "bvisor.api",

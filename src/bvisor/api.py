@@ -26,9 +26,9 @@ from bvisor.capture import RunIO
 from bvisor.contract import BoundaryReport, BudgetDimension, Outcome
 from bvisor.explain import why_no_exit
 from bvisor.flags import build_spec
-from bvisor.linux.backend import LinuxBackend
+from bvisor.backends.linux.backend import LinuxBackend
 from bvisor.planner import BoundaryPlanner
-from bvisor.registry import BackendRegistry
+from bvisor.backend import BackendRegistry
 from bvisor.runner import BoundaryRunner
 from bvisor.secrets import EnvSecretResolver
 

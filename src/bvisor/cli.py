@@ -93,7 +93,7 @@ class ReportTarget:
 def cmd_probe(args) -> int:
     import msgspec
 
-    from bvisor.linux.backend import LinuxBackend
+    from bvisor.backends.linux.backend import LinuxBackend
     from bvisor.qualification import load_ledger, qualifications
 
     backend = LinuxBackend()
@@ -105,7 +105,7 @@ def cmd_probe(args) -> int:
         body = {"snapshot": snapshot, "profile": profile, "qualification": _probe_qualification(qualified)}
         print(msgspec.json.format(msgspec.json.encode(body).decode()))
         return 0
-    from bvisor.linux.backend import landlock_summary
+    from bvisor.backends.linux.backend import landlock_summary
 
     print("host facts:")
     for fact in snapshot.facts:
@@ -179,9 +179,9 @@ def _checked_spec(spec):
 
 
 def _planner(prestarted=None, evidence_paths=()):
-    from bvisor.linux.backend import LinuxBackend
+    from bvisor.backends.linux.backend import LinuxBackend
     from bvisor.planner import BoundaryPlanner
-    from bvisor.registry import BackendRegistry
+    from bvisor.backend import BackendRegistry
     from bvisor.secrets import EnvSecretResolver
 
     registry = BackendRegistry()
@@ -261,7 +261,7 @@ def _prestart(argv: list):
     else is imported, so their start-up (an interpreter each, ~50 ms) overlaps ours."""
     if argv[:1] != ["run"]:
         return None
-    from bvisor.linux.warm import PrestartedLauncher
+    from bvisor.backends.linux.warm import PrestartedLauncher
 
     return PrestartedLauncher()
 

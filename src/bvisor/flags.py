@@ -34,7 +34,7 @@ from bvisor.contract import (
     Workload,
 )
 from bvisor.contract.validate import LIMIT_CEILING, env_name_problem
-from bvisor.linux.filesystem import present_system_roots
+from bvisor.backends.linux.filesystem import present_system_roots
 from bvisor.planner import BUDGET_FLAGS
 
 

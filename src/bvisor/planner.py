@@ -45,7 +45,7 @@ from bvisor.contract import (
 )
 from bvisor.contract.evidence import claim_names
 from bvisor.contract.storage import has_temp_root, uncapped_writable_places
-from bvisor.registry import Backend, BackendRegistry
+from bvisor.backend import Backend, BackendRegistry
 
 # Bound into every plan's admission hash: change it whenever these rules change meaning.
 ADMISSION_RULES_VERSION = 2

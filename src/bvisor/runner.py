@@ -23,7 +23,7 @@ from bvisor.contract import (
     snapshot_drift,
     witness_budgets,
 )
-from bvisor.registry import Backend, BackendRegistry
+from bvisor.backend import Backend, BackendRegistry
 
 if TYPE_CHECKING:
     from bvisor.capture import RunIO

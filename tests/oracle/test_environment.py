@@ -35,7 +35,7 @@ from bvisor import (
     Workload,
 )
 from bvisor.contract import InvalidPolicy, encode_report_json, spec_problems
-from bvisor.linux import launch
+from bvisor.backends.linux import launch
 from bvisor.secrets import MapSecretResolver
 from helpers import (
     planned,

@@ -858,8 +858,8 @@ def test_each_root_reaches_the_launcher_as_its_own_pre_opened_fd(tree):
     """Host side of the lowering (no launcher runs, so no identity): one authority fd per
     root, at its own slot, on that very object (same device and inode as the host path),
     read roots and write roots apart."""
-    from bvisor.linux.lowering import lower
-    from bvisor.linux.protocol import DescriptorRole
+    from bvisor.backends.linux.lowering import lower
+    from bvisor.backends.linux.protocol import DescriptorRole
     from bvisor.secrets import NoSecrets
 
     backend = require_landlock("caller")

@@ -31,7 +31,7 @@ from bvisor import (
     StdStreams,
     Workload,
 )
-from bvisor.linux import launch
+from bvisor.backends.linux import launch
 from helpers import (
     runner_for,
     EXE_SLOT,

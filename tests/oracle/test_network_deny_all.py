@@ -32,7 +32,7 @@ from bvisor import (
     StdStreams,
     Workload,
 )
-from bvisor.linux import launch
+from bvisor.backends.linux import launch
 from helpers import (
     IDENTITIES,
     host_find_child,

@@ -33,7 +33,7 @@ import pytest
 from bvisor import BoundarySpec, Capability, HostControl, MinGuarantee, Outcome, StdStreams, Workload
 from bvisor.capture import RunIO
 from bvisor.contract import BudgetDimension, BudgetFinding, FsAccess
-from bvisor.linux.budgets import temp_root_inodes
+from bvisor.backends.linux.budgets import temp_root_inodes
 from helpers import IDENTITIES, PARKED, cli_prefix, facts_of, host_paths_named, host_read_uid, run_gated, runner_for, shared_host_dir, unique_marker
 from mount_oracles import MIB, budgets, check_identity, linux_backend, reported
 

@@ -54,9 +54,9 @@ from bvisor import (
 )
 from bvisor.contract import BudgetRequest, Enforcement, RequirementKind, SpawnPolicy, UnsupportedRequirement
 from bvisor.launcher import seccomp, syscalls, wire
-from bvisor.linux import launch
-from bvisor.linux.launch import LauncherState
-from bvisor.linux.protocol import SeccompRequest
+from bvisor.backends.linux import launch
+from bvisor.backends.linux.launch import LauncherState
+from bvisor.backends.linux.protocol import SeccompRequest
 from helpers import (
     IDENTITIES,
     PARKED,

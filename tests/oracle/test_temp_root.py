@@ -40,7 +40,7 @@ from bvisor import (
 )
 from bvisor.contract import BudgetDimension, FsAccess, RequirementKind
 from bvisor.contract.errors import UnsupportedRequirement
-from bvisor.linux.budgets import temp_root_inodes
+from bvisor.backends.linux.budgets import temp_root_inodes
 from mount_oracles import MIB, budgets, check_identity, linux_backend, read_text, reported
 from helpers import (
     facts_of,

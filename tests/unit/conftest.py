@@ -4,7 +4,7 @@ an attacker's, each made anew."""
 import pytest
 
 from bvisor.evidence.signing import HostSigningKey
-from bvisor.registry import BackendRegistry
+from bvisor.backend import BackendRegistry
 from fake_backend import FakeBackend
 
 

@@ -28,7 +28,7 @@ from bvisor.contract import (
     SupportVerdict,
     Workload,
 )
-from bvisor.registry import classify_requirement
+from bvisor.backend import classify_requirement
 
 ALL_CLAIMS = frozenset(EvidenceClaim)
 UNLIMITED_MEDIATED = BudgetAvailability(

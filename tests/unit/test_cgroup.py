@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-import bvisor.linux.cgroup as cgroup
-from bvisor.linux.cgroup import (
+import bvisor.backends.linux.cgroup as cgroup
+from bvisor.backends.linux.cgroup import (
     CgroupError,
     CgroupLayout,
     Delegation,

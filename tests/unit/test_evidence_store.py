@@ -40,7 +40,7 @@ from bvisor.evidence import (
 )
 from bvisor.evidence.store import SCHEMA_VERSION
 from bvisor.planner import BoundaryPlanner
-from bvisor.registry import BackendRegistry
+from bvisor.backend import BackendRegistry
 from bvisor.runner import BoundaryRunner
 from fake_backend import FakeBackend, seed_spec
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import blake3
 import pytest
 
-from bvisor.linux import exe_identity as module
-from bvisor.linux.exe_identity import exe_identity
-from bvisor.linux.lowering import open_exe
+from bvisor.backends.linux import exe_identity as module
+from bvisor.backends.linux.exe_identity import exe_identity
+from bvisor.backends.linux.lowering import open_exe
 from helpers import UNPRIVILEGED_PREFIX, shared_host_dir
 
 # Runs the O_PATH fd in argv[1] with fexecve (execveat on the fd): what the launcher does.
@@ -127,7 +127,7 @@ def test_a_file_changed_while_being_hashed_is_recorded_unhashed_and_not_cached(t
 
 # Run as uid 65534: exe_identity of a file it may exec but not read.
 EXEC_ONLY = (
-    "import os, sys; from bvisor.linux.exe_identity import exe_identity; "
+    "import os, sys; from bvisor.backends.linux.exe_identity import exe_identity; "
     "fd = os.open(sys.argv[1], os.O_PATH | os.O_CLOEXEC); print(exe_identity(fd).detail())"
 )
 

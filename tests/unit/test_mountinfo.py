@@ -1,6 +1,6 @@
 """The mount table: every path at which an object shows, bind mounts included (pure parts)."""
 
-from bvisor.linux import mountinfo
+from bvisor.backends.linux import mountinfo
 
 TABLE = mountinfo.parse(
     "\n".join(

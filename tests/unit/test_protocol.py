@@ -10,8 +10,8 @@ import pytest
 
 from bvisor.launcher import wire
 from bvisor.launcher.request import Refusal, build_request, verify_identity
-from bvisor.linux import launch
-from bvisor.linux.protocol import (
+from bvisor.backends.linux import launch
+from bvisor.backends.linux.protocol import (
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,

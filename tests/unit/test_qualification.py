@@ -15,7 +15,7 @@ import pytest
 
 from bvisor import LinuxBackend
 from bvisor.contract import BackendProfileSnapshot, BudgetDimension, RequirementKind
-from bvisor.linux.budgets import linux_budget_profile
+from bvisor.backends.linux.budgets import linux_budget_profile
 from bvisor.qualification import (
     LEDGER,
     Floor,

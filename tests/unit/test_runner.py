@@ -31,7 +31,7 @@ from bvisor.contract import (
     verify_report_json,
 )
 from bvisor.planner import BoundaryPlanner
-from bvisor.registry import BackendRegistry
+from bvisor.backend import BackendRegistry
 from bvisor.runner import BoundaryRunner
 from fake_backend import FakeBackend, seed_spec, unsupported_cell
 

@@ -5,7 +5,7 @@ import pytest
 
 from bvisor.contract import Capability, SpawnPolicy
 from bvisor.launcher import seccomp
-from bvisor.linux.lowering import seccomp_policies
+from bvisor.backends.linux.lowering import seccomp_policies
 
 
 def spawn(policy):

@@ -1,4 +1,4 @@
-"""The warm launcher (``bvisor.launcher.server`` + ``bvisor.linux.warm``) against the real
+"""The warm launcher (``bvisor.launcher.server`` + ``bvisor.backends.linux.warm``) against the real
 launcher, as the caller and as uid 65534: the same plans and frames give the same verdicts,
 transcripts and workload exits as the one-shot path; many sequential and concurrent runs
 succeed through one server; a killed or wedged server ends its run with ``HarnessError``
@@ -23,8 +23,8 @@ import pytest
 from bvisor.capture import RunIO
 from bvisor.launcher import server as protocol
 from bvisor.launcher import wire
-from bvisor.linux import launch, warm
-from bvisor.linux.protocol import encode_frame
+from bvisor.backends.linux import launch, warm
+from bvisor.backends.linux.protocol import encode_frame
 from helpers import (
     EXE_SLOT,
     IDENTITIES,
@@ -398,9 +398,9 @@ CRASHING_HOST = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from helpers import EXE_SLOT, launcher_as, plan
-from bvisor.linux import launch
-from bvisor.linux.protocol import encode_frame
-from bvisor.linux.warm import WarmLauncher
+from bvisor.backends.linux import launch
+from bvisor.backends.linux.protocol import encode_frame
+from bvisor.backends.linux.warm import WarmLauncher
 import os
 
 bash = launch.AuthorityFd(EXE_SLOT, os.open("/bin/bash", os.O_RDONLY | os.O_CLOEXEC))
@@ -497,7 +497,7 @@ def test_close_leaves_no_server_and_no_spawner_thread_and_a_later_run_starts_ane
 
 
 def test_a_backend_adopts_a_prestarted_probe_and_the_server_it_started():
-    from bvisor.linux.backend import LinuxBackend
+    from bvisor.backends.linux.backend import LinuxBackend
 
     prestarted = warm.PrestartedLauncher(launcher_as("caller"))
     try:

@@ -31,7 +31,7 @@ from bvisor.contract import (
     SupportVerdict,
 )
 from bvisor.environment import declared_environment, lower_environment
-from bvisor.registry import classify_requirement
+from bvisor.backend import classify_requirement
 from bvisor.secrets import NoSecrets, SecretUnavailable
 
 BACKEND_ID = "inert"

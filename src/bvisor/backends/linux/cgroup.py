@@ -20,7 +20,7 @@ from types import MappingProxyType
 import msgspec
 
 from bvisor.launcher.fds import read_text
-from bvisor.linux import mountinfo as mountinfo_table
+from bvisor.backends.linux import mountinfo as mountinfo_table
 
 # The only v1 controllers a run leaf uses; others (cpu, cpuset, blkio, ...) carry no fact.
 V1_CONTROLLERS = ("pids", "memory", "freezer", "cpuacct")

@@ -24,7 +24,7 @@ from bvisor.contract import (
     EvidenceClaim,
     capped_limit,
 )
-from bvisor.linux.cgroup import LeafLimits
+from bvisor.backends.linux.cgroup import LeafLimits
 
 D = BudgetDimension
 USAGE = frozenset({EvidenceClaim.ResourceUsage})

@@ -25,7 +25,7 @@ import time
 from bvisor.capture import RunIO
 from bvisor.launcher import server as protocol
 from bvisor.launcher import fds, wire
-from bvisor.linux.launch import (
+from bvisor.backends.linux.launch import (
     HarnessError,
     LaunchChannels,
     LaunchObservation,

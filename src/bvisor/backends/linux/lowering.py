@@ -26,12 +26,12 @@ from bvisor.contract import (
 )
 from bvisor.contract.identity import canonical_bytes
 from bvisor.launcher import landlock, seccomp, wire
-from bvisor.linux import mountinfo, probe
-from bvisor.linux.budgets import temp_root_inodes
-from bvisor.linux.exe_identity import exe_identity
-from bvisor.linux.filesystem import exe_grant, exposed_grant, filesystem_grants, temp_root_grant
-from bvisor.linux.launch import AuthorityFd
-from bvisor.linux.protocol import (
+from bvisor.backends.linux import mountinfo, probe
+from bvisor.backends.linux.budgets import temp_root_inodes
+from bvisor.backends.linux.exe_identity import exe_identity
+from bvisor.backends.linux.filesystem import exe_grant, exposed_grant, filesystem_grants, temp_root_grant
+from bvisor.backends.linux.launch import AuthorityFd
+from bvisor.backends.linux.protocol import (
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,

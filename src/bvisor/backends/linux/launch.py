@@ -4,7 +4,7 @@ their declared slots, drain control + stdout + stderr concurrently, and observe 
 Thread-safe: the launcher is started with ``posix_spawn`` whose file actions place every fd
 in the child only, so a multi-threaded host never has its own fd table rearranged.
 ``LaunchChannels`` (the run's fds, its fd layout, the observation) is shared with the warm
-launcher (``bvisor.linux.warm``), so both paths lay out and observe a run identically.
+launcher (``bvisor.backends.linux.warm``), so both paths lay out and observe a run identically.
 """
 
 import enum
@@ -179,7 +179,7 @@ def run_launcher(launcher, plan, authorities: Sequence[AuthorityFd], io: RunIO |
     launcher's pidfd and checked while the launcher runs."""
     # Here, not at import: this module (through the warm launcher) is imported before the
     # CLI's heavy imports, to start the launcher early, and the plan encoding needs msgspec.
-    from bvisor.linux.protocol import encode_frame
+    from bvisor.backends.linux.protocol import encode_frame
 
     return run_launcher_frame(launcher, encode_frame(plan), authorities, io, supervisor)
 

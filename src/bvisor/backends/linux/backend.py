@@ -38,10 +38,10 @@ from bvisor.contract import (
 )
 from bvisor.contract.storage import storage_capped_by_temp_root
 from bvisor.launcher import landlock, seccomp, unixgate
-from bvisor.linux import cgroup, identity, probe
-from bvisor.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage
-from bvisor.linux.filesystem import exe_grant, exposed_grant, requirement_grants, temp_root_grant
-from bvisor.linux.launch import (
+from bvisor.backends.linux import cgroup, identity, probe
+from bvisor.backends.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage
+from bvisor.backends.linux.filesystem import exe_grant, exposed_grant, requirement_grants, temp_root_grant
+from bvisor.backends.linux.launch import (
     CONFINEMENT_UNAVAILABLE_FACT,
     HarnessError,
     LaunchObservation,
@@ -51,10 +51,10 @@ from bvisor.linux.launch import (
     launch_confinement_unavailable,
     run_launcher,
 )
-from bvisor.linux.lowering import LoweredLaunch, LoweringFailed, compiled_filter, lower
-from bvisor.linux.protocol import encode_frame
-from bvisor.linux.warm import WarmLauncher
-from bvisor.registry import classify_requirement
+from bvisor.backends.linux.lowering import LoweredLaunch, LoweringFailed, compiled_filter, lower
+from bvisor.backends.linux.protocol import encode_frame
+from bvisor.backends.linux.warm import WarmLauncher
+from bvisor.backend import classify_requirement
 from bvisor.secrets import NoSecrets
 
 BACKEND_ID = "linux"

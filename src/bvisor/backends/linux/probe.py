@@ -8,7 +8,7 @@ enough to run at every plan and before every execute, to detect drift.
 import os
 
 from bvisor.launcher.fds import read_text
-from bvisor.linux.filesystem import probe_system_roots
+from bvisor.backends.linux.filesystem import probe_system_roots
 
 _SYSCTLS = (
     "user/max_user_namespaces",
