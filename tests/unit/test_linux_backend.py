@@ -7,10 +7,12 @@ import pytest
 from bvisor import BackendRegistry, BoundaryPlanner, LinuxBackend
 from bvisor.capture import StreamCapture
 from bvisor.contract import Enforcement, Outcome, RequirementKind, UnsupportedRequirement
-from bvisor.backends.linux.backend import judge, linux_ceiling, required_attestations, timeline_fact
-from bvisor.backends.linux.launch import LaunchObservation, LauncherState, state_arrivals
+from bvisor.backends.linux.ceiling import linux_ceiling
+from bvisor.backends.linux.verdict import judge, required_attestations, timeline_fact
+from bvisor.backends.linux.launch import LaunchObservation, state_arrivals
+from bvisor.wire.plan import LauncherState
 from bvisor.backends.linux.lowering import LoweredLaunch
-from bvisor.backends.linux.protocol import LinuxLaunchPlanV1, NetworkNsRequest, UnixGateRequest
+from bvisor.wire.plan import LinuxLaunchPlanV1, NetworkNsRequest, UnixGateRequest
 from helpers import deny_all_spec, launcher_path, plan
 
 PROVEN = {

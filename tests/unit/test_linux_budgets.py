@@ -8,10 +8,10 @@ import pytest
 
 from bvisor.capture import StreamCapture
 from bvisor.contract import AdmittedBudget, BudgetDimension, BudgetUsage, Enforcement, MinGuarantee, Outcome
-from bvisor.backends.linux.backend import budget_ending
-from bvisor.backends.linux.budgets import RunSupervisor, leaf_limits, linux_budget_profile, run_tree_kill, run_usage, temp_root_inodes
-from bvisor.backends.linux.cgroup import LeafUsage
-from bvisor.backends.linux.launch import LaunchObservation, LauncherState
+from bvisor.backends.linux.budgets import RunSupervisor, budget_ending, leaf_limits, linux_budget_profile, run_tree_kill, run_usage, temp_root_inodes
+from bvisor.backends.linux.cgroup_leaf import LeafUsage
+from bvisor.backends.linux.launch import LaunchObservation
+from bvisor.wire.plan import LauncherState
 
 D = BudgetDimension
 FULL = {

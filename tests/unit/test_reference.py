@@ -16,7 +16,7 @@ from bvisor.contract.reference import ALWAYS_REFUSED, generate, main
 from bvisor.contract.schemas import SCHEMAS, file_name
 from bvisor.contract.schemas import generate as generate_schemas
 from bvisor.contract.spec import _KIND_OF_POLICY, _KIND_OF_REQUIREMENT
-from bvisor.backends.linux import backend as linux
+from bvisor.backends.linux import ceiling as linux
 from bvisor.backends.linux.budgets import linux_budget_profile
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "spec-reference.md"

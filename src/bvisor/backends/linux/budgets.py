@@ -1,19 +1,21 @@
-"""Budgets on Linux: what each dimension's mechanism really gives on this host, the caps a
-run's cgroup leaf carries, the supervisor that enforces wall and cpu, and the usage a run
-reports.
+"""Budgets on Linux, a budget's whole life: what each dimension's mechanism really gives on
+this host, the run's cgroup leaf and the caps it carries, the supervisor that enforces wall
+and cpu, how a budget that ended the run overrides the launcher's view of its end, and the
+usage a run reports.
 
 Every guarantee is a pure function of probed facts. A dimension is ``Enforced`` only where
 ``execute`` installs a cap for it on this host; otherwise it is watched (``Mediated``) and its
 mechanism says how, or that it is not observed at all.
 """
 
+import functools
 import os
 import _signal as signal
 import time
 
 import msgspec
 
-from bvisor.backends.observed import UNBOUNDED, uncapped_budget_profile
+from bvisor.backends.observed import UNBOUNDED, Rusage, uncapped_budget_profile
 from bvisor.contract import (
     AdmittedBudget,
     BudgetAvailability,
@@ -22,9 +24,12 @@ from bvisor.contract import (
     BudgetUsage,
     Enforcement,
     EvidenceClaim,
+    ExitStatus,
+    ObservedFact,
+    Outcome,
     capped_limit,
 )
-from bvisor.backends.linux.cgroup import LeafLimits
+from bvisor.backends.linux.cgroup_leaf import LeafLimits, RunLeaf, leaf_name, process_start_time
 
 D = BudgetDimension
 USAGE = frozenset({EvidenceClaim.ResourceUsage})
@@ -96,6 +101,13 @@ def linux_budget_profile(facts: dict) -> BudgetProfile:
     return BudgetProfile(**{dimension.value: availability for dimension, availability in profile.items()})
 
 
+# A pure function of the probed facts, which change only on drift: computed once per set of
+# facts, not at every plan.
+@functools.lru_cache(maxsize=8)
+def budget_profile_of(facts: tuple) -> BudgetProfile:
+    return linux_budget_profile(dict(facts))
+
+
 def leaf_limits(budgets: list[AdmittedBudget]) -> LeafLimits:
     """The cgroup caps a run's leaf carries before its workload exists: only capped ones."""
     pids = capped_limit(budgets, D.ProcessCount)
@@ -103,6 +115,15 @@ def leaf_limits(budgets: list[AdmittedBudget]) -> LeafLimits:
         pids_max=None if pids is None else pids + INIT_PROCESSES,
         memory_max=capped_limit(budgets, D.ResidentMemory),
     )
+
+
+def make_leaf(layout, delegation, budgets: list[AdmittedBudget], attempt_id: str) -> RunLeaf | None:
+    """The run's cgroup leaf with its caps written, or None where no cgroup is delegated."""
+    if not delegation.usable():
+        return None
+    owner = os.getpid()
+    name = leaf_name(owner, process_start_time(owner), attempt_id)
+    return RunLeaf.create(layout, delegation, name, leaf_limits(budgets))
 
 
 class RunSupervisor:
@@ -155,6 +176,42 @@ class RunSupervisor:
         else:
             signal.pidfd_send_signal(self._launcher_pidfd, signal.SIGKILL)
             self.kill_mechanism = "pid_namespace_init(launcher killed)"
+
+
+def budget_ending(outcome, exit_status, supervisor: RunSupervisor, usage, budgets) -> tuple:
+    """A budget that ended the run overrides how the launcher saw it end."""
+    if supervisor.killed_for is not None and outcome is not Outcome.Unsupported:
+        dimension = supervisor.killed_for
+        fact = ObservedFact(
+            kind="budget_enforced",
+            detail=f"dimension={dimension.value} action=run_tree_killed mechanism={supervisor.kill_mechanism}",
+        )
+        ended = Outcome.Timeout if dimension is BudgetDimension.Wall else Outcome.Killed
+        return ended, exit_status or ExitStatus(signal=signal.SIGKILL), [fact]
+    memory_capped = capped_limit(budgets, BudgetDimension.ResidentMemory) is not None
+    if memory_capped and usage is not None and usage.oom_kills:
+        fact = ObservedFact(kind="budget_enforced", detail=f"dimension=resident_memory action=oom_kill count={usage.oom_kills}")
+        killed = exit_status is None or exit_status.signal == signal.SIGKILL
+        return (Outcome.Killed if killed else outcome), exit_status or ExitStatus(signal=signal.SIGKILL), [fact]
+    if usage is not None and usage.pids_limit_hits:
+        fact = ObservedFact(kind="budget_enforced", detail=f"dimension=process_count action=fork_refused count={usage.pids_limit_hits}")
+        return outcome, exit_status, [fact]
+    return outcome, exit_status, []
+
+
+def leaf_facts(leaf, usage) -> list:
+    """The run's cgroup leaf and what it counted, or that there was none."""
+    if leaf is None:
+        return [ObservedFact(kind="cgroup_leaf", detail="none: no cgroup is delegated to this user")]
+    return [ObservedFact(kind="cgroup_leaf", detail=f"{' '.join(leaf.dirs)} {usage.describe()}")]
+
+
+def workload_rusage(observation) -> Rusage | None:
+    """The workload's reaped usage, as the launcher's ``workload_rusage`` note reports it."""
+    fields = observation.note_fields("workload_rusage")
+    if not fields:
+        return None
+    return Rusage(int(fields["utime_us"]) + int(fields["stime_us"]), int(fields["maxrss_kib"]))
 
 
 def _note_bytes(observation, head: str):
