@@ -11,23 +11,19 @@ import threading
 
 import pytest
 
-import bvisor.backends.linux.cgroup as cgroup
-from bvisor.backends.linux.cgroup import (
-    CgroupError,
-    CgroupLayout,
-    Delegation,
+from bvisor.backends.linux import cgroupfs
+from bvisor.backends.linux.cgroup import CgroupLayout, Delegation, current_layout, discover, prove_delegation
+from bvisor.backends.linux.cgroup_leaf import (
     LeafLimits,
     LeafUsage,
     NotDelegated,
     RunLeaf,
-    current_layout,
-    discover,
     leaf_name,
     parse_start_time,
     process_start_time,
-    prove_delegation,
-    reconcile_orphans,
 )
+from bvisor.backends.linux.cgroup_orphans import reconcile_orphans
+from bvisor.backends.linux.cgroupfs import CgroupError
 from helpers import UNPRIVILEGED_PREFIX, loud_skip
 
 MiB = 1 << 20
@@ -135,7 +131,7 @@ def test_a_limit_on_an_undelegated_controller_is_refused_before_any_mkdir(tmp_pa
 
 V2_DELEGATION = Delegation(kill="cgroup.kill", pids="v2", memory="v2", cpu="v2", reasons={})
 LEAF = "bvisor-1-2-0123456789abcdef"
-_REAL_MKDIR, _REAL_WRITE, _REAL_RMDIR = cgroup._mkdir, cgroup._write, os.rmdir
+_REAL_MKDIR, _REAL_WRITE, _REAL_RMDIR = cgroupfs.mkdir, cgroupfs.write, os.rmdir
 
 # What a fresh cgroup2 leaf shows, per controller enabled in its parent's subtree_control;
 # "" holds the core files every leaf has (cpu.stat's usage_usec needs no cpu controller).
@@ -171,7 +167,7 @@ V1_FILES = {
 
 
 class _FakeCgroupfs:
-    """A cgroup2 parent and the four v1 controller parents under ``root``, with cgroup.py's
+    """A cgroup2 parent and the four v1 controller parents under ``root``, with cgroupfs'
     mkdir, write and rmdir routed through a fake kernel that logs every mkdir and write."""
 
     def __init__(self, root, monkeypatch):
@@ -185,9 +181,9 @@ class _FakeCgroupfs:
         self.swap = True  # memory.swap.max present (a kernel with swap accounting)
         self.made: list[str] = []
         self.writes: list[tuple[str, str]] = []
-        monkeypatch.setattr(cgroup, "_mkdir", self._mkdir)
-        monkeypatch.setattr(cgroup, "_write", self._write)
-        monkeypatch.setattr(cgroup.os, "rmdir", self._rmdir)
+        monkeypatch.setattr(cgroupfs, "mkdir", self._mkdir)
+        monkeypatch.setattr(cgroupfs, "write", self._write)
+        monkeypatch.setattr(os, "rmdir", self._rmdir)
 
     def _files_for(self, parent: str) -> dict[str, str]:
         if parent == self.unified:
@@ -210,14 +206,14 @@ class _FakeCgroupfs:
     def _write(self, path: str, text: str) -> None:
         self.writes.append((path, text))
         if os.path.isfile(path):
-            os.truncate(path, 0)  # the real _write opens without O_TRUNC, as cgroupfs needs
+            os.truncate(path, 0)  # the real write opens without O_TRUNC, as cgroupfs needs
         _REAL_WRITE(path, text)
 
     def _rmdir(self, path) -> None:
         if str(path) not in self.made:
             return _REAL_RMDIR(path)
         names = os.listdir(path)  # FileNotFoundError once gone, as the kernel's ENOENT
-        populated = cgroup._keyed_value(self.read(path, "cgroup.events"), "populated")
+        populated = cgroupfs.keyed_value(self.read(path, "cgroup.events"), "populated")
         if self.read(path, "cgroup.procs").strip() or populated:
             raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), path)
         for name in names:
