@@ -9,7 +9,6 @@ import time
 from typing import TYPE_CHECKING
 
 from bvisor.contract import (
-    AttemptId,
     BackendProfileSnapshot,
     BoundaryPlan,
     BoundaryReport,
@@ -17,6 +16,7 @@ from bvisor.contract import (
     ExecutionRecord,
     ObservedFact,
     Outcome,
+    fresh_attempt_id,
     plan_integrity_problem,
     profile_hash,
     seal,
@@ -54,7 +54,7 @@ class BoundaryRunner:
         Raises only ``UnknownBackend`` (the plan names no registered backend).
         """
         backend = self._registry.get(plan.backend)
-        attempt_id = AttemptId.fresh()
+        attempt_id = fresh_attempt_id()
         started = time.time_ns()
         probed, record = self._attempt(backend, plan, attempt_id, io, started)
         body = BoundaryReportBody(

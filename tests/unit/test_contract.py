@@ -10,7 +10,6 @@ import pytest
 
 from bvisor.contract import (
     UNSUPPORTED,
-    AttemptId,
     BackendProfile,
     BackendProfileSnapshot,
     BoundaryReport,
@@ -57,6 +56,7 @@ from bvisor.contract import (
     decode_spec_toml,
     domain_digest,
     encode_report_json,
+    fresh_attempt_id,
     load_spec,
     read_input_file,
     requirement_kind,
@@ -173,7 +173,7 @@ def test_domain_digest_separates_domains_and_is_hex():
 
 
 def test_attempt_ids_are_fresh_hex():
-    first, second = AttemptId.fresh(), AttemptId.fresh()
+    first, second = fresh_attempt_id(), fresh_attempt_id()
     assert first != second
     assert all(len(x) == 64 and set(x) <= set("0123456789abcdef") for x in (first, second))
 

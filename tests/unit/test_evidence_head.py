@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bvisor.contract import AttemptId, Workload, decode_report_json, encode_report_json, seal
+from bvisor.contract import Workload, decode_report_json, encode_report_json, fresh_attempt_id, seal
 from bvisor.evidence import EvidenceStore, StoreError
 from bvisor.evidence.signing import HostSigningKey
 from bvisor.evidence.store import _chain_hash
@@ -60,7 +60,7 @@ def swap_the_head_row_for_another_report(db, _attacker):
     """The last report replaced by another sealed report (say, one that completed)."""
     (document,) = db.execute("SELECT json FROM documents WHERE seq = ?", (ROWS,)).fetchone()
     old = decode_report_json(document)
-    body = msgspec.structs.replace(old.body, attempt_id=AttemptId.fresh(), workload=Workload.Process(exe="/bin/true"))
+    body = msgspec.structs.replace(old.body, attempt_id=fresh_attempt_id(), workload=Workload.Process(exe="/bin/true"))
     other = seal(body)
     db.execute("UPDATE documents SET json = ? WHERE seq = ?", (encode_report_json(other), ROWS))
     db.execute("UPDATE reports SET report_id = ?, exe = '/bin/true' WHERE seq = ?", (other.body_hash, ROWS))

@@ -20,13 +20,13 @@ import platformdirs
 import pytest
 
 from bvisor.contract import (
-    AttemptId,
     BoundaryReport,
     CaptureRef,
     Outcome,
     ReportVerdict,
     Workload,
     encode_report_json,
+    fresh_attempt_id,
     seal,
     verify_report_json,
 )
@@ -51,7 +51,7 @@ from fake_backend import FakeBackend, seed_spec
 WRITER = """
 import sys
 import msgspec
-from bvisor.contract import AttemptId, Workload, decode_report_json, seal
+from bvisor.contract import Workload, decode_report_json, fresh_attempt_id, seal
 from bvisor.evidence import EvidenceStore
 
 store_path, base_path, exe, count, start = sys.argv[1:6]
@@ -62,7 +62,7 @@ with EvidenceStore(store_path) as store:
         sys.stdin.readline()
     n = 0
     while int(count) == 0 or n < int(count):
-        body = msgspec.structs.replace(base.body, attempt_id=AttemptId.fresh(), workload=Workload.Process(exe=exe))
+        body = msgspec.structs.replace(base.body, attempt_id=fresh_attempt_id(), workload=Workload.Process(exe=exe))
         stored = store.append(seal(body), {"stdout": b"run %d" % n, "stderr": b"shared"})
         print(stored.seq, stored.report_id, flush=True)
         n += 1
@@ -80,7 +80,7 @@ def base_report() -> BoundaryReport:
 def variant(base: BoundaryReport, *, outcome=Outcome.Completed, exe="/bin/sh", started=1) -> BoundaryReport:
     body = msgspec.structs.replace(
         base.body,
-        attempt_id=AttemptId.fresh(),
+        attempt_id=fresh_attempt_id(),
         outcome=outcome,
         workload=Workload.Process(exe=exe, args=["-c", "true"]),
         started_unix_ns=started,

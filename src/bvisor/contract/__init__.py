@@ -49,9 +49,15 @@ from bvisor.contract.identity import (
     ReportBodyHash,
     canonical_bytes,
     domain_digest,
+    fresh_attempt_id,
 )
 from bvisor.contract.input_file import MAX_INPUT_BYTES, InputFileError, read_input_file
-from bvisor.contract.plan import AdmittedRequirement, BoundaryPlan, compute_plan_id, plan_integrity_problem
+from bvisor.contract.plan import (
+    AdmittedRequirement,
+    BoundaryPlan,
+    compute_plan_id,
+    plan_integrity_problem,
+)
 from bvisor.contract.report import (
     BoundaryReport,
     BoundaryReportBody,
@@ -103,6 +109,8 @@ from bvisor.contract.support import (
 from bvisor.contract.validate import SpecProblem, spec_problems
 
 __all__ = [
+    "MAX_INPUT_BYTES",
+    "UNSUPPORTED",
     "AdmissionProgramHash",
     "AdmittedBudget",
     "AdmittedRequirement",
@@ -145,7 +153,6 @@ __all__ = [
     "InvalidPolicy",
     "KillGuarantee",
     "KillTarget",
-    "MAX_INPUT_BYTES",
     "MinGuarantee",
     "NetDest",
     "NetPolicy",
@@ -168,7 +175,6 @@ __all__ = [
     "SupportCell",
     "SupportMatrix",
     "SupportVerdict",
-    "UNSUPPORTED",
     "UnknownBackend",
     "UnsupportedRequirement",
     "Workload",
@@ -176,14 +182,15 @@ __all__ = [
     "WorkloadKind",
     "admission_hash",
     "budget_finding",
-    "capped_limit",
     "canonical_bytes",
+    "capped_limit",
     "compute_plan_id",
     "decode_report_json",
     "decode_spec_json",
     "decode_spec_toml",
     "domain_digest",
     "encode_report_json",
+    "fresh_attempt_id",
     "load_spec",
     "plan_integrity_problem",
     "profile_hash",

@@ -9,7 +9,7 @@ so validate.py stays the one authority and a bad value still gets its message th
 import msgspec
 
 
-def doc(description: str, **bounds) -> msgspec.Meta:
+def doc(description: str, **bounds: object) -> msgspec.Meta:
     """``Annotated[T, doc("...", maximum=N)]``: a described field, with the bounds the
     validator enforces on it as schema keywords."""
     return msgspec.Meta(description=description, extra_json_schema=bounds or None)

@@ -8,7 +8,7 @@ legitimate deny-all; there is no "unlimited".
 """
 
 import enum
-from typing import Annotated
+from typing import Annotated, Generic, Self, TypeVar
 
 import msgspec
 
@@ -81,18 +81,23 @@ class BudgetFinding(enum.Enum):
     ObservationUnavailable = "observation_unavailable"
 
 
-class _PerDimension(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One field per dimension, named by the dimension's value."""
+# The one type of a _PerDimension's seven fields.
+_DimensionValue = TypeVar("_DimensionValue")
 
-    def get(self, dimension: BudgetDimension):
-        return getattr(self, dimension.value)
 
-    def items(self) -> list:
+class _PerDimension(msgspec.Struct, Generic[_DimensionValue], frozen=True, forbid_unknown_fields=True):
+    """One field per dimension, named by the dimension's value, each of one type."""
+
+    def get(self, dimension: BudgetDimension) -> _DimensionValue:
+        value: _DimensionValue = getattr(self, dimension.value)
+        return value
+
+    def items(self) -> list[tuple[BudgetDimension, _DimensionValue]]:
         """``(dimension, value)`` pairs in canonical order."""
-        return [(dimension, getattr(self, dimension.value)) for dimension in BudgetDimension]
+        return [(dimension, self.get(dimension)) for dimension in BudgetDimension]
 
     @classmethod
-    def filled(cls, value):
+    def filled(cls, value: _DimensionValue) -> Self:
         """The same value on every dimension."""
         return cls(**{dimension.value: value for dimension in BudgetDimension})
 
@@ -106,7 +111,7 @@ class BudgetRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     evidence: Annotated[frozenset[EvidenceClaim], doc("Claims this dimension's witness must back: only `resource_usage` can be, and only where the host observes the dimension (never handle_count).")] = frozenset()
 
 
-class BudgetRequirements(_PerDimension):
+class BudgetRequirements(_PerDimension[BudgetRequest], frozen=True):
     """The caller's budget: all seven dimensions, each required."""
 
     wall: Annotated[BudgetRequest, _requested(BudgetDimension.Wall)]
@@ -134,7 +139,7 @@ class BudgetAvailability(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     enforced_up_to: Annotated[int | None, doc("Caps hold only up to this limit (a larger one can be watched, not enforced); absent: every limit up to `available`.")] = None
 
 
-class BudgetProfile(_PerDimension):
+class BudgetProfile(_PerDimension[BudgetAvailability], frozen=True):
     """What this host can supply on each budget dimension."""
 
     wall: Annotated[BudgetAvailability, _available(BudgetDimension.Wall)]
@@ -146,7 +151,7 @@ class BudgetProfile(_PerDimension):
     network: Annotated[BudgetAvailability, _available(BudgetDimension.Network)]
 
 
-class BudgetUsage(_PerDimension):
+class BudgetUsage(_PerDimension[int | None], frozen=True):
     """What a run used; ``None`` means not observed (never the same as 0)."""
 
     wall: int | None = None

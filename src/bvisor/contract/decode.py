@@ -5,7 +5,7 @@ path, and a decoded spec must also pass ``spec_problems``.
 """
 
 import os
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import msgspec
 
@@ -13,7 +13,12 @@ from bvisor.contract.annotate import doc
 from bvisor.contract.errors import SpecError
 from bvisor.contract.identity import ReportHashField
 from bvisor.contract.input_file import InputFileError, read_input_file
-from bvisor.contract.report import BoundaryReport, BoundaryReportBody, ReportSignature, verify_report
+from bvisor.contract.report import (
+    BoundaryReport,
+    BoundaryReportBody,
+    ReportSignature,
+    verify_report,
+)
 from bvisor.contract.spec import BoundarySpec
 from bvisor.contract.validate import SpecProblem, problem_from_validation, spec_problems
 
@@ -55,7 +60,7 @@ def decode_spec_toml(text: str) -> BoundarySpec:
     return _checked(spec)
 
 
-def load_spec(path: str | os.PathLike) -> BoundarySpec:
+def load_spec(path: str | os.PathLike[str]) -> BoundarySpec:
     """Read a spec file, choosing the format by extension (``.toml`` or ``.json``).
 
     The one file read in the contract package: a spec path is caller input, and reading it
@@ -133,7 +138,7 @@ class ReportVerdict:
     class NotAReport(msgspec.Struct, frozen=True):
         reason: str
 
-    Any = Valid | Tampered | NotAReport
+    Any: TypeAlias = Valid | Tampered | NotAReport
 
 
 def verify_report_json(data: bytes) -> ReportVerdict.Any:

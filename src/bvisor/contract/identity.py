@@ -6,7 +6,6 @@ per-kind domain tag, a NUL, and the canonical MessagePack bytes of the thing ide
 
 import enum
 import os
-import typing
 from typing import Annotated, NewType
 
 import blake3
@@ -42,20 +41,19 @@ class CanonicalEnum(enum.Enum):
         return names.index(self.name) < names.index(other.name)
 
 
-class _FreshIdentity(typing.NewType):
-    """A NewType over str whose values are drawn at random rather than computed."""
-
-    def fresh(self) -> str:
-        return self(os.urandom(32).hex())
-
-
 BackendId = NewType("BackendId", str)
 BoundaryPlanHash = NewType("BoundaryPlanHash", str)
 BackendProfileHash = NewType("BackendProfileHash", str)
 AdmissionProgramHash = NewType("AdmissionProgramHash", str)
 ReportBodyHash = NewType("ReportBodyHash", str)
 # An attempt is an occurrence, not content: two runs of one plan are two attempts.
-AttemptId = _FreshIdentity("AttemptId", str)
+AttemptId = NewType("AttemptId", str)
+
+
+def fresh_attempt_id() -> AttemptId:
+    """An attempt's identity is drawn at random, not computed: 32 bytes, hex."""
+    return AttemptId(os.urandom(32).hex())
+
 
 # Field annotations: the identity's name plus the hex shape strict decoding checks.
 PlanIdField = Annotated[BoundaryPlanHash, HEX_DIGEST]

@@ -24,7 +24,7 @@ class InputFileError(ValueError):
     """A caller-named file bvisor will not read; the message is one line naming the file."""
 
 
-def read_input_file(path: str | os.PathLike, limit: int = MAX_INPUT_BYTES) -> bytes:
+def read_input_file(path: str | os.PathLike[str], limit: int = MAX_INPUT_BYTES) -> bytes:
     """The whole content of the regular file at ``path``, at most ``limit`` bytes."""
     path = os.fspath(path)
     # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer.

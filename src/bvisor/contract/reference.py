@@ -10,7 +10,7 @@ fails when the committed file differs.
 import json
 import sys
 
-from bvisor.contract.schemas import document, file_name
+from bvisor.contract.schemas import JsonSchema, document, file_name
 
 # How a type's docstring marks a kind no backend of this version admits; the reference
 # lists them up front and a unit test holds the mark to the backends' support tables.
@@ -51,7 +51,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def _type(schema: dict) -> str:
+def _type(schema: JsonSchema) -> str:
     """A property's type, as the reference writes it: links to definitions."""
     if "$ref" in schema:
         name = _ref_name(schema["$ref"])
@@ -65,12 +65,12 @@ def _type(schema: dict) -> str:
     return f"`{schema.get('type', 'any')}`"
 
 
-def _number(value) -> str:
+def _number(value: object) -> str:
     # Digits grouped as a TOML spec may write them (JSON takes them plain).
     return f"{value:_}" if isinstance(value, int) and abs(value) >= 1_000_000 else str(value)
 
 
-def _range(schema: dict) -> str | None:
+def _range(schema: JsonSchema) -> str | None:
     low, high = schema.get("minimum"), schema.get("maximum")
     if low is not None and high is not None:
         return f"{_number(low)}..{_number(high)}"
@@ -81,7 +81,7 @@ def _range(schema: dict) -> str | None:
     return None
 
 
-def _bounds(schema: dict) -> str:
+def _bounds(schema: JsonSchema) -> str:
     """The bounds a property's schema states (the validator's), in words."""
     found = []
     if (span := _range(schema)) is not None:
@@ -107,12 +107,12 @@ def _bounds(schema: dict) -> str:
     return ", ".join(found) or "—"
 
 
-def _default(value) -> str:
+def _default(value: object) -> str:
     """A default as it is written in a JSON spec."""
     return f"`{json.dumps(value, separators=(', ', ': '))}`"
 
 
-def _requirement(name: str, prop: dict, required: list) -> str:
+def _requirement(name: str, prop: JsonSchema, required: list[str]) -> str:
     if name in required:
         return "required"
     if "default" in prop:
@@ -120,14 +120,14 @@ def _requirement(name: str, prop: dict, required: list) -> str:
     return "optional"
 
 
-def _description(definition: dict) -> str:
-    text = definition.get("description", "")
+def _description(definition: JsonSchema) -> str:
+    text: str = definition.get("description", "")
     if text.startswith(ALWAYS_REFUSED):
         return f"**{ALWAYS_REFUSED}**{text[len(ALWAYS_REFUSED):]}"
     return text
 
 
-def _refs(schema) -> list[str]:
+def _refs(schema: object) -> list[str]:
     """Definitions a schema names, in the order it names them."""
     if isinstance(schema, dict):
         own = [_ref_name(schema["$ref"])] if "$ref" in schema else []
@@ -137,7 +137,7 @@ def _refs(schema) -> list[str]:
     return []
 
 
-def _in_reading_order(root: str, definitions: dict) -> list[str]:
+def _in_reading_order(root: str, definitions: JsonSchema) -> list[str]:
     """Breadth first from the root, each definition where it is first named."""
     order, queue = [], [root]
     while queue:
@@ -149,12 +149,12 @@ def _in_reading_order(root: str, definitions: dict) -> list[str]:
     return order
 
 
-def _tag(definition: dict) -> str | None:
+def _tag(definition: JsonSchema) -> str | None:
     kind = definition.get("properties", {}).get("kind", {})
     return kind["enum"][0] if len(kind.get("enum", [])) == 1 else None
 
 
-def _section(name: str, definition: dict) -> list[str]:
+def _section(name: str, definition: JsonSchema) -> list[str]:
     tag = _tag(definition)
     lines = [f"### `{name}`", ""]
     if tag is not None:
@@ -176,7 +176,7 @@ def _section(name: str, definition: dict) -> list[str]:
     return lines
 
 
-def _refused_list(definitions: dict) -> list[str]:
+def _refused_list(definitions: JsonSchema) -> list[str]:
     refused = [(name, definition) for name, definition in definitions.items() if definition.get("description", "").startswith(ALWAYS_REFUSED)]
     lines = [
         "## Always refused in this version",
@@ -189,7 +189,7 @@ def _refused_list(definitions: dict) -> list[str]:
     return lines + [""]
 
 
-def _budget_table(definitions: dict) -> list[str]:
+def _budget_table(definitions: JsonSchema) -> list[str]:
     lines = [
         "## Budget dimensions",
         "",

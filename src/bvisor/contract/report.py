@@ -47,7 +47,7 @@ class ExitStatus(msgspec.Struct, omit_defaults=True, **_STRUCT):
     code: Annotated[int | None, doc("The exit code, 0..255.")] = None
     signal: Annotated[int | None, doc("The number of the signal that ended it.")] = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if (self.code is None) == (self.signal is None):
             raise ValueError("an exit status is either a code or a signal")
 

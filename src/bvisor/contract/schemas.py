@@ -9,6 +9,7 @@ import inspect
 import sys
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import msgspec
 
@@ -17,6 +18,9 @@ from bvisor.contract.plan import BoundaryPlan
 from bvisor.contract.report import BoundaryReportBody
 from bvisor.contract.spec import BoundarySpec
 
+# A JSON Schema, or a node of one, as msgspec builds it: JSON of any shape below the top.
+JsonSchema = dict[str, Any]
+
 # The report's schema is of its JSON document (every body field at top level, then
 # body_hash and an optional signature), not of the nested in-memory BoundaryReport.
 SCHEMAS = MappingProxyType({"spec": BoundarySpec, "plan": BoundaryPlan, "report": ReportDocument})
@@ -24,7 +28,8 @@ SCHEMAS = MappingProxyType({"spec": BoundarySpec, "plan": BoundaryPlan, "report"
 
 def _schema_version(struct: type[msgspec.Struct]) -> int:
     [field] = [field for field in msgspec.structs.fields(struct) if field.name == "schema_version"]
-    return field.default
+    version: int = field.default
+    return version
 
 
 # A spec carries no version field; plans and reports carry theirs, and the file follows it.
@@ -48,7 +53,7 @@ def file_name(name: str) -> str:
     return f"{name}.v{VERSIONS[name]}.schema.json"
 
 
-def document(name: str) -> dict:
+def document(name: str) -> JsonSchema:
     """The schema of one document, fields in declaration order (the files sort them)."""
     version = VERSIONS[name]
     return {
@@ -60,7 +65,7 @@ def document(name: str) -> dict:
     }
 
 
-def _dedented(node):
+def _dedented(node: Any) -> Any:
     """Descriptions are the types' docstrings, indentation and all; dedent them so the
     files read well."""
     if isinstance(node, dict):
@@ -73,7 +78,7 @@ def _dedented(node):
     return node
 
 
-def _pretty(document: dict) -> bytes:
+def _pretty(document: JsonSchema) -> bytes:
     # Sorted keys and a fixed indent: the same types always give the same bytes.
     return msgspec.json.format(msgspec.json.encode(document, order="sorted"), indent=2) + b"\n"
 

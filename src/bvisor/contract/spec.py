@@ -7,7 +7,7 @@ Paths are inert strings here: only a backend opens them.
 """
 
 import enum
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 import msgspec
 
@@ -69,7 +69,7 @@ class Workload:
         args: Annotated[list[str], doc(f"The arguments after argv[0], each without NUL and at most {MAX_EXEC_STRING - 1} bytes of UTF-8 (the kernel's limit per string).")] = []
         cwd: Annotated[AbsolutePath | msgspec.UnsetType, doc("The directory of the run's view it starts in: an absolute path, no NUL; the run fails (`cwd_missing`) where the view has no such directory. Unset: the caller's working directory where the view has it, else /.")] = msgspec.UNSET
 
-    Any = Process
+    Any: TypeAlias = Process
 
 
 class NetDest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -93,7 +93,7 @@ class NetPolicy:
 
         dests: Annotated[list[NetDest], doc("The only destinations the workload may reach.")]
 
-    Any = DenyAll | AllowList
+    Any: TypeAlias = DenyAll | AllowList
 
 
 class EnvSource:
@@ -110,7 +110,7 @@ class EnvSource:
 
         ref: Annotated[str, doc("The lease reference, non-empty and without NUL, resolved by the host's secret resolver just before launch; the CLI's resolver reads `env:VAR` from the caller's own environment (`--env-secret NAME=env:VAR`).", minLength=1)]
 
-    Any = Literal | SecretLease
+    Any: TypeAlias = Literal | SecretLease
 
 
 class EnvEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -136,7 +136,7 @@ class EnvPolicy:
 
         entries: Annotated[list[EnvEntry], doc(f"Every variable the workload gets, in this order: at most {MAX_ENV_ENTRIES} entries, and at most {MAX_ENV_TOTAL_BYTES} bytes of names and values (or lease references) together.", maxItems=MAX_ENV_ENTRIES)]
 
-    Any = Exact
+    Any: TypeAlias = Exact
 
 
 class FdPolicy:
@@ -153,7 +153,7 @@ class FdPolicy:
 
         fds: Annotated[list[Annotated[int, msgspec.Meta(extra_json_schema={"minimum": 0})]], doc("Descriptor numbers the workload keeps besides 0, 1 and 2: each >= 0, none twice.", uniqueItems=True)]
 
-    Any = Nothing | Only
+    Any: TypeAlias = Nothing | Only
 
 
 class SpawnPolicy:
@@ -172,7 +172,7 @@ class SpawnPolicy:
         """Processes and threads, all kept in the run: its pid namespace (and its cgroup
         leaf where one is delegated) holds the whole tree, which dies with the run."""
 
-    Any = DenyNewTasks | AllowThreadsWithinBoundary | AllowDescendantsWithinBoundary
+    Any: TypeAlias = DenyNewTasks | AllowThreadsWithinBoundary | AllowDescendantsWithinBoundary
 
 
 class Capability:
@@ -208,7 +208,7 @@ class Capability:
 
         policy: Annotated[SpawnPolicy.Any, doc("Strictest first: `deny_new_tasks`, `allow_threads_within_boundary`, `allow_descendants_within_boundary`.")]
 
-    Any = Filesystem | Network | Environment | InheritedFds | ChildSpawn
+    Any: TypeAlias = Filesystem | Network | Environment | InheritedFds | ChildSpawn
 
 
 class StdStreams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -287,7 +287,7 @@ class HostControl:
     class ListOutputs(msgspec.Struct, tag="list_outputs", **_TAGGED):
         """Always refused in this version: output listing is not implemented."""
 
-    Any = (
+    Any: TypeAlias = (
         LaunchWorkload | CaptureStreams | TempRoot | ExposePath | Kill | CommitArtifact | DiscardArtifact | ListOutputs
     )
 

@@ -6,8 +6,9 @@ decision: admission reads only the typed ceiling, while the snapshot travels in 
 and the report for audit and drift detection.
 """
 
+import itertools
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 import msgspec
 
@@ -38,10 +39,20 @@ class SupportVerdict(msgspec.Struct, **_STRUCT):
 UNSUPPORTED = SupportVerdict(Enforcement.Unsupported)
 
 
-def _by_kind(cells: list, table: str) -> list:
+class _HasKind(Protocol):
+    """A support or ceiling cell, as ``_by_kind`` sees it."""
+
+    @property
+    def kind(self) -> RequirementKind: ...
+
+
+_Cell = TypeVar("_Cell", bound=_HasKind)
+
+
+def _by_kind(cells: list[_Cell], table: str) -> list[_Cell]:
     """Cells sorted by kind, one per kind, so equal tables encode (and hash) equally."""
     ordered = sorted(cells, key=lambda cell: cell.kind)
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in itertools.pairwise(ordered):
         if before.kind is after.kind:
             raise ValueError(f"{table}: two cells for {after.kind.value}")
     return ordered
@@ -59,11 +70,11 @@ class SupportMatrix(msgspec.Struct, **_STRUCT):
     cells: list[SupportCell] = []
     workloads: frozenset[WorkloadKind] = frozenset({WorkloadKind.Process})
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         msgspec.structs.force_setattr(self, "cells", _by_kind(self.cells, "support matrix"))
 
     @classmethod
-    def of(cls, verdicts: Mapping[RequirementKind, SupportVerdict], **fields) -> "SupportMatrix":
+    def of(cls, verdicts: Mapping[RequirementKind, SupportVerdict], **fields: frozenset[WorkloadKind]) -> "SupportMatrix":
         return cls(cells=[SupportCell(kind, verdict) for kind, verdict in verdicts.items()], **fields)
 
     def best_case(self, kind: RequirementKind) -> SupportVerdict:
@@ -81,7 +92,7 @@ class CeilingCell(msgspec.Struct, kw_only=True, **_STRUCT):
     reason: str = ""
     remediation: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.verdict.enforcement is not Enforcement.Enforced and not self.reason:
             raise ValueError(f"ceiling cell {self.kind.value}: a {self.verdict.enforcement.value} cell needs a reason")
 
@@ -102,7 +113,7 @@ class BackendProfile(msgspec.Struct, **_STRUCT):
     backend: BackendId
     cells: list[CeilingCell]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         msgspec.structs.force_setattr(self, "cells", _by_kind(self.cells, "backend profile"))
 
     def ceiling(self, kind: RequirementKind) -> CeilingCell:
@@ -127,9 +138,9 @@ class BackendProfileSnapshot(msgspec.Struct, **_STRUCT):
     facts: Annotated[list[ProbeFact], doc("Every probed fact, sorted by name.")]
     budget: Annotated[BudgetProfile, doc("What this host can supply on each budget dimension.")]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         ordered = sorted(self.facts, key=lambda fact: fact.name)
-        for before, after in zip(ordered, ordered[1:]):
+        for before, after in itertools.pairwise(ordered):
             if before.name == after.name:
                 raise ValueError(f"profile snapshot: fact {after.name!r} appears twice")
         msgspec.structs.force_setattr(self, "facts", ordered)
@@ -164,7 +175,7 @@ def snapshot_drift(planned: BackendProfileSnapshot, probed: BackendProfileSnapsh
     for name in sorted(before.keys() | after.keys()):
         if before.get(name) != after.get(name):
             changes.append(f"{name}: {_shown(before.get(name))} -> {_shown(after.get(name))}")
-    for (dimension, was), (_, now) in zip(planned.budget.items(), probed.budget.items()):
+    for (dimension, was), (_, now) in zip(planned.budget.items(), probed.budget.items(), strict=True):
         if was != now:
             changes.append(f"budget.{dimension.value}: {_availability(was)} -> {_availability(now)}")
     return changes

@@ -6,7 +6,8 @@ judged the same way however it was built. Field paths read like
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import msgspec
 
@@ -25,11 +26,14 @@ from bvisor.contract.spec import (
     EnvSource,
     FdPolicy,
     HostControl,
+    NetDest,
     NetPolicy,
 )
 
 # Kinds that may appear more than once; any other repeat is ambiguous (which policy wins?).
 _REPEATABLE = (Capability.Filesystem, HostControl.ExposePath)
+# A capability or a control: each list is checked by its own item rule.
+_Requirement = TypeVar("_Requirement", bound=msgspec.Struct)
 
 
 class SpecProblem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -92,7 +96,9 @@ def _workload_problems(spec: BoundarySpec) -> Iterator[SpecProblem]:
             yield SpecProblem(f"workload.args[{index}]", f"longer than the kernel's {MAX_EXEC_STRING}-byte limit per argument")
 
 
-def _requirement_problems(field: str, requirements: list, item_problems) -> Iterator[SpecProblem]:
+def _requirement_problems(
+    field: str, requirements: list[_Requirement], item_problems: Callable[[str, _Requirement], Iterator[SpecProblem]]
+) -> Iterator[SpecProblem]:
     first_at: dict[type, int] = {}
     for index, requirement in enumerate(requirements):
         at = f"{field}[{index}]"
@@ -118,7 +124,7 @@ def _capability_problems(field: str, capability: Capability.Any) -> Iterator[Spe
             yield from _fd_problems(f"{field}.policy.fds", fds)
 
 
-def _net_problems(field: str, dests: list) -> Iterator[SpecProblem]:
+def _net_problems(field: str, dests: list[NetDest]) -> Iterator[SpecProblem]:
     for index, dest in enumerate(dests):
         if not dest.host or "\x00" in dest.host:
             yield SpecProblem(f"{field}[{index}].host", "must be a non-empty host name or address without NUL")
