@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 
 # The man page and the bash and zsh completions, generated from the parser again whenever
 # bvisor's source changes, into $(VENV)/share (man1, bash-completion, zsh/site-functions).
-$(CLI_DOCS): $(STAMP) $(wildcard src/bvisor/*.py)
-	$(BIN)/python -m bvisor.cli_docs $(VENV)
+$(CLI_DOCS): $(STAMP) $(wildcard src/bvisor/*.py src/bvisor/cli/*.py)
+	$(BIN)/python -m bvisor.cli.docs $(VENV)
 
 # The demo keeps its evidence store and signing key in ./.bvisor, not in your home.
 demo: export BVISOR_HOME := $(CURDIR)/.bvisor

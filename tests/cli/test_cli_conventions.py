@@ -84,7 +84,7 @@ def test_env_name_alone_passes_the_callers_value_and_an_unset_one_is_bad_input(t
 
 
 def test_run_help_describes_every_flag_the_command_form_and_the_exit_codes(tmp_path):
-    from bvisor.cli import build_parser
+    from bvisor.cli.parser import build_parser
 
     run = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
     flags = [a for a in run._actions if a.option_strings and a.dest != "help"]

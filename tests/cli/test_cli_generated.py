@@ -1,5 +1,5 @@
 """The man page and the bash and zsh completions are generated from the one parser
-(``bvisor.cli.build_parser``) and installed by ``make`` (issue 13, point 3): each names every
+(``bvisor.cli.parser.build_parser``) and installed by ``make`` (issue 13, point 3): each names every
 subcommand and every flag of every command, exactly the set the parser has and ``--help``
 prints, and what ``make`` installed in the virtual environment is what the parser gives now."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.cli import build_parser
-from bvisor.cli_docs import completion, commands, generated, man_page
+from bvisor.cli.docs import completion, commands, generated, man_page
+from bvisor.cli.parser import build_parser
 
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 PARSER_COMMANDS = list(commands(build_parser()))
@@ -170,12 +170,12 @@ def test_zsh_specs_keep_a_metavar_colon_inside_the_message():
 @pytest.mark.parametrize("file", generated(), ids=lambda file: file.path)
 def test_make_installed_what_the_parser_generates_now(file):
     installed = Path(sys.prefix, file.path)
-    assert installed.is_file(), f"{installed} is missing: `make` installs it (python -m bvisor.cli_docs {sys.prefix})"
+    assert installed.is_file(), f"{installed} is missing: `make` installs it (python -m bvisor.cli.docs {sys.prefix})"
     assert installed.read_text() == file.text, f"{installed} is stale: `make` generates it again from the parser"
 
 
 def test_cli_docs_writes_the_three_files_under_a_prefix(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "bvisor.cli_docs", str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run([sys.executable, "-m", "bvisor.cli.docs", str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     written = {os.path.relpath(path, tmp_path) for path in tmp_path.rglob("*") if path.is_file()}
     assert written == {"share/man/man1/bvisor.1", "share/bash-completion/completions/bvisor", "share/zsh/site-functions/_bvisor"}

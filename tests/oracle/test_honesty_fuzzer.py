@@ -54,7 +54,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bvisor import Capability, Outcome
-from bvisor.cli import build_parser
+from bvisor.cli.parser import build_parser
 from bvisor.contract import BudgetDimension, Enforcement, PlanError, RequirementKind
 from bvisor.flags import spec_from_flags
 from helpers import (

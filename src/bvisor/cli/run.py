@@ -1,14 +1,9 @@
-"""``bvisor``: probe, plan, run, verify.
+"""The commands on the path of a run: ``probe``, ``spec``, ``plan``, ``run``, ``verify``.
 
-Exit status of ``run``: the workload's own code; 128+N if it died of signal N; 124 wall
-timeout; 137 killed for a budget; 125 refused at admission or a bvisor fault; 126 exe not
-executable; 127 exe not found; 2 bad input or usage. Bad input never prints a traceback
-and never writes a report. ``plan``: 0 admitted, 125 refused. A refused plan has one code
-under ``plan`` and ``run``: 125, as env(1), timeout(1) and docker use it (the tool could not
-run the command).
+Their exit statuses are ``bvisor.cli.common``'s. The evidence store's side of ``run`` and
+``verify --key`` is ``bvisor.cli.reports``, imported only when a command needs it.
 """
 
-import argparse
 import contextlib
 import errno
 import os
@@ -16,74 +11,24 @@ import signal
 import stat
 import sys
 
+from bvisor.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_KILLED,
+    EXIT_NOT_EXECUTABLE,
+    EXIT_NOT_FOUND,
+    EXIT_REFUSED_OR_FAULT,
+    EXIT_TIMEOUT,
+    BadInput,
+    ReportTarget,
+    StreamTarget,
+    pass_through,
+)
 from bvisor.explain import budget_findings, why_no_exit
-
-EXIT_BAD_INPUT = 2
-EXIT_TIMEOUT = 124
-EXIT_REFUSED_OR_FAULT = 125
-EXIT_NOT_EXECUTABLE = 126
-EXIT_NOT_FOUND = 127
-EXIT_KILLED = 137
-
-
-class BadInput(Exception):
-    """Caller input that bvisor will not act on; the message is one line."""
 
 
 def _say(args, text: str) -> None:
     if not getattr(args, "quiet", False):
         sys.stderr.write(f"bvisor: {text}\n")
-
-
-def _write_out(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _pass_through(fd: int, data: bytes) -> None:
-    """The workload's output to the caller. A reader that has gone (``| head``) ends the
-    workload's stream, as in a shell pipeline: the workload's EPIPE, not bvisor's failure."""
-    try:
-        _write_out(fd, data)
-    except BrokenPipeError:
-        from bvisor.capture import ReaderGone
-
-        raise ReaderGone from None
-
-
-class ReportTarget:
-    """Where ``--report`` goes: its directory pinned by an fd before anything runs, so a run
-    that could write there (a ``--rw`` root holding the report) can neither redirect the
-    write with a symlink nor swap the directory. Written whole or not at all."""
-
-    __slots__ = ("path", "name", "_dir")
-
-    def __init__(self, path: str):
-        self.path, self.name = path, os.path.basename(path)
-        self._dir = os.open(os.path.dirname(os.path.abspath(path)), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def write(self, data: bytes) -> None:
-        """A fresh temp file (never an existing name: O_EXCL|O_NOFOLLOW), renamed over the
-        name, which replaces whatever is there (a planted symlink too) and follows nothing."""
-        for _ in range(16):
-            temp = f".{self.name}.{os.urandom(8).hex()}.tmp"
-            try:
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=self._dir)
-            except FileExistsError:
-                continue
-            try:
-                _write_out(fd, data)
-                os.close(fd)
-                os.rename(temp, self.name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
-            except OSError:
-                try:
-                    os.unlink(temp, dir_fd=self._dir)
-                except OSError:
-                    pass  # already gone: the error that matters is the one raised
-                raise
-            return
-        raise OSError(17, "no free temporary name beside the report")  # EEXIST
 
 
 # ---------------------------------------------------------------------------------------
@@ -218,7 +163,7 @@ def cmd_plan(args) -> int:
 
 
 def exit_code_for(report) -> int:
-    """The CLI's exit status for a sealed report (see the module docstring)."""
+    """The CLI's exit status for a sealed report (see ``bvisor.cli.common``)."""
     from bvisor.contract import Outcome
 
     body = report.body
@@ -254,16 +199,6 @@ def _summary(report, report_path, stored=None, verbose=False) -> str:
     lines.append(f"  sealed    body_hash {report.body_hash}")
     lines.append(f"  stored    {stored} (bvisor reports show {stored[:12]})" if stored else "  stored    no")
     return "\n".join(lines)
-
-
-def _prestart(argv: list):
-    """For ``run``: begin the launcher's probe and a warm launcher server before anything
-    else is imported, so their start-up (an interpreter each, ~50 ms) overlaps ours."""
-    if argv[:1] != ["run"]:
-        return None
-    from bvisor.backends.linux.warm import PrestartedLauncher
-
-    return PrestartedLauncher()
 
 
 def cmd_run(args, command: list, prestarted=None) -> int:
@@ -351,21 +286,6 @@ def _open_stream(path: str, through_link: bool) -> int:
     return fd
 
 
-class StreamTarget:
-    """A report written as a stream to an fd opened before the run (stdout, a pipe, a device)."""
-
-    __slots__ = ("path", "_fd")
-
-    def __init__(self, path: str, fd: int):
-        self.path, self._fd = path, fd
-
-    def write(self, data: bytes) -> None:
-        try:
-            _write_out(self._fd, data)
-        finally:
-            os.close(self._fd)
-
-
 def _save_report(target, data: bytes) -> bool:
     try:
         target.write(data)
@@ -383,12 +303,12 @@ def _plan_and_run(args, spec, prestarted, terminal: bool) -> int:
     report_target = _report_target(args.report)
     evidence = None
     if not args.no_store:
-        from bvisor import cli_reports
+        from bvisor.cli import reports
 
         # Opened before anything runs: a run whose record cannot be kept does not start.
-        key = cli_reports.run_signer(args)
-        pinned = cli_reports.pin_home(args)
-        evidence = cli_reports
+        key = reports.run_signer(args)
+        pinned = reports.pin_home(args)
+        evidence = reports
     elif args.sign:
         raise BadInput("--sign: a signed report is kept in the store; drop --no-store")
     # The store and key this run is kept with stay out of its reach (beside $BVISOR_HOME's).
@@ -406,8 +326,8 @@ def _plan_and_run(args, spec, prestarted, terminal: bool) -> int:
     out = 2 if args.report == "-" else 1  # stdout carries the report: the workload's goes to stderr
     io = RunIO(
         stdin_fd=None if args.no_stdin else 0,
-        stdout_sink=kept.sink("stdout", out) if kept else lambda data: _pass_through(out, data),
-        stderr_sink=kept.sink("stderr", 2) if kept else lambda data: _pass_through(2, data),
+        stdout_sink=kept.sink("stdout", out) if kept else lambda data: pass_through(out, data),
+        stderr_sink=kept.sink("stderr", 2) if kept else lambda data: pass_through(2, data),
     )
     # A terminal Ctrl-C reaches the workload directly; bvisor stays to seal what happened.
     # A handler (not SIG_IGN) so the launcher starts with the default disposition.
@@ -459,7 +379,7 @@ def cmd_verify(args) -> int:
         raise BadInput(str(exc)) from None
     verdict = verify_report_json(data)
     if isinstance(verdict, ReportVerdict.Valid) and args.key:
-        from bvisor.cli_reports import signature_verdict
+        from bvisor.cli.reports import signature_verdict
 
         signed, why = signature_verdict(verdict.report, args.key)
         if not signed:
@@ -475,147 +395,3 @@ def cmd_verify(args) -> int:
         return 1
     sys.stderr.write(f"bvisor: {args.report}: not a report: {verdict.reason}\n")
     return EXIT_BAD_INPUT
-
-
-# ---------------------------------------------------------------------------------------
-# argument parsing
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, no usage dump
-        subcommand = self.prog.removeprefix("bvisor").strip()
-        raise BadInput(f"{subcommand}: {message}" if subcommand else message)
-
-
-RUN_EPILOG = """exit status:
-  the workload's own code; 128+N if it died of signal N
-  124  stopped at its --timeout        137  killed for a budget (the outcome line says which)
-  125  plan refused, or a bvisor fault  126  exe not executable   127  exe not found
-  2    bad input or usage
-
-examples:
-  bvisor run --net none -- curl https://example.com          curl finds no network
-  bvisor run --rw ./work --timeout 10 -- make -C work        a build in one directory
-  bvisor run spec.toml                                       what `bvisor spec --example` shows
-"""
-
-
-class _Version(argparse.Action):
-    """``--version``: the installed distribution's version, looked up only when asked."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, help="print bvisor's version and exit")
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        from importlib.metadata import version
-
-        print(f"bvisor {version('bvisor')}")
-        parser.exit(0)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bvisor", description="Run a process inside a declared boundary; prove what was enforced.")
-    parser.add_argument("--version", action=_Version)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    probe = sub.add_parser("probe", help="what this host can enforce, per requirement kind")
-    probe.add_argument("--json", action="store_true")
-
-    spec = sub.add_parser("spec", help="print an example spec")
-    spec.add_argument("--example", action="store_true")
-    spec.add_argument("--format", choices=("toml", "json"), default="toml")
-
-    plan = sub.add_parser("plan", help="admit or refuse a spec (exit 0 admitted, 125 refused, as run)")
-    plan.add_argument("spec")
-    plan.add_argument("--json", action="store_true")
-
-    run = sub.add_parser(
-        "run",
-        help="plan, run, seal: `run SPEC` or `run [FLAGS] -- EXE [ARGS...]`",
-        usage="bvisor run SPEC\n       bvisor run [FLAGS] -- EXE [ARGS...]",
-        description="Plan the boundary, run the workload inside it, seal (and store) the report. Every flag asks "
-        "enforced: a flag this host cannot enforce refuses the plan (exit 125), it is never dropped.",
-        epilog=RUN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    run.add_argument("spec", nargs="?", help="a spec file (.toml or .json); instead of flags and -- EXE")
-    run.add_argument("--net", action="append", default=[], metavar="none|allow=HOST:PORT", help="none: an empty network namespace, no socket outside the run")
-    run.add_argument("--ro", action="append", default=[], metavar="PATH", help="grant PATH read-only (repeatable)")
-    run.add_argument("--rw", action="append", default=[], metavar="PATH", help="grant PATH read-write (repeatable)")
-    run.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]", help="show host path SRC at DST in the run, read-write unless :ro (repeatable)")
-    run.add_argument("--cwd", metavar="DIR", help="start in DIR of the run's view (relative: to yours); the run fails if the view has no DIR (default: your directory if the view has it, else /)")
-    run.add_argument("--no-system-roots", action="store_true", help="do not add the read-only system roots (/usr, /bin, /lib..., /etc)")
-    run.add_argument("--tmp", action="store_true", help="a private tmpfs at /tmp (default with no --ro/--rw), sized by --storage")
-    run.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]", help="an environment entry over the baseline (PATH=/usr/local/bin:/usr/bin:/bin, LANG=C.UTF-8, HOME=/tmp or /, your TERM with a terminal); NAME alone passes your value; nothing else is inherited")
-    run.add_argument("--clear-env", action="store_true", help="no baseline: the environment is exactly the --env and --env-secret entries")
-    run.add_argument("--env-secret", action="append", default=[], metavar="NAME=REF", help="an environment entry leased from a secret (REF: env:VAR)")
-    run.add_argument("--no-spawn", action="store_true", help="no new process or thread (fork fails with EPERM)")
-    run.add_argument("--threads-only", action="store_true", help="threads, but no new process")
-    run.add_argument("--timeout", metavar="SECONDS", help="wall-clock cap, decimals allowed (exit 124 when reached)")
-    run.add_argument("--cpu", metavar="SECONDS", help="CPU time cap for the whole run (exit 137)")
-    run.add_argument("--memory", metavar="BYTES", help="memory cap, K/M/G 1024-based (exit 137)")
-    run.add_argument("--pids", metavar="N", help="at most N processes and threads (fork fails with EAGAIN beyond)")
-    run.add_argument("--fds", metavar="N", help="open files per process (RLIMIT_NOFILE)")
-    run.add_argument("--storage", metavar="BYTES", help="size of the private /tmp (default 64M); a cap only where it is the one writable place")
-    run.add_argument("--report", metavar="PATH", help="write the sealed report here: a file (replaced whole), '-' for stdout (the workload's stdout then goes to stderr), or a pipe or device such as /dev/fd/N")
-    run.add_argument("--quiet", action="store_true", help="no bvisor messages (never silences the workload)")
-    run.add_argument("-v", "--verbose", action="store_true", help="after the one-line summary: the plan, each admitted requirement and its mechanism, the view, the seal")
-    run.add_argument("--no-stdin", action="store_true", help="the workload's stdin is /dev/null")
-    run.add_argument("--tty", action="store_true", help="give the run a terminal of its own (default when stdin and stdout are terminals)")
-    run.add_argument("--no-tty", action="store_true", help="no terminal: the workload's stdio are pipes even on a terminal")
-
-    verify = sub.add_parser("verify", help="recompute a report's seal (0 valid, 1 tampered, 2 not a report)")
-    verify.add_argument("report")
-    verify.add_argument("--key", metavar="PUBKEY", help="also check the report's signature against this public key (PEM)")
-
-    from bvisor import cli_reports
-
-    cli_reports.add_parsers(sub, run)
-    return parser
-
-
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # Everything after the first `--` is the workload's command line, untouched.
-    command = []
-    if "--" in argv:
-        split = argv.index("--")
-        argv, command = argv[:split], argv[split + 1 :]
-    prestarted = _prestart(argv)
-    try:
-        args = build_parser().parse_args(argv)
-        if command and args.command != "run":
-            raise BadInput(f"{args.command}: unexpected arguments after --")
-        if args.command == "run":
-            return cmd_run(args, command, prestarted)
-        if args.command in ("reports", "key"):
-            from bvisor import cli_reports
-
-            return {"reports": cli_reports.cmd_reports, "key": cli_reports.cmd_key}[args.command](args)
-        return {"probe": cmd_probe, "spec": cmd_spec, "plan": cmd_plan, "verify": cmd_verify}[args.command](args)
-    except BadInput as exc:
-        sys.stderr.write(f"bvisor: error: {exc}\n")
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        sys.stderr.write("bvisor: interrupted\n")
-        return 128 + signal.SIGINT
-    except BrokenPipeError:
-        # The reader went away (`bvisor probe --json | head -1`): as SIGPIPE would end it.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
-    finally:
-        if prestarted is not None:  # bad input included: no probe or server outlives the command
-            prestarted.close()
-
-
-def command() -> int:
-    """The ``bvisor`` program: ``main`` in a process of its own."""
-    # msgspec imports typing_extensions when it is installed (blake3 requires it) only for
-    # what the typing module already has on Python >= 3.11. A process of our own can keep
-    # it out: ~20 ms of every command. (Never in main: a library caller's process is theirs.)
-    sys.modules.setdefault("typing_extensions", None)
-    return main()
-
-
-if __name__ == "__main__":
-    sys.exit(command())

@@ -1,15 +1,15 @@
 """The evidence side of ``bvisor``: where runs are kept (``run --store/--no-store/--sign``),
-``reports list|show|verify|export|output|prune``, ``key`` and ``verify --key``.
+``reports list|show|verify|export|output|prune``, ``key`` and ``verify --key`` (their
+arguments are declared with every other in ``bvisor.cli.parser``).
 
 Imported only by the commands that need it, so ``bvisor run --no-store`` never loads SQLite.
 """
 
-import argparse
 import datetime
 import os
 import sys
 
-from bvisor.cli import BadInput, ReportTarget, _Parser, _pass_through, _write_out
+from bvisor.cli.common import BadInput, ReportTarget, pass_through, write_out
 from bvisor.explain import amount
 
 EXIT_CHAIN_BROKEN = 1
@@ -17,74 +17,7 @@ STREAMS = ("stdout", "stderr")
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
 
-STORE_HELP = "the evidence store to read (default: $BVISOR_HOME/evidence.sqlite3); it must exist"
-
-
-def add_parsers(sub, run) -> None:
-    """The evidence options of ``run`` and the ``reports`` and ``key`` commands."""
-    run.add_argument("--store", metavar="PATH", help="the evidence store (default: $BVISOR_HOME/evidence.sqlite3)")
-    run.add_argument("--no-store", action="store_true", help="do not keep this run in the evidence store")
-    run.add_argument("--sign", action="store_true", help="sign the report with this host's key")
-
-    reports = sub.add_parser("reports", help="the evidence store: list, show, verify, export, output, prune")
-    reports.add_argument("--store", metavar="PATH", help=STORE_HELP)
-    actions = reports.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    listing = actions.add_parser("list", help="stored runs, newest first")
-    listing.add_argument("--outcome", help="only runs with this outcome (completed, failed, timeout, killed, …)")
-    listing.add_argument("--since", help="only runs started at or after this ISO 8601 time (UTC if no zone)")
-    listing.add_argument("--exe", help="only runs of this executable (absolute path)")
-    listing.add_argument("--limit", type=_positive, help="at most this many rows")
-    listing.add_argument("--json", action="store_true")
-    show = actions.add_parser("show", help="one stored report: a summary, or the exact JSON")
-    show.add_argument("id", help="a report id (its body hash) or a unique prefix of at least 4 hex digits")
-    show.add_argument("--json", action="store_true")
-    verify = actions.add_parser("verify", help="verify the whole chain (0 intact, 1 broken: the first bad row is named)")
-    verify.add_argument(
-        "--key", metavar="PEM", help="require the store's head signed by this public key (default: this host's key, if the store is signed)"
-    )
-    export = actions.add_parser("export", help="write one stored report's exact JSON (bvisor verify accepts it)")
-    export.add_argument("id")
-    export.add_argument("-o", "--output", metavar="FILE")
-    output = actions.add_parser("output", help="a stored run's captured stdout or stderr")
-    output.add_argument("id")
-    which = output.add_mutually_exclusive_group(required=True)
-    which.add_argument("--stdout", dest="stream", action="store_const", const="stdout")
-    which.add_argument("--stderr", dest="stream", action="store_const", const="stderr")
-    prune = actions.add_parser(
-        "prune",
-        help="drop the oldest reports; the chain still verifies from a checkpoint of what was dropped (signed in a signed store)",
-    )
-    cut = prune.add_mutually_exclusive_group(required=True)
-    cut.add_argument("--keep", metavar="N", type=_whole, help="keep the newest N reports, drop the rest")
-    cut.add_argument(
-        "--older-than",
-        metavar="DAYS",
-        type=_whole,
-        help="drop the reports stored more than DAYS days ago (oldest first, up to the first newer one)",
-    )
-    # Also after the action (`reports list --store X`); absent there, the one before stands.
-    for action in (listing, show, verify, export, output, prune):
-        action.add_argument("--store", metavar="PATH", default=argparse.SUPPRESS, help=STORE_HELP)
-
-    key = sub.add_parser("key", help="this host's report-signing public key (created on first use)")
-    key.add_argument("--store", metavar="PATH", help="the key lives beside this store")
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return int(text)
-
-
-def _whole(text: str) -> int:
-    if not text.isascii() or not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0 or more)")
-    return int(text)
-
-
 def store_path(args) -> str:
-    # A string, not a Path: this module is imported by every command (its parsers), and
-    # pathlib costs ~15 ms of imports that `run --no-store` never needs.
     from bvisor.evidence.store import default_store_path
 
     return args.store if getattr(args, "store", None) else os.fspath(default_store_path())
@@ -159,7 +92,7 @@ class KeptStreams:
             room = self.cap + 1 - len(kept)
             if room > 0:
                 kept.extend(data[:room])
-            _pass_through(fd, data)
+            pass_through(fd, data)
 
         return feed
 
@@ -215,7 +148,7 @@ def _list(store, args) -> int:
 def _show(store, args) -> int:
     report_id = store.resolve(args.id)
     if args.json:
-        _write_out(1, store.export_json(report_id) + b"\n")
+        write_out(1, store.export_json(report_id) + b"\n")
         return 0
     report = store.get(report_id)
     body = report.body
@@ -303,12 +236,12 @@ def _export(store, args) -> int:
     if args.output:
         ReportTarget(args.output).write(data)
     else:
-        _write_out(1, data + b"\n")
+        write_out(1, data + b"\n")
     return 0
 
 
 def _output(store, args) -> int:
-    _write_out(1, store.stream(store.resolve(args.id), args.stream))
+    write_out(1, store.stream(store.resolve(args.id), args.stream))
     return 0
 
 
@@ -338,7 +271,7 @@ _REPORT_ACTIONS = {
 
 def cmd_key(args) -> int:
     key = signing_key(args)
-    _write_out(1, key.public_key_pem())
+    write_out(1, key.public_key_pem())
     sys.stderr.write(f"bvisor: signing key ed25519 {key.public_key_hex()} ({key_home(args)})\n")
     return 0
 

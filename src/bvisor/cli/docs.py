@@ -1,8 +1,8 @@
 """The man page and the bash and zsh completions of ``bvisor``, generated from the one parser
-(``bvisor.cli.build_parser``), so they say what ``--help`` says and cannot drift from it.
+(``bvisor.cli.parser.build_parser``), so they say what ``--help`` says and cannot drift from it.
 
-``python -m bvisor.cli_docs PREFIX`` writes them where man, bash-completion and zsh look
-under PREFIX; ``make`` runs it with the virtual environment as PREFIX. It needs the ``docs``
+``python -m bvisor.cli.docs PREFIX`` writes them where man, bash-completion and zsh look
+under PREFIX; ``make`` runs it with the virtual environment as PREFIX. It needs the ``cli-docs``
 extra (``argparse-manpage``, ``shtab``); ``bvisor`` itself never imports this module.
 """
 
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bvisor.cli import build_parser
+from bvisor.cli.parser import build_parser
 
 # Where each file goes under PREFIX: man's MANPATH layout, bash-completion's completions
 # directory, a directory on zsh's default fpath.
@@ -107,5 +107,5 @@ def install(prefix: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m bvisor.cli_docs PREFIX  (writes the man page and completions under PREFIX/share)")
+        sys.exit("usage: python -m bvisor.cli.docs PREFIX  (writes the man page and completions under PREFIX/share)")
     install(sys.argv[1])
