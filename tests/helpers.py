@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.launcher import wire
+from bvisor.wire import vocabulary
 from bvisor.backends.linux import launch
 from bvisor.backends.linux.identity import id_range as identity_range
 from bvisor.backends.linux.launch import AuthorityFd
-from bvisor.backends.linux.protocol import (
+from bvisor.wire.plan import (
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,
@@ -31,12 +31,13 @@ from bvisor.backends.linux.protocol import (
     TargetSpecV1,
     UserNsRequest,
     lowering_hash,
+    schedule,
 )
 
 REQUIRE_CONFINEMENT = os.environ.get("BVISOR_REQUIRE_CONFINEMENT") == "1"
 
-ID_AMBIENT_SCRUB = wire.ID_AMBIENT_SCRUB
-ID_EXEC = wire.ID_EXEC
+ID_AMBIENT_SCRUB = vocabulary.ID_AMBIENT_SCRUB
+ID_EXEC = vocabulary.ID_EXEC
 PHASE_CODE_SCRUB = 3
 PHASE_CODE_EXEC = 5
 EXE_SLOT = 10
@@ -207,11 +208,20 @@ def test_outside_id(identity: str = "caller"):
 
 
 def plan(argv, deny_network: bool, envp=None, entries=None, identity: str = "caller") -> LinuxLaunchPlanV1:
-    """A seed-shaped plan; ``identity``: who will run its launcher (``launcher_as``)."""
-    entries = entries or [entry(ID_AMBIENT_SCRUB, PHASE_CODE_SCRUB), entry(ID_EXEC, PHASE_CODE_EXEC)]
+    """A seed-shaped plan; ``identity``: who will run its launcher (``launcher_as``). Its
+    entries are the seed's (all-zero digests, which the launcher accepts for those two
+    only); a root launcher's plan adds the transient id, with digests that bind it."""
     outside_id = test_outside_id(identity) if deny_network else None
+    target = TargetSpecV1(
+        argv=list(argv),
+        envp=list(envp if envp is not None else [("PATH", "/usr/bin:/bin")]),
+        exe_slot=EXE_SLOT,
+        user_namespace=UserNsRequest(outside_id=outside_id) if deny_network else None,
+        network_namespace=NetworkNsRequest() if deny_network else None,
+    )
+    entries = entries or [entry(ID_AMBIENT_SCRUB, PHASE_CODE_SCRUB), entry(ID_EXEC, PHASE_CODE_EXEC)]
     if outside_id is not None:
-        entries = [entry(wire.ID_TRANSIENT_ID, wire.PHASE_NAMESPACE_CREATE), *entries]
+        entries = [schedule(target).entries[0], *entries]
     lowering = LoweringWireV1(entries=entries)
     table = [
         DescriptorSlotV1(
@@ -229,13 +239,7 @@ def plan(argv, deny_network: bool, envp=None, entries=None, identity: str = "cal
             h_l=lowering_hash(lowering),
             lowering=lowering,
             descriptor_table=table,
-            target=TargetSpecV1(
-                argv=list(argv),
-                envp=list(envp if envp is not None else [("PATH", "/usr/bin:/bin")]),
-                exe_slot=EXE_SLOT,
-                user_namespace=UserNsRequest(outside_id=outside_id) if deny_network else None,
-                network_namespace=NetworkNsRequest() if deny_network else None,
-            ),
+            target=target,
         )
     )
 

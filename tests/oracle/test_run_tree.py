@@ -56,7 +56,7 @@ from bvisor.contract import (
     RequirementKind,
     SpawnPolicy,
 )
-from bvisor.launcher.wire import ENV_HOST_PID
+from bvisor.wire.frame import ENV_HOST_PID
 from cgroup_oracles import bvisor_leaf_dirs
 from helpers import (
     IDENTITIES,

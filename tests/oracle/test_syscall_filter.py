@@ -53,10 +53,11 @@ from bvisor import (
     Workload,
 )
 from bvisor.contract import BudgetRequest, Enforcement, RequirementKind, SpawnPolicy, UnsupportedRequirement
-from bvisor.launcher import seccomp, syscalls, wire
+from bvisor.mechanism import seccomp, syscalls
+from bvisor.wire import vocabulary
 from bvisor.backends.linux import launch
-from bvisor.backends.linux.launch import LauncherState
-from bvisor.backends.linux.protocol import SeccompRequest
+from bvisor.wire.plan import LauncherState
+from bvisor.wire.plan import SeccompRequest
 from helpers import (
     IDENTITIES,
     PARKED,
@@ -1128,7 +1129,7 @@ def test_cli_threads_only_runs_threads_and_refuses_fork(identity):
 
 def launcher_plan_with(marker: str, request: SeccompRequest):
     """A hand-made launch plan: ``sh`` reporting its own seccomp mode, with ``request``."""
-    entries = [entry(wire.ID_AMBIENT_SCRUB, wire.PHASE_FD_HYGIENE), entry(wire.ID_SECCOMP_APPLY, wire.PHASE_POLICY_INSTALL), entry(wire.ID_EXEC, wire.PHASE_LAUNCH)]
+    entries = [entry(vocabulary.ID_AMBIENT_SCRUB, vocabulary.PHASE_FD_HYGIENE), entry(vocabulary.ID_SECCOMP_APPLY, vocabulary.PHASE_POLICY_INSTALL), entry(vocabulary.ID_EXEC, vocabulary.PHASE_LAUNCH)]
     base = plan(["/bin/sh", "-c", f"echo RAN; {SELF_STATUS}", marker], False, envp=[("PATH", PATH_ENV)], entries=entries)
     body = msgspec.structs.replace(base.body, target=msgspec.structs.replace(base.body.target, seccomp=request))
     return msgspec.structs.replace(base, body=body)

@@ -8,10 +8,11 @@ import blake3
 import msgspec
 import pytest
 
-from bvisor.launcher import wire
+from bvisor.wire.frame import EXIT_FAULTED, EXIT_REFUSED, FrameReject, HEADER_LEN, build_frame, parse_frame
+from bvisor.wire import vocabulary
 from bvisor.launcher.request import Refusal, build_request, verify_identity
 from bvisor.backends.linux import launch
-from bvisor.backends.linux.protocol import (
+from bvisor.wire.plan import (
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,
@@ -54,15 +55,15 @@ def test_round_trip_preserves_every_field():
 def test_golden_vector_pins_the_byte_form():
     frame = encode_frame(plan(ARGV, False))
     assert frame[:8] == b"BVZLNCH1"
-    assert struct.unpack_from("<HI", frame, 8) == (1, len(frame) - wire.HEADER_LEN)
+    assert struct.unpack_from("<HI", frame, 8) == (1, len(frame) - HEADER_LEN)
     assert frame.hex() == GOLDEN_FRAME_HEX
-    assert frame[wire.HEADER_LEN - 32 : wire.HEADER_LEN] == blake3.blake3(frame[wire.HEADER_LEN :]).digest()
+    assert frame[HEADER_LEN - 32 : HEADER_LEN] == blake3.blake3(frame[HEADER_LEN :]).digest()
 
 
 def test_absent_opt_in_target_fields_are_omitted_not_encoded_as_nil():
-    body = msgspec.msgpack.decode(wire.parse_frame(encode_frame(plan(ARGV, False))))
+    body = msgspec.msgpack.decode(parse_frame(encode_frame(plan(ARGV, False))))
     assert set(body["target"]) == {"argv", "envp", "exe_slot"}
-    body = msgspec.msgpack.decode(wire.parse_frame(encode_frame(plan(ARGV, True, identity="unprivileged"))))
+    body = msgspec.msgpack.decode(parse_frame(encode_frame(plan(ARGV, True, identity="unprivileged"))))
     assert body["target"]["user_namespace"] == {} and body["target"]["network_namespace"] == {}
 
 
@@ -71,13 +72,13 @@ def _good_frame() -> bytes:
 
 
 def _reframe(body: bytes) -> bytes:
-    return wire.build_frame(body)
+    return build_frame(body)
 
 
 @pytest.mark.parametrize(
     ("mangle", "reason"),
     [
-        (lambda f: f[: wire.HEADER_LEN - 1], "Truncated"),
+        (lambda f: f[: HEADER_LEN - 1], "Truncated"),
         (lambda f: b"BVZLNCH2" + f[8:], "BadMagic"),
         (lambda f: f[:8] + struct.pack("<H", 2) + f[10:], "UnsupportedVersion"),
         (lambda f: f + b"\x00", "LengthMismatch"),
@@ -85,8 +86,8 @@ def _reframe(body: bytes) -> bytes:
     ],
 )
 def test_every_frame_rejection(mangle, reason):
-    with pytest.raises(wire.FrameReject) as caught:
-        wire.parse_frame(mangle(_good_frame()))
+    with pytest.raises(FrameReject) as caught:
+        parse_frame(mangle(_good_frame()))
     assert caught.value.reason == reason
     # The real launcher refuses the same frame before anything is created.
     obs = launch.run_launcher_frame(launcher_path(), mangle(_good_frame()), [sh_authority()])
@@ -96,7 +97,7 @@ def test_every_frame_rejection(mangle, reason):
 
 
 def _body_dict(p):
-    return msgspec.msgpack.decode(wire.parse_frame(encode_frame(p)))
+    return msgspec.msgpack.decode(parse_frame(encode_frame(p)))
 
 
 def _request_from(body: dict):
@@ -128,7 +129,7 @@ def test_descriptor_table_rejects_duplicate_singleton_role():
         (lambda b: b["target"].update(network_namespace={}), "requires user_namespace"),
         (lambda b: b["target"].update(mount_namespace={}), "requires user_namespace"),
         (lambda b: b["target"].update(user_namespace={}, temp_root={"path": "/tmp", "size_bytes": 1, "max_inodes": 1}), "require mount_namespace"),
-        (lambda b: b["target"].update(landlock={"abi_floor": 3}), "scheduled=False"),
+        (lambda b: b["target"].update(landlock={"abi_floor": 3}), "not the one its target implies"),
         (lambda b: b["target"].update(user_namespace={}, network_namespace={"unix_gate": {}}), "unix_gate requires pid_namespace"),
         (lambda b: b["target"].update(user_namespace={}, network_namespace={"unix_gate": {"own": "all"}}), "unix_gate has unknown fields"),
         (lambda b: b["target"].update(user_namespace={}, network_namespace={"gate": {}}), "network_namespace has unknown fields"),
@@ -160,7 +161,7 @@ def test_h_l_mismatch_is_refused_by_the_launcher():
 
 def test_unknown_primitive_is_refused_and_no_child_is_created():
     marker = f"BVISOR-NEVER-RUNS-{os.getpid()}"
-    entries = [entry(wire.ID_AMBIENT_SCRUB, 3), entry("linux.teleport.v1", 4), entry(wire.ID_EXEC, 5)]
+    entries = [entry(vocabulary.ID_AMBIENT_SCRUB, 3), entry("linux.teleport.v1", 4), entry(vocabulary.ID_EXEC, 5)]
     obs = launch.run_launcher(
         launcher_path(), plan(["sh", "-c", f"echo {marker}"], False, entries=entries), [sh_authority()]
     )
@@ -172,7 +173,7 @@ def test_unknown_primitive_is_refused_and_no_child_is_created():
     ]
     assert any("MissingPrimitive" in n and "linux.teleport.v1" in n for n in obs.notes), obs.notes
     assert obs.note_fields("mechanism=fork") is None and marker.encode() not in obs.captured_stdout
-    assert obs.launcher_exit == wire.EXIT_REFUSED
+    assert obs.launcher_exit == EXIT_REFUSED
 
 
 def test_a_seccomp_policy_this_launcher_does_not_know_is_a_missing_primitive():
@@ -184,14 +185,15 @@ def test_a_seccomp_policy_this_launcher_does_not_know_is_a_missing_primitive():
 
 
 def test_a_primitive_scheduled_without_its_parameters_is_refused_not_skipped():
-    entries = [entry(wire.ID_AMBIENT_SCRUB, 3), entry(wire.ID_SECCOMP_APPLY, 4), entry(wire.ID_EXEC, 5)]
+    entries = [entry(vocabulary.ID_AMBIENT_SCRUB, 3), entry(vocabulary.ID_SECCOMP_APPLY, 4), entry(vocabulary.ID_EXEC, 5)]
     obs = launch.run_launcher(launcher_path(), plan(ARGV, False, entries=entries), [sh_authority()])
     assert obs.terminal is launch.LauncherState.SetupRefused
-    assert any("linux.seccomp.apply.v1 scheduled=True but its target parameters present=False" in n for n in obs.notes), obs.notes
+    implied = "is not the one its target implies ['linux.ambient.scrub.v1', 'linux.exec.v1']"
+    assert any("refusal=PlanInvalid" in n and "linux.seccomp.apply.v1" in n and implied in n for n in obs.notes), obs.notes
 
 
 def test_primitive_in_the_wrong_phase_is_refused():
-    entries = [entry(wire.ID_AMBIENT_SCRUB, 4), entry(wire.ID_EXEC, 5)]
+    entries = [entry(vocabulary.ID_AMBIENT_SCRUB, 4), entry(vocabulary.ID_EXEC, 5)]
     obs = launch.run_launcher(launcher_path(), plan(ARGV, False, entries=entries), [sh_authority()])
     assert obs.terminal is launch.LauncherState.SetupRefused
     assert any("phase" in n for n in obs.notes), obs.notes
@@ -215,13 +217,13 @@ def test_launcher_without_its_fds_faults_at_boot_and_runs_nothing():
     import subprocess
 
     done = subprocess.run([str(launcher_path())], capture_output=True, env={}, check=False)
-    assert done.returncode == wire.EXIT_FAULTED
+    assert done.returncode == EXIT_FAULTED
     assert b"boot fault" in done.stderr and done.stdout == b""
 
 
 def test_a_successful_run_reports_states_in_order():
     obs = launch.run_launcher(launcher_path(), plan(["sh", "-c", "exit 7"], False), [sh_authority()])
-    assert [s.value for s in obs.transcript] == list(wire.STATES[:11])
+    assert [s.value for s in obs.transcript] == list(vocabulary.STATES[:11])
     assert obs.workload_exit().code == 7
     assert obs.launcher_exit == 0
 

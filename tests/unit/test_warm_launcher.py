@@ -21,10 +21,11 @@ import time
 import pytest
 
 from bvisor.capture import RunIO
-from bvisor.launcher import server as protocol
-from bvisor.launcher import wire
+from bvisor.wire.frame import EXIT_REFUSED, HEADER_LEN
+from bvisor.wire import vocabulary
+from bvisor.wire import warm as protocol
 from bvisor.backends.linux import launch, warm
-from bvisor.backends.linux.protocol import encode_frame
+from bvisor.wire.plan import encode_frame
 from helpers import (
     EXE_SLOT,
     IDENTITIES,
@@ -131,9 +132,9 @@ PLANS = {
     "killed_by_a_signal": lambda identity: _frame(["sh", "-c", "kill -TERM $$"]),
     "deny_network": lambda identity: _frame(["sh", "-c", "cat /proc/self/net/dev"], deny_network=True, identity=identity),
     "unknown_primitive": lambda identity: _frame(
-        ["sh", "-c", "echo never"], entries=[entry(wire.ID_AMBIENT_SCRUB, 3), entry("linux.teleport.v1", 4), entry(wire.ID_EXEC, 5)]
+        ["sh", "-c", "echo never"], entries=[entry(vocabulary.ID_AMBIENT_SCRUB, 3), entry("linux.teleport.v1", 4), entry(vocabulary.ID_EXEC, 5)]
     ),
-    "primitive_in_the_wrong_phase": lambda identity: _frame(["sh", "-c", "true"], entries=[entry(wire.ID_AMBIENT_SCRUB, 4), entry(wire.ID_EXEC, 5)]),
+    "primitive_in_the_wrong_phase": lambda identity: _frame(["sh", "-c", "true"], entries=[entry(vocabulary.ID_AMBIENT_SCRUB, 4), entry(vocabulary.ID_EXEC, 5)]),
 }
 
 
@@ -146,11 +147,11 @@ def test_the_same_plans_give_the_same_verdicts_as_the_one_shot_launcher(warm_as,
     print(f"{name} [{identity}]: one-shot {cold.transcript[-1:]} warm {hot.transcript[-1:]}", file=sys.stderr)
     assert not parity_failures(cold, hot), f"warm vs one-shot [{identity}] {name}: {parity_failures(cold, hot)}"
     if name == "exit_code_and_both_streams":
-        assert [s.value for s in hot.transcript] == list(wire.STATES[:11]) and hot.workload_exit().code == 7
+        assert [s.value for s in hot.transcript] == list(vocabulary.STATES[:11]) and hot.workload_exit().code == 7
 
 
 MANGLES = {
-    "Truncated": lambda f: f[: wire.HEADER_LEN - 1],
+    "Truncated": lambda f: f[: HEADER_LEN - 1],
     "BadMagic": lambda f: b"BVZLNCH2" + f[8:],
     "UnsupportedVersion": lambda f: f[:8] + struct.pack("<H", 2) + f[10:],
     "LengthMismatch": lambda f: f + b"\x00",
@@ -166,7 +167,7 @@ def test_a_bad_frame_is_refused_the_same_way(warm_as, reason):
     assert not parity_failures(cold, hot), f"warm vs one-shot [{identity}] {reason}: {parity_failures(cold, hot)}"
     assert hot.terminal is launch.LauncherState.SetupRefused and launch.LauncherState.ChildCreated not in hot.transcript
     assert any(reason in note for note in hot.notes), hot.notes
-    assert hot.launcher_exit == wire.EXIT_REFUSED
+    assert hot.launcher_exit == EXIT_REFUSED
 
 
 def test_a_handle_of_the_wrong_shape_is_refused_the_same_way(warm_as):
@@ -399,7 +400,7 @@ import sys
 sys.path.insert(0, sys.argv[1])
 from helpers import EXE_SLOT, launcher_as, plan
 from bvisor.backends.linux import launch
-from bvisor.backends.linux.protocol import encode_frame
+from bvisor.wire.plan import encode_frame
 from bvisor.backends.linux.warm import WarmLauncher
 import os
 

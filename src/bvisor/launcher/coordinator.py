@@ -29,21 +29,25 @@ from bvisor.launcher import (
     userns,
     uts,
     view,
-    wire,
 )
 from bvisor.launcher.request import LaunchRequest, Refusal, build_request, verify_identity
 from bvisor.launcher.transcript import Transcript
+from bvisor.mechanism import fdio
+from bvisor.mechanism.landlock import SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL, access_mask, handled_rights, right_names
+from bvisor.mechanism.seccomp import UNIX_GATE_MECHANISM, planned_program, policy_lists
+from bvisor.wire.frame import ENV_CONTROL_FD, ENV_HOST_PID, ENV_PLAN_FD, EXIT_EXEC_SUCCEEDED, EXIT_FAULTED, EXIT_REFUSED, FrameReject, parse_frame
+from bvisor.wire import vocabulary
 
 
 def main() -> None:
     """One-shot entry: read the fds the host passed, run the plan, exit with the verdict."""
-    control = _int_from_env(wire.ENV_CONTROL_FD)
-    plan_fd = _int_from_env(wire.ENV_PLAN_FD)
+    control = _int_from_env(ENV_CONTROL_FD)
+    plan_fd = _int_from_env(ENV_PLAN_FD)
     if control is None or plan_fd is None:
         # The only stdio write the launcher makes: no control channel exists, no workload runs.
         sys.stderr.write("bvisor-linux-launcher: boot fault: control or plan fd missing from the environment\n")
-        os._exit(wire.EXIT_FAULTED)
-    os._exit(carry_out(control, plan_fd, _int_from_env(wire.ENV_HOST_PID)))
+        os._exit(EXIT_FAULTED)
+    os._exit(carry_out(control, plan_fd, _int_from_env(ENV_HOST_PID)))
 
 
 def carry_out(control: int, plan_fd: int, parent) -> int:
@@ -58,7 +62,7 @@ def carry_out(control: int, plan_fd: int, parent) -> int:
         if parent is not None:
             # A host killed mid-run takes the launcher, and through it the whole run, along.
             transcript.note(lifetime.die_with_parent(parent, "launcher_lifetime"))
-        return run_plan(fds.read_all(plan_fd), transcript)
+        return run_plan(fdio.read_all(plan_fd), transcript)
     except BaseException as exc:  # report, never print: stdio belongs to the workload
         return _fault_quietly(control, f"internal {type(exc).__name__}: {exc}")
 
@@ -66,8 +70,8 @@ def carry_out(control: int, plan_fd: int, parent) -> int:
 def prepare() -> None:
     """What every run computes alike, computed once in the warm server before it forks: each
     seccomp program the host can plan, and the kernel's last capability number."""
-    for policies in seccomp.policy_lists():
-        seccomp.planned_program(policies, os.uname().machine)
+    for policies in policy_lists():
+        planned_program(policies, os.uname().machine)
     caps.last_cap()
 
 
@@ -77,7 +81,7 @@ def run_plan(frame: bytes, transcript: Transcript) -> int:
     if threads != 1:
         return _fault(transcript, f"NotSingleThreaded threads={threads}")
     try:
-        fields = verify_identity(wire.parse_frame(frame))
+        fields = verify_identity(parse_frame(frame))
         transcript.state("IdentityVerified")
         request = build_request(fields)
         transcript.state("PlanVerified")
@@ -89,7 +93,7 @@ def run_plan(frame: bytes, transcript: Transcript) -> int:
         transcript.state("HandlesVerified")
         _check_kernel_floors(request)
         _check_identity(request)
-    except wire.FrameReject as exc:
+    except FrameReject as exc:
         return _refuse(transcript, "PlanInvalid", f"frame {exc}")
     except Refusal as exc:
         return _refuse(transcript, exc.reason, exc.detail)
@@ -188,7 +192,7 @@ def _reap(transcript: Transcript, workload: int, gate, temp_root: int | None) ->
         transcript.note(f"unix_gate=failed errno={exc.errno} detail={exc.strerror}")
     if listener is not None:
         own = "temp_root" if temp_root is not None else "none"
-        transcript.note(f"unix_gate={unixgate.MECHANISM} supervisor=init own_sockets={own}")
+        transcript.note(f"unix_gate={UNIX_GATE_MECHANISM} supervisor=init own_sockets={own}")
     gate.release(listener is not None)  # the workload fails at the gate unless it is held
     if listener is None:
         return (*pidns.reap_until(workload), [])
@@ -218,7 +222,9 @@ def _boundary_usage_notes(request: LaunchRequest, temp_root: int | None) -> list
 
 
 def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: int, sigint, temp_root: int | None, gate=None) -> None:
-    """The workload's own process: ambient scrub, limits, policies, then exec. Never returns.
+    """The workload's own process: its scheduled privilege-drop, fd-hygiene, policy-install
+    and launch entries, each dispatched to its step in schedule order (the order
+    ``wire.vocabulary.PRIMITIVES`` fixes). Never returns.
     ``temp_root``: an fd on the temp root's tmpfs (its rule's object), closed here.
     ``gate``: the unix socket gate's ``Handoff`` to the init, or None."""
     step = "terminal"
@@ -231,30 +237,102 @@ def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: i
         ruleset = _landlock_ruleset(request, transcript, temp_root)  # before the scrub: rules capture the root fds
         if temp_root is not None:
             os.close(temp_root)
-        program = _seccomp_program(request, transcript)
-        step = "ambient"
-        keep = {0, 1, 2, request.exe_slot, transcript.fd, error_fd} | ({ruleset} if ruleset is not None else set())
-        keep |= gate.workload_fds() if gate is not None else set()
-        transcript.note(fds.scrub(keep))
-        transcript.note(f"environment=exact entries={len(request.envp)} inherited=none")
-        transcript.state("AmbientAuthorityPhaseResolved")
-        step = "confinement"
-        _confinement_phase(request, ruleset, transcript)
-        transcript.state("ConfinementPhaseResolved")
-        step = "exec"
-        execve.restore_signals(sigint)
-        transcript.state("ReadyToExec")
-        if gate is not None:
-            step = "unix_gate"
-            gate.hand_over()  # its filter first: the run's own, last, may refuse what it needs
-        if program is not None:
-            step = "seccomp"
-            seccomp.install(program)  # last: from here on only execve runs
-            step = "exec"
-        execve.exec_fd(request.exe_slot, request.argv, request.envp)
+        workload = _Workload(request, transcript, error_fd, sigint, ruleset, _seccomp_program(request, transcript), gate)
+        for primitive in request.schedule:
+            run = _WORKLOAD_STEPS.get(primitive)
+            if run is not None:
+                step = _STEP_NAMES.get(primitive, "confinement")
+                run(workload)
     except BaseException as exc:
         childproc.fail(error_fd, step, exc)
     os._exit(childproc.CHILD_FAILED)  # unreachable: exec or fail() ends the child
+
+
+class _Workload:
+    """What the workload's steps share: the request, the prepared ruleset and filter program,
+    the gate's handoff, and whether the confinement phase has been resolved yet."""
+
+    def __init__(self, request: LaunchRequest, transcript: Transcript, error_fd: int, sigint, ruleset, program, gate):
+        self.request, self.transcript, self.error_fd, self.sigint = request, transcript, error_fd, sigint
+        self.ruleset, self.program, self.gate = ruleset, program, gate
+        self.ready = False
+
+    def restrict(self) -> None:
+        """Landlock's one ruleset (paths and scopes alike) is enforced once."""
+        if self.ruleset is not None:
+            landlock.restrict_self(self.ruleset)
+            os.close(self.ruleset)
+            self.ruleset = None
+
+    def ready_to_exec(self) -> None:
+        """Confinement resolved: what remains are the steps that seal the exec itself."""
+        if not self.ready:
+            self.transcript.state("ConfinementPhaseResolved")
+            execve.restore_signals(self.sigint)
+            self.transcript.state("ReadyToExec")
+            self.ready = True
+
+
+def _set_rlimits(w: _Workload) -> None:
+    w.transcript.note(rlimits.apply(w.request.rlimits))
+
+
+def _scrub_ambient(w: _Workload) -> None:
+    """Ambient authority: every fd but what the exec needs, the environment (exact), then
+    every privilege: no_new_privs and no capabilities (before landlock: it reads /proc)."""
+    keep = {0, 1, 2, w.request.exe_slot, w.transcript.fd, w.error_fd} | ({w.ruleset} if w.ruleset is not None else set())
+    keep |= w.gate.workload_fds() if w.gate is not None else set()
+    w.transcript.note(fds.scrub(keep))
+    w.transcript.note(f"environment=exact entries={len(w.request.envp)} inherited=none")
+    w.transcript.state("AmbientAuthorityPhaseResolved")
+    w.transcript.note(seccomp.no_new_privs())
+    w.transcript.note(caps.drop_all())
+
+
+def _apply_landlock(w: _Workload) -> None:
+    w.restrict()
+    w.transcript.note("landlock=restricted installed=true")
+
+
+def _scope_landlock(w: _Workload) -> None:
+    w.restrict()
+    w.transcript.note("landlock_scope=signal,abstract_unix_socket installed=true")
+
+
+def _hand_over_gate(w: _Workload) -> None:
+    w.ready_to_exec()
+    w.gate.hand_over()  # its filter first: the run's own, last, may refuse what it needs
+
+
+def _install_seccomp(w: _Workload) -> None:
+    w.ready_to_exec()
+    seccomp.install(w.program)  # last: from here on only execve runs
+
+
+def _exec(w: _Workload) -> None:
+    w.ready_to_exec()
+    execve.exec_fd(w.request.exe_slot, w.request.argv, w.request.envp)
+
+
+# The workload's steps, by the primitive that schedules each. The namespace-create and
+# fs-setup entries are carried out earlier, by the clone and the view (``_namespaces``,
+# ``view.assemble``), which read the same validated request.
+_WORKLOAD_STEPS = {
+    vocabulary.ID_RLIMIT_SET: _set_rlimits,
+    vocabulary.ID_AMBIENT_SCRUB: _scrub_ambient,
+    vocabulary.ID_LANDLOCK_APPLY: _apply_landlock,
+    vocabulary.ID_LANDLOCK_SCOPE: _scope_landlock,
+    vocabulary.ID_UNIX_GATE: _hand_over_gate,
+    vocabulary.ID_SECCOMP_APPLY: _install_seccomp,
+    vocabulary.ID_EXEC: _exec,
+}
+# The step a failure names (the host's verdict reads "exec", "seccomp", "unix_gate").
+_STEP_NAMES = {
+    vocabulary.ID_AMBIENT_SCRUB: "ambient",
+    vocabulary.ID_UNIX_GATE: "unix_gate",
+    vocabulary.ID_SECCOMP_APPLY: "seccomp",
+    vocabulary.ID_EXEC: "exec",
+}
 
 
 def _check_kernel_floors(request: LaunchRequest) -> None:
@@ -326,16 +404,16 @@ def _start_dir(request: LaunchRequest, transcript: Transcript) -> None:
 
 def _add_rule(ruleset: int, abi: int, fd: int, writable: bool) -> str:
     """One path-beneath rule on ``fd``; returns the rights it grants, for the transcript."""
-    allowed = landlock.access_mask(abi, writable, os.path.stat.S_ISDIR(os.fstat(fd).st_mode))
+    allowed = access_mask(abi, writable, os.path.stat.S_ISDIR(os.fstat(fd).st_mode))
     landlock.add_rule(ruleset, fd, allowed)
-    return ",".join(landlock.right_names(allowed))
+    return ",".join(right_names(allowed))
 
 
 def _landlock_ruleset(request: LaunchRequest, transcript: Transcript, temp_root: int | None):
     """Build the ruleset from fds only: the host's root and bind-source fds, and the fd the
     temp root's mount gave; paths are opened only beneath this run's own /proc. Scoped where
     the plan asks; None when the plan asks for neither."""
-    scoped = landlock.SCOPE_SIGNAL | landlock.SCOPE_ABSTRACT_UNIX_SOCKET if request.scope_floor is not None else 0
+    scoped = SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET if request.scope_floor is not None else 0
     if request.landlock_floor is None:
         return landlock.create_ruleset(landlock.abi_version(), handle_fs=False, scoped=scoped) if scoped else None
     abi = landlock.abi_version()
@@ -359,8 +437,8 @@ def _landlock_ruleset(request: LaunchRequest, transcript: Transcript, temp_root:
             transcript.note(f"landlock_rule mount path={path} from={origin} access={_add_rule(ruleset, abi, fd, writable)}")
         finally:
             os.close(fd)
-    handled = landlock.handled_rights(abi)
-    transcript.note(f"landlock abi={abi} handled={','.join(landlock.right_names(handled))} rules={len(rules) + len(mounted) + len(own)}")
+    handled = handled_rights(abi)
+    transcript.note(f"landlock abi={abi} handled={','.join(right_names(handled))} rules={len(rules) + len(mounted) + len(own)}")
     return ruleset
 
 
@@ -370,26 +448,11 @@ def _seccomp_program(request: LaunchRequest, transcript: Transcript):
     if request.seccomp is None:
         return None
     policies, expected = request.seccomp
-    program, digest = seccomp.planned_program(tuple(policies), os.uname().machine)
+    program, digest = planned_program(tuple(policies), os.uname().machine)
     if bytes.fromhex(digest) != expected:
         raise OSError(0, f"seccomp program digest {digest} is not the planned {expected.hex()}")
     transcript.note(f"seccomp=filter policies={','.join(policies)} program={digest} insns={len(program) // 8}")
     return program
-
-
-def _confinement_phase(request: LaunchRequest, ruleset, transcript: Transcript) -> None:
-    """Every boundary: no_new_privs and no capabilities; limits and landlock where the plan asks."""
-    if request.rlimits:
-        transcript.note(rlimits.apply(request.rlimits))
-    transcript.note(seccomp.no_new_privs())
-    transcript.note(caps.drop_all())  # before landlock: it reads back from /proc
-    if ruleset is not None:
-        landlock.restrict_self(ruleset)
-        os.close(ruleset)
-        if request.landlock_floor is not None:
-            transcript.note("landlock=restricted installed=true")
-        if request.scope_floor is not None:
-            transcript.note("landlock_scope=signal,abstract_unix_socket installed=true")
 
 
 def _launch(request: LaunchRequest, transcript: Transcript) -> int:
@@ -418,13 +481,13 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
     try:
         pid, error_fd = childproc.fork_with_error_pipe(_namespaces(request))
     except OSError as exc:  # the kernel refused the namespaces: no child exists
-        fds.close_all((status_r, status_w, life_r, life_w, mapped_r, mapped_w, *trees.values()))
+        fdio.close_all((status_r, status_w, life_r, life_w, mapped_r, mapped_w, *trees.values()))
         transcript.note(f"child_failed step=identity errno={exc.errno} detail=clone: {exc.strerror}")
         return _fault(transcript, "child failed at identity")
     if pid == 0:
-        fds.close_all((status_r, life_w, mapped_w))
+        fdio.close_all((status_r, life_w, mapped_w))
         confine_and_exec(request, transcript, error_fd, status_w, life_r if request.pid_namespace else parent, inherited_sigint, identity, trees)
-    fds.close_all((status_w, life_r, mapped_r, *trees.values()))
+    fdio.close_all((status_w, life_r, mapped_r, *trees.values()))
     if mapped_w is not None:
         _map_child(pid, request.outside_id, mapped_w, transcript)
     failure = childproc.read_failure(error_fd)
@@ -435,7 +498,7 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
         transcript.note(f"child_failed step={step} errno={errno} detail={detail}")
         return _fault(transcript, f"child failed at {step}")
     transcript.state("ExecSucceeded")
-    relayed = fds.read_all(status_r).decode("utf-8", "replace").splitlines()
+    relayed = fdio.read_all(status_r).decode("utf-8", "replace").splitlines()
     _, status, usage = os.wait4(pid, 0)
     if not request.pid_namespace:
         relayed = _ending_notes(status, usage)
@@ -444,7 +507,7 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
         relayed = [f"workload_exit unknown init_exit={pidns.describe_exit(status)}"]
     for note in relayed:
         transcript.note(note)
-    return wire.EXIT_EXEC_SUCCEEDED
+    return EXIT_EXEC_SUCCEEDED
 
 
 def _host_clones(request: LaunchRequest) -> dict:
@@ -461,7 +524,7 @@ def _host_clones(request: LaunchRequest) -> dict:
                 if slot not in trees:
                     trees[slot] = view.detached_clone(slot, writable)
     except BaseException:
-        fds.close_all(trees.values())
+        fdio.close_all(trees.values())
         raise
     return trees
 
@@ -493,20 +556,20 @@ def _verify_handles(request: LaunchRequest) -> None:
 def _refuse(transcript: Transcript, reason: str, detail: str) -> int:
     transcript.note(f"refusal={reason} {detail}")
     transcript.state("SetupRefused")
-    return wire.EXIT_REFUSED
+    return EXIT_REFUSED
 
 
 def _fault(transcript: Transcript, detail: str) -> int:
     transcript.note(f"fault: {detail}")
     transcript.state("SetupFaulted")
-    return wire.EXIT_FAULTED
+    return EXIT_FAULTED
 
 
 def _fault_quietly(control: int, detail: str) -> int:
     try:
         return _fault(Transcript(control), detail)
     except OSError:  # the host hung up; there is nobody left to tell
-        return wire.EXIT_FAULTED
+        return EXIT_FAULTED
 
 
 def _int_from_env(name: str):

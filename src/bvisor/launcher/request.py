@@ -1,16 +1,20 @@
 """Decode and validate a launch-plan body into a ``LaunchRequest`` (launcher side).
 
-The launcher trusts nothing in the body: every field is type-checked, unknown keys are
-refused, the lowering digest is recomputed, the descriptor table is checked for duplicate
-slots and singleton roles, and every scheduled primitive must be one this launcher carries
-out, in its frozen phase. Each failure is a ``Refusal`` naming the reason.
+The launcher trusts nothing in the body: every map must have exactly the fields
+``wire.vocabulary.MESSAGES`` gives it, every field is type-checked, the lowering digest is
+recomputed, the descriptor table is checked for duplicate slots and singleton roles, and the
+schedule must be the very one the target implies (``vocabulary.schedule_for``): known
+primitives, in their frozen phases and order, each entry's digests recomputed from the
+parameters the launcher will apply. Each failure is a ``Refusal`` naming the reason.
 """
 
 import posixpath
 
 import msgpack
 
-from bvisor.launcher import seccomp, wire
+from bvisor.mechanism import seccomp
+from bvisor.wire.frame import lowering_digest
+from bvisor.wire import vocabulary
 
 
 class Refusal(Exception):
@@ -40,7 +44,7 @@ class LaunchRequest:
     """What the launcher will do, after validation. Plain attributes, no behaviour."""
 
     __slots__ = (
-        "lowering_ids",
+        "schedule",
         "slots",
         "argv",
         "envp",
@@ -76,29 +80,6 @@ class LaunchRequest:
         return [(s.index, s.role == "write_root") for s in self.slots if s.role in ("read_root", "write_root")]
 
 
-_BODY_KEYS = ("attempt_id", "plan_id", "h_a", "h_p", "h_l", "lowering", "descriptor_table", "target")
-_ENTRY_KEYS = ("id", "version", "phase_code", "param_digest", "decl_digest")
-_TARGET_REQUIRED = ("argv", "envp", "exe_slot")
-_TARGET_OPTIONAL = (
-    "user_namespace",
-    "network_namespace",
-    "mount_namespace",
-    "temp_root",
-    "binds",
-    "landlock",
-    "pid_namespace",
-    "cgroup",
-    "rlimits",
-    "landlock_scope",
-    "proc_roots",
-    "seccomp",
-    "ipc_namespace",
-    "uts_namespace",
-    "cgroup_namespace",
-    "idmapped_mounts",
-    "view",
-    "terminal",
-)
 RLIMIT_RESOURCES = ("nofile",)
 _MAX_FD = 1 << 20
 
@@ -107,13 +88,15 @@ def _invalid(detail: str) -> Refusal:
     return Refusal("PlanInvalid", detail)
 
 
-def _fields(value, name: str, required: tuple, optional: tuple = ()) -> dict:
+def _fields(value, name: str, message: str) -> dict:
+    """``value`` as the map ``vocabulary.MESSAGES[message]``: no unknown field, none missing."""
     if not isinstance(value, dict):
         raise _invalid(f"{name} is not a map")
-    unknown = set(value) - set(required) - set(optional)
+    shape = vocabulary.MESSAGES[message]
+    unknown = set(value) - set(shape.fields)
     if unknown:
         raise _invalid(f"{name} has unknown fields {sorted(map(str, unknown))}")
-    missing = [k for k in required if k not in value]
+    missing = [k for k in shape.required if k not in value]
     if missing:
         raise _invalid(f"{name} lacks {missing}")
     return value
@@ -151,21 +134,21 @@ def verify_identity(body: bytes) -> dict:
         raw = msgpack.unpackb(body, raw=False, strict_map_key=True)
     except Exception as exc:  # any malformed MessagePack is a refusal, never a crash
         raise _invalid(f"body is not MessagePack ({type(exc).__name__})") from None
-    fields = _fields(raw, "body", _BODY_KEYS)
+    fields = _fields(raw, "body", "body")
     for name in ("attempt_id", "plan_id", "h_a", "h_p", "h_l"):
         _digest(fields[name], name)
 
-    lowering = _fields(fields["lowering"], "lowering", ("entries",))
+    lowering = _fields(fields["lowering"], "lowering", "lowering")
     entries = _typed(lowering["entries"], list, "lowering.entries")
     for i, entry in enumerate(entries):
-        e = _fields(entry, f"lowering.entries[{i}]", _ENTRY_KEYS)
+        e = _fields(entry, f"lowering.entries[{i}]", "entry")
         _text(e["id"], f"lowering.entries[{i}].id")
         _typed(e["version"], int, f"lowering.entries[{i}].version")
         _typed(e["phase_code"], int, f"lowering.entries[{i}].phase_code")
         _digest(e["param_digest"], f"lowering.entries[{i}].param_digest")
         _digest(e["decl_digest"], f"lowering.entries[{i}].decl_digest")
     # h_l binds the schedule: recompute it from the canonical re-encoding of what we decoded.
-    if wire.lowering_digest(msgpack.packb(lowering, use_bin_type=True)) != fields["h_l"]:
+    if lowering_digest(msgpack.packb(lowering, use_bin_type=True)) != fields["h_l"]:
         raise Refusal("IdentityMismatch", "h_l does not match the lowering")
     return fields
 
@@ -173,7 +156,7 @@ def verify_identity(body: bytes) -> dict:
 def build_request(fields: dict) -> LaunchRequest:
     """Validate the descriptor table, the target and the schedule of an identity-verified body."""
     slots = _decode_table(fields["descriptor_table"])
-    target = _fields(fields["target"], "target", _TARGET_REQUIRED, _TARGET_OPTIONAL)
+    target = _fields(fields["target"], "target", "target")
     argv = [_text(a, "target.argv[]") for a in _typed(target["argv"], list, "target.argv")]
     if not argv:
         raise _invalid("target.argv is empty")
@@ -204,9 +187,8 @@ def build_request(fields: dict) -> LaunchRequest:
     temp_root, binds = _temp_root(target.get("temp_root")), _binds(target.get("binds"), slots)
     if (temp_root or binds) and not mountns:
         raise _invalid("temp_root and binds require mount_namespace")
-    schedule = [(e["id"], e["phase_code"]) for e in fields["lowering"]["entries"]]
     request = LaunchRequest(
-        lowering_ids=schedule,
+        schedule=(),  # checked last, against the target as validated
         slots=slots,
         argv=argv,
         envp=envp,
@@ -242,7 +224,7 @@ def build_request(fields: dict) -> LaunchRequest:
         raise _invalid("network_namespace.unix_gate requires pid_namespace (the init supervises it)")
     if request.cgroup_slots and not pidns:
         raise _invalid("cgroup placement requires pid_namespace (the init places itself)")
-    _check_primitives(request)
+    request.schedule = _check_schedule(fields["lowering"]["entries"], target)
     return request
 
 
@@ -256,7 +238,7 @@ def _absolute(value, name: str) -> str:
 def _temp_root(value):
     if value is None:
         return None
-    fields = _fields(value, "target.temp_root", ("path", "size_bytes", "max_inodes"))
+    fields = _fields(value, "target.temp_root", "temp_root")
     size = _typed(fields["size_bytes"], int, "target.temp_root.size_bytes")
     if size <= 0:
         raise _invalid("target.temp_root.size_bytes must be positive")
@@ -272,7 +254,7 @@ def _binds(value, slots) -> list:
     sources = {s.index for s in slots if s.role == "expose_source"}
     binds = []
     for i, raw in enumerate(_typed(value, list, "target.binds")):
-        f = _fields(raw, f"target.binds[{i}]", ("source_slot", "source_path", "dest", "writable"))
+        f = _fields(raw, f"target.binds[{i}]", "bind")
         slot = _fd_number(f["source_slot"], f"target.binds[{i}].source_slot")
         if slot not in sources:
             raise _invalid(f"target.binds[{i}].source_slot {slot} is not a declared expose_source slot")
@@ -286,7 +268,7 @@ def _binds(value, slots) -> list:
 def _abi_floor(value, name: str):
     if value is None:
         return None
-    floor = _typed(_fields(value, name, ("abi_floor",))["abi_floor"], int, f"{name}.abi_floor")
+    floor = _typed(_fields(value, name, name.removeprefix("target."))["abi_floor"], int, f"{name}.abi_floor")
     if floor < 1:
         raise _invalid(f"{name}.abi_floor must be at least 1")
     return floor
@@ -297,7 +279,7 @@ def _proc_roots(value) -> list:
         return []
     roots = []
     for i, raw in enumerate(_typed(value, list, "target.proc_roots")):
-        f = _fields(raw, f"target.proc_roots[{i}]", ("path", "writable"))
+        f = _fields(raw, f"target.proc_roots[{i}]", "proc_root")
         path = _absolute(f["path"], f"target.proc_roots[{i}].path")
         if path != "/proc" and not path.startswith("/proc/"):
             raise _invalid(f"target.proc_roots[{i}].path {path!r} is not beneath /proc")
@@ -311,7 +293,7 @@ def _seccomp(value):
     """``(policy names, program digest)``; the names must be frozen policies of this launcher."""
     if value is None:
         return None
-    fields = _fields(value, "target.seccomp", ("policies", "program_digest"))
+    fields = _fields(value, "target.seccomp", "seccomp")
     names = [_text(n, "target.seccomp.policies[]") for n in _typed(fields["policies"], list, "target.seccomp.policies")]
     unknown = [n for n in names if n not in seccomp.POLICIES]
     if not names or unknown or len(set(names)) != len(names):
@@ -323,7 +305,7 @@ def _cgroup_slots(value, slots) -> list:
     if value is None:
         return []
     declared = {s.index for s in slots if s.role == "cgroup_procs"}
-    raw = _typed(_fields(value, "target.cgroup", ("procs_slots",))["procs_slots"], list, "target.cgroup.procs_slots")
+    raw = _typed(_fields(value, "target.cgroup", "cgroup")["procs_slots"], list, "target.cgroup.procs_slots")
     chosen = [_fd_number(slot, "target.cgroup.procs_slots[]") for slot in raw]
     if not chosen or set(chosen) != declared or len(set(chosen)) != len(chosen):
         raise _invalid(f"target.cgroup.procs_slots {chosen} must name each declared cgroup_procs slot once")
@@ -335,7 +317,7 @@ def _rlimits(value) -> list:
         return []
     limits = []
     for i, raw in enumerate(_typed(value, list, "target.rlimits")):
-        f = _fields(raw, f"target.rlimits[{i}]", ("resource", "limit"))
+        f = _fields(raw, f"target.rlimits[{i}]", "rlimit")
         resource = _text(f["resource"], f"target.rlimits[{i}].resource")
         limit = _typed(f["limit"], int, f"target.rlimits[{i}].limit")
         if resource not in RLIMIT_RESOURCES or any(r == resource for r, _ in limits):
@@ -356,7 +338,7 @@ def _user_namespace(value) -> tuple:
     """``(requested, outside_id or None)``; an outside id is never root."""
     if value is None:
         return False, None
-    fields = _fields(value, "target.user_namespace", (), ("outside_id",))
+    fields = _fields(value, "target.user_namespace", "user_namespace")
     outside = fields.get("outside_id")
     if outside is not None and not 0 < _typed(outside, int, "target.user_namespace.outside_id") <= _MAX_ID:
         raise _invalid("target.user_namespace.outside_id must be an unprivileged id")
@@ -366,7 +348,7 @@ def _user_namespace(value) -> tuple:
 def _hostname(value):
     if value is None:
         return None
-    name = _text(_fields(value, "target.uts_namespace", ("hostname",))["hostname"], "target.uts_namespace.hostname")
+    name = _text(_fields(value, "target.uts_namespace", "uts_namespace")["hostname"], "target.uts_namespace.hostname")
     if not 0 < len(name.encode()) <= _HOSTNAME_MAX:
         raise _invalid(f"target.uts_namespace.hostname must be 1-{_HOSTNAME_MAX} bytes")
     return name
@@ -379,7 +361,7 @@ def _idmapped(value, slots) -> dict:
     sources = {s.index for s in slots if s.role in ("write_root", "expose_source")}
     mapped = {}
     for i, raw in enumerate(_typed(value, list, "target.idmapped_mounts")):
-        f = _fields(raw, f"target.idmapped_mounts[{i}]", ("slot", "dest"))
+        f = _fields(raw, f"target.idmapped_mounts[{i}]", "idmapped_mount")
         slot = _fd_number(f["slot"], f"target.idmapped_mounts[{i}].slot")
         if slot not in sources or slot in mapped:
             raise _invalid(f"target.idmapped_mounts[{i}].slot {slot} is not a declared write root or expose source, or repeats")
@@ -402,11 +384,11 @@ class View:
 def _view(value, slots):
     if value is None:
         return None
-    f = _fields(value, "target.view", ("roots", "cwd"), ("cwd_required", "host_tree", "masked", "links", "exe"))
+    f = _fields(value, "target.view", "view")
     roles = {s.index: s.role for s in slots if s.role in ("read_root", "write_root")}
     roots = []
     for i, raw in enumerate(_typed(f["roots"], list, "target.view.roots")):
-        r = _fields(raw, f"target.view.roots[{i}]", ("slot", "path"))
+        r = _fields(raw, f"target.view.roots[{i}]", "view_root")
         slot = _fd_number(r["slot"], f"target.view.roots[{i}].slot")
         if slot not in roles or any(slot == s for s, _, _ in roots):
             raise _invalid(f"target.view.roots[{i}].slot {slot} is not a declared root, or repeats")
@@ -427,14 +409,15 @@ def _network_namespace(value) -> tuple:
     """``(network namespace asked, unix socket gate asked)``."""
     if value is None:
         return False, False
-    fields = _fields(value, "target.network_namespace", (), ("unix_gate",))
+    fields = _fields(value, "target.network_namespace", "network_namespace")
     return True, _empty_request(fields.get("unix_gate"), "target.network_namespace.unix_gate")
 
 
 def _empty_request(value, name: str) -> bool:
+    """A request with no parameters (its presence is the request); ``name`` ends in its message."""
     if value is None:
         return False
-    _fields(value, name, ())
+    _fields(value, name, name.rsplit(".", 1)[-1])
     return True
 
 
@@ -442,19 +425,19 @@ def _decode_table(table) -> list:
     slots = []
     seen_indexes, seen_singletons = set(), set()
     for i, raw in enumerate(_typed(table, list, "descriptor_table")):
-        f = _fields(raw, f"descriptor_table[{i}]", ("slot_index", "role", "expected"))
-        shape = _fields(f["expected"], f"descriptor_table[{i}].expected", ("kind", "writable"))
+        f = _fields(raw, f"descriptor_table[{i}]", "slot")
+        shape = _fields(f["expected"], f"descriptor_table[{i}].expected", "shape")
         index = _fd_number(f["slot_index"], f"descriptor_table[{i}].slot_index")
         role, kind = f["role"], shape["kind"]
-        if role not in wire.ROLES:
+        if role not in vocabulary.ROLES:
             raise _invalid(f"descriptor_table[{i}].role {role!r} is unknown")
-        if kind not in wire.KINDS:
+        if kind not in vocabulary.KINDS:
             raise _invalid(f"descriptor_table[{i}].expected.kind {kind!r} is unknown")
         if index <= 2:
             raise _invalid(f"descriptor_table[{i}].slot_index {index} collides with stdio")
         if index in seen_indexes:
             raise Refusal("PlanInvalid", f"DuplicateSlotIndex {index}")
-        if role not in wire.REPEATABLE_ROLES and role in seen_singletons:
+        if role not in vocabulary.REPEATABLE_ROLES and role in seen_singletons:
             raise Refusal("PlanInvalid", f"DuplicateSingletonRole {role}")
         seen_indexes.add(index)
         seen_singletons.add(role)
@@ -462,39 +445,30 @@ def _decode_table(table) -> list:
     return slots
 
 
-def _check_primitives(request: LaunchRequest) -> None:
-    """Refuse any primitive this launcher does not carry out, or one outside its phase."""
-    ids = [pid for pid, _ in request.lowering_ids]
-    for pid, phase in request.lowering_ids:
-        expected = wire.IMPLEMENTED_PRIMITIVES.get(pid)
-        if expected is None:
-            raise Refusal("MissingPrimitive", f"unknown primitive {pid!r}")
-        if expected != phase:
-            raise Refusal("MissingPrimitive", f"{pid} scheduled in phase {phase}, expected {expected}")
-    if len(set(ids)) != len(ids):
-        raise Refusal("PlanInvalid", "a primitive is scheduled twice")
-    for required in (wire.ID_AMBIENT_SCRUB, wire.ID_EXEC):
-        if required not in ids:
-            raise Refusal("MissingPrimitive", f"plan does not schedule {required}")
-    if ids[-1] != wire.ID_EXEC:
-        raise Refusal("PlanInvalid", "linux.exec.v1 must be the last primitive")
-    # A primitive is scheduled exactly when the target carries its parameters.
-    for primitive, present in (
-        (wire.ID_PID_INIT, request.pid_namespace),
-        (wire.ID_CGROUP_PLACE, bool(request.cgroup_slots)),
-        (wire.ID_RLIMIT_SET, bool(request.rlimits)),
-        (wire.ID_LANDLOCK_SCOPE, request.scope_floor is not None),
-        (wire.ID_SECCOMP_APPLY, request.seccomp is not None),
-        (wire.ID_UNIX_GATE, request.unix_gate),
-        (wire.ID_MOUNT_TEMP_ROOT, request.temp_root is not None),
-        (wire.ID_MOUNT_BIND, bool(request.binds)),
-        (wire.ID_LANDLOCK_APPLY, request.landlock_floor is not None),
-        (wire.ID_TRANSIENT_ID, request.outside_id is not None),
-        (wire.ID_IPC_NS, request.ipc_namespace),
-        (wire.ID_UTS_NS, request.hostname is not None),
-        (wire.ID_CGROUP_NS, request.cgroup_namespace),
-        (wire.ID_MOUNT_IDMAPPED, bool(request.idmapped)),
-        (wire.ID_MOUNT_VIEW, request.view is not None),
-    ):
-        if (primitive in ids) != present:
-            raise Refusal("PlanInvalid", f"{primitive} scheduled={primitive in ids} but its target parameters present={present}")
+def _check_schedule(entries: list, target: dict) -> tuple:
+    """The schedule is the program: exactly the primitives the target implies, in the
+    vocabulary's order, each known in its frozen phase and version, each entry's digests
+    recomputed here from the parameters this launcher will apply. Returns the ids in order."""
+    for entry in entries:
+        primitive = vocabulary.PRIMITIVE_BY_ID.get(entry["id"])
+        if primitive is None:
+            raise Refusal("MissingPrimitive", f"unknown primitive {entry['id']!r}")
+        if (entry["phase_code"], entry["version"]) != (primitive.phase, vocabulary.PRIMITIVE_VERSION):
+            raise Refusal(
+                "MissingPrimitive",
+                f"{primitive.id} v{entry['version']} scheduled in phase {entry['phase_code']}, "
+                f"expected v{vocabulary.PRIMITIVE_VERSION} in phase {primitive.phase}",
+            )
+    implied = vocabulary.schedule_for(target)
+    scheduled = tuple(entry["id"] for entry in entries)
+    if scheduled != tuple(p.id for p in implied):
+        raise Refusal("PlanInvalid", f"schedule {list(scheduled)} is not the one its target implies {[p.id for p in implied]}")
+    for entry, primitive in zip(entries, implied):
+        seed_zero = primitive.id in vocabulary.SEED_ZERO_DIGEST_PRIMITIVES
+        for field, recomputed in (
+            ("param_digest", vocabulary.param_digest(primitive, target)),
+            ("decl_digest", vocabulary.decl_digest(primitive)),
+        ):
+            if entry[field] != recomputed and not (seed_zero and entry[field] == vocabulary.ZERO_DIGEST):
+                raise Refusal("IdentityMismatch", f"{primitive.id} {field} does not bind the parameters it would apply")
+    return scheduled

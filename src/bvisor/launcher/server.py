@@ -11,130 +11,54 @@ one pidfd per running coordinator. The next run's coordinator is forked ahead of
 (a spare, waiting on a socket of its own, tied to this server), so that fork (~0.5 ms of
 page-table copying here) is off the run's critical path; a request finds it ready.
 
-The socket is the SOCK_SEQPACKET pair end the host passes as fd ``BVISOR_SERVER_FD``: one
-message per request or reply, never split or merged, and EOF exactly when the host's end
-closes. Messages (little-endian; the host is the only peer, so no version negotiation beyond
-the request magic):
-
-  request  REQUEST header + u16 per passed fd (the fd number it gets in the coordinator),
-           SCM_RIGHTS: those fds in the same order, the plan memfd first and the control
-           channel second (the one-shot launcher's BVISOR_LAUNCH_PLAN_FD / BVISOR_CONTROL_FD)
-  reply    REPLY: kind, request id, coordinator pid, value
-           STARTED  once a coordinator has the request; SCM_RIGHTS: a pidfd of it
-           EXITED   once reaped; value = its wait status
-           REFUSED  nothing was started; value = errno
+The messages it speaks are ``bvisor.wire.warm``'s.
 
 The plan rides as the same sealed memfd the one-shot launcher reads, not inline: the
 long-lived server never reads a frame (only the disposable child parses it), and a frame's
 size is not bounded by the socket's message size. The STARTED pidfd is what lets the host
 watch and signal a process it is not the parent of without racing this server's reaping.
 
-At import only the stdlib and three small launcher modules: the host imports this module for
-the message format, so the coordinator (msgpack, every mechanism) is imported by ``main``.
+At import only the stdlib and three small launcher modules; the coordinator (msgpack, every
+mechanism) is imported by ``main``.
 """
 
-import errno
 import gc
 import os
 import select
 import socket
-import struct
 import sys
 import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 
-from bvisor.launcher import execve, fds, lifetime, wire
-
-ENV_SERVER_FD = "BVISOR_SERVER_FD"
-
-REQUEST_MAGIC = b"BVZWARM1"
-# magic, request id, host pid, flags, count of passed fds; then count x u16 target fd numbers.
-REQUEST = struct.Struct("<8sQIBB")
-FLAG_SIGINT_IGNORED = 1  # the host ignores SIGINT, so a one-shot launcher would inherit that
-
-# kind, request id, coordinator pid, value.
-REPLY = struct.Struct("<BQii")
-STARTED, EXITED, REFUSED = 1, 2, 3
-
-# The kernel passes at most this many fds in one message (SCM_MAX_FD).
-MAX_FDS = 253
-MAX_REQUEST = REQUEST.size + 2 * MAX_FDS
-
-
-class RequestRefused(Exception):
-    """A request this server will not carry out; ``errno`` goes back in the REFUSED reply."""
-
-    def __init__(self, request_id: int, code: int, detail: str):
-        super().__init__(detail)
-        self.request_id, self.errno = request_id, code
-
-
-class HostGone(Exception):
-    """The host's end of the socket is closed: nobody is left to serve."""
-
-
-class Request:
-    __slots__ = ("request_id", "sigint_ignored", "plan_at", "control_at", "placement")
-
-    def __init__(self, request_id: int, sigint_ignored: bool, placement: dict):
-        self.request_id, self.sigint_ignored, self.placement = request_id, sigint_ignored, placement
-        self.plan_at, self.control_at = list(placement)[:2]
-
-
-def encode_request(request_id: int, host_pid: int, sigint_ignored: bool, plan_at: int, control_at: int, placement: dict):
-    """``(message bytes, fds)`` for one run; ``placement`` maps coordinator fd numbers to host fds."""
-    targets = [plan_at, control_at] + [t for t in placement if t not in (plan_at, control_at)]
-    flags = FLAG_SIGINT_IGNORED if sigint_ignored else 0
-    header = REQUEST.pack(REQUEST_MAGIC, request_id, host_pid, flags, len(targets))
-    return header + struct.pack(f"<{len(targets)}H", *targets), [placement[t] for t in targets]
-
-
-def decode_request(data: bytes, passed: list, msg_flags: int, host_pid: int) -> Request:
-    """Check a received request against what this server can honour; RequestRefused if not."""
-    if len(data) < REQUEST.size:
-        raise RequestRefused(0, errno.EBADMSG, f"request of {len(data)} bytes")
-    magic, request_id, sender, flags, count = REQUEST.unpack_from(data)
-    if magic != REQUEST_MAGIC or len(data) != REQUEST.size + 2 * count:
-        raise RequestRefused(request_id, errno.EBADMSG, "not a request this server speaks")
-    if msg_flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(passed) != count or count < 2:
-        raise RequestRefused(request_id, errno.EBADMSG, f"{len(passed)} fds for {count} targets")
-    if sender != host_pid:
-        # A coordinator dies with this server, and this server with host_pid: a forked host
-        # reusing its parent's server would get runs that outlive it.
-        raise RequestRefused(request_id, errno.EPERM, f"request from pid {sender}, server of {host_pid}")
-    targets = struct.unpack_from(f"<{count}H", data, REQUEST.size)
-    if len(set(targets)) != count:
-        raise RequestRefused(request_id, errno.EINVAL, f"duplicate targets {targets}")
-    return Request(request_id, bool(flags & FLAG_SIGINT_IGNORED), dict(zip(targets, passed)))
-
-
-def receive(sock: socket.socket, size: int, max_fds: int) -> tuple:
-    """One message: ``(data, fds, msg flags)``. Passed fds arrive close-on-exec: a host that
-    spawns from other threads must never leak them (``socket.recv_fds`` cannot ask for that)."""
-    data, ancillary, msg_flags, _ = sock.recvmsg(size, socket.CMSG_SPACE(max_fds * 4), socket.MSG_CMSG_CLOEXEC)
-    passed = []
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            passed += memoryview(payload[: len(payload) - len(payload) % 4]).cast("i").tolist()
-    return data, passed, msg_flags
-
-
-def send(sock: socket.socket, data: bytes, passed=()) -> None:
-    """One message; never SIGPIPE (a dead peer is an error here, not a reason to die)."""
-    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(passed)}i", *passed))] if passed else []
-    sock.sendmsg([data], ancillary, socket.MSG_NOSIGNAL)
-
+from bvisor.launcher import execve, fds, lifetime
+from bvisor.mechanism import fdio
+from bvisor.wire.frame import ENV_HOST_PID, EXIT_FAULTED, staged_placement
+from bvisor.wire.warm import (
+    ENV_SERVER_FD,
+    EXITED,
+    MAX_FDS,
+    MAX_REQUEST,
+    REFUSED,
+    REPLY,
+    STARTED,
+    HostGone,
+    Request,
+    RequestRefused,
+    decode_request,
+    receive,
+    send,
+)
 
 def main() -> None:
     """``--serve``: tie this server to the host, pre-import, serve until the host hangs up."""
     try:
-        server_fd, host_pid = int(os.environ[ENV_SERVER_FD]), int(os.environ[wire.ENV_HOST_PID])
+        server_fd, host_pid = int(os.environ[ENV_SERVER_FD]), int(os.environ[ENV_HOST_PID])
     except (KeyError, ValueError):
         sys.stderr.write("bvisor-linux-launcher: boot fault: --serve needs BVISOR_SERVER_FD and BVISOR_HOST_PID\n")
-        os._exit(wire.EXIT_FAULTED)
+        os._exit(EXIT_FAULTED)
     try:
         lifetime.die_with_parent(host_pid, "server_lifetime")
     except OSError:  # the host is already gone
-        os._exit(wire.EXIT_FAULTED)
+        os._exit(EXIT_FAULTED)
     # posix_spawn passes on every fd the host left inheritable; a long-lived server must not
     # hold them (a pipe it held open would never reach EOF for whoever reads it).
     fds.close_all_but({0, 1, 2, server_fd})
@@ -186,7 +110,7 @@ def _take_request(sock: socket.socket, host_pid: int, carry_out, spare):
     except OSError as exc:  # ECONNRESET: the host closed with replies it never read
         raise HostGone(str(exc)) from None
     if not data:  # the host never sends an empty message: this is its end closing
-        fds.close_all(passed)
+        fdio.close_all(passed)
         return None
     try:
         request = decode_request(data, passed, msg_flags, host_pid)
@@ -199,7 +123,7 @@ def _take_request(sock: socket.socket, host_pid: int, carry_out, spare):
         _reply(sock, REFUSED, exc.request_id, 0, exc.errno)
         return False
     finally:
-        fds.close_all(passed)  # the child has its copies; EOF on the run's pipes must mean it is done
+        fdio.close_all(passed)  # the child has its copies; EOF on the run's pipes must mean it is done
     _reply(sock, STARTED, request.request_id, pid, 0, [pidfd])
     return request.request_id, pid, pidfd
 
@@ -264,7 +188,7 @@ def _await_request(sock: socket.socket, server: int, host_pid: int, carry_out) -
         if data:  # EOF instead: the server discarded this spare, or is gone
             _become_coordinator(decode_request(data, passed, msg_flags, host_pid), server, carry_out)
     finally:
-        os._exit(wire.EXIT_FAULTED)
+        os._exit(EXIT_FAULTED)
 
 
 def _fork_coordinator(request: Request, carry_out) -> int:
@@ -281,7 +205,7 @@ def _fork_coordinator(request: Request, carry_out) -> int:
 def _become_coordinator(request: Request, server: int, carry_out) -> None:
     """The forked child: what posix_spawn makes of a one-shot launcher, then its code. Never
     returns. A fault before the first control line exits like a one-shot boot fault."""
-    code = wire.EXIT_FAULTED
+    code = EXIT_FAULTED
     try:
         _place(request.placement)
         _fresh_launcher_signals(request.sigint_ignored)
@@ -294,7 +218,7 @@ def _become_coordinator(request: Request, server: int, carry_out) -> None:
 def _place(placement: dict) -> None:
     """Each received fd at its number, nothing else open (not the server's socket, not
     another run's pidfd), by the same staged moves as the one-shot file actions."""
-    stage, final = wire.staged_placement(placement)
+    stage, final = staged_placement(placement)
     for source, target in stage + final:
         os.dup2(source, target)
     fds.close_all_but(placement)

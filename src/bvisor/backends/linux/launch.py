@@ -7,7 +7,6 @@ in the child only, so a multi-threaded host never has its own fd table rearrange
 launcher (``bvisor.backends.linux.warm``), so both paths lay out and observe a run identically.
 """
 
-import enum
 import errno
 import fcntl
 import os
@@ -21,28 +20,10 @@ from collections.abc import Sequence
 
 from bvisor.capture import HANDED_AS_IS, RunIO, StdinRelay, StreamCapture, pump, stdin_source
 from bvisor.terminal import KeyRelay, Terminal
-from bvisor.launcher import wire
+from bvisor.wire.frame import ENV_CONTROL_FD, ENV_HOST_PID, ENV_PLAN_FD, staged_placement
+from bvisor.wire.plan import TERMINAL_STATES, LauncherState
 
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
-
-
-class LauncherState(enum.Enum):
-    LauncherStarted = "LauncherStarted"
-    IdentityVerified = "IdentityVerified"
-    PlanVerified = "PlanVerified"
-    HandlesVerified = "HandlesVerified"
-    ChildCreated = "ChildCreated"
-    IdentityPhaseResolved = "IdentityPhaseResolved"
-    VisibilityPhaseResolved = "VisibilityPhaseResolved"
-    AmbientAuthorityPhaseResolved = "AmbientAuthorityPhaseResolved"
-    ConfinementPhaseResolved = "ConfinementPhaseResolved"
-    ReadyToExec = "ReadyToExec"
-    ExecSucceeded = "ExecSucceeded"
-    SetupRefused = "SetupRefused"
-    SetupFaulted = "SetupFaulted"
-
-
-_TERMINALS = {LauncherState(name) for name in wire.TERMINAL_STATES}
 
 
 class AuthorityFd:
@@ -152,8 +133,8 @@ def _sealed_plan_fd(frame: bytes) -> int:
 
 def _placement_actions(placement: dict) -> list:
     """posix_spawn file actions that put each source fd at its target number in the child
-    (``wire.staged_placement``: staged above every number first, then placed)."""
-    stage, final = wire.staged_placement(placement)
+    (``staged_placement``: staged above every number first, then placed)."""
+    stage, final = staged_placement(placement)
     moves = [(os.POSIX_SPAWN_DUP2, source, target) for source, target in stage + final]
     return moves + [(os.POSIX_SPAWN_CLOSE, staged) for _, staged in stage]
 
@@ -179,7 +160,7 @@ def run_launcher(launcher, plan, authorities: Sequence[AuthorityFd], io: RunIO |
     launcher's pidfd and checked while the launcher runs."""
     # Here, not at import: this module (through the warm launcher) is imported before the
     # CLI's heavy imports, to start the launcher early, and the plan encoding needs msgspec.
-    from bvisor.backends.linux.protocol import encode_frame
+    from bvisor.wire.plan import encode_frame
 
     return run_launcher_frame(launcher, encode_frame(plan), authorities, io, supervisor)
 
@@ -188,7 +169,7 @@ def run_launcher_frame(launcher, frame: bytes, authorities: Sequence[AuthorityFd
     """``run_launcher`` for an already-encoded frame (protocol tests hand it broken ones)."""
     with LaunchChannels(frame, authorities, io or RunIO()) as channels:
         plan_at, control_at, placement = channels.layout()
-        env = {wire.ENV_PLAN_FD: str(plan_at), wire.ENV_CONTROL_FD: str(control_at), wire.ENV_HOST_PID: str(os.getpid())}
+        env = {ENV_PLAN_FD: str(plan_at), ENV_CONTROL_FD: str(control_at), ENV_HOST_PID: str(os.getpid())}
         pid = spawn_launcher(launcher_argv(launcher), env, placement)
         channels.handed_over()
         pidfd = os.pidfd_open(pid)
@@ -259,7 +240,7 @@ class LaunchChannels:
         exited_ns = time.monotonic_ns()
         status = wait_status()
         transcript, notes = _read_control(control_bytes)
-        terminals = [s for s in transcript if s in _TERMINALS]
+        terminals = [s for s in transcript if s in TERMINAL_STATES]
         return LaunchObservation(
             terminal=terminals[-1] if terminals else None,
             transcript=transcript,

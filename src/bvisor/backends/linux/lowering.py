@@ -10,7 +10,6 @@ import functools
 import os
 import stat
 
-import blake3
 import msgspec
 
 from bvisor.contract import (
@@ -24,14 +23,14 @@ from bvisor.contract import (
     Workload,
     capped_limit,
 )
-from bvisor.contract.identity import canonical_bytes
-from bvisor.launcher import landlock, seccomp, wire
+from bvisor.mechanism import landlock, seccomp
+from bvisor.wire import vocabulary
 from bvisor.backends.linux import mountinfo, probe
 from bvisor.backends.linux.budgets import temp_root_inodes
 from bvisor.backends.linux.exe_identity import exe_identity
 from bvisor.backends.linux.filesystem import exe_grant, exposed_grant, filesystem_grants, temp_root_grant
 from bvisor.backends.linux.launch import AuthorityFd
-from bvisor.backends.linux.protocol import (
+from bvisor.wire.plan import (
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,
@@ -47,8 +46,6 @@ from bvisor.backends.linux.protocol import (
     SeccompRequest,
     LinuxLaunchBodyV1,
     LinuxLaunchPlanV1,
-    LoweringWireEntryV1,
-    LoweringWireV1,
     MountNsRequest,
     NetworkNsRequest,
     PidNsRequest,
@@ -62,13 +59,11 @@ from bvisor.backends.linux.protocol import (
     ViewRequest,
     ViewRootRequest,
     lowering_hash,
+    schedule,
 )
 from bvisor.environment import lower_environment
 from bvisor.evidence.home import ensure_home, evidence_dirs, lookups
 from bvisor.secrets import SecretUnavailable
-
-PRIMITIVE_VERSION = 1
-
 
 class LoweringFailed(Exception):
     """The plan cannot be carried out as admitted; nothing was started.
@@ -87,21 +82,6 @@ class LoweredLaunch:
 
     def __init__(self, plan, authorities, facts, deny_network):
         self.plan, self.authorities, self.facts, self.deny_network = plan, authorities, facts, deny_network
-
-
-def _digest(domain: bytes, value) -> bytes:
-    return blake3.blake3(domain + b"\x00" + canonical_bytes(value)).digest()
-
-
-def _entry(primitive: str, params) -> LoweringWireEntryV1:
-    phase = wire.IMPLEMENTED_PRIMITIVES[primitive]
-    return LoweringWireEntryV1(
-        id=primitive,
-        version=PRIMITIVE_VERSION,
-        phase_code=phase,
-        param_digest=_digest(b"bvisor.primitive-params.v1", params),
-        decl_digest=_digest(b"bvisor.primitive-decl.v1", [primitive, PRIMITIVE_VERSION, phase]),
-    )
 
 
 def open_exe(path: str) -> int:
@@ -503,42 +483,32 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
     rlimits = _rlimits(plan)
     filter_request, seccomp_facts = _seccomp(plan, deny_network)
     gate = _unix_gate(plan, deny_network, pid_ns)
-    entries = []
-    if outside_id is not None:
-        entries.append(_entry(wire.ID_TRANSIENT_ID, {"outside_id": outside_id}))
-    if ipc_ns is not None:
-        entries.append(_entry(wire.ID_IPC_NS, ipc_ns))
-    if uts_ns is not None:
-        entries.append(_entry(wire.ID_UTS_NS, uts_ns))
-    if cgroup_ns is not None:
-        entries.append(_entry(wire.ID_CGROUP_NS, cgroup_ns))
-    if pid_ns is not None:
-        entries.append(_entry(wire.ID_PID_INIT, {"proc": "own"}))
-    if placement is not None:
-        entries.append(_entry(wire.ID_CGROUP_PLACE, {"hierarchies": len(placement.procs_slots)}))
-    if temp_root is not None:
-        entries.append(_entry(wire.ID_MOUNT_TEMP_ROOT, temp_root))
-    if binds:
-        entries.append(_entry(wire.ID_MOUNT_BIND, binds))
-    if idmapped:
-        entries.append(_entry(wire.ID_MOUNT_IDMAPPED, idmapped))
-    if view is not None:
-        entries.append(_entry(wire.ID_MOUNT_VIEW, view))
-    entries.append(_entry(wire.ID_AMBIENT_SCRUB, {"keep": ["stdio", "exe"]}))
-    if rlimits:
-        entries.append(_entry(wire.ID_RLIMIT_SET, rlimits))
-    if confine_fs:
-        entries.append(_entry(wire.ID_LANDLOCK_APPLY, [[g.path, g.writable] for g in grants]))
-    if scope is not None:
-        entries.append(_entry(wire.ID_LANDLOCK_SCOPE, scope))
-    if gate is not None:
-        entries.append(_entry(wire.ID_UNIX_GATE, {"own_sockets": "temp_root", "on_behalf": ["connect", "sendto", "sendmsg"], "refused": ["sendmmsg"]}))
-    if filter_request is not None:
-        entries.append(_entry(wire.ID_SECCOMP_APPLY, filter_request))
-    entries.append(_entry(wire.ID_EXEC, {"argv": argv, "env_names": [name for name, _ in envp]}))
-    lowering = LoweringWireV1(entries=entries)
     exe_shape = DescriptorShape(kind=DescriptorKind.Regular, writable=False)
-    table = [DescriptorSlotV1(slot_index=wire.EXE_SLOT, role=DescriptorRole.TargetExe, expected=exe_shape)]
+    table = [DescriptorSlotV1(slot_index=vocabulary.EXE_SLOT, role=DescriptorRole.TargetExe, expected=exe_shape)]
+    target = TargetSpecV1(
+        argv=argv,
+        envp=envp,
+        exe_slot=vocabulary.EXE_SLOT,
+        user_namespace=UserNsRequest(outside_id=outside_id) if user_ns else None,
+        network_namespace=NetworkNsRequest(unix_gate=gate) if deny_network else None,
+        mount_namespace=MountNsRequest() if mount_ns else None,
+        temp_root=temp_root,
+        binds=binds or None,
+        landlock=LandlockRequest(abi_floor=landlock.ABI_FLOOR) if confine_fs else None,
+        pid_namespace=pid_ns,
+        cgroup=placement,
+        rlimits=rlimits or None,
+        landlock_scope=scope,
+        proc_roots=proc_roots or None,
+        seccomp=filter_request,
+        ipc_namespace=ipc_ns,
+        uts_namespace=uts_ns,
+        cgroup_namespace=cgroup_ns,
+        idmapped_mounts=idmapped or None,
+        view=view,
+        terminal=TerminalRequest() if terminal else None,
+    )
+    lowering = schedule(target)
     launch_plan = LinuxLaunchPlanV1(
         body=LinuxLaunchBodyV1(
             attempt_id=bytes.fromhex(attempt_id),
@@ -548,29 +518,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
             h_l=lowering_hash(lowering),
             lowering=lowering,
             descriptor_table=table + cgroup_table + authorities.table,
-            target=TargetSpecV1(
-                argv=argv,
-                envp=envp,
-                exe_slot=wire.EXE_SLOT,
-                user_namespace=UserNsRequest(outside_id=outside_id) if user_ns else None,
-                network_namespace=NetworkNsRequest(unix_gate=gate) if deny_network else None,
-                mount_namespace=MountNsRequest() if mount_ns else None,
-                temp_root=temp_root,
-                binds=binds or None,
-                landlock=LandlockRequest(abi_floor=landlock.ABI_FLOOR) if confine_fs else None,
-                pid_namespace=pid_ns,
-                cgroup=placement,
-                rlimits=rlimits or None,
-                landlock_scope=scope,
-                proc_roots=proc_roots or None,
-                seccomp=filter_request,
-                ipc_namespace=ipc_ns,
-                uts_namespace=uts_ns,
-                cgroup_namespace=cgroup_ns,
-                idmapped_mounts=idmapped or None,
-                view=view,
-                terminal=TerminalRequest() if terminal else None,
-            ),
+            target=target,
         )
     )
     facts = [
@@ -620,4 +568,4 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         facts.append(ObservedFact(kind="rlimit_lowered", detail=f"{limit.resource}={limit.limit} per process"))
     facts += seccomp_facts or [ObservedFact(kind="seccomp_lowered", detail="none: this host cannot install a seccomp filter")]
     procs = [AuthorityFd(slot, fd) for slot, fd in zip(placement.procs_slots if placement else [], cgroup_procs)]
-    return LoweredLaunch(launch_plan, [AuthorityFd(wire.EXE_SLOT, exe_fd), *procs, *authorities.fds], facts, deny_network)
+    return LoweredLaunch(launch_plan, [AuthorityFd(vocabulary.EXE_SLOT, exe_fd), *procs, *authorities.fds], facts, deny_network)

@@ -9,7 +9,7 @@ import errno
 import os
 
 from bvisor.contract import ExitStatus, ObservedFact, Outcome
-from bvisor.launcher import unixgate
+from bvisor.mechanism.seccomp import UNIX_GATE_MECHANISM
 from bvisor.backends.linux.launch import (
     CONFINEMENT_UNAVAILABLE_FACT,
     LaunchObservation,
@@ -90,7 +90,7 @@ def required_attestations(lowered: LoweredLaunch) -> list:
     if target.landlock_scope is not None:
         notes.append("landlock_scope=signal,abstract_unix_socket installed=true")
     if target.network_namespace is not None and target.network_namespace.unix_gate is not None:
-        notes.append(f"unix_gate={unixgate.MECHANISM} supervisor=init")
+        notes.append(f"unix_gate={UNIX_GATE_MECHANISM} supervisor=init")
     if target.terminal is not None:
         notes.append("controlling_terminal=run_pty session=new")
         if target.view is not None:

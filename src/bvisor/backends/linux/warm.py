@@ -23,8 +23,9 @@ import threading
 import time
 
 from bvisor.capture import RunIO
-from bvisor.launcher import server as protocol
-from bvisor.launcher import fds, wire
+from bvisor.mechanism import fdio
+from bvisor.wire.frame import ENV_HOST_PID
+from bvisor.wire import warm as protocol
 from bvisor.backends.linux.launch import (
     HarnessError,
     LaunchChannels,
@@ -190,7 +191,7 @@ class _Server:
     def __init__(self, argv: list, spawner: _Spawner):
         host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        env = {protocol.ENV_SERVER_FD: str(_SERVER_FD), wire.ENV_HOST_PID: str(os.getpid())}
+        env = {protocol.ENV_SERVER_FD: str(_SERVER_FD), ENV_HOST_PID: str(os.getpid())}
         try:
             # The server writes nothing on its stdio; each coordinator gets its run's own.
             self.pid = spawner.spawn(argv, env, {0: devnull, 1: devnull, 2: devnull, _SERVER_FD: server_end.fileno()})
@@ -292,7 +293,7 @@ class _Server:
         return value
 
     def _broken(self, detail: str, passed: list) -> HarnessError:
-        fds.close_all(passed)
+        fdio.close_all(passed)
         with self._cond:
             self._fail(f"the warm launcher server broke the protocol: {detail}")
         return HarnessError(self.failure)
@@ -300,7 +301,7 @@ class _Server:
     def _forget(self, request_id: int) -> None:
         with self._cond:
             for _, _, passed in self._inbox.pop(request_id):
-                fds.close_all(passed)
+                fdio.close_all(passed)
 
     def _next_reply(self, request_id: int) -> tuple:
         deadline = time.monotonic() + REPLY_TIMEOUT
@@ -338,17 +339,17 @@ class _Server:
 
     def _file(self, data: bytes, passed: list, msg_flags: int) -> None:
         if not data:
-            fds.close_all(passed)
+            fdio.close_all(passed)
             self._fail("the warm launcher server ended")
             return
         if not _well_formed(data, passed, msg_flags):
-            fds.close_all(passed)
+            fdio.close_all(passed)
             self._fail(f"the warm launcher server sent a malformed reply ({len(data)} bytes, {len(passed)} fds)")
             return
         kind, request_id, _, value = protocol.REPLY.unpack(data)
         box = self._inbox.get(request_id)
         if box is None:  # not a run in flight: nobody will take what it carries
-            fds.close_all(passed)
+            fdio.close_all(passed)
             return
         box.append((kind, value, passed))
 

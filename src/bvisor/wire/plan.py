@@ -1,16 +1,18 @@
-"""``LinuxLaunchPlanV1``: the typed host-side view of what the launcher is told to do.
+"""``LinuxLaunchPlanV1``: the host's typed view of what the launcher is told to do.
 
-Encodes to canonical MessagePack inside a ``BVZLNCH1`` frame (see ``bvisor.launcher.wire``,
-which both sides share). Opt-in target fields are omitted when absent so that proven byte
-forms stay stable; a golden vector test pins them.
+Encodes to canonical MessagePack inside a ``BVZLNCH1`` frame (``wire.frame``). Every struct
+here is one message of ``wire.vocabulary.MESSAGES`` (a test checks them field by field), and
+every enum one of its value lists. Opt-in target fields are omitted when absent so that
+proven byte forms stay stable; a golden vector test pins them.
 """
 
 import enum
 
+import msgpack
 import msgspec
 
 from bvisor.contract.identity import canonical_bytes
-from bvisor.launcher import wire
+from bvisor.wire import frame, vocabulary
 
 
 class DescriptorRole(enum.Enum):
@@ -247,18 +249,57 @@ class LinuxLaunchPlanV1(msgspec.Struct, frozen=True, forbid_unknown_fields=True)
     body: LinuxLaunchBodyV1
 
 
+class LauncherState(enum.Enum):
+    """``vocabulary.STATES``: the states the launcher reports, one control line each."""
+
+    LauncherStarted = "LauncherStarted"
+    IdentityVerified = "IdentityVerified"
+    PlanVerified = "PlanVerified"
+    HandlesVerified = "HandlesVerified"
+    ChildCreated = "ChildCreated"
+    IdentityPhaseResolved = "IdentityPhaseResolved"
+    VisibilityPhaseResolved = "VisibilityPhaseResolved"
+    AmbientAuthorityPhaseResolved = "AmbientAuthorityPhaseResolved"
+    ConfinementPhaseResolved = "ConfinementPhaseResolved"
+    ReadyToExec = "ReadyToExec"
+    ExecSucceeded = "ExecSucceeded"
+    SetupRefused = "SetupRefused"
+    SetupFaulted = "SetupFaulted"
+
+
+TERMINAL_STATES = frozenset(LauncherState(name) for name in vocabulary.TERMINAL_STATES)
+
+
+def schedule(target: TargetSpecV1) -> LoweringWireV1:
+    """The lowering a target implies: its primitives in the vocabulary's order, each entry's
+    param digest over the very fields the launcher will apply (as it will decode them)."""
+    decoded = msgpack.unpackb(canonical_bytes(target), raw=False)
+    return LoweringWireV1(
+        entries=[
+            LoweringWireEntryV1(
+                id=p.id,
+                version=vocabulary.PRIMITIVE_VERSION,
+                phase_code=p.phase,
+                param_digest=vocabulary.param_digest(p, decoded),
+                decl_digest=vocabulary.decl_digest(p),
+            )
+            for p in vocabulary.schedule_for(decoded)
+        ]
+    )
+
+
 def lowering_hash(lowering: LoweringWireV1) -> bytes:
     """``h_l`` exactly as the launcher recomputes it: blake3 of the canonical lowering bytes."""
-    return wire.lowering_digest(canonical_bytes(lowering))
+    return frame.lowering_digest(canonical_bytes(lowering))
 
 
 def encode_frame(plan: LinuxLaunchPlanV1) -> bytes:
-    return wire.build_frame(canonical_bytes(plan.body))
+    return frame.build_frame(canonical_bytes(plan.body))
 
 
 _body_decoder = msgspec.msgpack.Decoder(LinuxLaunchBodyV1)
 
 
-def decode_frame(frame: bytes) -> LinuxLaunchPlanV1:
-    """Verify a frame and decode its body (raises ``wire.FrameReject`` / ``msgspec.DecodeError``)."""
-    return LinuxLaunchPlanV1(body=_body_decoder.decode(wire.parse_frame(frame)))
+def decode_frame(data: bytes) -> LinuxLaunchPlanV1:
+    """Verify a frame and decode its body (raises ``frame.FrameReject`` / ``msgspec.DecodeError``)."""
+    return LinuxLaunchPlanV1(body=_body_decoder.decode(frame.parse_frame(data)))
