@@ -2,8 +2,6 @@
 run's ending follow the admitted caps. No process runs here; the oracles in
 tests/oracle/test_budgets.py and tests/oracle/test_run_tree.py prove the mechanisms."""
 
-import time
-
 import pytest
 
 from bvisor.capture import StreamCapture
@@ -74,25 +72,42 @@ class FakeLeaf:
         return "cgroup.kill"
 
 
+class FakeClock:
+    """A monotonic clock that moves only when the test moves it."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_the_supervisor_kills_once_the_tree_has_spent_its_cpu():
-    leaf = FakeLeaf(cpu_us=499_990)
-    supervisor = RunSupervisor([_budget(D.Cpu, 500_000)], leaf, time.monotonic())
+    leaf, clock = FakeLeaf(cpu_us=499_990), FakeClock()
+    supervisor = RunSupervisor([_budget(D.Cpu, 500_000)], leaf, clock.now, clock)
     supervisor.check()
     assert supervisor.killed_for is None and leaf.kills == 0
     leaf.cpu_us = 500_001
-    time.sleep(max(0.0, supervisor.next_check() - time.monotonic()))  # the earliest the budget could be spent
+    clock.now = supervisor.next_check() - 0.001
+    supervisor.check()
+    assert supervisor.killed_for is None, "the usage is read again no sooner than it could be spent"
+    clock.now = supervisor.next_check()  # the earliest the budget could be spent
     supervisor.check()
     assert supervisor.killed_for is D.Cpu and leaf.kills == 1 and supervisor.next_check() is None
 
 
 def test_a_mediated_wall_is_never_a_deadline():
-    supervisor = RunSupervisor([_budget(D.Wall, 1, capped=False)], FakeLeaf(0), time.monotonic() - 10)
+    supervisor = RunSupervisor([_budget(D.Wall, 1, capped=False)], FakeLeaf(0), 0.0)
     assert supervisor.next_check() is None
 
 
 def test_a_passed_wall_deadline_kills_the_tree():
-    leaf = FakeLeaf(0)
-    supervisor = RunSupervisor([_budget(D.Wall, 1)], leaf, time.monotonic() - 1)
+    leaf, clock = FakeLeaf(0), FakeClock()
+    supervisor = RunSupervisor([_budget(D.Wall, 1_000_000)], leaf, clock.now, clock)
+    clock.now = supervisor.next_check() - 0.001
+    supervisor.check()
+    assert supervisor.killed_for is None and leaf.kills == 0
+    clock.now = supervisor.next_check()
     supervisor.check()
     assert supervisor.killed_for is D.Wall and supervisor.kill_mechanism == "cgroup.kill"
 
@@ -102,7 +117,7 @@ def test_a_passed_wall_deadline_kills_the_tree():
     [(D.Wall, 0, Outcome.Timeout), (D.Cpu, 0, Outcome.Killed), (None, 1, Outcome.Killed), (None, 0, Outcome.Completed)],
 )
 def test_the_budget_that_ended_a_run_names_its_outcome(killed_for, oom_kills, expected):
-    supervisor = RunSupervisor([], None, time.monotonic())
+    supervisor = RunSupervisor([], None, 0.0)
     supervisor.killed_for, supervisor.kill_mechanism = killed_for, "cgroup.kill" if killed_for else None
     usage = LeafUsage(cpu_us=1, memory_peak=1, pids_peak=1, pids_current=0, pids_limit_hits=0, oom_kills=oom_kills)
     outcome, status, facts = budget_ending(Outcome.Completed, None, supervisor, usage, [_budget(D.ResidentMemory, 1 << 26)])

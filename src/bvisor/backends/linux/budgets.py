@@ -12,6 +12,7 @@ import functools
 import os
 import _signal as signal
 import time
+from collections.abc import Callable
 
 import msgspec
 
@@ -132,14 +133,16 @@ class RunSupervisor:
     Wall: one deadline. Cpu: the leaf's whole-tree usage, read no later than the earliest
     moment the budget could be spent with every CPU busy. Either one kills the whole tree
     (the leaf's kill, else SIGKILL to the launcher, whose death takes the init and so the pid
-    namespace with it) and records which dimension did.
+    namespace with it) and records which dimension did. ``start`` and every check are read
+    on ``clock`` (the host's monotonic clock; a test passes one it moves itself).
     """
 
-    def __init__(self, budgets: list[AdmittedBudget], leaf, start: float):
+    def __init__(self, budgets: list[AdmittedBudget], leaf, start: float, clock: Callable[[], float] = time.monotonic):
         wall = capped_limit(budgets, D.Wall)
         self._wall_deadline = None if wall is None else start + wall / 1e6
         self._cpu_limit_us = capped_limit(budgets, D.Cpu) if leaf is not None else None
         self._leaf = leaf
+        self._clock = clock
         self._cpus = os.cpu_count() or 1
         self._next_cpu_check = start if self._cpu_limit_us is not None else None
         self._launcher_pidfd = None
@@ -157,7 +160,7 @@ class RunSupervisor:
         return min(times) if times else None
 
     def check(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if self._wall_deadline is not None and now >= self._wall_deadline:
             self._kill(D.Wall)
             return
