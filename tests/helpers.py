@@ -119,7 +119,7 @@ def unprivileged_userns_available() -> bool:
         if shutil.which("setpriv") is None:
             return False
         launcher = UNPRIVILEGED_PREFIX + launcher
-    return launch.probe_launcher(launcher).get("userns_netns") == "ok"
+    return launch.LauncherProbe(launcher).facts().get("userns_netns") == "ok"
 
 
 def launcher_path() -> Path:

@@ -119,7 +119,7 @@ def spec_for(argv, **asked) -> BoundarySpec:
 
 
 def backend_for(identity: str) -> LinuxBackend:
-    return LinuxBackend.with_launcher_path(launcher_as(identity))
+    return LinuxBackend(launcher_as(identity))
 
 
 def run_parked(identity: str, argv, marker: str, inspect, **asked):

@@ -102,7 +102,7 @@ def exact(pairs) -> Capability.Environment:
 
 @functools.cache
 def linux_backend(identity: str) -> LinuxBackend:
-    return LinuxBackend.with_launcher_path(launcher_as(identity))
+    return LinuxBackend(launcher_as(identity))
 
 
 @pytest.fixture

@@ -177,7 +177,7 @@ def scrub_note_closed(notes) -> int | None:
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_no_inherited_fd_reaches_the_workload_through_the_execute_path(identity, inherited_secret):
     marker = unique_marker("BVISOR-FD-MARKER")
-    backend = LinuxBackend.with_launcher_path(launcher_as(identity))
+    backend = LinuxBackend(launcher_as(identity))
     run = runner_for(backend, spec_for(parked_bash(marker, inherited_secret.number), [NO_FDS]))
     gated = run_gated(run, marker, host_view)
     body = gated.result.body

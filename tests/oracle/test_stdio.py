@@ -44,7 +44,7 @@ def stdio_spec(argv: list, deny_network: bool):
 
 def confined(identity: str, argv: list, stdin_fd: int, deny_network: bool = False):
     """Run ``stdio_spec(argv, deny_network)`` with ``stdin_fd`` as the caller's stdin: (report, stdout bytes)."""
-    backend = LinuxBackend.with_launcher_path(launcher_as(identity))
+    backend = LinuxBackend(launcher_as(identity))
     out = bytearray()
     report = runner_for(backend, stdio_spec(argv, deny_network))(RunIO(stdin_fd=stdin_fd, stdout_sink=out.extend))
     return report, bytes(out)
@@ -222,7 +222,7 @@ def _open_fds() -> set:
 def test_a_relay_whose_source_never_ends_leaves_no_fd_and_no_thread_behind(pty_pair):
     """The pty never reaches end-of-file: the run still ends, and takes its relay along."""
     _, secondary = pty_pair
-    backend = LinuxBackend.with_launcher_path(launcher_as("caller"))
+    backend = LinuxBackend(launcher_as("caller"))
     run = runner_for(backend, stdio_spec(["/bin/true"], deny_network=False))
     run(RunIO(stdin_fd=secondary))  # a warm launcher's server and threads start with the first run
     fds, threads = _open_fds(), threading.active_count()

@@ -258,7 +258,7 @@ def test_a_kernel_that_refuses_the_namespaces_faults_at_identity_and_no_workload
 
 
 def test_the_probe_of_a_launcher_that_may_not_make_namespaces_says_so():
-    facts = launch.probe_launcher((*NO_USERNS_PREFIX, str(launcher_path())))
+    facts = launch.LauncherProbe((*NO_USERNS_PREFIX, str(launcher_path()))).facts()
     assert facts["launcher_probe"] == "ok"
     for name in ("userns_netns", "userns_mount", "userns_pid"):
         assert facts[name].startswith("failed errno=28"), facts

@@ -97,10 +97,6 @@ class LinuxBackend:
             raise
         self._proven = {**probe.prove(launcher_probe), **self._delegation.facts()}
 
-    @classmethod
-    def with_launcher_path(cls, launcher) -> "LinuxBackend":
-        return cls(launcher)
-
     def close(self) -> None:
         """Stop the warm launcher server, if one runs (a later run starts a new one)."""
         if self._warm is not None:

@@ -380,11 +380,6 @@ def launch_confinement_unavailable(obs: LaunchObservation) -> bool:
 CONFINEMENT_UNAVAILABLE_FACT = "confinement_unavailable"
 
 
-def report_confinement_unavailable(observed) -> bool:
-    """True when a report's facts say the host could not install the admitted confinement."""
-    return any(fact.kind == CONFINEMENT_UNAVAILABLE_FACT for fact in observed)
-
-
 class LauncherProbe:
     """The launcher's ``--probe`` (what this launcher identity can install, proven by doing),
     started at construction and read by ``facts``: whoever starts it early (the backend
@@ -424,8 +419,3 @@ class LauncherProbe:
 
 
 _PROBE_TIMEOUT = 30
-
-
-def probe_launcher(launcher=None) -> dict:
-    """Run the launcher's ``--probe`` and wait for its facts."""
-    return LauncherProbe(launcher).facts()
