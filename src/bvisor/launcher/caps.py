@@ -11,7 +11,9 @@ mounts locked.
 import ctypes
 import functools
 
-from bvisor.launcher import fds, libc
+from bvisor.launcher import libc
+from bvisor.mechanism import fdio
+from bvisor.wire import attest
 
 _PR_CAPBSET_DROP = 24
 _PR_SET_SECUREBITS = 28
@@ -33,14 +35,14 @@ class _CapData(ctypes.Structure):
 
 
 def _status() -> dict:
-    pairs = (line.split(":", 1) for line in fds.read_text("/proc/self/status").splitlines() if ":" in line)
+    pairs = (line.split(":", 1) for line in fdio.read_text("/proc/self/status").splitlines() if ":" in line)
     return {k: int(v.strip(), 16) for k, v in pairs if k in _STATUS_FIELDS}
 
 
 @functools.cache
 def last_cap() -> int:
     """The highest capability number this kernel knows (fixed while it runs)."""
-    return int(fds.read_text("/proc/sys/kernel/cap_last_cap"))
+    return int(fdio.read_text("/proc/sys/kernel/cap_last_cap"))
 
 
 def drop_all() -> str:
@@ -56,4 +58,4 @@ def drop_all() -> str:
     if left:
         raise OSError(0, f"capabilities survived the drop: {left}")
     bounding = "empty" if can_set_pcap else "unchanged(no CAP_SETPCAP; no_new_privs keeps it unusable)"
-    return f"capabilities=none bounding={bounding} securebits={'locked' if can_set_pcap else 'unchanged'}"
+    return f"{attest.CAPABILITIES} bounding={bounding} securebits={'locked' if can_set_pcap else 'unchanged'}"

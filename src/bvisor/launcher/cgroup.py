@@ -7,13 +7,15 @@ the launcher never names a cgroup path. Every later process of the run is born i
 
 import os
 
-from bvisor.launcher import fds, libc
+from bvisor.launcher import libc
+from bvisor.mechanism import fdio
+from bvisor.wire import attest
 
 CLONE_NEWCGROUP = 0x02000000
 
 
 def _membership() -> set:
-    return set(fds.read_text("/proc/self/cgroup").splitlines())
+    return set(fdio.read_text("/proc/self/cgroup").splitlines())
 
 
 def place(procs_slots: list) -> str:
@@ -25,7 +27,7 @@ def place(procs_slots: list) -> str:
     moved = sorted(_membership() - before)
     if len(moved) < len(procs_slots):
         raise OSError(0, f"cgroup placement changed {len(moved)} of {len(procs_slots)} hierarchies")
-    return f"cgroup=placed hierarchies={len(moved)} now={';'.join(moved)}"
+    return f"{attest.CGROUP_PLACED} hierarchies={len(moved)} now={';'.join(moved)}"
 
 
 def enter_namespace() -> str:
@@ -35,4 +37,4 @@ def enter_namespace() -> str:
     paths = {line.split(":", 2)[2] for line in _membership()}
     if paths != {"/"}:
         raise OSError(0, f"the new cgroup namespace shows {sorted(paths)}, not only /")
-    return "cgroup_namespace=new root=leaf"
+    return attest.CGROUP_NAMESPACE

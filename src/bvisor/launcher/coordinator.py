@@ -36,7 +36,7 @@ from bvisor.mechanism import fdio
 from bvisor.mechanism.landlock import SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL, access_mask, handled_rights, right_names
 from bvisor.mechanism.seccomp import UNIX_GATE_MECHANISM, planned_program, policy_lists
 from bvisor.wire.frame import ENV_CONTROL_FD, ENV_HOST_PID, ENV_PLAN_FD, EXIT_EXEC_SUCCEEDED, EXIT_FAULTED, EXIT_REFUSED, FrameReject, parse_frame
-from bvisor.wire import vocabulary
+from bvisor.wire import attest, vocabulary
 
 
 def main() -> None:
@@ -61,7 +61,7 @@ def carry_out(control: int, plan_fd: int, parent) -> int:
         transcript.state("LauncherStarted")
         if parent is not None:
             # A host killed mid-run takes the launcher, and through it the whole run, along.
-            transcript.note(lifetime.die_with_parent(parent, "launcher_lifetime"))
+            transcript.note(lifetime.die_with_parent(parent, attest.LAUNCHER_LIFETIME))
         return run_plan(fdio.read_all(plan_fd), transcript)
     except BaseException as exc:  # report, never print: stdio belongs to the workload
         return _fault_quietly(control, f"internal {type(exc).__name__}: {exc}")
@@ -152,7 +152,7 @@ def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_
         temp_root = _visibility_phase(request, transcript, trees)
         step = "cwd"
         _start_dir(request, transcript)
-        transcript.note("pid_namespace=init pid=1 proc=own")
+        transcript.note(attest.PID_NAMESPACE)
         transcript.state("VisibilityPhaseResolved")
         gate = unixgate.Handoff() if request.unix_gate else None
         workload = os.fork()
@@ -192,7 +192,7 @@ def _reap(transcript: Transcript, workload: int, gate, temp_root: int | None) ->
         transcript.note(f"unix_gate=failed errno={exc.errno} detail={exc.strerror}")
     if listener is not None:
         own = "temp_root" if temp_root is not None else "none"
-        transcript.note(f"unix_gate={UNIX_GATE_MECHANISM} supervisor=init own_sockets={own}")
+        transcript.note(f"{attest.unix_gate(UNIX_GATE_MECHANISM)} own_sockets={own}")
     gate.release(listener is not None)  # the workload fails at the gate unless it is held
     if listener is None:
         return (*pidns.reap_until(workload), [])
@@ -283,7 +283,7 @@ def _scrub_ambient(w: _Workload) -> None:
     keep = {0, 1, 2, w.request.exe_slot, w.transcript.fd, w.error_fd} | ({w.ruleset} if w.ruleset is not None else set())
     keep |= w.gate.workload_fds() if w.gate is not None else set()
     w.transcript.note(fds.scrub(keep))
-    w.transcript.note(f"environment=exact entries={len(w.request.envp)} inherited=none")
+    w.transcript.note(f"{attest.ENVIRONMENT} entries={len(w.request.envp)} inherited=none")
     w.transcript.state("AmbientAuthorityPhaseResolved")
     w.transcript.note(seccomp.no_new_privs())
     w.transcript.note(caps.drop_all())
@@ -291,12 +291,12 @@ def _scrub_ambient(w: _Workload) -> None:
 
 def _apply_landlock(w: _Workload) -> None:
     w.restrict()
-    w.transcript.note("landlock=restricted installed=true")
+    w.transcript.note(attest.LANDLOCK)
 
 
 def _scope_landlock(w: _Workload) -> None:
     w.restrict()
-    w.transcript.note("landlock_scope=signal,abstract_unix_socket installed=true")
+    w.transcript.note(attest.LANDLOCK_SCOPE)
 
 
 def _hand_over_gate(w: _Workload) -> None:
@@ -451,7 +451,7 @@ def _seccomp_program(request: LaunchRequest, transcript: Transcript):
     program, digest = planned_program(tuple(policies), os.uname().machine)
     if bytes.fromhex(digest) != expected:
         raise OSError(0, f"seccomp program digest {digest} is not the planned {expected.hex()}")
-    transcript.note(f"seccomp=filter policies={','.join(policies)} program={digest} insns={len(program) // 8}")
+    transcript.note(f"{attest.seccomp(policies, digest)} insns={len(program) // 8}")
     return program
 
 

@@ -15,6 +15,8 @@ import os
 import stat
 import termios
 
+from bvisor.wire import attest
+
 # Unix98 pseudo-terminal slaves: majors 136-143 (linux/major.h, UNIX98_PTY_SLAVE_MAJOR).
 PTY_SLAVE_MAJORS = range(136, 144)
 
@@ -38,7 +40,7 @@ def detach() -> str:
         left = controlling_tty()
         if left:
             raise OSError(0, f"the controlling terminal {left} is still attached after TIOCNOTTY")
-    return f"controlling_terminal=none detached={'yes' if had else 'no'}"
+    return f"{attest.NO_CONTROLLING_TERMINAL} detached={'yes' if had else 'no'}"
 
 
 def check_run_terminal() -> None:
@@ -67,7 +69,7 @@ def hold_through_the_view() -> str:
     change anyway (no capability survives the exec), and may not open again."""
     own = os.fstat(0)
     if own.st_uid != os.geteuid():
-        return "terminal_node=unchangeable by=not_owner"
+        return f"{attest.TERMINAL_NODE} by=not_owner"
     path = f"/dev/{pty_name(own.st_rdev)}"
     fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     try:
@@ -77,7 +79,7 @@ def hold_through_the_view() -> str:
             os.dup2(fd, target)
     finally:
         os.close(fd)
-    return f"terminal_node=unchangeable by=read_only_mount path={path}"
+    return f"{attest.TERMINAL_NODE} by=read_only_mount path={path}"
 
 
 def take_run_terminal() -> str:
@@ -87,4 +89,4 @@ def take_run_terminal() -> str:
     own = os.fstat(0).st_rdev
     if controlling_tty() != own:
         raise OSError(0, f"the controlling terminal is {controlling_tty()}, not the run's pty {own}")
-    return f"controlling_terminal=run_pty session=new pty={os.major(own)}:{os.minor(own)}"
+    return f"{attest.RUN_TERMINAL} pty={os.major(own)}:{os.minor(own)}"

@@ -1,12 +1,15 @@
 """File descriptors: check authority handles against their declared shape; scrub the rest.
 
 Authority rides fds the host opened; the launcher never re-opens a path. Before exec every
-fd not on the keep list is closed, and the result is read back from /proc/self/fd.
+fd not on the keep list is closed, and the result is read back from /proc/self/fd. Reading
+and closing fds both sides of the launcher boundary do is ``bvisor.mechanism.fdio``.
 """
 
 import fcntl
 import os
 import stat
+
+from bvisor.wire import attest
 
 # Above any fd number the kernel hands out (fs.nr_open is at most 2**30).
 _FD_LIMIT = 2**31 - 1
@@ -49,31 +52,6 @@ def open_fds() -> set:
     return {fd for fd in map(int, os.listdir("/proc/self/fd")) if _is_open(fd)}
 
 
-def read_all(fd: int) -> bytes:
-    """Read ``fd`` to EOF and close it."""
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def close_all(numbers) -> None:
-    """Close each fd of ``numbers`` (a None stands for one that was never opened)."""
-    for fd in numbers:
-        if fd is not None:
-            os.close(fd)
-
-
-def read_text(path: str) -> str:
-    """A small kernel-generated file (/proc, /proc/sys, a cgroup's) as text, with no buffered
-    io stack: in a freshly forked launcher child, ``open()``'s first use costs ~0.3 ms of page
-    faults, and a host reads a dozen such files a run."""
-    return read_all(os.open(path, os.O_RDONLY | os.O_CLOEXEC)).decode()
-
-
 def close_all_but(keep) -> None:
     """Close every fd not in ``keep``, by ranges (close_range(2)): no listing, no per-fd call."""
     low = 0
@@ -84,7 +62,7 @@ def close_all_but(keep) -> None:
     os.closerange(low, _FD_LIMIT)
 
 
-def scrub(keep: set, attestation: str = "fd_scrub") -> str:
+def scrub(keep: set, attestation: str = attest.FD_SCRUB) -> str:
     """Close every fd not in ``keep``; verify none survived."""
     closed = 0
     for fd in sorted(open_fds() - keep):

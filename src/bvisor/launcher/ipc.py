@@ -5,17 +5,18 @@ Created with the user namespace that owns it. ``attest`` counts the SysV objects
 process can see (/proc/sysvipc lists the reader's IPC namespace): a new one has none.
 """
 
-from bvisor.launcher import fds
+from bvisor.mechanism import fdio
+from bvisor.wire.attest import IPC_NAMESPACE
 
 CLONE_NEWIPC = 0x08000000
 
 
 def _objects(kind: str) -> int:
-    return sum(1 for line in fds.read_text(f"/proc/sysvipc/{kind}").splitlines()[1:] if line.strip())
+    return sum(1 for line in fdio.read_text(f"/proc/sysvipc/{kind}").splitlines()[1:] if line.strip())
 
 
 def attest() -> str:
     counts = {kind: _objects(kind) for kind in ("shm", "msg", "sem")}
     if any(counts.values()):
         raise OSError(0, f"the new IPC namespace already holds objects: {counts}")
-    return "ipc_namespace=new shm=0 msg=0 sem=0"
+    return IPC_NAMESPACE

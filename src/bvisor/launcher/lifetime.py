@@ -5,6 +5,7 @@ import select
 import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 
 from bvisor.launcher import libc
+from bvisor.wire import attest
 
 _PR_SET_PDEATHSIG = 1
 
@@ -13,12 +14,12 @@ def _sigkill_on_parent_death() -> None:
     libc.call("prctl", _PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def die_with_parent(parent_pid: int, attestation: str = "lifetime") -> str:
+def die_with_parent(parent_pid: int, attestation: str = "lifetime=pdeathsig_sigkill") -> str:
     _sigkill_on_parent_death()
     # The parent may have died before prctl took effect; then nobody would deliver the signal.
     if os.getppid() != parent_pid:
         raise OSError(0, f"parent {parent_pid} exited before this process was tied to it")
-    return f"{attestation}=pdeathsig_sigkill"
+    return attestation
 
 
 def lifeline() -> tuple:
@@ -34,4 +35,4 @@ def die_with_lifeline(read_fd: int) -> str:
     os.close(read_fd)
     if readable:
         raise OSError(0, "the launcher exited before the init was tied to it")
-    return "lifetime=pdeathsig_sigkill(init)"
+    return attest.INIT_LIFETIME

@@ -13,6 +13,7 @@ import ctypes
 import os
 
 from bvisor.launcher import libc
+from bvisor.wire import attest
 
 CLONE_NEWNS = 0x00020000
 
@@ -43,7 +44,7 @@ def _mount(source, target, fstype, flags: int, data) -> None:
 
 def make_private() -> str:
     _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-    return "mount_namespace=private propagation=none"
+    return f"{attest.MOUNT_NAMESPACE} propagation=none"
 
 
 def ensure_mountpoint(path: str, directory: bool, creatable: set) -> None:
@@ -104,7 +105,7 @@ def mount_temp_root(path: str, size_bytes: int, max_inodes: int, shown_as: str |
     except BaseException:
         os.close(root)
         raise
-    return f"temp_root=tmpfs path={shown_as or path} size={size_bytes} nr_inodes={max_inodes} verified=statvfs", root
+    return attest.temp_root(shown_as or path, size_bytes, max_inodes), root
 
 
 def usage_note(root_fd: int) -> str:

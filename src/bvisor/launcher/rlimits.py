@@ -6,6 +6,8 @@ Each limit is a hard cap for one process (children inherit the value, not a shar
 
 import resource
 
+from bvisor.wire import attest
+
 _RESOURCES = {"nofile": resource.RLIMIT_NOFILE}
 
 
@@ -22,4 +24,4 @@ def apply(limits: list) -> str:
         if (soft_now, hard_now) != (value, value):
             raise OSError(0, f"rlimit {name} reads back {soft_now}/{hard_now}, set {value}")
         attested.append(f"{name}={value}")
-    return "rlimits=set " + " ".join(attested)
+    return " ".join([attest.RLIMITS, *attested])

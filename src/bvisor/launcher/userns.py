@@ -15,6 +15,7 @@ import ctypes
 import os
 
 from bvisor.launcher import libc
+from bvisor.wire import attest
 
 CLONE_NEWUSER = 0x10000000
 
@@ -59,7 +60,7 @@ def become_mapped_root(outside_id: int) -> str:
             raise OSError(0, f"{name} is {found!r}, not {expected!r}")
     if os.getresuid() != (0, 0, 0) or os.getresgid() != (0, 0, 0) or os.getgroups():
         raise OSError(0, "the child did not become in-run root with no groups")
-    return f"user_namespace=mapped uid0={outside_id} gid0={outside_id} setgroups=mapped_only identity=transient"
+    return f"{attest.user_namespace(outside_id)} setgroups=mapped_only identity=transient"
 
 
 def _read(path: str) -> str:
@@ -77,4 +78,4 @@ def map_self(uid: int, gid: int) -> str:
     _write("/proc/self/setgroups", "deny")
     _write("/proc/self/uid_map", f"0 {uid} 1")
     _write("/proc/self/gid_map", f"0 {gid} 1")
-    return f"user_namespace=mapped uid0={uid} gid0={gid} setgroups=deny"
+    return f"{attest.USER_NAMESPACE} uid0={uid} gid0={gid} setgroups=deny"

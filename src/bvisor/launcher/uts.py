@@ -8,6 +8,7 @@ import ctypes
 import os
 
 from bvisor.launcher import libc
+from bvisor.wire import attest
 
 CLONE_NEWUTS = 0x04000000
 
@@ -17,4 +18,4 @@ def set_hostname(name: str) -> str:
     libc.call("sethostname", ctypes.c_char_p(raw), ctypes.c_size_t(len(raw)))
     if os.uname().nodename != name:
         raise OSError(0, f"hostname reads {os.uname().nodename!r}, not {name!r}")
-    return f"uts_namespace=new hostname={name}"
+    return attest.uts_namespace(name)

@@ -17,6 +17,7 @@ import os
 import stat
 
 from bvisor.launcher import ctty, libc, mounts
+from bvisor.wire import attest
 
 OPEN_TREE_CLONE = 0x1
 AT_EMPTY_PATH = 0x1000
@@ -251,7 +252,7 @@ def pivot(base: str, host_tree: bool) -> str:
     if (root.st_dev, root.st_ino) != base_id:
         raise OSError(0, "after pivot_root, / is not the run's new root")
     os.chdir("/")
-    return f"view=pivoted root={'host_tree' if host_tree else 'fresh'}"
+    return attest.view(host_tree)
 
 
 def start_in(cwd: str, required: bool) -> str:
@@ -283,7 +284,7 @@ def exec_through_read_only_clone(exe_slot: int, path: str, located: int) -> str:
     tree = detached_clone(located, writable=False)
     os.dup2(tree, exe_slot, inheritable=False)
     os.close(tree)
-    return f"view_exe path={path} read_only=true nosuid,nodev"
+    return f"{attest.view_exe(path)} nosuid,nodev"
 
 
 def shown_trees(request) -> list:
@@ -332,11 +333,10 @@ def assemble(request, trees: dict, note) -> int | None:
             creatable.add(os.fstat(temp_root).st_dev)
         else:
             attach_tree(trees.pop(slot), where, creatable)
-            mapped = "owner=run_root " if slot in request.idmapped else ""
-            text = f"view_root path={path} writable={str(writable).lower()} {mapped}verified=dev_ino nosuid,nodev"
+            text = f"{attest.view_root(path, writable, slot in request.idmapped)} verified=dev_ino nosuid,nodev"
         note(text)
         if kind == "bind":
-            note(f"bind dest={path} writable={str(writable).lower()} verified=dev_ino")
+            note(f"{attest.bind(path)} writable={str(writable).lower()} verified=dev_ino")
     for path, target in view.links:
         if not os.path.lexists(base + path):  # a root at / may have brought it already
             mounts.ensure_mountpoint(base + os.path.dirname(path), True, creatable)

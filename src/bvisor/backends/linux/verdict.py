@@ -16,6 +16,7 @@ from bvisor.backends.linux.launch import (
     launch_confinement_unavailable,
 )
 from bvisor.backends.linux.lowering import LoweredLaunch
+from bvisor.wire import attest
 from bvisor.wire.plan import LauncherState
 
 
@@ -50,53 +51,54 @@ _EXEC_ERRNO_FACT = {errno.ENOENT: "exe_not_found", errno.ENOTDIR: "exe_not_found
 
 
 def required_attestations(lowered: LoweredLaunch) -> list:
-    """The launcher notes that must be present before a run may count as confined."""
-    notes = ["launcher_lifetime=pdeathsig_sigkill", "controlling_terminal=none"]
-    notes += ["fd_scrub", "environment=exact", "no_new_privs=1", "capabilities=none"]
+    """The launcher notes that must be present before a run may count as confined (each made
+    by ``wire.attest``, which the launcher writes them with)."""
+    notes = [attest.LAUNCHER_LIFETIME, attest.NO_CONTROLLING_TERMINAL]
+    notes += [attest.FD_SCRUB, attest.ENVIRONMENT, attest.NO_NEW_PRIVS, attest.CAPABILITIES]
     if lowered.deny_network:
-        notes += ["user_namespace=mapped", "network_namespace=empty_netns"]
+        notes += [attest.USER_NAMESPACE, attest.NETWORK_NAMESPACE]
     if lowered.plan is None:
         return notes
     target = lowered.plan.body.target
     outside_id = target.user_namespace.outside_id if target.user_namespace is not None else None
     if outside_id is not None:
-        notes.append(f"user_namespace=mapped uid0={outside_id} gid0={outside_id}")
+        notes.append(attest.user_namespace(outside_id))
     if target.ipc_namespace is not None:
-        notes.append("ipc_namespace=new shm=0 msg=0 sem=0")
+        notes.append(attest.IPC_NAMESPACE)
     if target.uts_namespace is not None:
-        notes.append(f"uts_namespace=new hostname={target.uts_namespace.hostname}")
+        notes.append(attest.uts_namespace(target.uts_namespace.hostname))
     if target.cgroup_namespace is not None:
-        notes.append("cgroup_namespace=new root=leaf")
-    notes += [f"view_root path={m.dest} writable=true owner=run_root" for m in target.idmapped_mounts or []]
+        notes.append(attest.CGROUP_NAMESPACE)
+    notes += [attest.view_root(m.dest, True, True) for m in target.idmapped_mounts or []]
     if target.view is not None:
-        notes.append(f"view=pivoted root={'host_tree' if target.view.host_tree else 'fresh'}")
-        notes.append("view_dev devices=null,zero,full,random,urandom" + (",tty" if target.terminal is not None else ""))
+        notes.append(attest.view(target.view.host_tree))
+        notes.append(attest.view_devices(target.terminal is not None))
         if target.view.exe is not None:
-            notes.append(f"view_exe path={target.view.exe} read_only=true")
+            notes.append(attest.view_exe(target.view.exe))
     if target.mount_namespace is not None:
-        notes += ["user_namespace=mapped", "mount_namespace=private"]
+        notes += [attest.USER_NAMESPACE, attest.MOUNT_NAMESPACE]
     if target.temp_root is not None:
         root = target.temp_root
-        notes.append(f"temp_root=tmpfs path={root.path} size={root.size_bytes} nr_inodes={root.max_inodes} verified=statvfs")
-    notes += [f"bind dest={bind.dest}" for bind in target.binds or []]
+        notes.append(attest.temp_root(root.path, root.size_bytes, root.max_inodes))
+    notes += [attest.bind(bind.dest) for bind in target.binds or []]
     if target.landlock is not None:
-        notes.append("landlock=restricted installed=true")
+        notes.append(attest.LANDLOCK)
     if target.pid_namespace is not None:
-        notes += ["pid_namespace=init pid=1 proc=own", "lifetime=pdeathsig_sigkill(init)"]
+        notes += [attest.PID_NAMESPACE, attest.INIT_LIFETIME]
     if target.cgroup is not None:
-        notes.append("cgroup=placed")
+        notes.append(attest.CGROUP_PLACED)
     if target.rlimits:
-        notes.append("rlimits=set")
+        notes.append(attest.RLIMITS)
     if target.landlock_scope is not None:
-        notes.append("landlock_scope=signal,abstract_unix_socket installed=true")
+        notes.append(attest.LANDLOCK_SCOPE)
     if target.network_namespace is not None and target.network_namespace.unix_gate is not None:
-        notes.append(f"unix_gate={UNIX_GATE_MECHANISM} supervisor=init")
+        notes.append(attest.unix_gate(UNIX_GATE_MECHANISM))
     if target.terminal is not None:
-        notes.append("controlling_terminal=run_pty session=new")
+        notes.append(attest.RUN_TERMINAL)
         if target.view is not None:
-            notes.append("terminal_node=unchangeable")
+            notes.append(attest.TERMINAL_NODE)
     if target.seccomp is not None:
-        notes.append(f"seccomp=filter policies={','.join(target.seccomp.policies)} program={target.seccomp.program_digest.hex()}")
+        notes.append(attest.seccomp(target.seccomp.policies, target.seccomp.program_digest.hex()))
     return notes
 
 
