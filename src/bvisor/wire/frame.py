@@ -25,7 +25,7 @@ EXIT_REFUSED = 3
 EXIT_FAULTED = 4
 
 
-def staged_placement(placement: dict) -> tuple:
+def staged_placement(placement: dict[int, int]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """How to put each source fd (value) at its number (key) when sources and targets may
     overlap: ``(stage, final)`` lists of ``(from, to)`` moves. Every source first goes to a
     fresh number above them all, then down to its target, so no move clobbers a source

@@ -301,5 +301,6 @@ _body_decoder = msgspec.msgpack.Decoder(LinuxLaunchBodyV1)
 
 
 def decode_frame(data: bytes) -> LinuxLaunchPlanV1:
-    """Verify a frame and decode its body (raises ``frame.FrameReject`` / ``msgspec.DecodeError``)."""
+    """Verify a frame and decode its body (raises ``frame.FrameReject`` or
+    ``msgspec.DecodeError``)."""
     return LinuxLaunchPlanV1(body=_body_decoder.decode(frame.parse_frame(data)))

@@ -8,7 +8,7 @@ checks the structs against them field by field, in order (the order is the byte 
 Stdlib + blake3 + msgpack only: the launcher imports this on every run.
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import blake3
 import msgpack
@@ -187,18 +187,18 @@ _PARAMS_DOMAIN = b"bvisor.primitive-params.v1\x00"
 _DECL_DOMAIN = b"bvisor.primitive-decl.v1\x00"
 
 
-def _present(target: dict, path: str) -> bool:
+def _present(target: dict[str, Any], path: str) -> bool:
     head, _, sub = path.partition(".")
     value = target.get(head)
     return value is not None and (not sub or (isinstance(value, dict) and value.get(sub) is not None))
 
 
-def schedule_for(target: dict) -> list[Primitive]:
+def schedule_for(target: dict[str, Any]) -> list[Primitive]:
     """The one schedule a target (as decoded from the wire: plain maps and lists) implies."""
     return [p for p in PRIMITIVES if p.present is None or _present(target, p.present)]
 
 
-def param_digest(primitive: Primitive, target: dict) -> bytes:
+def param_digest(primitive: Primitive, target: dict[str, Any]) -> bytes:
     """blake3 over the canonical MessagePack of the target fields ``primitive`` applies, as a
     list of their values (nil where absent). The host computes it from the target it encoded,
     the launcher from the target it decoded: one function, so the two cannot drift."""

@@ -19,6 +19,7 @@ Stdlib only: the launcher server and the host (``backends/linux/warm.py``) both 
 import errno
 import socket
 import struct
+from collections.abc import Sequence
 
 ENV_SERVER_FD = "BVISOR_SERVER_FD"
 
@@ -51,20 +52,23 @@ class HostGone(Exception):
 class Request:
     __slots__ = ("request_id", "sigint_ignored", "plan_at", "control_at", "placement")
 
-    def __init__(self, request_id: int, sigint_ignored: bool, placement: dict):
+    def __init__(self, request_id: int, sigint_ignored: bool, placement: dict[int, int]):
         self.request_id, self.sigint_ignored, self.placement = request_id, sigint_ignored, placement
         self.plan_at, self.control_at = list(placement)[:2]
 
 
-def encode_request(request_id: int, host_pid: int, sigint_ignored: bool, plan_at: int, control_at: int, placement: dict):
-    """``(message bytes, fds)`` for one run; ``placement`` maps coordinator fd numbers to host fds."""
+def encode_request(
+    request_id: int, host_pid: int, sigint_ignored: bool, plan_at: int, control_at: int, placement: dict[int, int]
+) -> tuple[bytes, list[int]]:
+    """``(message bytes, fds)`` for one run; ``placement`` maps coordinator fd numbers to
+    host fds."""
     targets = [plan_at, control_at] + [t for t in placement if t not in (plan_at, control_at)]
     flags = FLAG_SIGINT_IGNORED if sigint_ignored else 0
     header = REQUEST.pack(REQUEST_MAGIC, request_id, host_pid, flags, len(targets))
     return header + struct.pack(f"<{len(targets)}H", *targets), [placement[t] for t in targets]
 
 
-def decode_request(data: bytes, passed: list, msg_flags: int, host_pid: int) -> Request:
+def decode_request(data: bytes, passed: list[int], msg_flags: int, host_pid: int) -> Request:
     """Check a received request against what this server can honour; RequestRefused if not."""
     if len(data) < REQUEST.size:
         raise RequestRefused(0, errno.EBADMSG, f"request of {len(data)} bytes")
@@ -80,21 +84,21 @@ def decode_request(data: bytes, passed: list, msg_flags: int, host_pid: int) -> 
     targets = struct.unpack_from(f"<{count}H", data, REQUEST.size)
     if len(set(targets)) != count:
         raise RequestRefused(request_id, errno.EINVAL, f"duplicate targets {targets}")
-    return Request(request_id, bool(flags & FLAG_SIGINT_IGNORED), dict(zip(targets, passed)))
+    return Request(request_id, bool(flags & FLAG_SIGINT_IGNORED), dict(zip(targets, passed, strict=True)))
 
 
-def receive(sock: socket.socket, size: int, max_fds: int) -> tuple:
+def receive(sock: socket.socket, size: int, max_fds: int) -> tuple[bytes, list[int], int]:
     """One message: ``(data, fds, msg flags)``. Passed fds arrive close-on-exec: a host that
     spawns from other threads must never leak them (``socket.recv_fds`` cannot ask for that)."""
     data, ancillary, msg_flags, _ = sock.recvmsg(size, socket.CMSG_SPACE(max_fds * 4), socket.MSG_CMSG_CLOEXEC)
-    passed = []
+    passed: list[int] = []
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             passed += memoryview(payload[: len(payload) - len(payload) % 4]).cast("i").tolist()
     return data, passed, msg_flags
 
 
-def send(sock: socket.socket, data: bytes, passed=()) -> None:
+def send(sock: socket.socket, data: bytes, passed: Sequence[int] = ()) -> None:
     """One message; never SIGPIPE (a dead peer is an error here, not a reason to die)."""
     ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(passed)}i", *passed))] if passed else []
     sock.sendmsg([data], ancillary, socket.MSG_NOSIGNAL)
