@@ -47,7 +47,7 @@ from bvisor import (
     Workload,
 )
 from bvisor.contract import Enforcement, FsAccess, RequirementKind
-from bvisor.launcher import syscalls
+from bvisor.mechanism import syscalls
 from helpers import (
     IDENTITIES,
     UNPRIVILEGED_PREFIX,

@@ -5,6 +5,7 @@ import json
 import os
 
 from bvisor.launcher import fds
+from bvisor.mechanism import fdio
 
 
 def in_child(body) -> object:
@@ -20,7 +21,7 @@ def in_child(body) -> object:
         finally:
             os._exit(code)
     os.close(write_end)
-    data = fds.read_all(read_end)
+    data = fdio.read_all(read_end)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     return json.loads(data)
@@ -58,7 +59,7 @@ def test_read_all_reads_past_one_chunk_and_closes_the_fd():
         os.write(write_end, payload * 3)
         os._exit(0)
     os.close(write_end)
-    assert fds.read_all(read_end) == payload * 3
+    assert fdio.read_all(read_end) == payload * 3
     os.waitpid(pid, 0)
     try:
         os.fstat(read_end)
@@ -69,5 +70,5 @@ def test_read_all_reads_past_one_chunk_and_closes_the_fd():
 
 
 def test_read_text_reads_a_kernel_file_whole():
-    status = fds.read_text("/proc/self/status")
+    status = fdio.read_text("/proc/self/status")
     assert status.startswith("Name:") and "\nCapEff:" in status and status.endswith("\n")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.launcher import seccomp, syscalls
+from bvisor.launcher.seccomp import install, no_new_privs
+from bvisor.mechanism import seccomp, syscalls
 
 ARCHES = ("x86_64", "aarch64")
 
@@ -583,9 +584,9 @@ def test_a_jump_too_long_to_encode_is_refused():
 
 def test_install_refuses_bytes_that_are_not_a_filter():
     with pytest.raises(ValueError):
-        seccomp.install(b"")
+        install(b"")
     with pytest.raises(ValueError):
-        seccomp.install(b"\x06\x00\x00\x00\x00\x00\xff")
+        install(b"\x06\x00\x00\x00\x00\x00\xff")
 
 
 # --- the kernel enforces it -------------------------------------------------------------------
@@ -633,8 +634,8 @@ def _in_filtered_child(policy_names, probes) -> tuple:
     if pid == 0:
         code = 1
         try:
-            seccomp.no_new_privs()
-            seccomp.install(program)
+            no_new_privs()
+            install(program)
             os.write(ready_w, b"1")
             os.read(go_r, 1)
             report = {name: probe() for name, probe in probes.items()}

@@ -4,7 +4,7 @@ tests/oracle/test_seccomp.py prove what the installed filter does."""
 import pytest
 
 from bvisor.contract import Capability, SpawnPolicy
-from bvisor.launcher import seccomp
+from bvisor.mechanism import seccomp
 from bvisor.backends.linux.lowering import seccomp_policies
 
 

@@ -9,7 +9,8 @@ import ctypes
 import os
 import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 
-from bvisor.launcher import fds, libc
+from bvisor.launcher import libc
+from bvisor.mechanism import fdio
 
 CHILD_FAILED = 127
 
@@ -55,7 +56,7 @@ def fail(write_fd: int, step: str, exc: BaseException) -> None:
 
 def read_failure(read_fd: int):
     """Block until the child exec'd or failed; ``None`` on success, else ``(step, errno, detail)``."""
-    record = fds.read_all(read_fd)
+    record = fdio.read_all(read_fd)
     if not record:
         return None
     step, errno, detail = record.decode("utf-8", "replace").split(":", 2)

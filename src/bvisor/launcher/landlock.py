@@ -1,51 +1,17 @@
-"""Landlock: the kernel's unprivileged filesystem access control.
+"""Landlock installers: the ABI this kernel offers, and a ruleset built and put in force.
 
-A ruleset handles every filesystem right the running kernel knows (so nothing it could
-check is left unchecked), and grants rights only beneath the root fds the host opened. The
-ruleset is built from those fds — never from paths — and applied with restrict_self just
-before exec, after no_new_privs. Rights per ABI follow the kernel's uapi header.
+The ruleset is built from the root fds the host opened — never from paths — and applied with
+restrict_self just before exec, after no_new_privs. Which rights a root gets is
+``bvisor.mechanism.landlock``: the host names them too.
 """
 
 import ctypes
 
 from bvisor.launcher import libc
+from bvisor.mechanism.landlock import handled_rights
 
 _CREATE_RULESET_VERSION = 1
 _RULE_PATH_BENEATH = 1
-
-# (name, bit, first ABI that knows it)
-RIGHTS = (
-    ("execute", 1 << 0, 1),
-    ("write_file", 1 << 1, 1),
-    ("read_file", 1 << 2, 1),
-    ("read_dir", 1 << 3, 1),
-    ("remove_dir", 1 << 4, 1),
-    ("remove_file", 1 << 5, 1),
-    ("make_char", 1 << 6, 1),
-    ("make_dir", 1 << 7, 1),
-    ("make_reg", 1 << 8, 1),
-    ("make_sock", 1 << 9, 1),
-    ("make_fifo", 1 << 10, 1),
-    ("make_block", 1 << 11, 1),
-    ("make_sym", 1 << 12, 1),
-    ("refer", 1 << 13, 2),
-    ("truncate", 1 << 14, 3),
-    ("ioctl_dev", 1 << 15, 5),
-)
-# Rights that apply to a file (a rule on a non-directory may only grant these).
-_FILE_RIGHTS = {"execute", "write_file", "read_file", "truncate", "ioctl_dev"}
-_READ_RIGHTS = {"execute", "read_file", "read_dir"}
-
-# Scopes (ABI 6): a scoped domain may not signal, nor connect to an abstract unix socket of,
-# a process outside it.
-SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
-SCOPE_SIGNAL = 1 << 1
-SCOPE_ABI = 6
-SCOPES = (("abstract_unix_socket", SCOPE_ABSTRACT_UNIX_SOCKET), ("signal", SCOPE_SIGNAL))
-
-# Below ABI 3 truncate(2) is not checked, so a file outside every write root could still be
-# emptied: confinement would be partial. bvisor refuses rather than install it.
-ABI_FLOOR = 3
 
 
 def abi_version() -> int:
@@ -56,24 +22,6 @@ def abi_version() -> int:
         return 0
 
 
-def handled_rights(abi: int) -> int:
-    return sum(bit for _, bit, since in RIGHTS if since <= abi)
-
-
-def right_names(mask: int) -> list:
-    return [name for name, bit, _ in RIGHTS if mask & bit]
-
-
-def access_mask(abi: int, writable: bool, is_directory: bool) -> int:
-    """A read root grants read and execute; a write root grants every handled right."""
-    names = {name for name, _, since in RIGHTS if since <= abi}
-    if not writable:
-        names &= _READ_RIGHTS
-    if not is_directory:
-        names &= _FILE_RIGHTS
-    return sum(bit for name, bit, _ in RIGHTS if name in names)
-
-
 class _RulesetAttr(ctypes.Structure):
     # Fields a kernel does not know must be zero; it accepts the larger struct then.
     _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
@@ -82,10 +30,6 @@ class _RulesetAttr(ctypes.Structure):
 class _PathBeneathAttr(ctypes.Structure):
     _pack_ = 1  # the uapi struct is __attribute__((packed))
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
-
-def scope_names(scoped: int) -> list:
-    return [name for name, bit in SCOPES if scoped & bit]
 
 
 def create_ruleset(abi: int, handle_fs: bool = True, scoped: int = 0) -> int:

@@ -6,7 +6,7 @@ Only the launcher's mechanism modules call into this; each names its own syscall
 import ctypes
 import os
 
-from bvisor.launcher import syscalls
+from bvisor.mechanism import syscalls
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long

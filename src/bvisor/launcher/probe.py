@@ -6,7 +6,8 @@ result goes to stdout as ``name=value`` lines — no workload runs in this mode.
 
 import os
 
-from bvisor.launcher import cgroup, childproc, fds, idmap, ipc, landlock, mounts, netns, pidns, seccomp, unixgate, userns, uts, view
+from bvisor.launcher import cgroup, childproc, idmap, ipc, landlock, mounts, netns, pidns, seccomp, unixgate, userns, uts, view
+from bvisor.mechanism import fdio
 
 
 # Each namespace proof is a child cloned into the namespaces a run's child is born in, as
@@ -74,7 +75,7 @@ def _transient_identity() -> str:
     try:
         pid, error_fd = childproc.fork_with_error_pipe(userns.CLONE_NEWUSER | mounts.CLONE_NEWNS)
     except OSError as exc:
-        fds.close_all((mapped_r, mapped_w, *trees.values()))
+        fdio.close_all((mapped_r, mapped_w, *trees.values()))
         return f"failed errno={exc.errno} clone: {exc.strerror}"
     if pid == 0:
         try:

@@ -3,7 +3,7 @@ sockets inside granted roots included, while sockets the run makes for itself ke
 
 An empty network namespace does not cover pathname unix sockets (the filesystem is their
 namespace), and landlock on this kernel generation does not mediate connecting to one. So
-the workload runs under a second seccomp filter (``seccomp.gate_program``) whose connect(2),
+the workload runs under a second seccomp filter (``mechanism.seccomp.gate_program``) whose connect(2),
 sendto(2) with a destination, and sendmsg(2) stop in the kernel until the run's init answers
 them. The init (pid 1 of the run's pid namespace) is under no filter; it:
 
@@ -39,9 +39,9 @@ import stat
 import struct
 import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 
-from bvisor.launcher import libc, pidns, seccomp, syscalls
-
-MECHANISM = "seccomp_user_notif"
+from bvisor.launcher import libc, pidns, seccomp
+from bvisor.mechanism import syscalls
+from bvisor.mechanism.seccomp import gate_program
 
 # ioctls on the listener (linux/seccomp.h): _IOWR('!', 0, struct seccomp_notif),
 # _IOWR('!', 1, struct seccomp_notif_resp), _IOW('!', 2, __u64).
@@ -70,7 +70,7 @@ class Refused(OSError):
 
 def install() -> int:
     """Install the gate's filter on this process (no_new_privs already set); the listener fd."""
-    return seccomp.install(seccomp.gate_program(libc.MACHINE), listener=True)
+    return seccomp.install(gate_program(libc.MACHINE), listener=True)
 
 
 class Handoff:

@@ -28,7 +28,7 @@ from bvisor.contract import (
     SupportVerdict,
 )
 from bvisor.contract.storage import storage_capped_by_temp_root
-from bvisor.launcher import landlock, seccomp
+from bvisor.mechanism import landlock, seccomp
 from bvisor.backends.linux import cgroup, cgroup_orphans, cgroupfs, identity, probe
 from bvisor.backends.linux.budgets import RunSupervisor, budget_ending, budget_profile_of, leaf_facts, make_leaf, run_usage, workload_rusage
 from bvisor.backends.linux.ceiling import BACKEND_ID, FAMILY, MECHANISMS, profile_of

@@ -18,7 +18,7 @@ from bvisor.contract import (
     SupportMatrix,
     SupportVerdict,
 )
-from bvisor.launcher import landlock
+from bvisor.mechanism import landlock
 from bvisor.backends.linux import probe
 from bvisor.backends.linux.budgets import run_tree_kill
 

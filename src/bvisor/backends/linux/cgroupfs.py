@@ -12,7 +12,7 @@ import signal
 import time
 from collections.abc import Iterable, Mapping
 
-from bvisor.launcher.fds import read_text
+from bvisor.mechanism.fdio import read_text
 
 POLL_SECONDS = 0.005
 # A v1 freeze of a leaf whose tasks are in uninterruptible sleep can stay FREEZING; past this

@@ -7,7 +7,7 @@ enough to run at every plan and before every execute, to detect drift.
 
 import os
 
-from bvisor.launcher.fds import read_text
+from bvisor.mechanism.fdio import read_text
 from bvisor.backends.linux.filesystem import probe_system_roots
 
 _SYSCTLS = (

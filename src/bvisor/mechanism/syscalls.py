@@ -2,7 +2,7 @@
 
 The syscalls the seccomp policies and the unix socket gate name, read/write/execve (probes
 that every policy must leave allowed), and those the launcher issues without a libc wrapper
-(seccomp, landlock_*, pidfd_*, openat2, and the new mount API, which the policies also name); ``libc.syscall`` numbers them from here.
+(seccomp, landlock_*, pidfd_*, openat2, and the new mount API, which the policies also name); ``bvisor.launcher.libc.syscall`` numbers them from here.
 x86_64 numbers come from the x86_64 table (asm/unistd_64.h); aarch64 uses the asm-generic
 table (asm-generic/unistd.h), which never had fork, vfork, iopl or ioperm, nor the path calls
 with an *at successor (chmod, creat, mknod, open). tests/unit/test_seccomp.py checks both
