@@ -6,7 +6,7 @@ very session and passed (``bvisor.qualification.gate_problems``). Without the va
 plugin does nothing, so a partial run (``pytest -k ...``) is not failed for what it skipped.
 
 Two seams, so the plugin itself can be tested with a planted ledger in an inner session
-(tests/unit/test_ledger_gate_plugin.py): ``BVISOR_LEDGER`` names the ledger file to check
+(tests/tooling/test_ledger_gate_plugin.py): ``BVISOR_LEDGER`` names the ledger file to check
 (default: the packaged ``bvisor/ledger.toml``), and ``BVISOR_LEDGER_BACKEND=inert`` weighs
 the rows against the InertBackend's ceiling (four kinds, nothing probed, no budget
 enforced) instead of the LinuxBackend's live probe. Both are reported in the summary

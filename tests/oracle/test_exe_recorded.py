@@ -3,7 +3,7 @@ of the exe the host opened) against two channels. Channel A (host): stat and bla
 file, read here by path. Channel B (workload): the running process stats and hashes its own
 ``/proc/self/exe`` and prints it. The launcher runs as the caller and as an unprivileged uid.
 That a file put at the path after the host opened it changes neither the record nor what runs
-(and the control, exec by path running the new file) is in tests/unit/test_exe_identity.py.
+(and the control, exec by path running the new file) is in tests/launcher/test_exe_identity.py.
 """
 
 import hashlib

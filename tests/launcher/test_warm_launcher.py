@@ -3,8 +3,8 @@ launcher, as the caller and as uid 65534: the same plans and frames give the sam
 transcripts and workload exits as the one-shot path; many sequential and concurrent runs
 succeed through one server; a killed or wedged server ends its run with ``HarnessError``
 (the backend's SupervisorFault), leaves no process of the run, and is replaced by the next
-run; a dying host takes server and runs along; ``close`` leaves no server. Timings and the
-server's memory are printed, never asserted.
+run; a dying host takes server and runs along; ``close`` leaves no server. Its latency and
+memory are measured by ``make bench`` (benchmarks/bench.py), not here.
 """
 
 import errno
