@@ -144,10 +144,8 @@ def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_
         raise OSError(0, f"the init is pid {os.getpid()}, not 1")
     step = "cgroup"
     try:
-        if request.cgroup_slots:
-            transcript.note(cgroup.place(request.cgroup_slots))
-        if request.cgroup_namespace:
-            transcript.note(cgroup.enter_namespace())
+        for _, place in request.scheduled(_INIT_STEPS):
+            transcript.note(place(request))
         step = "visibility"
         temp_root = _visibility_phase(request, transcript, trees)
         step = "cwd"
@@ -238,11 +236,9 @@ def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: i
         if temp_root is not None:
             os.close(temp_root)
         workload = _Workload(request, transcript, error_fd, sigint, ruleset, _seccomp_program(request, transcript), gate)
-        for primitive in request.schedule:
-            run = _WORKLOAD_STEPS.get(primitive)
-            if run is not None:
-                step = _STEP_NAMES.get(primitive, "confinement")
-                run(workload)
+        for primitive, run in request.scheduled(_WORKLOAD_STEPS):
+            step = _STEP_NAMES.get(primitive, "confinement")
+            run(workload)
     except BaseException as exc:
         childproc.fail(error_fd, step, exc)
     os._exit(childproc.CHILD_FAILED)  # unreachable: exec or fail() ends the child
@@ -346,17 +342,25 @@ def _check_kernel_floors(request: LaunchRequest) -> None:
 
 def _namespaces(request: LaunchRequest) -> int:
     """The CLONE_NEW* flags the child is born with: none without a user namespace, which
-    owns (and, unprivileged, is the ticket to) every other one."""
+    owns (and, unprivileged, is the ticket to) every other one. The user and network
+    namespaces are the seed's target fields, which schedule no primitive of their own; every
+    other one is asked by a scheduled entry."""
     if not request.user_namespace:
         return 0
-    return (
-        userns.CLONE_NEWUSER
-        | (netns.CLONE_NEWNET if request.network_namespace else 0)
-        | (mounts.CLONE_NEWNS if request.mount_namespace else 0)
-        | (pidns.CLONE_NEWPID if request.pid_namespace else 0)
-        | (ipc.CLONE_NEWIPC if request.ipc_namespace else 0)
-        | (uts.CLONE_NEWUTS if request.hostname is not None else 0)
-    )
+    flags = userns.CLONE_NEWUSER | (netns.CLONE_NEWNET if request.network_namespace else 0)
+    for primitive in request.schedule:
+        flags |= _BIRTH_FLAGS.get(primitive, 0)
+    return flags
+
+
+# The namespace each primitive needs the child born in (a cgroup namespace is entered later,
+# by the init once it is placed in the run's leaf).
+_BIRTH_FLAGS = {
+    vocabulary.ID_IPC_NS: ipc.CLONE_NEWIPC,
+    vocabulary.ID_UTS_NS: uts.CLONE_NEWUTS,
+    vocabulary.ID_PID_INIT: pidns.CLONE_NEWPID,
+    vocabulary.ID_MOUNT_VIEW: mounts.CLONE_NEWNS,
+}
 
 
 def _check_identity(request: LaunchRequest) -> None:
@@ -380,10 +384,20 @@ def _identity_phase(request: LaunchRequest, transcript: Transcript, identity) ->
         transcript.note(userns.map_self(*identity))
     if request.network_namespace:
         transcript.note(netns.attest())
-    if request.ipc_namespace:
-        transcript.note(ipc.attest())
-    if request.hostname is not None:
-        transcript.note(uts.set_hostname(request.hostname))
+    for _, attest_namespace in request.scheduled(_IDENTITY_STEPS):
+        transcript.note(attest_namespace(request))
+
+
+# What the child does in the namespaces it was born in, once it is their root.
+_IDENTITY_STEPS = {
+    vocabulary.ID_IPC_NS: lambda request: ipc.attest(),
+    vocabulary.ID_UTS_NS: lambda request: uts.set_hostname(request.hostname),
+}
+# What the init does before the run's view: join the run's leaf, then root a cgroup namespace there.
+_INIT_STEPS = {
+    vocabulary.ID_CGROUP_PLACE: lambda request: cgroup.place(request.cgroup_slots),
+    vocabulary.ID_CGROUP_NS: lambda request: cgroup.enter_namespace(),
+}
 
 
 def _visibility_phase(request: LaunchRequest, transcript: Transcript, trees: dict) -> int | None:

@@ -75,6 +75,11 @@ class LaunchRequest:
         for name in self.__slots__:
             setattr(self, name, fields[name])
 
+    def scheduled(self, handlers: dict) -> list:
+        """``(primitive, handler)`` for each scheduled entry ``handlers`` carries out, in
+        schedule order: how each launcher process dispatches its part of the program."""
+        return [(primitive, handlers[primitive]) for primitive in self.schedule if primitive in handlers]
+
     def roots(self) -> list:
         """The landlock roots the host declared: ``(slot, writable)``."""
         return [(s.index, s.role == "write_root") for s in self.slots if s.role in ("read_root", "write_root")]

@@ -153,15 +153,16 @@ class Primitive(NamedTuple):
 
 
 # Every primitive this launcher carries out, in the one order a schedule lists them: by
-# phase, and within a phase in the order the launcher applies them (seccomp last of all
-# before exec: from there on only execve runs).
+# phase, and within a phase in the order the launcher applies them (the init joins the
+# run's cgroup leaf before it roots a cgroup namespace there; seccomp is last of all before
+# exec: from there on only execve runs).
 PRIMITIVES: tuple[Primitive, ...] = (
     Primitive(ID_TRANSIENT_ID, PHASE_NAMESPACE_CREATE, "user_namespace.outside_id", ("user_namespace",)),
     Primitive(ID_IPC_NS, PHASE_NAMESPACE_CREATE, "ipc_namespace", ("ipc_namespace",)),
     Primitive(ID_UTS_NS, PHASE_NAMESPACE_CREATE, "uts_namespace", ("uts_namespace",)),
-    Primitive(ID_CGROUP_NS, PHASE_NAMESPACE_CREATE, "cgroup_namespace", ("cgroup_namespace",)),
     Primitive(ID_PID_INIT, PHASE_NAMESPACE_CREATE, "pid_namespace", ("pid_namespace",)),
     Primitive(ID_CGROUP_PLACE, PHASE_NAMESPACE_CREATE, "cgroup", ("cgroup",)),
+    Primitive(ID_CGROUP_NS, PHASE_NAMESPACE_CREATE, "cgroup_namespace", ("cgroup_namespace",)),
     Primitive(ID_MOUNT_TEMP_ROOT, PHASE_FS_SETUP, "temp_root", ("temp_root",)),
     Primitive(ID_MOUNT_BIND, PHASE_FS_SETUP, "binds", ("binds",)),
     Primitive(ID_MOUNT_IDMAPPED, PHASE_FS_SETUP, "idmapped_mounts", ("idmapped_mounts",)),
