@@ -131,7 +131,9 @@ ID_MOUNT_TEMP_ROOT = "linux.mount.temp_root.v1"
 ID_MOUNT_BIND = "linux.mount.bind.v1"
 ID_MOUNT_IDMAPPED = "linux.mount.idmapped.v1"
 ID_MOUNT_VIEW = "linux.mount.view.v1"
-ID_RLIMIT_SET = "linux.rlimit.set.v1"
+# v1 was scheduled in privilege_drop, before the fd scrub: a cap on open files set there
+# would fail the scrub itself. v2 is set in policy_install, once only the exec's fds remain.
+ID_RLIMIT_SET = "linux.rlimit.set.v2"
 ID_AMBIENT_SCRUB = "linux.ambient.scrub.v1"
 ID_LANDLOCK_APPLY = "linux.landlock.apply.v1"
 ID_LANDLOCK_SCOPE = "linux.landlock.scope.v1"
@@ -167,8 +169,8 @@ PRIMITIVES: tuple[Primitive, ...] = (
     Primitive(ID_MOUNT_BIND, PHASE_FS_SETUP, "binds", ("binds",)),
     Primitive(ID_MOUNT_IDMAPPED, PHASE_FS_SETUP, "idmapped_mounts", ("idmapped_mounts",)),
     Primitive(ID_MOUNT_VIEW, PHASE_FS_SETUP, "view", ("mount_namespace", "view")),
-    Primitive(ID_RLIMIT_SET, PHASE_PRIVILEGE_DROP, "rlimits", ("rlimits",)),
     Primitive(ID_AMBIENT_SCRUB, PHASE_FD_HYGIENE, None, ()),
+    Primitive(ID_RLIMIT_SET, PHASE_POLICY_INSTALL, "rlimits", ("rlimits",)),
     Primitive(ID_LANDLOCK_APPLY, PHASE_POLICY_INSTALL, "landlock", ("landlock", "proc_roots")),
     Primitive(ID_LANDLOCK_SCOPE, PHASE_POLICY_INSTALL, "landlock_scope", ("landlock_scope",)),
     Primitive(ID_UNIX_GATE, PHASE_POLICY_INSTALL, "network_namespace.unix_gate", ("network_namespace",)),
