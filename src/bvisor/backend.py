@@ -13,9 +13,7 @@ from bvisor.contract import (
     Requirement,
     RequirementKind,
     SupportMatrix,
-    SupportVerdict,
     UnknownBackend,
-    requirement_kind,
 )
 
 if TYPE_CHECKING:
@@ -38,11 +36,10 @@ class Backend(Protocol):
         """The typed ceiling; a pure function of the snapshot."""
         ...
 
-    def classify(self, requirement: Requirement, profile: BackendProfile) -> SupportVerdict:
-        """Usually just ``classify_requirement(self, requirement, profile)``."""
+    def mechanism(self, kind: RequirementKind, enforcement: Enforcement) -> str:
+        """How a plan names the mechanism that gives ``kind`` (``backend:mechanism:enforcement``),
+        after the name the backend's ceiling table gives it."""
         ...
-
-    def mechanism(self, kind: RequirementKind, enforcement: Enforcement) -> str: ...
 
     def grants(self, requirement: Requirement, spec: BoundarySpec, snapshot: BackendProfileSnapshot) -> list[str]:
         """What admitting ``requirement`` concretely allows on this host, implicit grants
@@ -53,13 +50,6 @@ class Backend(Protocol):
         """Run an admitted plan. Never raises for a controlled failure: every fault ends as
         an ``Outcome`` plus observed facts explaining it."""
         ...
-
-
-def classify_requirement(backend: Backend, requirement: Requirement, profile: BackendProfile) -> SupportVerdict:
-    """The family's best case met with this host's ceiling: neither side can claim more
-    than the other allows."""
-    kind = requirement_kind(requirement)
-    return backend.support().best_case(kind).meet(profile.ceiling(kind).verdict)
 
 
 class BackendRegistry:

@@ -33,6 +33,7 @@ from bvisor.contract import (
     NetPolicy,
     Requirement,
     SpawnPolicy,
+    SupportMatrix,
     SupportVerdict,
     UnsupportedRequirement,
     WorkloadIncompatible,
@@ -193,6 +194,13 @@ def _admit_dimension(spec: BoundarySpec, dimension: BudgetDimension, request: Bu
     )
 
 
+def classify_requirement(support: SupportMatrix, profile: BackendProfile, requirement: Requirement) -> SupportVerdict:
+    """The family's best case met with this host's ceiling: neither side can claim more
+    than the other allows. The planner's alone, so no backend can weaken it."""
+    kind = requirement_kind(requirement)
+    return support.best_case(kind).meet(profile.ceiling(kind).verdict)
+
+
 def _support_membrane(requirements: list[Requirement], verdicts: list[SupportVerdict], profile: BackendProfile, backend_id: BackendId) -> None:
     for requirement, verdict in zip(requirements, verdicts):
         if verdict.enforcement is not Enforcement.Unsupported:
@@ -232,7 +240,7 @@ class BoundaryPlanner:
         snapshot = backend.probe()
         profile = backend.profile(snapshot)
         requirements = spec.requirements()
-        verdicts = [backend.classify(requirement, profile) for requirement in requirements]
+        verdicts = [classify_requirement(support, profile, requirement) for requirement in requirements]
         _support_membrane(requirements, verdicts, profile, backend_id)
         _evidence_membrane(spec.evidence, verdicts, backend_id)
         budgets = admit_budgets(spec, snapshot.budget)

@@ -19,7 +19,7 @@ import datetime
 import enum
 import importlib.resources
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
@@ -27,6 +27,7 @@ from typing import Literal
 import msgspec
 
 from bvisor.contract import BackendProfileSnapshot, BudgetDimension, Enforcement, RequirementKind
+from bvisor.backends.linux.facts import LinuxFacts, TreeKill, linux_facts
 
 LEDGER: Traversable = importlib.resources.files("bvisor") / "ledger.toml"
 
@@ -62,17 +63,17 @@ class Floor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cgroup_cpu: bool = False
 
 
-# Each boolean floor condition: the probe fact that decides it, and the values that meet it.
-_FLOOR_FACTS = {
-    "userns_netns": ("launcher.userns_netns", {"ok"}),
-    "userns_mount": ("launcher.userns_mount", {"ok"}),
-    "userns_pid": ("launcher.userns_pid", {"ok"}),
-    "seccomp_filter": ("launcher.seccomp_filter", {"ok"}),
-    "unix_gate": ("launcher.unix_gate", {"ok"}),
-    "cgroup_kill": ("cgroup.kill", {"cgroup.kill"}),
-    "cgroup_pids": ("cgroup.pids", {"v1", "v2"}),
-    "cgroup_memory": ("cgroup.memory", {"v1", "v2"}),
-    "cgroup_cpu": ("cgroup.cpu", {"v1", "v2"}),
+# Each boolean floor condition: whether a host's typed facts meet it.
+_FLOOR_FACTS: dict[str, Callable[[LinuxFacts], bool]] = {
+    "userns_netns": lambda facts: facts.userns_netns.ok,
+    "userns_mount": lambda facts: facts.userns_mount.ok,
+    "userns_pid": lambda facts: facts.userns_pid.ok,
+    "seccomp_filter": lambda facts: facts.seccomp_filter.ok,
+    "unix_gate": lambda facts: facts.unix_gate.ok,
+    "cgroup_kill": lambda facts: facts.cgroup_kill is TreeKill.CgroupKill,
+    "cgroup_pids": lambda facts: facts.cgroup_pids is not None,
+    "cgroup_memory": lambda facts: facts.cgroup_memory is not None,
+    "cgroup_cpu": lambda facts: facts.cgroup_cpu is not None,
 }
 
 
@@ -183,8 +184,9 @@ def floor_terms(floor: Floor) -> list[str]:
 
 def floor_unmet(floor: Floor, snapshot: BackendProfileSnapshot) -> list[str]:
     """The floor conditions this host does not meet (empty when it meets them all)."""
-    unmet = [name for name, (fact, ok) in _FLOOR_FACTS.items() if getattr(floor, name) and snapshot.fact(fact) not in ok]
-    if int(snapshot.fact("launcher.landlock_abi") or 0) < floor.landlock_abi_min:
+    facts = linux_facts(snapshot)
+    unmet = [name for name, meets in _FLOOR_FACTS.items() if getattr(floor, name) and not meets(facts)]
+    if facts.landlock_abi < floor.landlock_abi_min:
         unmet.append(f"landlock_abi>={floor.landlock_abi_min}")
     return unmet
 

@@ -28,7 +28,6 @@ from bvisor.contract import (
     SupportVerdict,
     Workload,
 )
-from bvisor.backend import classify_requirement
 
 ALL_CLAIMS = frozenset(EvidenceClaim)
 UNLIMITED_MEDIATED = BudgetAvailability(
@@ -83,9 +82,6 @@ class FakeBackend:
 
     def profile(self, snapshot):
         return BackendProfile(backend=self.backend_id, cells=list(self.ceiling.values()))
-
-    def classify(self, requirement, profile):
-        return classify_requirement(self, requirement, profile)
 
     def mechanism(self, kind, enforcement):
         return f"fake:{kind.value}:{enforcement.value}"

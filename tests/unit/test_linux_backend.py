@@ -8,6 +8,7 @@ from bvisor import BackendRegistry, BoundaryPlanner, LinuxBackend
 from bvisor.capture import StreamCapture
 from bvisor.contract import Enforcement, Outcome, RequirementKind, UnsupportedRequirement
 from bvisor.backends.linux.ceiling import linux_ceiling
+from bvisor.backends.linux.facts import parse_facts
 from bvisor.backends.linux.verdict import judge, required_attestations, timeline_fact
 from bvisor.backends.linux.launch import LaunchObservation, state_arrivals
 from bvisor.wire.plan import LauncherState
@@ -17,6 +18,7 @@ from helpers import deny_all_spec, launcher_path, plan
 
 PROVEN = {
     "launcher.launcher_probe": "ok",
+    "launcher.launcher_euid": "1000",
     "launcher.userns_netns": "ok",
     "launcher.userns_isolation": "ok",
     "launcher.unix_gate": "ok",
@@ -25,7 +27,7 @@ PROVEN = {
 
 
 def _cells(facts):
-    return {cell.kind: cell for cell in linux_ceiling(facts)}
+    return {cell.kind: cell for cell in linux_ceiling(parse_facts(facts))}
 
 
 def test_every_requirement_kind_has_a_cell_and_every_unsupported_cell_says_why():

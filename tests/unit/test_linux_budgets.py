@@ -8,6 +8,7 @@ from bvisor.capture import StreamCapture
 from bvisor.contract import AdmittedBudget, BudgetDimension, BudgetUsage, Enforcement, MinGuarantee, Outcome
 from bvisor.backends.linux.budgets import RunSupervisor, budget_ending, leaf_limits, linux_budget_profile, run_tree_kill, run_usage, temp_root_inodes
 from bvisor.backends.linux.cgroup_leaf import LeafUsage
+from bvisor.backends.linux.facts import parse_facts
 from bvisor.backends.linux.launch import LaunchObservation
 from bvisor.wire.plan import LauncherState
 
@@ -25,11 +26,11 @@ NOTHING = {"cgroup.kill": "unavailable: EACCES", "cgroup.pids": "unavailable: EA
 
 
 def _enforcement(facts):
-    return {d: a.enforcement for d, a in linux_budget_profile(facts).items()}
+    return {d: a.enforcement for d, a in linux_budget_profile(parse_facts(facts)).items()}
 
 
 def test_a_delegated_host_enforces_every_dimension_and_network_only_at_zero():
-    profile = linux_budget_profile(FULL)
+    profile = linux_budget_profile(parse_facts(FULL))
     assert set(_enforcement(FULL).values()) == {Enforcement.Enforced}
     assert profile.network.enforced_up_to == 0
     assert all(profile.get(d).enforced_up_to is None for d in D if d is not D.Network)
@@ -38,14 +39,14 @@ def test_a_delegated_host_enforces_every_dimension_and_network_only_at_zero():
 def test_without_cgroups_or_namespaces_only_the_per_process_fd_cap_is_enforced():
     enforced = {d for d, e in _enforcement(NOTHING).items() if e is Enforcement.Enforced}
     assert enforced == {D.HandleCount}
-    assert run_tree_kill(NOTHING) is None
+    assert run_tree_kill(parse_facts(NOTHING)) is None
 
 
 def test_a_pid_namespace_alone_enforces_wall_but_not_cpu_memory_or_pids():
     facts = {**NOTHING, "launcher.userns_pid": "ok"}
     enforced = {d for d, e in _enforcement(facts).items() if e is Enforcement.Enforced}
     assert enforced == {D.Wall, D.HandleCount}
-    assert run_tree_kill(facts) == "pid_namespace_init"
+    assert run_tree_kill(parse_facts(facts)) == "pid_namespace_init"
 
 
 def _budget(dimension, limit, capped=True):
@@ -147,4 +148,4 @@ def test_without_a_pid_namespace_no_cgroup_cap_is_offered():
     namespace cannot place a run: lowering would refuse every capped run at execute."""
     enforced = {d for d, e in _enforcement({**FULL, "launcher.userns_pid": "failed errno=1"}).items() if e is Enforcement.Enforced}
     assert enforced == {D.HandleCount, D.Storage, D.Network}
-    assert run_tree_kill({**FULL, "launcher.userns_pid": "failed errno=1"}) is None
+    assert run_tree_kill(parse_facts({**FULL, "launcher.userns_pid": "failed errno=1"})) is None

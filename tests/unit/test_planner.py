@@ -138,6 +138,15 @@ def test_the_family_can_veto_an_enforced_ceiling(registry, backend):
     assert "backend family" in raised.value.reason
 
 
+def test_the_planner_meets_family_and_ceiling_whatever_a_backend_would_say(registry, backend):
+    """The meet is the planner's: a backend cannot grade its own requirements up."""
+    backend.ceiling[RequirementKind.Environment] = unsupported_cell(RequirementKind.Environment)
+    backend.classify = lambda requirement, profile: SupportVerdict(Enforcement.Enforced, frozenset(EvidenceClaim))
+    with pytest.raises(UnsupportedRequirement) as raised:
+        plan(registry, seed_spec())
+    assert raised.value.kind is RequirementKind.Environment and "the fake host lacks it" in raised.value.reason
+
+
 @pytest.mark.parametrize(
     ("entries", "field"),
     [

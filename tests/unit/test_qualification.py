@@ -16,6 +16,7 @@ import pytest
 from bvisor import LinuxBackend
 from bvisor.contract import BackendProfileSnapshot, BudgetDimension, RequirementKind
 from bvisor.backends.linux.budgets import linux_budget_profile
+from bvisor.backends.linux.facts import parse_facts
 from bvisor.qualification import (
     LEDGER,
     Floor,
@@ -131,7 +132,7 @@ def _host_without_a_killable_leaf(snapshot) -> BackendProfileSnapshot:
     """This host's facts with no cgroup kill (as for uid 65534): the run tree then dies by
     its pid namespace init, a different mechanism under the same kinds and wall budget."""
     facts = {**{f.name: f.value for f in snapshot.facts}, "cgroup.kill": "unavailable: planted", "launcher.userns_pid": "ok"}
-    return BackendProfileSnapshot.of("linux", facts, linux_budget_profile(facts))
+    return BackendProfileSnapshot.of("linux", facts, linux_budget_profile(parse_facts(facts)))
 
 
 def _without_pid_namespace_rows(ledger) -> Ledger:

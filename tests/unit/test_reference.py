@@ -18,6 +18,7 @@ from bvisor.contract.schemas import generate as generate_schemas
 from bvisor.contract.spec import _KIND_OF_POLICY, _KIND_OF_REQUIREMENT
 from bvisor.backends.linux import ceiling as linux
 from bvisor.backends.linux.budgets import linux_budget_profile
+from bvisor.backends.linux.facts import parse_facts
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "spec-reference.md"
 SHIPPED_FAMILIES = (linux.FAMILY, inert.FAMILY)
@@ -95,7 +96,7 @@ _EVERY_BUDGET_MECHANISM = {
 
 def test_the_claims_described_as_never_backed_are_those_no_shipped_backend_backs():
     backed = {claim for family in SHIPPED_FAMILIES for cell in family.cells for claim in cell.verdict.evidence}
-    for profile in (linux_budget_profile(_EVERY_BUDGET_MECHANISM), uncapped_budget_profile()):
+    for profile in (linux_budget_profile(parse_facts(_EVERY_BUDGET_MECHANISM)), uncapped_budget_profile()):
         backed |= {claim for _, availability in profile.items() for claim in availability.evidence}
     described = re.search(r"Never backed in this version: ([a-z_, ]+) \(", " ".join(EvidenceClaim.__doc__.split()))
     assert described is not None

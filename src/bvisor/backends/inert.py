@@ -31,7 +31,6 @@ from bvisor.contract import (
     SupportVerdict,
 )
 from bvisor.environment import declared_environment, lower_environment
-from bvisor.backend import classify_requirement
 from bvisor.secrets import NoSecrets, SecretUnavailable
 
 BACKEND_ID = "inert"
@@ -64,9 +63,6 @@ class InertBackend:
             for kind, (mechanism, _) in _GIVES.items()
         ]
         return BackendProfile(backend=BACKEND_ID, cells=cells)
-
-    def classify(self, requirement, profile: BackendProfile) -> SupportVerdict:
-        return classify_requirement(self, requirement, profile)
 
     def mechanism(self, kind: RequirementKind, enforcement: Enforcement) -> str:
         return f"inert:{_GIVES[kind][0] if kind in _GIVES else 'none'}:{enforcement.value}"

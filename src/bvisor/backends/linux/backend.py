@@ -10,6 +10,28 @@ import time
 
 import msgspec
 
+from bvisor.backends.linux import cgroup, cgroup_orphans, cgroupfs, identity, probe
+from bvisor.backends.linux.budgets import (
+    RunSupervisor,
+    budget_ending,
+    leaf_facts,
+    linux_budget_profile,
+    make_leaf,
+    run_usage,
+    workload_rusage,
+)
+from bvisor.backends.linux.ceiling import BACKEND_ID, FAMILY, mechanism_name, profile_of
+from bvisor.backends.linux.facts import LinuxFacts, linux_facts, parse_facts
+from bvisor.backends.linux.filesystem import (
+    exe_grant,
+    exposed_grant,
+    requirement_grants,
+    temp_root_grant,
+)
+from bvisor.backends.linux.launch import HarnessError, LauncherProbe, default_launcher, run_launcher
+from bvisor.backends.linux.lowering import LoweringFailed, compiled_filter, lower
+from bvisor.backends.linux.verdict import judge, observation_facts, timeline_fact
+from bvisor.backends.linux.warm import WarmLauncher
 from bvisor.backends.observed import execution_record, observed_usage
 from bvisor.capture import RunIO
 from bvisor.contract import (
@@ -25,36 +47,26 @@ from bvisor.contract import (
     Outcome,
     RequirementKind,
     SupportMatrix,
-    SupportVerdict,
 )
 from bvisor.contract.storage import storage_capped_by_temp_root
 from bvisor.mechanism import landlock, seccomp
-from bvisor.backends.linux import cgroup, cgroup_orphans, cgroupfs, identity, probe
-from bvisor.backends.linux.budgets import RunSupervisor, budget_ending, budget_profile_of, leaf_facts, make_leaf, run_usage, workload_rusage
-from bvisor.backends.linux.ceiling import BACKEND_ID, FAMILY, MECHANISMS, profile_of
-from bvisor.backends.linux.filesystem import exe_grant, exposed_grant, requirement_grants, temp_root_grant
-from bvisor.backends.linux.launch import HarnessError, LauncherProbe, default_launcher, run_launcher
-from bvisor.backends.linux.lowering import LoweringFailed, compiled_filter, lower
-from bvisor.wire.plan import encode_frame
-from bvisor.backends.linux.verdict import judge, observation_facts, timeline_fact
-from bvisor.backends.linux.warm import WarmLauncher
-from bvisor.backend import classify_requirement
 from bvisor.secrets import NoSecrets
+from bvisor.wire.plan import encode_frame
 
 
-def seccomp_baseline_facts(facts: dict) -> dict:
+def seccomp_baseline_facts(facts: LinuxFacts) -> dict:
     """The policies every run gets (the hardening baseline, the no-setid rules), named in the
     profile by their policy digest."""
-    if facts.get("launcher.seccomp_filter") != "ok":
+    if not facts.seccomp_filter.ok:
         return {"seccomp.baseline": "not installed: no seccomp filter mode"}
     _, policy_digest, _, rules = compiled_filter(seccomp.EVERY_RUN_POLICIES, os.uname().machine)
     return {"seccomp.baseline": f"{','.join(seccomp.EVERY_RUN_POLICIES)} policy={policy_digest} rules={len(rules)}"}
 
 
-
 def landlock_summary(facts: dict) -> str:
-    """The ABI and the rights a ruleset handles on this host, for ``bvisor probe``."""
-    abi = probe.landlock_abi(facts.get("launcher.landlock_abi"))
+    """The ABI and the rights a ruleset handles on this host (a snapshot's facts, by name),
+    for ``bvisor probe``."""
+    abi = parse_facts(facts).landlock_abi
     return f"abi={abi} handled={','.join(landlock.right_names(landlock.handled_rights(abi))) or 'none'}"
 
 
@@ -114,19 +126,17 @@ class LinuxBackend:
 
     def probe(self) -> BackendProfileSnapshot:
         facts = {**probe.read_live(), **self._proven, **self._overrides}
-        facts.update(seccomp_baseline_facts(facts))  # derived after overrides: a simulated host says so
+        typed = parse_facts(facts)
+        facts.update(seccomp_baseline_facts(typed))  # derived after overrides: a simulated host says so
         # An overridden fact is marked, so a plan made on a simulated host says so.
         facts.update({f"override.{name}": "forced" for name in self._overrides})
-        return BackendProfileSnapshot.of(BACKEND_ID, facts, budget_profile_of(tuple(facts.items())))
+        return BackendProfileSnapshot.of(BACKEND_ID, facts, linux_budget_profile(typed))
 
     def profile(self, snapshot: BackendProfileSnapshot) -> BackendProfile:
-        return profile_of(tuple((f.name, f.value) for f in snapshot.facts))
-
-    def classify(self, requirement, profile: BackendProfile) -> SupportVerdict:
-        return classify_requirement(self, requirement, profile)
+        return profile_of(linux_facts(snapshot))
 
     def mechanism(self, kind: RequirementKind, enforcement: Enforcement) -> str:
-        return f"linux:{MECHANISMS.get(kind, 'none')}:{enforcement.value}"
+        return f"linux:{mechanism_name(kind)}:{enforcement.value}"
 
     def grants(self, requirement, spec: BoundarySpec, snapshot: BackendProfileSnapshot) -> list:
         if isinstance(requirement, Capability.Filesystem):
@@ -148,7 +158,7 @@ class LinuxBackend:
             return execution_record(Outcome.SupervisorFault, None, facts, started_ns, observed_usage(clock))
         teardown = []
         try:
-            lease = identity.run_identity(plan.profile.fact("launcher.launcher_euid"))
+            lease = identity.run_identity(linux_facts(plan.profile).launcher_is_root)
         except identity.IdentityUnavailable as exc:
             if leaf is not None:
                 leaf.teardown()

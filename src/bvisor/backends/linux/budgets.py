@@ -8,14 +8,16 @@ Every guarantee is a pure function of probed facts. A dimension is ``Enforced`` 
 mechanism says how, or that it is not observed at all.
 """
 
+import _signal as signal
 import functools
 import os
-import _signal as signal
 import time
 from collections.abc import Callable
 
 import msgspec
 
+from bvisor.backends.linux.cgroup_leaf import LeafLimits, RunLeaf, leaf_name, process_start_time
+from bvisor.backends.linux.facts import LinuxFacts
 from bvisor.backends.observed import UNBOUNDED, Rusage, uncapped_budget_profile
 from bvisor.contract import (
     AdmittedBudget,
@@ -30,7 +32,6 @@ from bvisor.contract import (
     Outcome,
     capped_limit,
 )
-from bvisor.backends.linux.cgroup_leaf import LeafLimits, RunLeaf, leaf_name, process_start_time
 
 D = BudgetDimension
 USAGE = frozenset({EvidenceClaim.ResourceUsage})
@@ -58,18 +59,13 @@ def temp_root_inodes(size_bytes: int) -> int:
 _CPU_POLL_FLOOR_S = 0.002
 
 
-def run_placed(facts: dict) -> bool:
-    """Whether a run gets its pid namespace: its init is what joins the run's cgroup leaf
-    (lowering refuses a leaf without one), so every cgroup mechanism needs it too."""
-    return facts.get("launcher.userns_pid") == "ok"
-
-
-def run_tree_kill(facts: dict) -> str | None:
-    """How a whole run tree is killed at once on this host, or None."""
-    if not run_placed(facts):
+def run_tree_kill(facts: LinuxFacts) -> str | None:
+    """How a whole run tree is killed at once on this host, or None. Only a run with its own
+    pid namespace has one: its init is what joins the run's cgroup leaf (lowering refuses a
+    leaf without one), so every cgroup mechanism needs it too."""
+    if not facts.userns_pid.ok:
         return None
-    kill = facts.get("cgroup.kill", "")
-    return kill if kill in ("cgroup.kill", "freezer") else "pid_namespace_init"
+    return facts.cgroup_kill.value if facts.cgroup_kill is not None else "pid_namespace_init"
 
 
 def _enforced(mechanism: str, evidence=USAGE, enforced_up_to=None) -> BudgetAvailability:
@@ -78,35 +74,31 @@ def _enforced(mechanism: str, evidence=USAGE, enforced_up_to=None) -> BudgetAvai
     )
 
 
-def linux_budget_profile(facts: dict) -> BudgetProfile:
-    """Per dimension, the strongest guarantee this host's mechanisms give."""
-    profile = dict(uncapped_budget_profile().items())
-    kill = run_tree_kill(facts)
-    placed = run_placed(facts)
-    cpu, memory, pids = (facts.get(f"cgroup.{name}", "") if placed else "" for name in ("cpu", "memory", "pids"))
-    if kill is not None:
-        profile[D.Wall] = _enforced(f"supervisor_deadline+{kill}")
-    if kill is not None and cpu in ("v1", "v2"):
-        profile[D.Cpu] = _enforced(f"cgroup_{cpu}_cpu_usage:supervisor_kill+{kill}")
-    if memory in ("v1", "v2"):
-        profile[D.ResidentMemory] = _enforced(f"cgroup_{memory}_memory_limit:oom_kill(whole tree, init included)")
-    if pids in ("v1", "v2"):
-        profile[D.ProcessCount] = _enforced(f"cgroup_{pids}_pids.max(whole tree, threads count, init not counted)")
-    profile[D.HandleCount] = _enforced("rlimit_nofile(per process, not tree-wide)", evidence=frozenset())
-    if facts.get("launcher.userns_mount") == "ok":
-        # Enforced for a spec only where the temp root is its only writable place: the
-        # planner refuses the rest (``planner.storage_cap_problem``).
-        profile[D.Storage] = _enforced(STORAGE_MECHANISM)
-    if facts.get("launcher.userns_netns") == "ok":
-        profile[D.Network] = _enforced("empty_netns(zero bytes only)", enforced_up_to=0)
-    return BudgetProfile(**{dimension.value: availability for dimension, availability in profile.items()})
-
-
 # A pure function of the probed facts, which change only on drift: computed once per set of
 # facts, not at every plan.
 @functools.lru_cache(maxsize=8)
-def budget_profile_of(facts: tuple) -> BudgetProfile:
-    return linux_budget_profile(dict(facts))
+def linux_budget_profile(facts: LinuxFacts) -> BudgetProfile:
+    """Per dimension, the strongest guarantee this host's mechanisms give."""
+    profile = dict(uncapped_budget_profile().items())
+    kill = run_tree_kill(facts)
+    # A cgroup cap needs the run placed in its leaf, which only its pid namespace's init does.
+    cpu, memory, pids = (facts.cgroup_cpu, facts.cgroup_memory, facts.cgroup_pids) if facts.userns_pid.ok else (None, None, None)
+    if kill is not None:
+        profile[D.Wall] = _enforced(f"supervisor_deadline+{kill}")
+    if kill is not None and cpu is not None:
+        profile[D.Cpu] = _enforced(f"cgroup_{cpu.value}_cpu_usage:supervisor_kill+{kill}")
+    if memory is not None:
+        profile[D.ResidentMemory] = _enforced(f"cgroup_{memory.value}_memory_limit:oom_kill(whole tree, init included)")
+    if pids is not None:
+        profile[D.ProcessCount] = _enforced(f"cgroup_{pids.value}_pids.max(whole tree, threads count, init not counted)")
+    profile[D.HandleCount] = _enforced("rlimit_nofile(per process, not tree-wide)", evidence=frozenset())
+    if facts.userns_mount.ok:
+        # Enforced for a spec only where the temp root is its only writable place: the
+        # planner refuses the rest (``planner.storage_cap_problem``).
+        profile[D.Storage] = _enforced(STORAGE_MECHANISM)
+    if facts.userns_netns.ok:
+        profile[D.Network] = _enforced("empty_netns(zero bytes only)", enforced_up_to=0)
+    return BudgetProfile(**{dimension.value: availability for dimension, availability in profile.items()})
 
 
 def leaf_limits(budgets: list[AdmittedBudget]) -> LeafLimits:

@@ -7,6 +7,7 @@ what was admitted, what is installed and what the report says are one list.
 import os
 
 from bvisor.contract import BackendProfileSnapshot, Capability, FsAccess, HostControl
+from bvisor.backends.linux.facts import SYSTEM_ROOTS_FACT, linux_facts
 
 # What an ordinary program needs to load and run, read-only — except /dev/null, which
 # programs open for writing (`2>/dev/null`). Only those present on the host are granted.
@@ -24,7 +25,6 @@ SYSTEM_ROOTS = (
     ("/dev/random", False),
     ("/dev/urandom", False),
 )
-SYSTEM_ROOTS_FACT = "fs.system_roots"
 
 
 def present_system_roots() -> list:
@@ -47,7 +47,7 @@ class Grant:
 
 
 def _system_grants(snapshot: BackendProfileSnapshot) -> list:
-    present = set(filter(None, (snapshot.fact(SYSTEM_ROOTS_FACT) or "").split(",")))
+    present = set(linux_facts(snapshot).system_roots)
     return [Grant(path, writable, "system root") for path, writable in SYSTEM_ROOTS if path in present]
 
 

@@ -85,7 +85,7 @@ def lease(id_range_: tuple, lock_dir: str = LOCK_DIR, attempts: int = 64) -> Lea
     raise IdentityUnavailable(f"no free id in {first}-{last} after {attempts} tries")
 
 
-def run_identity(launcher_euid: str):
-    """The lease for a run whose launcher probed as ``launcher_euid``: one when the launcher
-    is root, else None (rootless, the workload is the launcher's own unprivileged user)."""
-    return lease(id_range()) if launcher_euid == "0" else None
+def run_identity(launcher_is_root: bool):
+    """The lease for a run: one when the launcher is root (``LinuxFacts.launcher_is_root``),
+    else None (rootless, the workload is the launcher's own unprivileged user)."""
+    return lease(id_range()) if launcher_is_root else None

@@ -25,9 +25,10 @@ from bvisor.contract import (
 )
 from bvisor.mechanism import landlock, seccomp
 from bvisor.wire import vocabulary
-from bvisor.backends.linux import mountinfo, probe
+from bvisor.backends.linux import mountinfo
 from bvisor.backends.linux.budgets import temp_root_inodes
 from bvisor.backends.linux.exe_identity import exe_identity
+from bvisor.backends.linux.facts import linux_facts
 from bvisor.backends.linux.filesystem import exe_grant, exposed_grant, filesystem_grants, temp_root_grant
 from bvisor.backends.linux.launch import AuthorityFd
 from bvisor.wire.plan import (
@@ -177,7 +178,7 @@ def _rlimits(plan: BoundaryPlan) -> list:
 
 def _run_tree(plan: BoundaryPlan, cgroup_procs) -> tuple:
     """The pid namespace every run gets where the host can make one, and the cgroup slots."""
-    if plan.profile.fact("launcher.userns_pid") != "ok":
+    if not linux_facts(plan.profile).userns_pid.ok:
         if cgroup_procs:
             raise LoweringFailed("cgroup_placement_unavailable", "cgroup placement needs the pid namespace's init")
         return None, None, []
@@ -216,7 +217,7 @@ def compiled_filter(policies: tuple, arch: str) -> tuple:
 
 def _seccomp(plan: BoundaryPlan, deny_network: bool):
     """The filter request, where this host can install one (else the run has none, and says so)."""
-    if plan.profile.fact("launcher.seccomp_filter") != "ok":
+    if not linux_facts(plan.profile).seccomp_filter.ok:
         return None, []
     policies = seccomp_policies(plan.spec.capabilities, deny_network)
     digest, policy_digest, insns, lines = compiled_filter(tuple(policies), os.uname().machine)
@@ -231,8 +232,8 @@ def _beneath_proc(path: str) -> bool:
 
 def _landlock_scope(plan: BoundaryPlan) -> LandlockScopeRequest | None:
     """Signal and abstract-socket scoping, on every run whose kernel offers it."""
-    abi = probe.landlock_abi(plan.profile.fact("launcher.landlock_abi"))
-    if abi < landlock.SCOPE_ABI or plan.profile.fact("launcher.landlock_restrict") != "ok":
+    facts = linux_facts(plan.profile)
+    if facts.landlock_abi < landlock.SCOPE_ABI or not facts.landlock_restrict.ok:
         return None
     return LandlockScopeRequest(abi_floor=landlock.SCOPE_ABI)
 
@@ -243,8 +244,9 @@ HOSTNAME = "bvisor"
 def _isolation(plan: BoundaryPlan, pid_ns) -> tuple:
     """The IPC, UTS and cgroup namespaces every run with a user namespace gets; a host that
     cannot make them runs nothing (the probe proves them with the pid namespace's init)."""
-    if plan.profile.fact("launcher.userns_isolation") != "ok":
-        raise LoweringFailed("namespace_isolation_unavailable", f"IPC/UTS/cgroup namespaces: {plan.profile.fact('launcher.userns_isolation')}")
+    isolation = linux_facts(plan.profile).userns_isolation
+    if not isolation.ok:
+        raise LoweringFailed("namespace_isolation_unavailable", f"IPC/UTS/cgroup namespaces: {isolation.said}")
     return IpcNsRequest(), UtsNsRequest(hostname=HOSTNAME), CgroupNsRequest() if pid_ns is not None else None
 
 
@@ -316,7 +318,7 @@ def _unix_gate(plan: BoundaryPlan, deny_network: bool, pid_ns) -> UnixGateReques
     """Under deny-all, the unix socket gate, served by the pid namespace's init. A host
     without it does not admit NetworkDenyAll (the ceiling refuses); a zero network budget
     gets it wherever the host has it."""
-    if not deny_network or pid_ns is None or plan.profile.fact("launcher.unix_gate") != "ok":
+    if not deny_network or pid_ns is None or not linux_facts(plan.profile).unix_gate.ok:
         return None
     return UnixGateRequest()
 
@@ -451,8 +453,9 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         user_ns = deny_network or mount_ns
         if outside_id is not None and not user_ns:
             raise LoweringFailed("identity_unavailable", "bvisor runs as root and this host gives the run no user namespace: the workload would be host root")
-        if outside_id is not None and plan.profile.fact("launcher.userns_transient") != "ok":
-            raise LoweringFailed("identity_unavailable", f"a transient run identity cannot be made here: {plan.profile.fact('launcher.userns_transient')}")
+        transient = linux_facts(plan.profile).userns_transient
+        if outside_id is not None and not transient.ok:
+            raise LoweringFailed("identity_unavailable", f"a transient run identity cannot be made here: {transient.said}")
         isolation = _isolation(plan, pid_ns) if user_ns else (None, None, None)
         root_slots = []
         for grant in grants:
@@ -530,7 +533,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
     if terminal:
         facts.append(ObservedFact(kind="terminal_lowered", detail="stdio is a pseudo-terminal opened for this run; the workload leads a session of its own on it"))
     if user_ns:
-        who = f"transient host uid/gid {outside_id}" if outside_id is not None else f"the launcher's user (uid {plan.profile.fact('launcher.launcher_euid')})"
+        who = f"transient host uid/gid {outside_id}" if outside_id is not None else f"the launcher's user (uid {linux_facts(plan.profile).launcher_euid})"
         facts.append(ObservedFact(kind="identity_lowered", detail=f"in-run root is {who}"))
         namespaces = ["user", "ipc", f"uts(hostname={uts_ns.hostname})"] + (["mount"] if mount_ns else []) + (["pid", "cgroup"] if pid_ns else []) + (["net"] if deny_network else [])
         facts.append(ObservedFact(kind="namespaces_lowered", detail=" ".join(namespaces)))

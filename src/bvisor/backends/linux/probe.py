@@ -2,7 +2,8 @@
 
 ``prove`` does things (reads the launcher's own probe, run in throwaway children); it runs
 once per backend. ``read_live`` only reads files and is cheap
-enough to run at every plan and before every execute, to detect drift.
+enough to run at every plan and before every execute, to detect drift. The facts stay the
+probe's strings, as the snapshot binds them; ``facts.parse_facts`` is what decisions read.
 """
 
 import os
@@ -22,12 +23,6 @@ def _read(path: str):
         return read_text(path).strip()
     except OSError:
         return None
-
-
-def landlock_abi(fact: str | None) -> int:
-    """The landlock ABI the launcher's probe reported (``launcher.landlock_abi``); 0 when it
-    reported none or was not run."""
-    return int(fact or 0)
 
 
 def read_live() -> dict:
