@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 COMPILE := $(BIN)/python -m compileall -q src
 CLI_DOCS := $(VENV)/share/man/man1/bvisor.1
 
-.PHONY: demo lint test fuzz bench clean
+.PHONY: demo lint test test-fast fuzz bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ lint: $(STAMP)
 test: lint $(STAMP) $(CLI_DOCS)
 	BVISOR_LEDGER_GATE=1 $(BIN)/python -m pytest -q
 	BVISOR_LAUNCHER=warm $(BIN)/python -m pytest -q tests/oracle tests/unit/test_protocol.py
+
+# The pure tier alone (tests/unit: no process, no namespace, no sleep), in seconds, while you
+# edit. Not a substitute for `make test`, which runs every tier.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m unit tests/unit
 
 # The honesty fuzzer, deeper than the fixed 12 examples per identity `make test` draws.
 FUZZ_EXAMPLES ?= 200

@@ -1,14 +1,26 @@
 """Registers the same-run ledger gate for every test run (it acts only with BVISOR_LEDGER_GATE=1),
-and gives the session its own BVISOR_HOME, so every `bvisor run` a test makes is stored in a
-throwaway evidence store instead of the user's; uid 65534's store goes with the session."""
+marks each test with its tier, and gives the session its own BVISOR_HOME, so every `bvisor
+run` a test makes is stored in a throwaway evidence store instead of the user's; uid 65534's
+store goes with the session."""
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from helpers import UNPRIVILEGED_HOME
 
 pytest_plugins = ["ledger_gate"]
+
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items):
+    """Each directory under tests/ is a tier, by what its tests cost, and its name is the
+    tier's marker (``pytest -m unit``: the pure tier). pyproject.toml registers the markers,
+    so with --strict-markers a test outside a registered tier is an error, not unmarked."""
+    for item in items:
+        item.add_marker(item.path.relative_to(TESTS).parts[0])
 
 
 @pytest.fixture(autouse=True, scope="session")
