@@ -718,7 +718,7 @@ def test_the_kernel_enforces_no_setid(tmp_path):
 
 def test_import_stays_cheap():
     # A fresh interpreter: what importing the module costs the launcher, and what it drags in.
-    code = "import sys; import bvisor.launcher.seccomp; print(sorted(m for m in ('msgspec', 'threading', 'enum', 'typing', 'dataclasses') if m in sys.modules))"
+    code = "import sys; import bvisor.launcher.seccomp; print(sorted(m for m in ('msgspec', 'threading', 'enum', 'typing', 'dataclasses', 'functools') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

@@ -1,6 +1,8 @@
 """Which frozen seccomp policies a spec lowers to: pure, no process runs. The oracles in
 tests/oracle/test_seccomp.py prove what the installed filter does."""
 
+import os
+
 import pytest
 
 from bvisor.contract import Capability, SpawnPolicy
@@ -36,9 +38,10 @@ def test_every_run_gets_the_baseline_after_its_spawn_and_network_policies(capabi
 def test_the_launcher_prepares_each_policy_list_as_the_program_it_would_compile():
     from bvisor.launcher import coordinator
 
-    seccomp.planned_program.cache_clear()
+    seccomp.PLANNED.clear()
     coordinator.prepare()
-    assert seccomp.planned_program.cache_info().currsize == len(seccomp.policy_lists()) == 6
+    assert set(seccomp.PLANNED) == {(policies, os.uname().machine) for policies in seccomp.policy_lists()}
+    assert len(seccomp.PLANNED) == 6
     for policies in seccomp.policy_lists():
         program, digest = seccomp.planned_program(policies, "x86_64")
         assert program == seccomp.compile_program(seccomp.merged(list(policies)), "x86_64")
