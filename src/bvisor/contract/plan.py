@@ -26,7 +26,7 @@ class AdmittedRequirement(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
 
     kind: Annotated[RequirementKind, doc("The requirement's kind (its support cell).")]
     enforcement: Annotated[Enforcement, doc("The enforcement this host gives it.")]
-    mechanism: Annotated[str, doc("How the backend realizes it, `backend:mechanism:enforcement`, e.g. `linux:fresh_root+landlock:enforced`.")]
+    mechanism: Annotated[str, doc("How the backend realizes it, `backend:mechanism:enforcement`, e.g. `linux:landlock:enforced` (the host's ceiling cell adds how: `fresh_root+landlock`).")]
     requirement: Annotated[Requirement, doc("The requirement as the spec declared it.")]
     grants: Annotated[list[str], doc("What it allows on this host, one line each, implicit grants included.")] = []
 
