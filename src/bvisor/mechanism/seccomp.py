@@ -328,11 +328,11 @@ UNIX_GATE_MECHANISM = "seccomp_user_notif"
 
 
 def gate_program(arch: str) -> bytes:
-    """The unix socket gate's filter (``bvisor.launcher.unixgate`` supervises it): connect(2), sendto(2) with a
-    destination address, and every sendmsg(2) (its address lies in memory the filter cannot
-    read) stop for the supervisor; sendmmsg(2) is refused. A NULL destination is tested on
-    both halves of the pointer: a low-32-bit test alone would pass an address at a 4 GiB
-    boundary."""
+    """The unix socket gate's filter (``bvisor.launcher.unixgate`` supervises it): connect(2),
+    sendto(2) with a destination address, and every sendmsg(2) (its address lies in memory
+    the filter cannot read) stop for the supervisor; sendmmsg(2) is refused. A NULL
+    destination is tested on both halves of the pointer: a low-32-bit test alone would pass
+    an address at a 4 GiB boundary."""
     numbers = syscalls.NUMBERS[arch]
     notify, allow = _insn(_RET_K, 0, 0, _RET_USER_NOTIF), _insn(_RET_K, 0, 0, _RET_ALLOW)
     dest_low, dest_high = _load_arg(4), _insn(_LD_W_ABS, 0, 0, _ARGS_OFFSET + 8 * 4 + 4)

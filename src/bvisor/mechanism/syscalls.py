@@ -2,7 +2,8 @@
 
 The syscalls the seccomp policies and the unix socket gate name, read/write/execve (probes
 that every policy must leave allowed), and those the launcher issues without a libc wrapper
-(seccomp, landlock_*, pidfd_*, openat2, and the new mount API, which the policies also name); ``bvisor.launcher.libc.syscall`` numbers them from here.
+(seccomp, landlock_*, pidfd_*, openat2, and the new mount API, which the policies also
+name); ``bvisor.launcher.libc.syscall`` numbers them from here.
 x86_64 numbers come from the x86_64 table (asm/unistd_64.h); aarch64 uses the asm-generic
 table (asm-generic/unistd.h), which never had fork, vfork, iopl or ioperm, nor the path calls
 with an *at successor (chmod, creat, mknod, open). tests/unit/test_seccomp.py checks both
@@ -33,7 +34,7 @@ NUMBERS = {
         # fs.no_setid.v1
         "chmod": 90, "creat": 85, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452, "fremovexattr": 199,
         "fsetxattr": 190, "lremovexattr": 198, "lsetxattr": 189, "mknod": 133, "mknodat": 259,
-        "open": 2, "openat": 257, "openat2": 437, "removexattr": 197, "removexattrat": 466,
+        "open": 2, "openat": 257, "removexattr": 197, "removexattrat": 466,
         "setxattr": 188, "setxattrat": 463,
     },
     "aarch64": {
@@ -51,8 +52,8 @@ NUMBERS = {
         "userfaultfd": 282, "write": 64,
         # fs.no_setid.v1
         "fchmod": 52, "fchmodat": 53, "fchmodat2": 452, "fremovexattr": 16, "fsetxattr": 7,
-        "lremovexattr": 15, "lsetxattr": 6, "mknodat": 33, "openat": 56, "openat2": 437,
-        "removexattr": 14, "removexattrat": 466, "setxattr": 5, "setxattrat": 463,
+        "lremovexattr": 15, "lsetxattr": 6, "mknodat": 33, "openat": 56, "removexattr": 14,
+        "removexattrat": 466, "setxattr": 5, "setxattrat": 463,
     },
 }
 
