@@ -38,10 +38,7 @@ import pytest
 
 from bvisor import (
     BoundarySpec,
-    BudgetRequirements,
     Capability,
-    EnvEntry,
-    EnvPolicy,
     HostControl,
     InertBackend,
     LinuxBackend,
@@ -49,22 +46,22 @@ from bvisor import (
     NetPolicy,
     Outcome,
     RunIO,
-    StdStreams,
-    Workload,
 )
-from bvisor.contract import BudgetRequest, Enforcement, RequirementKind, SpawnPolicy, UnsupportedRequirement
-from bvisor.mechanism import seccomp, syscalls
-from bvisor.wire import vocabulary
 from bvisor.backends.linux import launch
-from bvisor.wire.plan import LauncherState
-from bvisor.wire.plan import SeccompRequest
+from bvisor.contract import (
+    Enforcement,
+    RequirementKind,
+    SpawnPolicy,
+    UnsupportedRequirement,
+)
+from bvisor.mechanism import seccomp, syscalls
+from bvisor.wire.plan import LauncherState, SeccompRequest, lowering_hash, schedule
 from helpers import (
     IDENTITIES,
     PARKED,
     UNPRIVILEGED_PREFIX,
     check_completed,
     cli_prefix,
-    entry,
     facts_of,
     launcher_as,
     loud_skip,
@@ -76,6 +73,7 @@ from helpers import (
     status_of,
     unique_marker,
 )
+from oracle_specs import exact_environment, oracle_spec, watched_budgets
 
 PYTHON = os.path.realpath(sys.executable)  # the pyenv shim on PATH fails in an empty environment
 BVISOR = str(Path(sys.executable).parent / "bvisor")
@@ -359,29 +357,10 @@ def check_unfiltered(failures: list, view, tag: str) -> None:
 # --- specs, runs and the workload's self-report -------------------------------------------------
 
 
-def budgets(storage: int = 8 * MIB) -> BudgetRequirements:
-    """Generous watched budgets; the storage one is the temp root's size where one is asked."""
-    watched = MinGuarantee.Mediated
-    return BudgetRequirements(
-        wall=BudgetRequest(limit=120_000_000, guarantee=watched),
-        cpu=BudgetRequest(limit=120_000_000, guarantee=watched),
-        resident_memory=BudgetRequest(limit=2 << 30, guarantee=watched),
-        process_count=BudgetRequest(limit=256, guarantee=watched),
-        handle_count=BudgetRequest(limit=1024, guarantee=watched),
-        storage=BudgetRequest(limit=storage, guarantee=watched),
-        network=BudgetRequest(limit=1 << 20, guarantee=watched),
-    )
-
-
 def spec_for(argv, capabilities=(), controls=(), env=(), storage: int = 8 * MIB) -> BoundarySpec:
-    """``argv`` under an exact environment of ``env`` pairs, plus the given requirements."""
-    entries = [EnvEntry.literal(name, value) for name, value in env]
-    return BoundarySpec(
-        workload=Workload.Process(exe=argv[0], args=list(argv[1:])),
-        capabilities=[Capability.Environment(policy=EnvPolicy.Exact(entries)), *capabilities],
-        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err()), *controls],
-        budgets=budgets(storage),
-    )
+    """``argv`` under an exact environment of ``env`` pairs, plus the given requirements; the
+    storage budget is the temp root's size where one is asked."""
+    return oracle_spec(argv, [exact_environment(env), *capabilities], controls, watched_budgets(storage=(storage, MinGuarantee.Mediated)))
 
 
 def spawn(policy) -> Capability.ChildSpawn:
@@ -1129,9 +1108,10 @@ def test_cli_threads_only_runs_threads_and_refuses_fork(identity):
 
 def launcher_plan_with(marker: str, request: SeccompRequest):
     """A hand-made launch plan: ``sh`` reporting its own seccomp mode, with ``request``."""
-    entries = [entry(vocabulary.ID_AMBIENT_SCRUB, vocabulary.PHASE_FD_HYGIENE), entry(vocabulary.ID_SECCOMP_APPLY, vocabulary.PHASE_POLICY_INSTALL), entry(vocabulary.ID_EXEC, vocabulary.PHASE_LAUNCH)]
-    base = plan(["/bin/sh", "-c", f"echo RAN; {SELF_STATUS}", marker], False, envp=[("PATH", PATH_ENV)], entries=entries)
-    body = msgspec.structs.replace(base.body, target=msgspec.structs.replace(base.body.target, seccomp=request))
+    base = plan(["/bin/sh", "-c", f"echo RAN; {SELF_STATUS}", marker], False, envp=[("PATH", PATH_ENV)])
+    target = msgspec.structs.replace(base.body.target, seccomp=request)
+    lowering = schedule(target)  # its seccomp entry binds ``request``, whatever program digest it claims
+    body = msgspec.structs.replace(base.body, target=target, lowering=lowering, h_l=lowering_hash(lowering))
     return msgspec.structs.replace(base, body=body)
 
 

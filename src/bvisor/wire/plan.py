@@ -11,8 +11,11 @@ import enum
 import msgpack
 import msgspec
 
-from bvisor.contract.identity import canonical_bytes
 from bvisor.wire import frame, vocabulary
+
+# The wire's canonical MessagePack: maps in field order, shortest encodings (what the
+# launcher re-encodes with msgpack to recompute h_l and each entry's param digest).
+_canonical = msgspec.msgpack.Encoder(order="deterministic")
 
 
 class DescriptorRole(enum.Enum):
@@ -273,7 +276,7 @@ TERMINAL_STATES = frozenset(LauncherState(name) for name in vocabulary.TERMINAL_
 def schedule(target: TargetSpecV1) -> LoweringWireV1:
     """The lowering a target implies: its primitives in the vocabulary's order, each entry's
     param digest over the very fields the launcher will apply (as it will decode them)."""
-    decoded = msgpack.unpackb(canonical_bytes(target), raw=False)
+    decoded = msgpack.unpackb(_canonical.encode(target), raw=False)
     return LoweringWireV1(
         entries=[
             LoweringWireEntryV1(
@@ -290,11 +293,11 @@ def schedule(target: TargetSpecV1) -> LoweringWireV1:
 
 def lowering_hash(lowering: LoweringWireV1) -> bytes:
     """``h_l`` exactly as the launcher recomputes it: blake3 of the canonical lowering bytes."""
-    return frame.lowering_digest(canonical_bytes(lowering))
+    return frame.lowering_digest(_canonical.encode(lowering))
 
 
 def encode_frame(plan: LinuxLaunchPlanV1) -> bytes:
-    return frame.build_frame(canonical_bytes(plan.body))
+    return frame.build_frame(_canonical.encode(plan.body))
 
 
 _body_decoder = msgspec.msgpack.Decoder(LinuxLaunchBodyV1)

@@ -8,18 +8,24 @@ checks the structs against them field by field, in order (the order is the byte 
 Stdlib + blake3 + msgpack only: the launcher imports this on every run.
 """
 
-from typing import Any, NamedTuple
-
 import blake3
 import msgpack
 
+# Not ``typing``: importing it costs the launcher ~8 ms a run (re, enum, functools...);
+# mypy reads this name as typing's.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-class Message(NamedTuple):
+
+class Message:
     """A map on the wire: ``required`` keys, then ``optional`` ones (omitted when absent),
     in the order the canonical encoding writes them."""
 
-    required: tuple[str, ...]
-    optional: tuple[str, ...] = ()
+    __slots__ = ("required", "optional")
+
+    def __init__(self, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+        self.required, self.optional = required, optional
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -143,15 +149,15 @@ ID_EXEC = "linux.exec.v1"
 PRIMITIVE_VERSION = 1
 
 
-class Primitive(NamedTuple):
+class Primitive:
     """One step a schedule may name. ``present``: the target field (or ``field.subfield``)
     whose presence schedules it, None for a step every plan has. ``params``: the target
     fields it applies, which its ``param_digest`` binds."""
 
-    id: str
-    phase: int
-    present: str | None
-    params: tuple[str, ...]
+    __slots__ = ("id", "phase", "present", "params")
+
+    def __init__(self, id: str, phase: int, present: str | None, params: tuple[str, ...]) -> None:
+        self.id, self.phase, self.present, self.params = id, phase, present, params
 
 
 # Every primitive this launcher carries out, in the one order a schedule lists them: by
@@ -190,18 +196,18 @@ _PARAMS_DOMAIN = b"bvisor.primitive-params.v1\x00"
 _DECL_DOMAIN = b"bvisor.primitive-decl.v1\x00"
 
 
-def _present(target: dict[str, Any], path: str) -> bool:
+def _present(target: dict[str, "Any"], path: str) -> bool:
     head, _, sub = path.partition(".")
     value = target.get(head)
     return value is not None and (not sub or (isinstance(value, dict) and value.get(sub) is not None))
 
 
-def schedule_for(target: dict[str, Any]) -> list[Primitive]:
+def schedule_for(target: dict[str, "Any"]) -> list[Primitive]:
     """The one schedule a target (as decoded from the wire: plain maps and lists) implies."""
     return [p for p in PRIMITIVES if p.present is None or _present(target, p.present)]
 
 
-def param_digest(primitive: Primitive, target: dict[str, Any]) -> bytes:
+def param_digest(primitive: Primitive, target: dict[str, "Any"]) -> bytes:
     """blake3 over the canonical MessagePack of the target fields ``primitive`` applies, as a
     list of their values (nil where absent). The host computes it from the target it encoded,
     the launcher from the target it decoded: one function, so the two cannot drift."""

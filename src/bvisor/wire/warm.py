@@ -19,7 +19,10 @@ Stdlib only: the launcher server and the host (``backends/linux/warm.py``) both 
 import errno
 import socket
 import struct
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # not typing's: the launcher server imports this module at start
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 ENV_SERVER_FD = "BVISOR_SERVER_FD"
 
@@ -98,7 +101,7 @@ def receive(sock: socket.socket, size: int, max_fds: int) -> tuple[bytes, list[i
     return data, passed, msg_flags
 
 
-def send(sock: socket.socket, data: bytes, passed: Sequence[int] = ()) -> None:
+def send(sock: socket.socket, data: bytes, passed: "Sequence[int]" = ()) -> None:
     """One message; never SIGPIPE (a dead peer is an error here, not a reason to die)."""
     ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(passed)}i", *passed))] if passed else []
     sock.sendmsg([data], ancillary, socket.MSG_NOSIGNAL)
