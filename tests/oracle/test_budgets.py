@@ -42,18 +42,14 @@ import pytest
 
 from bvisor import (
     BoundarySpec,
-    BudgetRequirements,
     Capability,
-    EnvPolicy,
     FdPolicy,
-    HostControl,
     LinuxBackend,
     MinGuarantee,
     Outcome,
-    StdStreams,
-    Workload,
 )
-from bvisor.contract import BudgetDimension, BudgetFinding, BudgetRefused, BudgetRequest
+from bvisor.contract import BudgetDimension, BudgetFinding, BudgetRefused
+from cgroup_oracles import host_cgroup_dirs
 from helpers import (
     IDENTITIES,
     PARK,
@@ -62,7 +58,6 @@ from helpers import (
     facts_of,
     host_read_child_interfaces,
     host_read_uid,
-    workload_uid_problem,
     launcher_as,
     loud_skip,
     planned,
@@ -71,8 +66,9 @@ from helpers import (
     runner_for,
     scan_proc_cmdline,
     unique_marker,
+    workload_uid_problem,
 )
-from cgroup_oracles import host_cgroup_dirs
+from oracle_specs import exact_environment, oracle_spec, watched_budgets
 
 D = BudgetDimension
 ENFORCED, MEDIATED = MinGuarantee.Enforced, MinGuarantee.Mediated
@@ -83,39 +79,14 @@ BASH = "/bin/bash"
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 CGROUP_ROOT = "/sys/fs/cgroup"
 
-# Generous limits for the dimensions a test does not look at; only watched (Mediated).
-GENEROUS = {
-    D.Wall: 600_000_000,
-    D.Cpu: 600_000_000,
-    D.ResidentMemory: 4096 * MIB,
-    D.ProcessCount: 4096,
-    D.HandleCount: 4096,
-    D.Storage: 1024 * MIB,
-    D.Network: 1024 * MIB,
-}
 
 
 # --- specs and backends ----------------------------------------------------------------------
 
 
-def budgets(**asked) -> BudgetRequirements:
-    """GENEROUS Mediated limits, with ``dimension=(limit, guarantee)`` for the ones under test."""
-    requests = {d.value: BudgetRequest(limit=GENEROUS[d], guarantee=MEDIATED) for d in D}
-    for name, (limit, guarantee) in asked.items():
-        requests[D(name).value] = BudgetRequest(limit=limit, guarantee=guarantee)
-    return BudgetRequirements(**requests)
-
-
 def spec_for(argv, **asked) -> BoundarySpec:
-    return BoundarySpec(
-        workload=Workload.Process(exe=argv[0], args=list(argv[1:])),
-        capabilities=[
-            Capability.Environment(policy=EnvPolicy.Exact([])),
-            Capability.InheritedFds(policy=FdPolicy.Nothing()),
-        ],
-        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())],
-        budgets=budgets(**asked),
-    )
+    """``argv`` under an empty environment, no inherited fd and ``watched_budgets(**asked)``."""
+    return oracle_spec(argv, [exact_environment(), Capability.InheritedFds(policy=FdPolicy.Nothing())], budgets=watched_budgets(**asked))
 
 
 def backend_for(identity: str) -> LinuxBackend:

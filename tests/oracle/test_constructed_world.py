@@ -19,11 +19,9 @@ writing (as root), reads the host hostname, finds the host segment and leaves it
 behind, stats the outside file and chmods it — so each attack is real.
 """
 
-import ctypes
 import errno
 import json
 import os
-import shutil
 import socket
 import stat
 import subprocess
@@ -31,17 +29,7 @@ import sys
 
 import pytest
 
-from bvisor import (
-    BoundarySpec,
-    BudgetRequirements,
-    Capability,
-    EnvEntry,
-    EnvPolicy,
-    HostControl,
-    MinGuarantee,
-    StdStreams,
-    Workload,
-)
+from bvisor import BoundarySpec, Capability
 from bvisor.contract import FsAccess
 from helpers import (
     IDENTITIES,
@@ -51,15 +39,15 @@ from helpers import (
     identity_uid,
     planned,
     run_gated,
-    shared_host_dir,
     unique_marker,
     workload_uid_problem,
 )
 from mount_oracles import linux_backend
+from oracle_specs import exact_environment, oracle_spec
+from sysv_shm import make_segment, remove_segment, segment_keys
 
 PYTHON = os.path.realpath(sys.executable)
 PYTHON_PREFIX = os.path.realpath(sys.base_prefix)
-IPC_CREAT, IPC_RMID, SHM_SIZE = 0o1000, 0, 1 << 20
 
 ATTACK = r"""
 import ctypes, json, os, socket, sys
@@ -99,31 +87,18 @@ sys.stdin.readline()
 """
 
 
-def _shm_keys() -> set:
-    """The SysV shared memory keys the host's IPC namespace holds."""
-    with open("/proc/sysvipc/shm") as f:
-        return {int(line.split()[0]) for line in f.read().splitlines()[1:] if line.strip()}
-
-
-def _remove_shm(key: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    shmid = libc.shmget(key, 0, 0)
-    if shmid >= 0:
-        libc.shmctl(shmid, IPC_RMID, None)
-
-
 class World:
     """The host objects the attack aims at, made for one test and removed after it."""
 
-    def __init__(self):
-        self.data = shared_host_dir("bvisor-world-data-", 0o755)
+    def __init__(self, host_dir):
+        self.data = host_dir("bvisor-world-data-", 0o755)
         self.home = os.path.join(self.data, "evidence-home")
         os.makedirs(self.home, mode=0o755)
         self.key = os.path.join(self.home, "signing-key.pem")
         with open(self.key, "w") as f:
             f.write("not a real key\n")
         os.chmod(self.key, 0o644)
-        outside = shared_host_dir("bvisor-world-outside-", 0o755, parent="/var/tmp")
+        outside = host_dir("bvisor-world-outside-", 0o755, "/var/tmp")
         self.secret = os.path.join(outside, "secret.txt")
         with open(self.secret, "w") as f:
             f.write("host secret\n")
@@ -132,9 +107,7 @@ class World:
         os.chown(self.secret, identity_uid("unprivileged"), -1)  # the rootless control may chmod it
         self.host_key = 0x6B000000 | (os.getpid() & 0xFFFFF)
         self.own_key = self.host_key + 1
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.shmget(self.host_key, 4096, IPC_CREAT | 0o666) < 0:
-            raise OSError(ctypes.get_errno(), "shmget for the host segment")
+        make_segment(self.host_key)
         with open("/proc/sys/kernel/core_pattern") as f:
             self.core_pattern = f.read()
         self.mtime = os.stat(self.secret).st_mtime_ns
@@ -144,29 +117,22 @@ class World:
         return [PYTHON, "-c", ATTACK, self.secret, str(self.host_key), str(self.own_key), self.key, marker]
 
     def close(self) -> None:
-        _remove_shm(self.host_key)
-        _remove_shm(self.own_key)
-        shutil.rmtree(self.data, ignore_errors=True)
-        shutil.rmtree(os.path.dirname(self.secret), ignore_errors=True)
+        remove_segment(self.host_key)
+        remove_segment(self.own_key)
 
 
 @pytest.fixture
-def world():
-    made = World()
+def world(host_dir):
+    made = World(host_dir)
     yield made
     made.close()
 
 
 def _spec(argv, filesystem: bool, roots=()) -> BoundarySpec:
-    caps = [Capability.Environment(policy=EnvPolicy.Exact([EnvEntry.literal("LC_ALL", "C")]))]
+    caps = [exact_environment([("LC_ALL", "C")])]
     if filesystem:
         caps.append(Capability.Filesystem(access=FsAccess.Read, roots=list(roots)))
-    return BoundarySpec(
-        workload=Workload.Process(exe=argv[0], args=argv[1:]),
-        capabilities=caps,
-        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())],
-        budgets=BudgetRequirements.uniform(8, MinGuarantee.Mediated),
-    )
+    return oracle_spec(argv, caps)
 
 
 def _said(stdout: bytes) -> dict:
@@ -211,9 +177,9 @@ def test_the_run_cannot_reach_host_knobs_ipc_cgroups_or_evidence(identity, files
     changed = (stat.S_IMODE(os.stat(world.secret).st_mode), os.stat(world.secret).st_mtime_ns) != (0o644, world.mtime)
     if changed and (filesystem or identity_uid(identity) == 0):
         failures.append(f"CHANNEL A: the outside file's mode or times changed: {os.stat(world.secret)}")
-    if world.host_key not in _shm_keys():
+    if world.host_key not in segment_keys():
         failures.append("CHANNEL A: the host segment is gone")
-    if world.own_key in _shm_keys():
+    if world.own_key in segment_keys():
         failures.append("CHANNEL A: the run left a SysV segment in the host's IPC namespace")
     if not said:
         failures.append(f"CHANNEL B: the workload never reported; stdout={gated.stdout!r}")
@@ -259,7 +225,7 @@ def test_control_without_the_boundary_the_same_attacks_succeed(identity, world):
         failures.append(f"the host's hostname must be read; said {said.get('hostname')!r}")
     if said.get("host_shm") != "found":
         failures.append(f"the host segment must be found; said {said.get('host_shm')}")
-    if said.get("own_shm") != "made" or world.own_key not in _shm_keys():
+    if said.get("own_shm") != "made" or world.own_key not in segment_keys():
         failures.append(f"the program's own segment must outlive it on the host; said {said.get('own_shm')}")
     for attack in ("outside_stat", "outside_chmod", "outside_utime", "outside_readlink", "outside_listxattr"):
         if said.get(attack) != "ok":

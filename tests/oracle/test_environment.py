@@ -18,41 +18,26 @@ import uuid
 import msgspec
 import pytest
 
-from bvisor import (
-    BoundaryPlanner,
-    BoundarySpec,
-    BudgetRequirements,
-    Capability,
-    EnvEntry,
-    EnvPolicy,
-    HostControl,
-    InertBackend,
-    LinuxBackend,
-    MinGuarantee,
-    Outcome,
-    RunIO,
-    StdStreams,
-    Workload,
-)
-from bvisor.contract import InvalidPolicy, encode_report_json, spec_problems
+from bvisor import Capability, EnvEntry, EnvPolicy, InertBackend, LinuxBackend, Outcome, RunIO
 from bvisor.backends.linux import launch
+from bvisor.contract import InvalidPolicy, encode_report_json, spec_problems
 from bvisor.secrets import MapSecretResolver
 from helpers import (
-    planned,
-    registry_of,
-    check_completed,
     IDENTITIES,
     PARK,
+    check_completed,
     host_read_environ,
     host_read_uid,
-    workload_uid_problem,
     launcher_as,
     plan,
+    planned,
     run_gated,
     scan_proc_cmdline,
     sh_authority,
     unique_marker,
+    workload_uid_problem,
 )
+from oracle_specs import exact_environment, oracle_spec
 
 SENTINEL_NAME = "BVISOR_SENTINEL_LEAK"
 
@@ -85,19 +70,6 @@ def reported_environ(stdout: bytes):
 def parked_sh(marker: str) -> list:
     """argv of a shell that parks (so the host can read it), then self-reports; ``marker`` is its $0."""
     return ["/bin/sh", "-c", PARK + SELF_REPORT, marker]
-
-
-def spec_for(argv, capabilities) -> BoundarySpec:
-    return BoundarySpec(
-        workload=Workload.Process(exe=argv[0], args=list(argv[1:])),
-        capabilities=list(capabilities),
-        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())],
-        budgets=BudgetRequirements.uniform(8, MinGuarantee.Mediated),
-    )
-
-
-def exact(pairs) -> Capability.Environment:
-    return Capability.Environment(policy=EnvPolicy.Exact([EnvEntry.literal(n, v) for n, v in pairs]))
 
 
 @functools.cache
@@ -149,7 +121,7 @@ def check_both_channels(failures: list, gated, expected: bytes, sentinel: bytes)
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_exact_environment_is_the_declared_table_by_both_channels(identity, sentinel):
     marker = unique_marker("BVISOR-ENV-MARKER")
-    _, run = planned(linux_backend(identity), spec_for(parked_sh(marker), [exact(DECLARED)]))
+    _, run = planned(linux_backend(identity), oracle_spec(parked_sh(marker), [exact_environment(DECLARED)]))
     gated = run_gated(run, marker, host_view)
     print(f"Environment exact [{identity}]: host={gated.inspected} stdout={gated.stdout!r}", file=sys.stderr)
     failures = []
@@ -166,7 +138,7 @@ def test_exact_environment_is_the_declared_table_by_both_channels(identity, sent
 def test_env_exec_directly_lists_exactly_the_declared_table(identity, sentinel):
     """Channel B without a shell in between: /usr/bin/env -0 prints what libc sees, nothing more."""
     out = bytearray()
-    _, run = planned(linux_backend(identity), spec_for(["/usr/bin/env", "-0"], [exact(DECLARED)]))
+    _, run = planned(linux_backend(identity), oracle_spec(["/usr/bin/env", "-0"], [exact_environment(DECLARED)]))
     report = run(RunIO(stdout_sink=out.extend))
     failures = []
     check_completed(failures, report)
@@ -200,7 +172,7 @@ def test_the_launcher_itself_execs_exactly_the_plans_envp(identity, sentinel):
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_no_environment_capability_gives_a_genuinely_empty_environment(identity, sentinel):
     marker = unique_marker("BVISOR-ENV-EMPTY-MARKER")
-    _, run = planned(linux_backend(identity), spec_for(parked_sh(marker), []))
+    _, run = planned(linux_backend(identity), oracle_spec(parked_sh(marker), []))
     gated = run_gated(run, marker, host_view)
     print(f"Environment none [{identity}]: host={gated.inspected} stdout={gated.stdout!r}", file=sys.stderr)
     failures = []
@@ -216,7 +188,7 @@ def test_a_secret_lease_reaches_the_workload_but_never_the_plan_or_the_report(id
     backend = LinuxBackend(launcher_as(identity), secret_resolver=MapSecretResolver({"ref1": secret}))
     entries = [EnvEntry.literal("PATH", "/usr/bin:/bin"), EnvEntry.lease("TOKEN", "ref1")]
     marker = unique_marker("BVISOR-ENV-LEASE-MARKER")
-    spec = spec_for(parked_sh(marker), [Capability.Environment(policy=EnvPolicy.Exact(entries))])
+    spec = oracle_spec(parked_sh(marker), [Capability.Environment(policy=EnvPolicy.Exact(entries))])
     admitted, run = planned(backend, spec)
     gated = run_gated(run, marker, host_view)
     report = gated.result
@@ -240,7 +212,7 @@ def test_an_unresolvable_lease_ends_unsupported_before_the_workload_runs(identit
     backend = LinuxBackend(launcher_as(identity), secret_resolver=MapSecretResolver({}))
     marker = unique_marker("BVISOR-ENV-NOLEASE-MARKER")
     entries = [EnvEntry.literal("PATH", "/usr/bin:/bin"), EnvEntry.lease("TOKEN", "missing-ref")]
-    _, run = planned(backend, spec_for(parked_sh(marker), [Capability.Environment(policy=EnvPolicy.Exact(entries))]))
+    _, run = planned(backend, oracle_spec(parked_sh(marker), [Capability.Environment(policy=EnvPolicy.Exact(entries))]))
     gated = run_gated(run, marker, host_view)
     body = gated.result.body
     failures = []
@@ -271,11 +243,10 @@ INVALID_TABLES = {
 @pytest.mark.parametrize("case", sorted(INVALID_TABLES))
 def test_an_invalid_environment_policy_is_refused_at_plan_and_nothing_runs(case):
     marker = unique_marker("BVISOR-ENV-INVALID-MARKER")
-    spec = spec_for(parked_sh(marker), [exact(INVALID_TABLES[case])])
-    registry = registry_of(linux_backend("caller"))
+    spec = oracle_spec(parked_sh(marker), [exact_environment(INVALID_TABLES[case])])
     failures = []
     try:
-        BoundaryPlanner(registry).plan(spec, "linux")
+        planned(linux_backend("caller"), spec)
         failures.append(f"{case}: the planner ADMITTED an invalid environment policy")
     except InvalidPolicy as refusal:
         if "policy.entries" not in refusal.field:
@@ -292,7 +263,7 @@ def test_an_environment_at_the_entry_and_byte_limits_is_admitted_and_arrives_exa
     pairs = [(n, "v" * (room // 256 + (1 if i < room % 256 else 0))) for i, n in enumerate(names)]
     assert sum(len(n) + len(v) for n, v in pairs) == _BIG
     out = bytearray()
-    _, run = planned(linux_backend("caller"), spec_for(["/usr/bin/env", "-0"], [exact(pairs)]))
+    _, run = planned(linux_backend("caller"), oracle_spec(["/usr/bin/env", "-0"], [exact_environment(pairs)]))
     report = run(RunIO(stdout_sink=out.extend))
     failures = []
     check_completed(failures, report)
@@ -305,7 +276,7 @@ def test_control_without_the_capability_the_unconfined_workload_sees_the_host_se
     """Control: the same parked workload on the InertBackend with no Environment capability
     inherits the test process's environment, sentinel included, by both channels."""
     marker = unique_marker("BVISOR-ENV-CONTROL-MARKER")
-    _, run = planned(InertBackend(), spec_for(parked_sh(marker), []))
+    _, run = planned(InertBackend(), oracle_spec(parked_sh(marker), []))
     gated = run_gated(run, marker, host_view)
     host, reported = (gated.inspected or {}).get("environ"), reported_environ(gated.after_park())
     failures = []
@@ -324,6 +295,6 @@ def test_an_entry_beyond_the_kernels_per_string_limit_is_refused_at_plan_not_at_
 
     fits = EnvEntry.literal("BIG", "x" * (MAX_EXEC_STRING - len("BIG") - 2))
     too_long = EnvEntry.literal("BIG", "x" * (MAX_EXEC_STRING - len("BIG") - 1))
-    assert not spec_problems(spec_for(["/bin/true"], [Capability.Environment(policy=EnvPolicy.Exact([fits]))]))
-    problems = spec_problems(spec_for(["/bin/true"], [Capability.Environment(policy=EnvPolicy.Exact([too_long]))]))
+    assert not spec_problems(oracle_spec(["/bin/true"], [Capability.Environment(policy=EnvPolicy.Exact([fits]))]))
+    problems = spec_problems(oracle_spec(["/bin/true"], [Capability.Environment(policy=EnvPolicy.Exact([too_long]))]))
     assert problems and problems[0].field.endswith("entries[0].source.value"), problems

@@ -21,53 +21,42 @@ ExposePath: the dest shows nothing of the source, so the oracle is not vacuous.
 
 import functools
 import os
-import shutil
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from bvisor import (
-    BackendRegistry,
-    BoundaryPlanner,
-    BoundarySpec,
-    Capability,
-    HostControl,
-    Outcome,
-    StdStreams,
-    Workload,
-)
+from bvisor import Capability, HostControl
 from bvisor.contract import FsAccess, RequirementKind
-from bvisor.contract.errors import UnsupportedRequirement
-from mount_oracles import budgets, check_identity, linux_backend, read_text, reported
 from helpers import (
-    facts_of,
-    runner_for,
-    check_completed,
     IDENTITIES,
     PARK,
+    check_completed,
+    facts_of,
     host_mount_at,
-    host_paths_named,
     host_read_uid,
+    planned,
+    read_text,
     run_gated,
     scan_proc_cmdline,
-    shared_host_dir,
     unique_marker,
 )
+from mount_oracles import (
+    GATE,
+    check_identity,
+    check_mount_attested,
+    check_no_leftovers,
+    check_refused_without_mount_namespaces,
+    linux_backend,
+    mount_spec,
+    reported,
+    run_parked,
+    run_with_a_missing_mountpoint,
+)
 
-GATE = 10.0  # seconds the host waits for a workload to park: a liveness bound, not a timing assert
 READ_ONLY_FS = "Read-only file system"
 FILE = "exposed.txt"
-
-
-def spec_for(argv, controls=(), capabilities=()) -> BoundarySpec:
-    return BoundarySpec(
-        workload=Workload.Process(exe=argv[0], args=list(argv[1:])),
-        capabilities=list(capabilities),
-        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err()), *controls],
-        budgets=budgets(),
-    )
 
 
 @functools.cache
@@ -84,10 +73,10 @@ def dev_ino(path: str):
 
 
 class Source:
-    """A host directory holding one file with unique content, writable by anyone."""
+    """A host directory (anyone may write it) holding one file with unique content."""
 
-    def __init__(self, parent: str = "/tmp"):
-        self.dir = shared_host_dir("bvisor-expose-src-", 0o777, parent)
+    def __init__(self, directory: str):
+        self.dir = directory
         self.content = f"exposed-{uuid.uuid4().hex}"
         self.file = os.path.join(self.dir, FILE)
         Path(self.file).write_text(self.content)
@@ -96,33 +85,25 @@ class Source:
     def listing(self) -> list:
         return sorted(os.listdir(self.dir))
 
-
-@pytest.fixture
-def source():
-    made = Source()
-    try:
-        yield made
-    finally:
-        shutil.rmtree(made.dir, ignore_errors=True)
+    def check_unchanged(self, failures: list, when: str = "after the run") -> None:
+        """On disk: its one file, with its own content, and nothing beside it."""
+        if read_text(self.file) != self.content or self.listing() != [FILE]:
+            failures.append(f"{when} the source must be unchanged; content={read_text(self.file)!r} listing={self.listing()}")
 
 
 @pytest.fixture
-def host_dest():
+def source(host_dir):
+    return Source(host_dir("bvisor-expose-src-", 0o777))
+
+
+@pytest.fixture
+def host_dest(host_dir):
     """An existing, empty host directory to bind over; it must stay empty."""
-    path = shared_host_dir("bvisor-expose-dest-", 0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    return host_dir("bvisor-expose-dest-")
 
 
 def check_bind_attested(failures: list, report, dest: str, writable: bool) -> None:
-    notes = facts_of(report, "launcher_note")
-    if not any(n.startswith("mount_namespace=private") for n in notes):
-        failures.append(f"the launcher must attest a private mount namespace; notes={notes}")
-    want = f"bind dest={dest} writable={str(writable).lower()} verified=dev_ino"
-    if want not in facts_of(report, "mount_made"):
-        failures.append(f"the report must record mount_made {want!r}; facts={report.body.observed}")
+    check_mount_attested(failures, report, f"bind dest={dest} writable={str(writable).lower()} verified=dev_ino")
 
 
 def bind_view(src: Source, dest: str):
@@ -165,56 +146,64 @@ BIND_SCRIPT = (
 )
 
 
-def bind_argv(dest: str, marker: str, payload: str) -> list:
-    return ["/bin/sh", "-c", f"D={dest}; " + BIND_SCRIPT, marker, payload]
+def bind_argv(dest: str, marker: str, payload: str, first: str = "") -> list:
+    """BIND_SCRIPT on ``dest``, after the shell commands ``first``."""
+    return ["/bin/sh", "-c", f"D={dest}; " + first + BIND_SCRIPT, marker, payload]
 
 
-@pytest.mark.parametrize("identity", IDENTITIES)
-def test_a_read_only_bind_shows_the_source_and_refuses_writes(identity, source, host_dest):
-    marker = unique_marker("BVISOR-EXPOSE-RO")
-    run = runner_for(
-        linux_backend(identity), spec_for(bind_argv(host_dest, marker, "payload"), [expose(source.dir, host_dest, FsAccess.Read)])
-    )
-    gated = run_gated(run, marker, bind_view(source, host_dest), timeout=GATE)
+def run_bind(identity: str, marker: str, src: Source, dest: str, access: FsAccess, payload: str = "payload", controls=(), capabilities=(), first: str = ""):
+    """``bind_argv`` with ``src`` bound at ``dest``: the run, what the host read of it parked, and
+    the failures of the checks every bind passes. It completed as the identity; channel A: the
+    dest is the source, mounted ro or rw as declared; channel B: the workload read the source's
+    content and its writes succeeded or failed as declared; the report attests the bind."""
+    spec = mount_spec(bind_argv(dest, marker, payload, first), [*controls, expose(src.dir, dest, access)], capabilities)
+    gated = run_parked(identity, spec, marker, bind_view(src, dest))
     host = gated.inspected or {}
-    print(f"ExposePath ro [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+    print(f"ExposePath {access.value} at {dest} [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
     failures = []
     check_completed(failures, gated.result)
-    check_bind_channel_a(failures, host, source, host_dest, writable=False)
+    check_bind_channel_a(failures, host, src, dest, writable=access.writes)
+    check_identity(failures, identity, host)
+    if reported(gated.stdout, "CONTENT") != src.content:
+        failures.append(f"CHANNEL B: the workload must read the source's content at {dest}; stdout={gated.stdout!r}")
+    for key in ("OVERWRITE-RC", "CREATE-RC"):
+        if (reported(gated.stdout, key) == "0") != access.writes or reported(gated.stdout, key) is None:
+            failures.append(f"CHANNEL B: {key} must {'succeed' if access.writes else 'fail'}; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+    check_bind_attested(failures, gated.result, dest, writable=access.writes)
+    return gated, host, failures
+
+
+# The workload is root in its user namespace: first it tries to remount its bind read-write.
+REMOUNT = '/bin/mount -o remount,bind,rw "$D"; echo "REMOUNT-RC $?"; '
+
+
+@pytest.mark.parametrize("first", ["", REMOUNT], ids=["writes", "remount-then-writes"])
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_a_read_only_bind_shows_the_source_and_refuses_writes(identity, first, source, host_dest):
+    """The workload reads the source through the bind and tries to overwrite the file and to
+    create one, after trying to remount the bind read-write (``first``); the source on the
+    host must stay unchanged."""
+    gated, host, failures = run_bind(identity, unique_marker("BVISOR-EXPOSE-RO"), source, host_dest, FsAccess.Read, first=first)
+    if first and reported(gated.stdout, "REMOUNT-RC") in (None, "0"):
+        failures.append(f"CHANNEL B: the workload remounted its read-only bind read-write; stdout={gated.stdout!r}")
     if host:
         if host["source_content"] != source.content or host["source_listing"] != [FILE]:
             failures.append(f"CHANNEL A: the source must be unchanged; content={host['source_content']!r} listing={host['source_listing']}")
         if host["host_dest"] != []:
             failures.append(f"CHANNEL A: the host's own dest must stay empty; it holds {host['host_dest']}")
-    check_identity(failures, identity, host)
-    if reported(gated.stdout, "CONTENT") != source.content:
-        failures.append(f"CHANNEL B: the workload must read the source's content; stdout={gated.stdout!r}")
-    for key in ("OVERWRITE-RC", "CREATE-RC"):
-        if reported(gated.stdout, key) in (None, "0"):
-            failures.append(f"CHANNEL B: {key}: a write through a read-only bind must fail; stdout={gated.stdout!r}")
     if gated.stderr.decode(errors="replace").count(READ_ONLY_FS) != 2:
         failures.append(f"CHANNEL B: both writes must fail with {READ_ONLY_FS!r} (EROFS, not a permission bit); stderr={gated.stderr!r}")
     if reported(gated.stdout, "AFTER") != source.content:
         failures.append(f"CHANNEL B: the file must read unchanged after the attempts; stdout={gated.stdout!r}")
-    if read_text(source.file) != source.content or source.listing() != [FILE]:
-        failures.append(f"after the run the source must be unchanged; listing={source.listing()}")
-    check_bind_attested(failures, gated.result, host_dest, writable=False)
-    assert not failures, f"read-only ExposePath oracle failures [{identity}]: {failures}"
+    source.check_unchanged(failures)
+    assert not failures, f"read-only ExposePath oracle failures [{identity}{' after a remount' if first else ''}]: {failures}"
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_a_read_write_bind_carries_the_workloads_writes_to_the_host(identity, source, host_dest):
     marker = unique_marker("BVISOR-EXPOSE-RW")
     payload = f"written-{uuid.uuid4().hex}"
-    run = runner_for(
-        linux_backend(identity), spec_for(bind_argv(host_dest, marker, payload), [expose(source.dir, host_dest, FsAccess.ReadWrite)])
-    )
-    gated = run_gated(run, marker, bind_view(source, host_dest), timeout=GATE)
-    host = gated.inspected or {}
-    print(f"ExposePath rw [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-    failures = []
-    check_completed(failures, gated.result)
-    check_bind_channel_a(failures, host, source, host_dest, writable=True)
+    gated, host, failures = run_bind(identity, marker, source, host_dest, FsAccess.ReadWrite, payload)
     if host:
         if host["source_content"] != "overwritten":
             failures.append(f"CHANNEL A: the host must see the overwrite in the source file; read {host['source_content']!r}")
@@ -222,17 +211,10 @@ def test_a_read_write_bind_carries_the_workloads_writes_to_the_host(identity, so
             failures.append(f"CHANNEL A: the host must see the new file in the source; listing={host['source_listing']}")
         if host["host_dest"] != []:
             failures.append(f"CHANNEL A: the host's own dest must stay empty; it holds {host['host_dest']}")
-    check_identity(failures, identity, host)
     if read_text(os.path.join(source.dir, marker)) != payload:
         failures.append(f"the new file must hold the workload's content on the host; read {read_text(os.path.join(source.dir, marker))!r}")
-    if reported(gated.stdout, "CONTENT") != source.content:
-        failures.append(f"CHANNEL B: the workload must read the source's original content; stdout={gated.stdout!r}")
-    for key in ("OVERWRITE-RC", "CREATE-RC"):
-        if reported(gated.stdout, key) != "0":
-            failures.append(f"CHANNEL B: {key}: a write through a read-write bind must succeed; stdout={gated.stdout!r} stderr={gated.stderr!r}")
     if reported(gated.stdout, "AFTER") != "overwritten":
         failures.append(f"CHANNEL B: the workload must read its own overwrite back; stdout={gated.stdout!r}")
-    check_bind_attested(failures, gated.result, host_dest, writable=True)
     assert not failures, f"read-write ExposePath oracle failures [{identity}]: {failures}"
 
 
@@ -244,32 +226,13 @@ def test_a_dest_inside_the_temp_root_is_created_privately(identity, access, sour
     hides it."""
     marker = unique_marker("BVISOR-EXPOSE-INTMP")
     dest = f"/tmp/{marker}/data"
-    payload = f"written-{uuid.uuid4().hex}"
-    spec = spec_for(bind_argv(dest, marker, payload), [HostControl.TempRoot(), expose(source.dir, dest, access)])
-    gated = run_gated(runner_for(linux_backend(identity), spec), marker, bind_view(source, dest), timeout=GATE)
-    host = gated.inspected or {}
-    print(f"ExposePath in temp root [{identity}/{access.value}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-    failures = []
-    check_completed(failures, gated.result)
-    check_bind_channel_a(failures, host, source, dest, writable=access.writes)
+    gated, host, failures = run_bind(identity, marker, source, dest, access, f"written-{uuid.uuid4().hex}", [HostControl.TempRoot()])
     if host.get("host_dest_exists"):
         failures.append(f"CHANNEL A: the dest {dest} must not appear on the host")
-    check_identity(failures, identity, host)
-    if reported(gated.stdout, "CONTENT") != source.content:
-        failures.append(f"CHANNEL B: the workload must read the source's content at {dest}; stdout={gated.stdout!r}")
-    want_rc = (lambda rc: rc == "0") if access.writes else (lambda rc: rc not in (None, "0"))
-    for key in ("OVERWRITE-RC", "CREATE-RC"):
-        if not want_rc(reported(gated.stdout, key)):
-            failures.append(f"CHANNEL B: {key} must {'succeed' if access.writes else 'fail'}; stdout={gated.stdout!r} stderr={gated.stderr!r}")
     expected_listing = sorted([FILE, marker]) if access.writes else [FILE]
     if source.listing() != expected_listing:
         failures.append(f"the source must hold {expected_listing} after the run; it holds {source.listing()}")
-    left = [p for p in host_paths_named(marker) if not p.startswith(source.dir + "/")]
-    if left:
-        failures.append(f"nothing of the private dest may remain on the host; found {left}")
-    if scan_proc_cmdline(marker) is not None:
-        failures.append("a process carrying the marker outlived the run")
-    check_bind_attested(failures, gated.result, dest, writable=access.writes)
+    check_no_leftovers(failures, marker, written_to=source.dir)
     assert not failures, f"ExposePath inside the temp root failures [{identity}/{access.value}]: {failures}"
 
 
@@ -283,8 +246,8 @@ def test_a_single_file_can_be_exposed_read_only_inside_the_temp_root(identity, s
     def inspect(pid: int) -> dict:
         return {"uid": host_read_uid(pid), "mount": host_mount_at(pid, dest), "inside": dev_ino(f"/proc/{pid}/root{dest}")}
 
-    spec = spec_for(argv, [HostControl.TempRoot(), expose(source.file, dest, FsAccess.Read)])
-    gated = run_gated(runner_for(linux_backend(identity), spec), marker, inspect, timeout=GATE)
+    spec = mount_spec(argv, [HostControl.TempRoot(), expose(source.file, dest, FsAccess.Read)])
+    gated = run_parked(identity, spec, marker, inspect)
     host = gated.inspected or {}
     failures = []
     check_completed(failures, gated.result)
@@ -299,8 +262,7 @@ def test_a_single_file_can_be_exposed_read_only_inside_the_temp_root(identity, s
         failures.append(f"CHANNEL B: the write must fail with {READ_ONLY_FS!r}; stdout={gated.stdout!r} stderr={gated.stderr!r}")
     if read_text(source.file) != source.content:
         failures.append("the source file changed")
-    if host_paths_named(marker):
-        failures.append(f"the private dest remains on the host: {host_paths_named(marker)}")
+    check_no_leftovers(failures, marker)
     check_bind_attested(failures, gated.result, dest, writable=False)
     assert not failures, f"single-file ExposePath failures [{identity}]: {failures}"
 
@@ -314,34 +276,22 @@ def test_a_missing_dest_outside_any_temp_root_ends_the_run_before_the_workload(i
     # Were it to run, the workload would leave a file named by the marker in the (writable) source.
     argv = ["/bin/sh", "-c", f'printf ran > "{source.dir}/$0"; ' + PARK + "true", marker]
     controls = ([HostControl.TempRoot()] if temp_root else []) + [expose(source.dir, dest, FsAccess.ReadWrite)]
-    gated = run_gated(runner_for(linux_backend(identity), spec_for(argv, controls)), marker, lambda pid: {"pid": pid}, timeout=GATE)
-    body = gated.result.body
-    print(f"ExposePath missing dest [{identity}/{temp_root}]: outcome={body.outcome} facts={body.observed}", file=sys.stderr)
-    failures = []
-    if body.outcome in (Outcome.Completed, Outcome.Failed) or body.exit is not None:
-        failures.append(f"a missing dest must end the run without a workload exit; got {body.outcome} {body.exit}")
-    if not any(dest in d for d in facts_of(gated.result, "mountpoint_missing")):
-        failures.append(f"the report must say why (mountpoint_missing naming {dest}); facts={body.observed}")
-    if gated.seen or gated.stdout or gated.stderr:
-        failures.append(f"the workload must never run; seen={gated.seen} stdout={gated.stdout!r} stderr={gated.stderr!r}")
+    _, failures = run_with_a_missing_mountpoint(identity, argv, controls, marker, dest, missing_parent)
     if source.listing() != [FILE]:
         failures.append(f"the marker was written: the workload ran; source holds {source.listing()}")
-    if os.path.lexists(missing_parent):
-        failures.append(f"the launcher created {missing_parent} on the host")
-        shutil.rmtree(missing_parent, ignore_errors=True)
     assert not failures, f"missing-dest failures [{identity}/{temp_root}]: {failures}"
 
 
 @pytest.mark.parametrize("temp_root", [False, True], ids=["host-dest", "dest-in-temp-root"])
 @pytest.mark.parametrize("identity", IDENTITIES)
-def test_with_a_filesystem_capability_the_exposed_object_is_granted_and_nothing_beside_it(identity, temp_root, host_dest):
+def test_with_a_filesystem_capability_the_exposed_object_is_granted_and_nothing_beside_it(identity, temp_root, host_dest, host_dir):
     """Filesystem(read, [an unrelated dir]) + a read-write ExposePath. The run's root is built
     from nothing: the exposed directory is there at its dest, with its declared access (the
     landlock rule rides the object), and the plan and the report say so; its own host path
     and a sibling beside it do not exist in the run, so the grant is exactly the exposed object."""
-    src = Source(parent="/var/tmp")
-    sibling = shared_host_dir("bvisor-expose-sibling-", 0o777, parent="/var/tmp")
-    unrelated = shared_host_dir("bvisor-expose-unrelated-", 0o755)
+    src = Source(host_dir("bvisor-expose-src-", 0o777, "/var/tmp"))
+    sibling = host_dir("bvisor-expose-sibling-", 0o777, "/var/tmp")
+    unrelated = host_dir("bvisor-expose-unrelated-")
     marker = unique_marker("BVISOR-EXPOSE-LANDLOCK")
     dest = f"/tmp/{marker}-data" if temp_root else host_dest
     script = (
@@ -356,85 +306,62 @@ def test_with_a_filesystem_capability_the_exposed_object_is_granted_and_nothing_
     argv = ["/bin/sh", "-c", f"D={dest}; S={src.dir}; X={sibling}; " + script, marker]
     caps = [Capability.Filesystem(access=FsAccess.Read, roots=[unrelated])]
     controls = ([HostControl.TempRoot()] if temp_root else []) + [expose(src.dir, dest, FsAccess.ReadWrite)]
-    spec = spec_for(argv, controls, caps)
+    spec = mount_spec(argv, controls, caps)
 
     def inspect(pid: int) -> dict:
         return {"uid": host_read_uid(pid), "source_listing": src.listing(), "mount": host_mount_at(pid, dest)}
 
-    try:
-        backend = linux_backend(identity)
-        gated = run_gated(runner_for(backend, spec), marker, inspect, timeout=GATE)
-        host = gated.inspected or {}
-        print(f"ExposePath+landlock [{identity}/{temp_root}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-        failures = []
-        check_completed(failures, gated.result)
-        if not host:
-            failures.append(f"CHANNEL A: the host never inspected the parked workload; stdout={gated.stdout!r} stderr={gated.stderr!r}")
-        else:
-            if host["source_listing"] != sorted([FILE, f"{marker}-via-dest"]):
-                failures.append(f"CHANNEL A: the source must hold the write through the dest and nothing else; listing={host['source_listing']}")
-            if host["mount"] is None or "rw" not in host["mount"][2].split(","):
-                failures.append(f"CHANNEL A: mountinfo must show a rw bind at {dest}; got {host['mount']}")
-        if os.listdir(sibling):
-            failures.append(f"CHANNEL A: the sibling beside the source must stay untouched; it holds {os.listdir(sibling)}")
-        check_identity(failures, identity, host)
-        if reported(gated.stdout, "DEST-READ") != src.content:
-            failures.append(f"CHANNEL B: the workload must read the source's content through the dest; stdout={gated.stdout!r}")
-        if reported(gated.stdout, "DEST-WRITE-RC") != "0":
-            failures.append(f"CHANNEL B: DEST-WRITE-RC: the exposed object is granted read-write; stdout={gated.stdout!r} stderr={gated.stderr!r}")
-        errors = gated.stderr.decode(errors="replace")
-        for key in ("SOURCE-READ-RC", "SOURCE-WRITE-RC", "SIBLING-WRITE-RC"):
-            if reported(gated.stdout, key) in (None, "0"):
-                failures.append(f"CHANNEL B: {key}: the source's host path and its sibling do not exist in the run; stdout={gated.stdout!r}")
-        if errors.count("No such file") + errors.count("nonexistent") < 3:
-            failures.append(f"CHANNEL B: each path outside the grants must fail as nonexistent; stderr={errors!r}")
-        if not facts_of(gated.result, "landlock_installed"):
-            failures.append(f"the report must record landlock_installed; facts={gated.result.body.observed}")
-        if not any(n.startswith(f"landlock_rule mount path={dest} ") and "write_file" in n for n in facts_of(gated.result, "launcher_note")):
-            failures.append(f"the launcher must attest a writable landlock rule on {dest}; notes={facts_of(gated.result, 'launcher_note')}")
-        granted = f"read-write {src.dir} (exposed at {dest})"
-        if not any(granted in f for f in facts_of(gated.result, "filesystem_confined")):
-            failures.append(f"the report's filesystem_confined must list {granted!r}")
-        registry = BackendRegistry()
-        registry.register(backend)
-        plan = BoundaryPlanner(registry).plan(spec, backend.id())
-        if not any(granted in g for a in plan.admitted for g in a.grants):
-            failures.append(f"the plan must list {granted!r} among its grants; admitted={plan.admitted}")
-        check_bind_attested(failures, gated.result, dest, writable=True)
-        if temp_root and os.path.lexists(dest):
-            failures.append(f"the private dest {dest} appeared on the host")
-    finally:
-        for path in (src.dir, sibling, unrelated):
-            shutil.rmtree(path, ignore_errors=True)
+    plan, run = planned(linux_backend(identity), spec)
+    gated = run_gated(run, marker, inspect, timeout=GATE)
+    host = gated.inspected or {}
+    print(f"ExposePath+landlock [{identity}/{temp_root}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+    failures = []
+    check_completed(failures, gated.result)
+    if not host:
+        failures.append(f"CHANNEL A: the host never inspected the parked workload; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+    else:
+        if host["source_listing"] != sorted([FILE, f"{marker}-via-dest"]):
+            failures.append(f"CHANNEL A: the source must hold the write through the dest and nothing else; listing={host['source_listing']}")
+        if host["mount"] is None or "rw" not in host["mount"][2].split(","):
+            failures.append(f"CHANNEL A: mountinfo must show a rw bind at {dest}; got {host['mount']}")
+    if os.listdir(sibling):
+        failures.append(f"CHANNEL A: the sibling beside the source must stay untouched; it holds {os.listdir(sibling)}")
+    check_identity(failures, identity, host)
+    if reported(gated.stdout, "DEST-READ") != src.content:
+        failures.append(f"CHANNEL B: the workload must read the source's content through the dest; stdout={gated.stdout!r}")
+    if reported(gated.stdout, "DEST-WRITE-RC") != "0":
+        failures.append(f"CHANNEL B: DEST-WRITE-RC: the exposed object is granted read-write; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+    errors = gated.stderr.decode(errors="replace")
+    for key in ("SOURCE-READ-RC", "SOURCE-WRITE-RC", "SIBLING-WRITE-RC"):
+        if reported(gated.stdout, key) in (None, "0"):
+            failures.append(f"CHANNEL B: {key}: the source's host path and its sibling do not exist in the run; stdout={gated.stdout!r}")
+    if errors.count("No such file") + errors.count("nonexistent") < 3:
+        failures.append(f"CHANNEL B: each path outside the grants must fail as nonexistent; stderr={errors!r}")
+    if not facts_of(gated.result, "landlock_installed"):
+        failures.append(f"the report must record landlock_installed; facts={gated.result.body.observed}")
+    if not any(n.startswith(f"landlock_rule mount path={dest} ") and "write_file" in n for n in facts_of(gated.result, "launcher_note")):
+        failures.append(f"the launcher must attest a writable landlock rule on {dest}; notes={facts_of(gated.result, 'launcher_note')}")
+    granted = f"read-write {src.dir} (exposed at {dest})"
+    if not any(granted in f for f in facts_of(gated.result, "filesystem_confined")):
+        failures.append(f"the report's filesystem_confined must list {granted!r}")
+    if not any(granted in g for a in plan.admitted for g in a.grants):
+        failures.append(f"the plan must list {granted!r} among its grants; admitted={plan.admitted}")
+    check_bind_attested(failures, gated.result, dest, writable=True)
+    if temp_root and os.path.lexists(dest):
+        failures.append(f"the private dest {dest} appeared on the host")
     assert not failures, f"ExposePath under landlock failures [{identity}/{temp_root}]: {failures}"
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)
-def test_with_a_filesystem_capability_a_read_only_dest_stays_read_only_in_landlock(identity, source, host_dest):
+def test_with_a_filesystem_capability_a_read_only_dest_stays_read_only_in_landlock(identity, source, host_dest, host_dir):
     """The dest's landlock rule carries the declared access: read, not write."""
-    marker = unique_marker("BVISOR-EXPOSE-LANDLOCK-RO")
-    unrelated = shared_host_dir("bvisor-expose-unrelated-", 0o777)
-    caps = [Capability.Filesystem(access=FsAccess.ReadWrite, roots=[unrelated])]
-    try:
-        spec = spec_for(bind_argv(host_dest, marker, "payload"), [expose(source.dir, host_dest, FsAccess.Read)], caps)
-        gated = run_gated(runner_for(linux_backend(identity), spec), marker, bind_view(source, host_dest), timeout=GATE)
-        host = gated.inspected or {}
-        failures = []
-        check_completed(failures, gated.result)
-        check_bind_channel_a(failures, host, source, host_dest, writable=False)
-        if reported(gated.stdout, "CONTENT") != source.content:
-            failures.append(f"CHANNEL B: the read-only dest must be readable under landlock; stdout={gated.stdout!r} stderr={gated.stderr!r}")
-        for key in ("OVERWRITE-RC", "CREATE-RC"):
-            if reported(gated.stdout, key) in (None, "0"):
-                failures.append(f"CHANNEL B: {key}: a write to the read-only dest must fail; stdout={gated.stdout!r}")
-        if read_text(source.file) != source.content or source.listing() != [FILE]:
-            failures.append(f"the source must be unchanged; listing={source.listing()}")
-        notes = facts_of(gated.result, "launcher_note")
-        rule = next((n for n in notes if n.startswith(f"landlock_rule mount path={host_dest} ")), None)
-        if rule is None or "read_file" not in rule or "write_file" in rule:
-            failures.append(f"the landlock rule on {host_dest} must grant read and not write; got {rule!r}")
-    finally:
-        shutil.rmtree(unrelated, ignore_errors=True)
+    caps = [Capability.Filesystem(access=FsAccess.ReadWrite, roots=[host_dir("bvisor-expose-unrelated-", 0o777)])]
+    gated, _, failures = run_bind(identity, unique_marker("BVISOR-EXPOSE-LANDLOCK-RO"), source, host_dest, FsAccess.Read, capabilities=caps)
+    source.check_unchanged(failures)
+    notes = facts_of(gated.result, "launcher_note")
+    rule = next((n for n in notes if n.startswith(f"landlock_rule mount path={host_dest} ")), None)
+    if rule is None or "read_file" not in rule or "write_file" in rule:
+        failures.append(f"the landlock rule on {host_dest} must grant read and not write; got {rule!r}")
     assert not failures, f"read-only ExposePath under landlock failures [{identity}]: {failures}"
 
 
@@ -442,54 +369,12 @@ def test_with_a_filesystem_capability_a_read_only_dest_stays_read_only_in_landlo
 def test_a_host_without_unprivileged_mount_namespaces_refuses_expose_path_at_plan(identity, source, host_dest):
     marker = unique_marker("BVISOR-EXPOSE-NOMNTNS")
     argv = ["/bin/sh", "-c", f'printf ran > "{source.dir}/$0"', marker]
-    spec = spec_for(argv, [expose(source.dir, host_dest, FsAccess.ReadWrite)])
+    spec = mount_spec(argv, [expose(source.dir, host_dest, FsAccess.ReadWrite)])
     failures = []
-    try:
-        runner_for(linux_backend(identity), spec)
-    except UnsupportedRequirement as exc:
-        failures.append(f"control: the same spec must be admitted on the real host; refused {exc}")
-    try:
-        runner_for(linux_backend(identity, userns_mount="failed forced"), spec)
-        failures.append("the planner ADMITTED ExposePath on a host without unprivileged mount namespaces")
-    except UnsupportedRequirement as refusal:
-        if refusal.requirement != "expose_path" or refusal.kind is not RequirementKind.ExposePath:
-            failures.append(f"the refusal must name expose_path; got requirement={refusal.requirement!r} ({refusal})")
-        if "mount namespace" not in refusal.reason:
-            failures.append(f"the refusal must say why (mount namespace); got {refusal.reason!r}")
+    check_refused_without_mount_namespaces(failures, identity, spec, RequirementKind.ExposePath)
     if source.listing() != [FILE] or scan_proc_cmdline(marker) is not None:
         failures.append(f"a refused spec's workload ran; source holds {source.listing()}")
     assert not failures, f"ExposePath refusal failures [{identity}]: {failures}"
-
-
-@pytest.mark.parametrize("identity", IDENTITIES)
-def test_the_workload_cannot_make_a_read_only_bind_writable(identity, source, host_dest):
-    """The workload is root in its user namespace: it tries to remount the read-only bind
-    read-write and to unmount it, then writes. The source on the host must stay unchanged."""
-    marker = unique_marker("BVISOR-EXPOSE-REMOUNT")
-    script = (
-        '/bin/mount -o remount,bind,rw "$D"; echo "REMOUNT-RC $?"; '
-        'printf overwritten > "$D/exposed.txt"; echo "OVERWRITE-RC $?"; '
-        'printf "%s" "$1" > "$D/$0"; echo "CREATE-RC $?"; '
-        + PARK
-        + "true"
-    )
-    argv = ["/bin/sh", "-c", f"D={host_dest}; " + script, marker, "payload"]
-    spec = spec_for(argv, [expose(source.dir, host_dest, FsAccess.Read)])
-    gated = run_gated(runner_for(linux_backend(identity), spec), marker, bind_view(source, host_dest), timeout=GATE)
-    host = gated.inspected or {}
-    print(f"ExposePath remount [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-    failures = []
-    check_bind_channel_a(failures, host, source, host_dest, writable=False)
-    if host and (host["source_content"] != source.content or host["source_listing"] != [FILE]):
-        failures.append(f"CHANNEL A: the source changed through a read-only bind: content={host['source_content']!r} listing={host['source_listing']}")
-    if reported(gated.stdout, "REMOUNT-RC") in (None, "0"):
-        failures.append(f"CHANNEL B: the workload remounted its read-only bind read-write; stdout={gated.stdout!r}")
-    for key in ("OVERWRITE-RC", "CREATE-RC"):
-        if reported(gated.stdout, key) in (None, "0"):
-            failures.append(f"CHANNEL B: {key}: a write through the read-only bind succeeded; stdout={gated.stdout!r}")
-    if read_text(source.file) != source.content or source.listing() != [FILE]:
-        failures.append(f"after the run the source must be unchanged; content={read_text(source.file)!r} listing={source.listing()}")
-    assert not failures, f"read-only ExposePath remount failures [{identity}]: {failures}"
 
 
 # --- Control: the same workload without ExposePath ---------------------------------------------
@@ -502,23 +387,18 @@ def test_control_without_expose_path_the_dest_shows_nothing_of_the_source(identi
     def inspect(pid: int) -> dict:
         return {"dest_inside": dev_ino(f"/proc/{pid}/root{host_dest}"), "mount": host_mount_at(pid, host_dest)}
 
-    try:
-        gated = run_gated(runner_for(linux_backend(identity), spec_for(bind_argv(host_dest, marker, "payload"))), marker, inspect, timeout=GATE)
-        host = gated.inspected or {}
-        print(f"ExposePath control [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-        failures = []
-        if not host:
-            failures.append("CONTROL CHANNEL A: the host never inspected the parked workload")
-        else:
-            if host["dest_inside"] != dev_ino(host_dest) or host["dest_inside"] == dev_ino(source.dir):
-                failures.append(f"CONTROL CHANNEL A: without ExposePath the workload's {host_dest} must be the host's own; {host}")
-            if host["mount"] is not None:
-                failures.append(f"CONTROL CHANNEL A: without ExposePath nothing is mounted at {host_dest}; {host['mount']}")
-        if reported(gated.stdout, "CONTENT") == source.content or source.content.encode() in gated.stdout:
-            failures.append(f"CONTROL CHANNEL B: without ExposePath the dest must not show the source; stdout={gated.stdout!r}")
-        if source.listing() != [FILE] or read_text(source.file) != source.content:
-            failures.append(f"CONTROL: the source must be untouched without ExposePath; listing={source.listing()}")
-    finally:
-        for name in os.listdir(host_dest):  # the control's unconfined writes landed in the host dir
-            os.unlink(os.path.join(host_dest, name))
+    gated = run_parked(identity, mount_spec(bind_argv(host_dest, marker, "payload")), marker, inspect)
+    host = gated.inspected or {}
+    print(f"ExposePath control [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+    failures = []
+    if not host:
+        failures.append("CONTROL CHANNEL A: the host never inspected the parked workload")
+    else:
+        if host["dest_inside"] != dev_ino(host_dest) or host["dest_inside"] == dev_ino(source.dir):
+            failures.append(f"CONTROL CHANNEL A: without ExposePath the workload's {host_dest} must be the host's own; {host}")
+        if host["mount"] is not None:
+            failures.append(f"CONTROL CHANNEL A: without ExposePath nothing is mounted at {host_dest}; {host['mount']}")
+    if reported(gated.stdout, "CONTENT") == source.content or source.content.encode() in gated.stdout:
+        failures.append(f"CONTROL CHANNEL B: without ExposePath the dest must not show the source; stdout={gated.stdout!r}")
+    source.check_unchanged(failures, "CONTROL: without ExposePath")
     assert not failures, f"ExposePath control failures (the oracle would be vacuous) [{identity}]: {failures}"

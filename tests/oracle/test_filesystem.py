@@ -24,57 +24,40 @@ attack succeeds by both channels, so the oracle can fail.
 
 import functools
 import os
-import shutil
 import stat
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import pytest
 
-from bvisor import (
-    BoundaryPlanner,
-    BoundarySpec,
-    BudgetRequirements,
-    Capability,
-    EnvEntry,
-    EnvPolicy,
-    HostControl,
-    InertBackend,
-    LinuxBackend,
-    MinGuarantee,
-    Outcome,
-    RunIO,
-    StdStreams,
-    Workload,
-)
+from bvisor import Capability, InertBackend, LinuxBackend, Outcome, RunIO
 from bvisor.contract import Enforcement, FsAccess, RequirementKind, decode_report_json
 from bvisor.contract.errors import UnsupportedRequirement
 from helpers import (
-    planned,
-    registry_of,
-    facts_of,
-    cli_prefix,
     IDENTITIES,
     PARK,
+    GatedRun,
+    cli_prefix,
+    facts_of,
     host_read_fds,
     host_read_uid,
-    workload_uid_problem,
     launcher_as,
     loud_skip,
+    planned,
     run_gated,
-    shared_host_dir,
     unique_marker,
+    workload_uid_problem,
 )
+from oracle_specs import exact_environment, oracle_spec
 
 GATE = 10.0  # seconds the host waits for a workload to park: a liveness bound, not a timing assert
 BASH = "/bin/bash"  # unlike dash, a failed `exec 3<file` does not end a non-interactive bash
 BVISOR = str(Path(sys.executable).parent / "bvisor")
-ENV = Capability.Environment(
-    policy=EnvPolicy.Exact([EnvEntry.literal("PATH", "/usr/bin:/bin"), EnvEntry.literal("LC_ALL", "C")])
-)
+ENV = exact_environment([("PATH", "/usr/bin:/bin"), ("LC_ALL", "C")])
 # A truncate(2) by path (coreutils' truncate opens the file and uses ftruncate instead).
 PERL = next((p for p in ("/usr/bin/perl", "/bin/perl") if os.path.exists(p)), None)
 
@@ -102,8 +85,8 @@ def _mkdir(path: str, mode: int = 0o777) -> str:
 class Tree:
     """A fresh host tree (see the module docstring); permission bits allow everything."""
 
-    def __init__(self):
-        self.base = shared_host_dir("bvisor-fs-", 0o755)
+    def __init__(self, base: str):
+        self.base = base
         self.secret_dir = _mkdir(os.path.join(self.base, "secret"))
         self.secret = os.path.join(self.secret_dir, "secret.txt")
         self.secret_content = f"BVISOR-FS-SECRET-{uuid.uuid4().hex}"
@@ -130,12 +113,8 @@ class Tree:
 
 
 @pytest.fixture
-def tree():
-    made = Tree()
-    try:
-        yield made
-    finally:
-        shutil.rmtree(made.base, ignore_errors=True)
+def tree(host_dir):
+    return Tree(host_dir("bvisor-fs-"))
 
 
 def disk_state(top: str) -> dict:
@@ -170,24 +149,10 @@ def state_diff(before: dict, after: dict) -> dict:
 # --- specs, backends, runs ----------------------------------------------------------------
 
 
-def spec_for(argv, capabilities) -> BoundarySpec:
-    return BoundarySpec(
-        workload=Workload.Process(exe=argv[0], args=list(argv[1:])),
-        capabilities=list(capabilities),
-        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())],
-        budgets=BudgetRequirements.uniform(8, MinGuarantee.Mediated),
-    )
-
-
 @functools.cache
 def linux_backend(identity: str, landlock_abi: str | None = None) -> LinuxBackend:
     overrides = {"launcher.landlock_abi": landlock_abi} if landlock_abi is not None else None
     return LinuxBackend(launcher_as(identity), fact_overrides=overrides)
-
-
-def plan_for(backend, spec: BoundarySpec):
-    """Plan ``spec`` on ``backend``; raises PlanError on refusal."""
-    return BoundaryPlanner(registry_of(backend)).plan(spec, backend.id())
 
 
 def require_landlock(identity: str) -> LinuxBackend:
@@ -212,8 +177,36 @@ def workload(marker: str, body: str, *args) -> list:
 
 
 def run_parked(backend, argv, capabilities, marker: str):
-    _, run = planned(backend, spec_for(argv, capabilities))
+    _, run = planned(backend, oracle_spec(argv, capabilities))
     return run_gated(run, marker, host_view, timeout=GATE)
+
+
+class TreeRun(NamedTuple):
+    """One parked run against the tree: the host's disk readings around it, the run, and what
+    the checks every run passes found (the test appends its own)."""
+
+    before: dict
+    gated: GatedRun
+    after: dict
+    failures: list
+
+
+def run_on_tree(what: str, identity: str, tree: "Tree", argv, marker: str, *, control: bool = False, extra_read=()) -> TreeRun:
+    """``argv`` parked under the tree's roots (a loud skip where landlock cannot enforce them);
+    it must run as the identity, confined. A ``control`` run has the same identity's backend
+    and no Filesystem capability, and must run unconfined."""
+    backend = linux_backend(identity) if control else require_landlock(identity)
+    before = disk_state(tree.base)
+    gated = run_parked(backend, argv, [ENV] if control else tree.caps(extra_read=extra_read), marker)
+    after = disk_state(tree.base)
+    print(f"Filesystem {what} [{identity}]: host={gated.inspected} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+    failures = []
+    check_ran(failures, gated, identity)
+    if control:
+        check_unconfined(failures, gated.result)
+    else:
+        check_confined(failures, gated.result)
+    return TreeRun(before, gated, after, failures)
 
 
 def said(stdout: bytes, key: str):
@@ -376,6 +369,13 @@ SYMLINKS = (
     'out=$( { printf X >> "$2/own_w"; } 2>&1 ); say write_through_link $? "$out"'
 )
 
+
+def symlinks_argv(tree: "Tree", marker: str) -> list:
+    """The SYMLINKS attack, after the host planted a link to the secret in the write root."""
+    planted = os.path.join(tree.rw, "planted")
+    os.symlink(tree.secret, planted)
+    return workload(marker, SYMLINKS, planted, tree.rw, tree.secret, tree.existing)
+
 # Bring the secret into the write root: $1 secret, $2 write root.
 LINK_RENAME = (
     'out=$(ln -- "$1" "$2/hardlink" 2>&1); say hardlink_secret $? "$out"; '
@@ -400,15 +400,8 @@ PROC_ROOTS = (
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_reading_a_secret_outside_every_root_is_denied(identity, tree):
-    backend = require_landlock(identity)
     marker = unique_marker("BVISOR-FS-READ")
-    before = disk_state(tree.base)
-    gated = run_parked(backend, workload(marker, READ_SECRET, tree.secret), tree.caps(), marker)
-    after = disk_state(tree.base)
-    print(f"Filesystem read [{identity}]: host={gated.inspected} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-    failures = []
-    check_ran(failures, gated, identity)
-    check_confined(failures, gated.result)
+    before, gated, after, failures = run_on_tree("read", identity, tree, workload(marker, READ_SECRET, tree.secret), marker)
     expect_no_fd_on(failures, gated, tree.secret)
     expect_disk_unchanged(failures, before, after)
     for key in ("open_secret", "cat_secret", "list_secret_dir"):
@@ -420,10 +413,7 @@ def test_reading_a_secret_outside_every_root_is_denied(identity, tree):
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_control_without_the_capability_the_workload_reads_the_secret(identity, tree):
     marker = unique_marker("BVISOR-FS-READ-CONTROL")
-    gated = run_parked(linux_backend(identity), workload(marker, READ_SECRET, tree.secret), [ENV], marker)
-    failures = []
-    check_ran(failures, gated, identity)
-    check_unconfined(failures, gated.result)
+    _, gated, _, failures = run_on_tree("read control", identity, tree, workload(marker, READ_SECRET, tree.secret), marker, control=True)
     expect_fd_on(failures, gated, 3, tree.secret)
     for key in ("open_secret", "cat_secret", "list_secret_dir"):
         expect(failures, gated, key, "ok", "CONTROL CHANNEL B")
@@ -456,17 +446,10 @@ def test_control_through_the_inert_backend_the_workload_reads_and_writes_outside
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_creating_or_changing_a_file_outside_the_write_roots_is_denied(identity, tree):
-    backend = require_landlock(identity)
     marker = unique_marker("BVISOR-FS-WRITE")
-    name = f"created-{uuid.uuid4().hex}"
     body, keys = write_outside_body()
-    before = disk_state(tree.base)
-    gated = run_parked(backend, workload(marker, body, *write_outside_args(tree, name)), tree.caps(), marker)
-    after = disk_state(tree.base)
-    print(f"Filesystem write-outside [{identity}]: stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-    failures = []
-    check_ran(failures, gated, identity)
-    check_confined(failures, gated.result)
+    argv = workload(marker, body, *write_outside_args(tree, f"created-{uuid.uuid4().hex}"))
+    before, gated, after, failures = run_on_tree("write-outside", identity, tree, argv, marker)
     expect_disk_unchanged(failures, before, after)
     for key in keys:
         expect(failures, gated, key, "denied")
@@ -478,13 +461,9 @@ def test_control_without_the_capability_the_workload_creates_and_changes_files_o
     marker = unique_marker("BVISOR-FS-WRITE-CONTROL")
     name = f"created-{uuid.uuid4().hex}"
     body, keys = write_outside_body()
-    before = disk_state(tree.base)
-    gated = run_parked(linux_backend(identity), workload(marker, body, *write_outside_args(tree, name)), [ENV], marker)
-    after = disk_state(tree.base)
+    argv = workload(marker, body, *write_outside_args(tree, name))
+    before, gated, after, failures = run_on_tree("write-outside control", identity, tree, argv, marker, control=True)
     diff = state_diff(before, after)
-    failures = []
-    check_ran(failures, gated, identity)
-    check_unconfined(failures, gated.result)
     for key in keys:
         expect(failures, gated, key, "ok", "CONTROL CHANNEL B")
     want_created = {f"outside/{name}", f"outside/{name}.d", f"outside/{name}.lnk", f"outside/{name}.fifo", f"ro/{name}"}
@@ -502,19 +481,12 @@ def test_control_without_the_capability_the_workload_creates_and_changes_files_o
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_writing_inside_a_write_root_works_and_the_host_sees_it(identity, tree):
     """The other side: a write root grants everything, a read root grants read."""
-    backend = require_landlock(identity)
     marker = unique_marker("BVISOR-FS-INSIDE")
     content, name = f"written-inside-{uuid.uuid4().hex}", "out.txt"
     for planted in ("before.txt", "gone.txt", "shrink.txt"):
         _write(os.path.join(tree.rw, planted), f"planted-{planted}")
-    before = disk_state(tree.base)
     argv = workload(marker, WRITE_INSIDE, tree.rw, tree.ro_file, content, name)
-    gated = run_parked(backend, argv, tree.caps(), marker)
-    after = disk_state(tree.base)
-    print(f"Filesystem inside [{identity}]: stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-    failures = []
-    check_ran(failures, gated, identity)
-    check_confined(failures, gated.result)
+    before, gated, after, failures = run_on_tree("inside", identity, tree, argv, marker)
     for key in (
         "create_in_write_root",
         "read_back",
@@ -561,18 +533,8 @@ def test_writing_inside_a_write_root_works_and_the_host_sees_it(identity, tree):
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_a_symlink_in_a_write_root_cannot_be_followed_out_of_the_roots(identity, tree):
-    backend = require_landlock(identity)
-    planted = os.path.join(tree.rw, "planted")
-    os.symlink(tree.secret, planted)
     marker = unique_marker("BVISOR-FS-SYMLINK")
-    before = disk_state(tree.base)
-    argv = workload(marker, SYMLINKS, planted, tree.rw, tree.secret, tree.existing)
-    gated = run_parked(backend, argv, tree.caps(), marker)
-    after = disk_state(tree.base)
-    print(f"Filesystem symlink [{identity}]: host={gated.inspected} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-    failures = []
-    check_ran(failures, gated, identity)
-    check_confined(failures, gated.result)
+    before, gated, after, failures = run_on_tree("symlink", identity, tree, symlinks_argv(tree, marker), marker)
     expect_no_fd_on(failures, gated, tree.secret)
     for key in ("open_planted", "cat_planted", "open_own", "cat_own", "write_through_link"):
         expect(failures, gated, key, "denied")
@@ -588,14 +550,8 @@ def test_a_symlink_in_a_write_root_cannot_be_followed_out_of_the_roots(identity,
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_control_without_the_capability_a_symlink_in_the_write_root_reaches_the_secret(identity, tree):
-    planted = os.path.join(tree.rw, "planted")
-    os.symlink(tree.secret, planted)
     marker = unique_marker("BVISOR-FS-SYMLINK-CONTROL")
-    argv = workload(marker, SYMLINKS, planted, tree.rw, tree.secret, tree.existing)
-    gated = run_parked(linux_backend(identity), argv, [ENV], marker)
-    failures = []
-    check_ran(failures, gated, identity)
-    check_unconfined(failures, gated.result)
+    _, gated, _, failures = run_on_tree("symlink control", identity, tree, symlinks_argv(tree, marker), marker, control=True)
     expect_fd_on(failures, gated, 3, tree.secret)
     expect_fd_on(failures, gated, 4, tree.secret)
     for key in ("open_planted", "cat_planted", "open_own", "cat_own", "write_through_link"):
@@ -609,15 +565,8 @@ def test_control_without_the_capability_a_symlink_in_the_write_root_reaches_the_
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_hard_linking_or_renaming_the_secret_into_a_write_root_is_denied(identity, tree):
-    backend = require_landlock(identity)
     marker = unique_marker("BVISOR-FS-LINK")
-    before = disk_state(tree.base)
-    gated = run_parked(backend, workload(marker, LINK_RENAME, tree.secret, tree.rw), tree.caps(), marker)
-    after = disk_state(tree.base)
-    print(f"Filesystem link/rename [{identity}]: stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-    failures = []
-    check_ran(failures, gated, identity)
-    check_confined(failures, gated.result)
+    before, gated, after, failures = run_on_tree("link/rename", identity, tree, workload(marker, LINK_RENAME, tree.secret, tree.rw), marker)
     for key in ("hardlink_secret", "rename_secret", "read_brought_in"):
         expect(failures, gated, key, "denied")
     expect_secret_unseen(failures, gated, tree)
@@ -632,10 +581,8 @@ def test_hard_linking_or_renaming_the_secret_into_a_write_root_is_denied(identit
 def test_control_without_the_capability_the_secret_is_linked_and_moved_into_the_write_root(identity, tree):
     marker = unique_marker("BVISOR-FS-LINK-CONTROL")
     inode = os.stat(tree.secret).st_ino
-    gated = run_parked(linux_backend(identity), workload(marker, LINK_RENAME, tree.secret, tree.rw), [ENV], marker)
-    failures = []
-    check_ran(failures, gated, identity)
-    check_unconfined(failures, gated.result)
+    argv = workload(marker, LINK_RENAME, tree.secret, tree.rw)
+    _, gated, _, failures = run_on_tree("link/rename control", identity, tree, argv, marker, control=True)
     for key in ("hardlink_secret", "rename_secret", "read_brought_in"):
         expect(failures, gated, key, "ok", "CONTROL CHANNEL B")
     if os.path.exists(tree.secret):
@@ -663,16 +610,9 @@ def test_proc_magic_root_links_do_not_reach_the_secret(identity, tree):
     """/proc is granted read, so a denial is landlock's on the secret, not a missing /proc.
     The attacks: /proc/self/root, /proc/<this test process>/root and /proc/<the launcher,
     the workload's unconfined parent>/root, each followed by the secret's path."""
-    backend = require_landlock(identity)
     marker = unique_marker("BVISOR-FS-PROC")
-    before = disk_state(tree.base)
     argv = workload(marker, PROC_ROOTS, tree.secret, str(os.getpid()))
-    gated = run_parked(backend, argv, tree.caps(extra_read=["/proc"]), marker)
-    after = disk_state(tree.base)
-    print(f"Filesystem /proc roots [{identity}]: host={gated.inspected} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-    failures = []
-    check_ran(failures, gated, identity)
-    check_confined(failures, gated.result)
+    before, gated, after, failures = run_on_tree("/proc roots", identity, tree, argv, marker, extra_read=["/proc"])
     expect(failures, gated, "proc_readable", "ok")
     expect_no_fd_on(failures, gated, tree.secret)
     for key in ("open_self_root", "cat_self_root", "open_host_pid_root", "cat_host_pid_root", "open_parent_root", "cat_parent_root"):
@@ -688,11 +628,7 @@ def test_control_without_the_capability_proc_magic_root_links_reach_the_secret(i
     /proc root link its capabilities allow (see proc_roots_reachable_unconfined) to the secret."""
     marker = unique_marker("BVISOR-FS-PROC-CONTROL")
     argv = workload(marker, PROC_ROOTS, tree.secret, str(os.getpid()))
-    gated = run_parked(linux_backend(identity), argv, [ENV], marker)
-    print(f"Filesystem /proc control [{identity}]: host={gated.inspected} stdout={gated.stdout!r}", file=sys.stderr)
-    failures = []
-    check_ran(failures, gated, identity)
-    check_unconfined(failures, gated.result)
+    _, gated, _, failures = run_on_tree("/proc roots control", identity, tree, argv, marker, control=True)
     check_proc_roots_reached(failures, gated, tree, proc_roots_reachable_unconfined(identity))
     assert not failures, f"Filesystem /proc control failures (the oracle would be vacuous) [{identity}]: {failures}"
 
@@ -728,13 +664,13 @@ def check_proc_roots_reached(failures: list, gated, tree: Tree, reached: list) -
 def test_a_host_below_the_landlock_abi_floor_refuses_filesystem_at_plan(identity, abi, tree):
     backend = linux_backend(identity, landlock_abi=abi)
     marker_file = os.path.join(tree.rw, f"ran-{uuid.uuid4().hex}")
-    spec = spec_for(["/bin/sh", "-c", 'printf ran > "$1"', "sh", marker_file], tree.caps())
+    spec = oracle_spec(["/bin/sh", "-c", 'printf ran > "$1"', "sh", marker_file], tree.caps())
     failures = []
     cell = next(c for c in backend.profile(backend.probe()).cells if c.kind is RequirementKind.Filesystem)
     if cell.verdict.enforcement is Enforcement.Enforced:
         failures.append(f"with landlock ABI {abi} the Filesystem cell must not be Enforced; got {cell}")
     try:
-        plan_for(backend, spec)
+        planned(backend, spec)
         failures.append(f"the planner ADMITTED Filesystem on a host with landlock ABI {abi}")
     except UnsupportedRequirement as refusal:
         if refusal.requirement != "filesystem" or refusal.kind is not RequirementKind.Filesystem:
@@ -755,7 +691,7 @@ def test_at_the_abi_floor_filesystem_is_admitted():
     if backend.probe().fact("launcher.landlock_restrict") != "ok":
         loud_skip(f"landlock restrict_self does not work here: {cell.reason}")
     assert cell.verdict.enforcement is Enforcement.Enforced, cell
-    plan = plan_for(backend, spec_for(["/bin/true"], [Capability.Filesystem(access=FsAccess.Read, roots=["/tmp"])]))
+    plan, _ = planned(backend, oracle_spec(["/bin/true"], [Capability.Filesystem(access=FsAccess.Read, roots=["/tmp"])]))
     assert any(item.kind is RequirementKind.Filesystem for item in plan.admitted)
 
 
@@ -787,7 +723,7 @@ def test_the_plan_and_the_report_list_every_granted_root_and_the_landlock_abi(id
         Capability.Filesystem(access=FsAccess.ReadWrite, roots=[extra]),
     ]
     marker = unique_marker("BVISOR-FS-GRANTS")
-    admitted, run = planned(backend, spec_for(workload(marker, 'say ran 0 ""'), caps))
+    admitted, run = planned(backend, oracle_spec(workload(marker, 'say ran 0 ""'), caps))
     gated = run_gated(run, marker, host_view, timeout=GATE)
     report = gated.result
     failures = []
@@ -859,11 +795,11 @@ def test_each_root_reaches_the_launcher_as_its_own_pre_opened_fd(tree):
     root, at its own slot, on that very object (same device and inode as the host path),
     read roots and write roots apart."""
     from bvisor.backends.linux.lowering import lower
-    from bvisor.backends.linux.protocol import DescriptorRole
     from bvisor.secrets import NoSecrets
+    from bvisor.wire.plan import DescriptorRole
 
     backend = require_landlock("caller")
-    admitted = plan_for(backend, spec_for(["/bin/true"], tree.caps()))
+    admitted, _ = planned(backend, oracle_spec(["/bin/true"], tree.caps()))
     lowered = lower(admitted, uuid.uuid4().hex + uuid.uuid4().hex, NoSecrets())
     failures = []
     try:
@@ -909,7 +845,7 @@ def test_without_system_roots_a_shell_cannot_even_start_and_with_them_it_runs(id
     failures = []
 
     bare = [Capability.Filesystem(access=FsAccess.ReadWrite, roots=[tree.rw], system_roots=False)]
-    admitted, run = planned(backend, spec_for(argv, bare))
+    admitted, run = planned(backend, oracle_spec(argv, bare))
     grants = [g for i in admitted.admitted if i.kind is RequirementKind.Filesystem for g in i.grants]
     if grants != [f"read-write {tree.rw}"]:
         failures.append(f"with system_roots=False the plan must grant only the data root; got {grants}")
@@ -930,7 +866,7 @@ def test_without_system_roots_a_shell_cannot_even_start_and_with_them_it_runs(id
         failures.append("CHANNEL A: the shell must never have run, yet its file exists")
 
     with_roots = [Capability.Filesystem(access=FsAccess.ReadWrite, roots=[tree.rw])]
-    _, run = planned(backend, spec_for(argv, with_roots))
+    _, run = planned(backend, oracle_spec(argv, with_roots))
     report = run(RunIO())
     if report.body.outcome is not Outcome.Completed:
         failures.append(f"with system roots the shell must run to Completed; got {report.body.outcome} facts={report.body.observed}")
@@ -951,15 +887,12 @@ CLI_SCRIPT = (
 
 
 @pytest.fixture
-def cli_dir():
+def cli_dir(host_dir):
     """A working directory with ``work/`` and a reports dir; 0777 so only landlock denies."""
-    base = shared_host_dir("bvisor-fs-cli-", 0o777)
-    try:
-        _mkdir(os.path.join(base, "work"))
-        _mkdir(os.path.join(base, "reports"))
-        yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    base = host_dir("bvisor-fs-cli-", 0o777)
+    _mkdir(os.path.join(base, "work"))
+    _mkdir(os.path.join(base, "reports"))
+    return base
 
 
 def bvisor(identity: str, cwd: str, *args):

@@ -39,7 +39,6 @@ Budget: ``make test`` draws a fixed, derandomized ``FUZZ_EXAMPLES`` (12) per ide
 """
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -70,6 +69,7 @@ from helpers import (
     workload_uid_problem,
 )
 from mount_oracles import linux_backend
+from sysv_shm import make_segment, remove_segment, segment_keys
 
 K, D = RequirementKind, BudgetDimension
 FUZZ_EXAMPLES = int(os.environ.get("BVISOR_FUZZ_EXAMPLES", "12"))
@@ -77,7 +77,6 @@ FUZZ_EXAMPLES = int(os.environ.get("BVISOR_FUZZ_EXAMPLES", "12"))
 PYTHON = os.path.realpath("/usr/bin/python3")
 # What the interpreter needs when the view has no system roots (granted as --ro roots).
 INTERPRETER_ROOTS = [path for path in ("/usr", "/lib", "/lib64") if os.path.isdir(path)]
-IPC_CREAT, IPC_RMID = 0o1000, 0
 ENV_SENTINEL = "BVISOR_FUZZ_SENTINEL"
 GATE = 60.0  # seconds the host waits for the workload to park: a liveness bound, not a timing assert
 
@@ -252,9 +251,9 @@ if "wall" in cfg:
 class World:
     """Host objects the attacks aim at, made once per test and removed after it."""
 
-    def __init__(self):
-        self.read_only = shared_host_dir("bvisor-fuzz-ro-", 0o777)
-        self.outside = shared_host_dir("bvisor-fuzz-outside-", 0o777, parent="/var/tmp")
+    def __init__(self, host_dir):
+        self.read_only = host_dir("bvisor-fuzz-ro-", 0o777)
+        self.outside = host_dir("bvisor-fuzz-outside-", 0o777, "/var/tmp")
         self.sentinel = os.path.join(self.outside, "sentinel.txt")
         self.secret = os.path.join(self.outside, "secret.txt")
         for path, text in ((self.sentinel, "untouched\n"), (self.secret, "host secret\n")):
@@ -271,8 +270,7 @@ class World:
         self.udp.setblocking(False)
         self.host_shm = 0x6C000000 | (os.getpid() & 0xFFFFF)
         self.own_shm = self.host_shm + 1
-        if ctypes.CDLL(None, use_errno=True).shmget(self.host_shm, 4096, IPC_CREAT | 0o666) < 0:
-            raise OSError(ctypes.get_errno(), "shmget for the host segment")
+        make_segment(self.host_shm)
         self.env_marker = unique_marker("BVISOR-FUZZ-ENV")
 
     def snapshot(self) -> dict:
@@ -339,9 +337,9 @@ class World:
                     if mode & (stat.S_ISUID | stat.S_ISGID):
                         found.append(f"{os.path.join(directory, name)} carries {oct(mode)} on the host")
         if "identity" in cfg:
-            if self.own_shm in _shm_keys():
+            if self.own_shm in segment_keys():
                 found.append("the run left a SysV segment in the host's IPC namespace")
-            if self.host_shm not in _shm_keys():
+            if self.host_shm not in segment_keys():
                 found.append("the host's SysV segment is gone")
         return found
 
@@ -350,26 +348,12 @@ class World:
         self.tcp.close()
         self.udp.close()
         for key in (self.host_shm, self.own_shm):
-            _remove_shm(key)
-        shutil.rmtree(self.read_only, ignore_errors=True)
-        shutil.rmtree(self.outside, ignore_errors=True)
-
-
-def _shm_keys() -> set:
-    with open("/proc/sysvipc/shm") as f:
-        return {int(line.split()[0]) for line in f.read().splitlines()[1:] if line.strip()}
-
-
-def _remove_shm(key: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    shmid = libc.shmget(key, 0, 0)
-    if shmid >= 0:
-        libc.shmctl(shmid, IPC_RMID, None)
+            remove_segment(key)
 
 
 @pytest.fixture
-def world():
-    made = World()
+def world(host_dir):
+    made = World(host_dir)
     yield made
     made.close()
 
@@ -560,39 +544,36 @@ def test_every_admitted_enforced_claim_survives_its_attack(identity, world, monk
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)
-def test_control_without_the_boundary_every_attack_escapes(identity, world):
-    writable = shared_host_dir("bvisor-fuzz-control-", 0o777)
+def test_control_without_the_boundary_every_attack_escapes(identity, world, host_dir):
+    writable = host_dir("bvisor-fuzz-control-", 0o777)
+    every = {K.NetworkDenyAll, K.Filesystem, K.ChildSpawnDenyNewTasks, K.Environment, K.InheritedFdsNone, K.LaunchWorkload}
+    caps = {D.Storage: 1 << 20, D.ProcessCount: 4, D.HandleCount: 16}
+    cfg = world.config(every, caps, [writable], [world.read_only], identity)
+    prefix = list(UNPRIVILEGED_PREFIX) if identity_uid(identity) != os.geteuid() else []
+    env = {"PATH": "/usr/bin:/bin", ENV_SENTINEL: world.env_marker}
+    done = subprocess.run(
+        prefix + [PYTHON, "-c", ATTACK, json.dumps(cfg)], input=b"\n", capture_output=True, timeout=120, env=env, pass_fds=(world.leaked,)
+    )
+    said = {row["attack"]: row for row in verdicts(done.stdout)}
+    print(f"honesty fuzzer control [{identity}]: said={said} stderr={done.stderr[-1500:]!r}", file=sys.stderr)
+    held_back = [] if identity_uid(identity) == 0 else ["identity.core_pattern"]  # a plain user cannot
+    expected = {
+        "net.tcp", "net.udp", "fs.write_outside", "fs.create_outside", "fs.read_secret", "fs.stat_outside",
+        "fs.write_read_only_root", "spawn.fork", "spawn.thread", "env.sentinel", "fds.host_descriptor",
+        "identity.core_pattern", "identity.host_shm", "identity.hostname", "identity.setid_bit", "identity.suid_mount",
+        "storage.fill", "pids.tasks", "handles.open", "handles.raise_limit",
+    } - set(held_back)
+    if identity_uid(identity) == 0:
+        expected.add("identity.host_root")
+    failures = [f"{name} must escape without the boundary; said {said.get(name)}" for name in sorted(expected) if not said.get(name, {}).get("escaped")]
     try:
-        every = {K.NetworkDenyAll, K.Filesystem, K.ChildSpawnDenyNewTasks, K.Environment, K.InheritedFdsNone, K.LaunchWorkload}
-        caps = {D.Storage: 1 << 20, D.ProcessCount: 4, D.HandleCount: 16}
-        cfg = world.config(every, caps, [writable], [world.read_only], identity)
-        prefix = list(UNPRIVILEGED_PREFIX) if identity_uid(identity) != os.geteuid() else []
-        env = {"PATH": "/usr/bin:/bin", ENV_SENTINEL: world.env_marker}
-        done = subprocess.run(
-            prefix + [PYTHON, "-c", ATTACK, json.dumps(cfg)], input=b"\n", capture_output=True, timeout=120, env=env, pass_fds=(world.leaked,)
-        )
-        said = {row["attack"]: row for row in verdicts(done.stdout)}
-        print(f"honesty fuzzer control [{identity}]: said={said} stderr={done.stderr[-1500:]!r}", file=sys.stderr)
-        held_back = [] if identity_uid(identity) == 0 else ["identity.core_pattern"]  # a plain user cannot
-        expected = {
-            "net.tcp", "net.udp", "fs.write_outside", "fs.create_outside", "fs.read_secret", "fs.stat_outside",
-            "fs.write_read_only_root", "spawn.fork", "spawn.thread", "env.sentinel", "fds.host_descriptor",
-            "identity.core_pattern", "identity.host_shm", "identity.hostname", "identity.setid_bit", "identity.suid_mount",
-            "storage.fill", "pids.tasks", "handles.open", "handles.raise_limit",
-        } - set(held_back)
-        if identity_uid(identity) == 0:
-            expected.add("identity.host_root")
-        failures = [f"{name} must escape without the boundary; said {said.get(name)}" for name in sorted(expected) if not said.get(name, {}).get("escaped")]
-        try:
-            world.tcp.accept()[0].close()
-        except BlockingIOError:
-            failures.append("the host TCP listener must get the control's connection")
-        try:
-            world.udp.recv(64)
-        except BlockingIOError:
-            failures.append("the host UDP listener must get the control's datagram")
-        if world.own_shm not in _shm_keys():
-            failures.append("the program's own SysV segment must outlive it on the host")
-        assert not failures, f"honesty fuzzer control [{identity}]: {failures}"
-    finally:
-        shutil.rmtree(writable, ignore_errors=True)
+        world.tcp.accept()[0].close()
+    except BlockingIOError:
+        failures.append("the host TCP listener must get the control's connection")
+    try:
+        world.udp.recv(64)
+    except BlockingIOError:
+        failures.append("the host UDP listener must get the control's datagram")
+    if world.own_shm not in segment_keys():
+        failures.append("the program's own SysV segment must outlive it on the host")
+    assert not failures, f"honesty fuzzer control [{identity}]: {failures}"

@@ -20,18 +20,23 @@ from bvisor import (
     BoundarySpec,
     BudgetRequirements,
     Capability,
-    EnvPolicy,
-    HostControl,
     InertBackend,
     LinuxBackend,
     MinGuarantee,
     Outcome,
     RunIO,
-    StdStreams,
-    Workload,
 )
 from bvisor.contract import FdPolicy
-from helpers import IDENTITIES, check_completed, facts_of, launcher_as, loud_skip, planned, unique_marker
+from helpers import (
+    IDENTITIES,
+    check_completed,
+    facts_of,
+    launcher_as,
+    loud_skip,
+    planned,
+    unique_marker,
+)
+from oracle_specs import exact_environment, oracle_spec
 
 PYTHON = os.path.realpath(sys.executable)
 CONNECT = (
@@ -46,10 +51,9 @@ CONNECT = (
 
 
 def spec_for(name: str) -> BoundarySpec:
-    return BoundarySpec(
-        workload=Workload.Process(exe=PYTHON, args=["-c", CONNECT, name]),
-        capabilities=[Capability.Environment(policy=EnvPolicy.Exact([])), Capability.InheritedFds(policy=FdPolicy.Nothing())],
-        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())],
+    return oracle_spec(
+        [PYTHON, "-c", CONNECT, name],
+        [exact_environment(), Capability.InheritedFds(policy=FdPolicy.Nothing())],
         budgets=BudgetRequirements.uniform(1_000_000, MinGuarantee.Mediated),
     )
 

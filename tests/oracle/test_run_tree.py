@@ -36,20 +36,16 @@ from bvisor import (
     BoundarySpec,
     BudgetRequirements,
     Capability,
-    EnvPolicy,
     HostControl,
     InertBackend,
     LinuxBackend,
     MinGuarantee,
     Outcome,
     RunIO,
-    StdStreams,
-    Workload,
 )
 from bvisor.contract import (
     BudgetDimension,
     BudgetFinding,
-    BudgetRequest,
     Enforcement,
     KillGuarantee,
     KillTarget,
@@ -73,6 +69,7 @@ from helpers import (
     status_of,
     unique_marker,
 )
+from oracle_specs import exact_environment, oracle_spec, watched_budgets
 
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 TESTS_DIR = str(Path(__file__).resolve().parent.parent)
@@ -167,6 +164,28 @@ def alive(pid: int, start: str) -> bool:
     return fields[19] == start and fields[0] not in ("Z", "X")
 
 
+PF_EXITING = 0x4  # the task flag (stat field 9) a process carries from the moment it starts to exit
+
+
+def undisturbed(pid: int) -> bool:
+    """Whether ``pid`` lives on untouched, read at once: running or asleep, not exiting, no
+    signal pending. kill(2) marks a signal pending before it returns to the sender, and a
+    process that takes a fatal one is exiting or gone, so a kill sent before this call shows
+    here: a survival claim needs no grace period to let a wrong death happen."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return False
+    pending = status_of(pid)
+    return (
+        fields[0] in ("R", "S", "D")
+        and not int(fields[6]) & PF_EXITING
+        and int(pending.get("SigPnd", "1"), 16) == 0
+        and int(pending.get("ShdPnd", "1"), 16) == 0
+    )
+
+
 def start_of(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -199,34 +218,14 @@ def kill_quietly(pids) -> None:
 # --- specs, runs and the workload's self-report ----------------------------------------------
 
 
-def budgets(wall_us: int = 60_000_000, wall: MinGuarantee = MinGuarantee.Mediated) -> BudgetRequirements:
-    """Generous watched budgets; only the wall one is varied (and capped where asked)."""
-    watched = MinGuarantee.Mediated
-    return BudgetRequirements(
-        wall=BudgetRequest(limit=wall_us, guarantee=wall),
-        cpu=BudgetRequest(limit=60_000_000, guarantee=watched),
-        resident_memory=BudgetRequest(limit=1 << 30, guarantee=watched),
-        process_count=BudgetRequest(limit=64, guarantee=watched),
-        handle_count=BudgetRequest(limit=1024, guarantee=watched),
-        storage=BudgetRequest(limit=64 << 20, guarantee=watched),
-        network=BudgetRequest(limit=1 << 20, guarantee=watched),
-    )
-
-
 def tree_spec(argv, *, run_tree: bool = True, budget: BudgetRequirements | None = None) -> BoundarySpec:
     """``argv`` under an empty exact environment; with ``run_tree``, descendants allowed within
     the boundary and the whole tree killable atomically (the InertBackend refuses both)."""
-    capabilities = [Capability.Environment(policy=EnvPolicy.Exact([]))]
-    controls = [HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())]
+    capabilities, controls = [exact_environment()], []
     if run_tree:
         capabilities.append(Capability.ChildSpawn(policy=SpawnPolicy.AllowDescendantsWithinBoundary()))
         controls.append(HostControl.Kill(target=KillTarget.RunTree, guarantee=KillGuarantee.Atomic))
-    return BoundarySpec(
-        workload=Workload.Process(exe=argv[0], args=list(argv[1:])),
-        capabilities=capabilities,
-        controls=controls,
-        budgets=budget or budgets(),
-    )
+    return oracle_spec(argv, capabilities, controls, budget or watched_budgets())
 
 
 def linux_backend(identity: str) -> LinuxBackend:
@@ -241,6 +240,16 @@ def linux_backend(identity: str) -> LinuxBackend:
 
 def linux_run(identity: str, spec: BoundarySpec):
     return planned(linux_backend(identity), spec)[1]
+
+
+def run_parked_tree(run, marker: str, inspect, remaining, tree: str):
+    """Run to the end, the host calling ``inspect`` while the workload is parked; then
+    ``remaining()`` (what of the tree is left) and kill every process carrying ``tree``."""
+    try:
+        gated = run_gated(run, marker, inspect, timeout=LIVENESS)
+        return gated, remaining()
+    finally:
+        kill_quietly(pids_carrying(tree))
 
 
 def run_collecting(run):
@@ -292,7 +301,7 @@ def test_wall_timeout_kills_the_whole_tree_by_both_channels(identity):
     as Timeout with SIGKILL, the report must name the wall budget and the kill, the workload
     must never get past its sleep, and no process of the tree may be left."""
     marker = unique_marker("BVISOR-RT-WALL")
-    spec = tree_spec(["/bin/bash", "-c", SLEEPER, marker, "30"], budget=budgets(1_000_000, MinGuarantee.Enforced))
+    spec = tree_spec(["/bin/bash", "-c", SLEEPER, marker, "30"], budget=watched_budgets(wall=(1_000_000, MinGuarantee.Enforced)))
     report, stdout, stderr, took = run_collecting(linux_run(identity, spec))
     left = survivors(marker)
     kill_quietly(left)
@@ -452,11 +461,7 @@ def test_a_daemonised_grandchild_dies_with_the_run(identity):
     marker = unique_marker("BVISOR-RT-DAEMON")
     daemon = f"{marker}-daemon"
     run = linux_run(identity, tree_spec(["/bin/sh", "-c", daemon_script(), marker]))
-    try:
-        gated = run_gated(run, marker, daemon_view(daemon), timeout=LIVENESS)
-        left = survivors(daemon)
-    finally:
-        kill_quietly(pids_carrying(daemon))
+    gated, left = run_parked_tree(run, marker, daemon_view(daemon), lambda: survivors(daemon), daemon)
     host = gated.inspected or {}
     print(f"daemon escape [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
     failures = []
@@ -485,12 +490,7 @@ def test_control_inert_daemon_outlives_the_run():
     marker = unique_marker("BVISOR-RT-DAEMON-CTL")
     daemon = f"{marker}-daemon"
     run = planned(InertBackend(), tree_spec(["/bin/sh", "-c", daemon_script(), marker], run_tree=False))[1]
-    try:
-        gated = run_gated(run, marker, daemon_view(daemon), timeout=LIVENESS)
-        time.sleep(0.2)  # give a (wrongly) dying daemon time to show it: survival is the claim
-        left = pids_named(daemon)
-    finally:
-        kill_quietly(pids_carrying(daemon))
+    gated, left = run_parked_tree(run, marker, daemon_view(daemon), lambda: [p for p in pids_named(daemon) if undisturbed(p)], daemon)
     print(f"daemon control: host={gated.inspected} survivors={left} stdout={gated.stdout!r}", file=sys.stderr)
     failures = []
     if gated.result.body.outcome is not Outcome.Completed:
@@ -547,8 +547,8 @@ def test_workload_cannot_signal_a_host_process_or_its_own_init(identity):
     try:
         script = signal_script(target.pid, try_init=True)
         report, stdout, stderr, _ = run_collecting(linux_run(identity, tree_spec(["/bin/sh", "-c", script])))
-        time.sleep(0.1)  # a delivered SIGTERM would have killed it by now; survival is the claim
-        state = status_of(target.pid).get("State", "gone")
+        untouched = undisturbed(target.pid)  # a SIGTERM the workload got through is pending on it, or it is exiting
+        state = {key: status_of(target.pid).get(key) for key in ("State", "SigPnd", "ShdPnd")}
         returncode = target.poll()
     finally:
         target.kill()
@@ -557,8 +557,8 @@ def test_workload_cannot_signal_a_host_process_or_its_own_init(identity):
     failures = []
     if returncode is not None:
         failures.append(f"CHANNEL A: the host process died during the run (returncode {returncode})")
-    if not state.startswith(("S", "R")):
-        failures.append(f"CHANNEL A: the host process must still be running; State={state!r}")
+    if not untouched:
+        failures.append(f"CHANNEL A: the host process must run on, unsignalled; {state}")
     if said(stdout, "term_rc") in (None, "0"):
         failures.append(f"CHANNEL B: kill -TERM of the host pid must fail; term_rc={said(stdout, 'term_rc')!r}")
     if said(stdout, "probe_rc") in (None, "0"):
@@ -649,11 +649,7 @@ def test_descendants_share_the_run_leaf_and_namespace_and_die_with_it(identity):
     remain and the leaf directories are gone."""
     marker = unique_marker("BVISOR-RT-CHAIN")
     run = linux_run(identity, tree_spec(["/bin/sh", "-c", CHAIN_TOP, marker, CHAIN_MID, CHAIN_LEAF]))
-    try:
-        gated = run_gated(run, marker, chain_view(marker), timeout=LIVENESS)
-        left = survivors(marker)
-    finally:
-        kill_quietly(pids_carrying(marker))
+    gated, left = run_parked_tree(run, marker, chain_view(marker), lambda: survivors(marker), marker)
     view = gated.inspected or {}
     print(f"descendants [{identity}]: host={view} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
     failures = []
@@ -699,12 +695,11 @@ def test_control_inert_descendants_escape_into_the_host():
     NSpid entry) and cgroups (no bvisor leaf), and outlives the run (then this test kills it)."""
     marker = unique_marker("BVISOR-RT-CHAIN-CTL")
     run = planned(InertBackend(), tree_spec(["/bin/sh", "-c", CHAIN_TOP, marker, CHAIN_MID, CHAIN_LEAF], run_tree=False))[1]
-    try:
-        gated = run_gated(run, marker, chain_view(marker), timeout=LIVENESS)
-        time.sleep(0.2)
-        left = pids_named(f"{marker}-leaf") + pids_with_arg(f"{marker}-mid")
-    finally:
-        kill_quietly(pids_carrying(marker))
+
+    def outliving() -> list:
+        return [p for p in pids_named(f"{marker}-leaf") + pids_with_arg(f"{marker}-mid") if undisturbed(p)]
+
+    gated, left = run_parked_tree(run, marker, chain_view(marker), outliving, marker)
     view = gated.inspected or {}
     print(f"descendants control: host={view} survivors={left}", file=sys.stderr)
     failures = []
@@ -989,9 +984,9 @@ def test_fully_unprivileged_host_fails_closed_on_cgroup_budgets_but_keeps_wall_a
     budget, cells, facts = probe_cells(probe_json("unprivileged"))
     shared = shared_host_dir("bvisor-rt-unpriv-", mode=0o777)
     try:
-        capped = msgspec.structs.replace(budgets(), process_count=BudgetRequest(limit=16, guarantee=MinGuarantee.Enforced))
-        cpu_capped = msgspec.structs.replace(budgets(), cpu=BudgetRequest(limit=500_000, guarantee=MinGuarantee.Enforced))
-        walled = budgets(5_000_000, MinGuarantee.Enforced)
+        capped = watched_budgets(process_count=(16, MinGuarantee.Enforced))
+        cpu_capped = watched_budgets(cpu=(500_000, MinGuarantee.Enforced))
+        walled = watched_budgets(wall=(5_000_000, MinGuarantee.Enforced))
         paths = {}
         for name, spec in (
             ("pids", tree_spec(["/bin/true"], budget=capped)),

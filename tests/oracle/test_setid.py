@@ -33,19 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from bvisor import (
-    BoundarySpec,
-    BudgetRequirements,
-    Capability,
-    EnvEntry,
-    EnvPolicy,
-    HostControl,
-    LinuxBackend,
-    MinGuarantee,
-    RunIO,
-    StdStreams,
-    Workload,
-)
+from bvisor import BoundarySpec, Capability, LinuxBackend, RunIO
 from bvisor.contract import Enforcement, FsAccess, RequirementKind
 from bvisor.mechanism import syscalls
 from helpers import (
@@ -60,6 +48,7 @@ from helpers import (
     shared_host_dir,
     unique_marker,
 )
+from oracle_specs import exact_environment, oracle_spec
 
 PYTHON = os.path.realpath(sys.executable)  # the pyenv shim on PATH fails in an empty environment
 PYTHON_PREFIX = os.path.realpath(sys.base_prefix)  # a read root, so the interpreter runs inside
@@ -234,15 +223,13 @@ def argv_for(marker: str, top: str) -> list:
 
 
 def spec_for(argv, top: str) -> BoundarySpec:
-    return BoundarySpec(
-        workload=Workload.Process(exe=argv[0], args=list(argv[1:])),
-        capabilities=[
-            Capability.Environment(policy=EnvPolicy.Exact([EnvEntry.literal(k, v) for k, v in ENV])),
+    return oracle_spec(
+        argv,
+        [
+            exact_environment(ENV),
             Capability.Filesystem(access=FsAccess.Read, roots=[PYTHON_PREFIX]),
             Capability.Filesystem(access=FsAccess.ReadWrite, roots=[top]),
         ],
-        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())],
-        budgets=BudgetRequirements.uniform(8, MinGuarantee.Mediated),
     )
 
 

@@ -30,14 +30,31 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from bvisor import BoundarySpec, Capability, HostControl, MinGuarantee, Outcome, StdStreams, Workload
+from bvisor import (
+    BoundarySpec,
+    Capability,
+    HostControl,
+    MinGuarantee,
+    Outcome,
+    StdStreams,
+    Workload,
+)
+from bvisor.backends.linux.budgets import temp_root_inodes
 from bvisor.capture import RunIO
 from bvisor.contract import BudgetDimension, BudgetFinding, FsAccess
-from bvisor.backends.linux.budgets import temp_root_inodes
-from helpers import IDENTITIES, PARKED, cli_prefix, facts_of, host_paths_named, host_read_uid, run_gated, runner_for, shared_host_dir, unique_marker
-from mount_oracles import MIB, budgets, check_identity, linux_backend, reported
+from helpers import (
+    IDENTITIES,
+    PARKED,
+    cli_prefix,
+    facts_of,
+    host_paths_named,
+    host_read_uid,
+    runner_for,
+    shared_host_dir,
+    unique_marker,
+)
+from mount_oracles import MIB, budgets, check_identity, linux_backend, reported, run_parked
 
-GATE = 10.0  # seconds the host waits for a workload to park: a liveness bound, not a timing assert
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 BIG = 5_000_000
 ATTEMPTS = 1000  # files, then symlinks: more than a 1 MiB cap's 256 inodes, fewer than 16 MiB's 4096
@@ -112,7 +129,7 @@ def note_fields(report, head: str) -> dict:
 def run_filler(identity: str, storage: int):
     marker = unique_marker("BVISOR-STORAGE")
     try:
-        gated = run_gated(runner_for(linux_backend(identity), filler_spec(marker, storage)), marker, tmpfs_view, timeout=GATE)
+        gated = run_parked(identity, filler_spec(marker, storage), marker, tmpfs_view)
         left = host_paths_named(marker)
     finally:
         for path in host_paths_named(marker):

@@ -21,7 +21,6 @@ CLI's ``--tmp [--storage N]`` gives the same private tmpfs (64 MiB by default).
 
 import functools
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -30,35 +29,38 @@ from pathlib import Path
 
 import pytest
 
-from bvisor import (
-    BoundarySpec,
-    Capability,
-    HostControl,
-    Outcome,
-    StdStreams,
-    Workload,
-)
-from bvisor.contract import BudgetDimension, FsAccess, RequirementKind
-from bvisor.contract.errors import UnsupportedRequirement
+from bvisor import Capability, HostControl, Outcome
 from bvisor.backends.linux.budgets import temp_root_inodes
-from mount_oracles import MIB, budgets, check_identity, linux_backend, read_text, reported
+from bvisor.contract import BudgetDimension, FsAccess, RequirementKind
 from helpers import (
-    facts_of,
-    runner_for,
-    cli_prefix,
     IDENTITIES,
     PARK,
     PARKED,
+    check_completed,
+    cli_prefix,
+    facts_of,
     host_mount_at,
     host_paths_named,
     host_read_uid,
+    read_text,
     run_gated,
+    runner_for,
     scan_proc_cmdline,
-    shared_host_dir,
     unique_marker,
 )
+from mount_oracles import (
+    MIB,
+    check_identity,
+    check_mount_attested,
+    check_no_leftovers,
+    check_refused_without_mount_namespaces,
+    linux_backend,
+    mount_spec,
+    reported,
+    run_parked,
+    run_with_a_missing_mountpoint,
+)
 
-GATE = 10.0  # seconds the host waits for a workload to park: a liveness bound, not a timing assert
 PAGE = os.sysconf("SC_PAGE_SIZE")
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 NO_SPACE = "No space left on device"
@@ -72,15 +74,6 @@ def tmpfs_bytes(limit: int) -> int:
 def size_option(limit: int) -> str:
     """How mountinfo shows that size (the kernel prints it in KiB)."""
     return f"size={tmpfs_bytes(limit) // 1024}k"
-
-
-def spec_for(argv, controls=(), capabilities=(), storage: int = MIB) -> BoundarySpec:
-    return BoundarySpec(
-        workload=Workload.Process(exe=argv[0], args=list(argv[1:])),
-        capabilities=list(capabilities),
-        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err()), *controls],
-        budgets=budgets(storage),
-    )
 
 
 @functools.cache
@@ -100,22 +93,8 @@ def host_statvfs_bytes(path: str):
     return st.f_blocks * st.f_frsize
 
 
-def check_no_leftovers(failures: list, marker: str, what: str = "") -> None:
-    """Gone when the run ends: no process carries the marker and nothing under /tmp is named by it."""
-    left = host_paths_named(marker)
-    if left:
-        failures.append(f"{what}after the run the host's /tmp still holds {left}")
-    if scan_proc_cmdline(marker) is not None:
-        failures.append(f"{what}a process carrying the marker outlived the run")
-
-
 def check_attested(failures: list, report, path: str, limit: int) -> None:
-    notes = facts_of(report, "launcher_note")
-    if not any(n.startswith("mount_namespace=private") for n in notes):
-        failures.append(f"the launcher must attest a private mount namespace; notes={notes}")
-    made = f"temp_root=tmpfs path={path} size={limit} nr_inodes={temp_root_inodes(limit)} verified=statvfs"
-    if made not in facts_of(report, "mount_made"):
-        failures.append(f"the report must record mount_made {made}; facts={report.body.observed}")
+    check_mount_attested(failures, report, f"temp_root=tmpfs path={path} size={limit} nr_inodes={temp_root_inodes(limit)} verified=statvfs")
     storage = next((w for w in report.body.budget if w.dimension is BudgetDimension.Storage), None)
     if storage is None or storage.limit != limit or "tmpfs_size" not in storage.mechanism:
         failures.append(f"the storage witness must carry the limit {limit} and the tmpfs_size mechanism; got {storage}")
@@ -192,6 +171,26 @@ def temp_root_argv(path: str, marker: str, content: str) -> list:
     return ["/bin/sh", "-c", f"TR={path}; " + TEMP_ROOT_SCRIPT, marker, content]
 
 
+def run_temp_root(identity: str, host_only: str, path: str | None = None, limit: int = MIB):
+    """TEMP_ROOT_SCRIPT in a temp root of ``limit`` bytes at ``path`` (None: the default, /tmp),
+    where the host keeps its own file ``host_only``: the run, and the failures of the checks
+    every private temp root passes (check_private_tmpfs, as the identity, attested, nothing
+    left behind)."""
+    marker = unique_marker("BVISOR-TR-MARKER")
+    content = f"content-{uuid.uuid4().hex}"
+    where = path or "/tmp"
+    spec = mount_spec(temp_root_argv(where, marker, content), [HostControl.TempRoot(path=path) if path else HostControl.TempRoot()], storage=limit)
+    gated = run_parked(identity, spec, marker, temp_root_view(where, marker, host_only, content))
+    print(f"TempRoot at {where} of {limit} [{identity}]: host={gated.inspected} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+    failures = []
+    check_completed(failures, gated.result)
+    check_private_tmpfs(failures, gated, where, marker, host_only, limit)
+    check_identity(failures, identity, gated.inspected or {})
+    check_attested(failures, gated.result, where, limit)
+    check_no_leftovers(failures, marker)
+    return gated, failures
+
+
 @pytest.fixture
 def host_only_file():
     """A file the host keeps in its own /tmp; no temp root may show it."""
@@ -206,18 +205,7 @@ def host_only_file():
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_temp_root_is_a_private_size_limited_tmpfs_by_both_channels(identity, host_only_file):
-    marker = unique_marker("BVISOR-TR-MARKER")
-    content = f"content-{uuid.uuid4().hex}"
-    run = runner_for(linux_backend(identity), spec_for(temp_root_argv("/tmp", marker, content), [HostControl.TempRoot()]))
-    gated = run_gated(run, marker, temp_root_view("/tmp", marker, host_only_file, content), timeout=GATE)
-    print(f"TempRoot [{identity}]: host={gated.inspected} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-    failures = []
-    if gated.result.body.outcome != Outcome.Completed:
-        failures.append(f"the workload must run to Completed; got {gated.result.body.outcome} facts={gated.result.body.observed}")
-    check_private_tmpfs(failures, gated, "/tmp", marker, host_only_file, MIB)
-    check_identity(failures, identity, gated.inspected or {})
-    check_attested(failures, gated.result, "/tmp", MIB)
-    check_no_leftovers(failures, marker)
+    _, failures = run_temp_root(identity, host_only_file)
     assert not failures, f"TempRoot privacy oracle failures [{identity}]: {failures}"
 
 
@@ -249,8 +237,8 @@ def test_two_concurrent_runs_do_not_see_each_others_temp_roots(identity):
 
     def drive(mine: str, other: str) -> None:
         try:
-            run = runner_for(linux_backend(identity), spec_for(temp_root_argv("/tmp", mine, content[mine]), [HostControl.TempRoot()]))
-            results[mine] = run_gated(run, mine, inspect_for(mine, other), timeout=30)
+            spec = mount_spec(temp_root_argv("/tmp", mine, content[mine]), [HostControl.TempRoot()])
+            results[mine] = run_gated(runner_for(linux_backend(identity), spec), mine, inspect_for(mine, other), timeout=30)
         except BaseException as exc:
             errors.append(exc)
             both_parked.abort()
@@ -338,8 +326,8 @@ def fill_view(marker: str):
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_writes_beyond_the_storage_limit_fail_with_enospc(identity, writer):
     marker = unique_marker(f"BVISOR-TR-FILL-{writer}")
-    run = runner_for(linux_backend(identity), spec_for(FILLERS[writer](marker), [HostControl.TempRoot()]))
-    gated = run_gated(run, marker, fill_view(marker), timeout=GATE)
+    spec = mount_spec(FILLERS[writer](marker), [HostControl.TempRoot()])
+    gated = run_parked(identity, spec, marker, fill_view(marker))
     body, host = gated.result.body, gated.inspected or {}
     print(f"TempRoot fill [{identity}/{writer}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
     failures = []
@@ -370,41 +358,18 @@ def test_writes_beyond_the_storage_limit_fail_with_enospc(identity, writer):
 @pytest.mark.parametrize("limit", [MIB, 1_000_000, 12_345, 3 * PAGE])
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_the_tmpfs_size_is_the_storage_limit_rounded_up_to_pages(identity, limit, host_only_file):
-    marker = unique_marker("BVISOR-TR-SIZE")
-    content = f"content-{uuid.uuid4().hex}"
-    spec = spec_for(temp_root_argv("/tmp", marker, content), [HostControl.TempRoot()], storage=limit)
-    gated = run_gated(runner_for(linux_backend(identity), spec), marker, temp_root_view("/tmp", marker, host_only_file, content), timeout=GATE)
-    print(f"TempRoot size [{identity}/{limit}]: host={gated.inspected} stdout={gated.stdout!r}", file=sys.stderr)
-    failures = []
-    if gated.result.body.outcome != Outcome.Completed:
-        failures.append(f"the workload must run to Completed; got {gated.result.body.outcome} facts={gated.result.body.observed}")
-    check_private_tmpfs(failures, gated, "/tmp", marker, host_only_file, limit)
-    check_attested(failures, gated.result, "/tmp", limit)
-    check_no_leftovers(failures, marker)
+    _, failures = run_temp_root(identity, host_only_file, limit=limit)
     assert not failures, f"TempRoot size oracle failures [{identity}/{limit}]: {failures}"
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)
-def test_a_temp_root_at_a_declared_path_hides_the_host_directory_and_leaves_it_unchanged(identity):
-    root = shared_host_dir("bvisor-tr-path-")
+def test_a_temp_root_at_a_declared_path_hides_the_host_directory_and_leaves_it_unchanged(identity, host_dir):
+    root = host_dir("bvisor-tr-path-")
     host_only = "host-only.txt"
-    try:
-        Path(root, host_only).write_text("the host's own directory\n")
-        marker = unique_marker("BVISOR-TR-PATH")
-        content = f"content-{uuid.uuid4().hex}"
-        spec = spec_for(temp_root_argv(root, marker, content), [HostControl.TempRoot(path=root)])
-        gated = run_gated(runner_for(linux_backend(identity), spec), marker, temp_root_view(root, marker, host_only, content), timeout=GATE)
-        print(f"TempRoot at {root} [{identity}]: host={gated.inspected} stdout={gated.stdout!r}", file=sys.stderr)
-        failures = []
-        if gated.result.body.outcome != Outcome.Completed:
-            failures.append(f"the workload must run to Completed; got {gated.result.body.outcome} facts={gated.result.body.observed}")
-        check_private_tmpfs(failures, gated, root, marker, host_only, MIB)
-        check_attested(failures, gated.result, root, MIB)
-        if sorted(os.listdir(root)) != [host_only]:
-            failures.append(f"after the run the host directory must hold only its own file; it holds {sorted(os.listdir(root))}")
-        check_no_leftovers(failures, marker)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    Path(root, host_only).write_text("the host's own directory\n")
+    _, failures = run_temp_root(identity, host_only, path=root)
+    if sorted(os.listdir(root)) != [host_only]:
+        failures.append(f"after the run the host directory must hold only its own file; it holds {sorted(os.listdir(root))}")
     assert not failures, f"declared-path TempRoot failures [{identity}]: {failures}"
 
 
@@ -413,30 +378,18 @@ def test_a_missing_temp_root_path_ends_the_run_before_the_workload_runs(identity
     marker = unique_marker("BVISOR-TR-MISSING")
     missing = f"/bvisor-missing-temp-root-{uuid.uuid4().hex}"
     argv = ["/bin/sh", "-c", PARK + 'printf ran > "/tmp/$0"', marker]
-    run = runner_for(linux_backend(identity), spec_for(argv, [HostControl.TempRoot(path=missing)]))
-    gated = run_gated(run, marker, lambda pid: {"pid": pid}, timeout=GATE)
-    body = gated.result.body
-    failures = []
-    if body.outcome in (Outcome.Completed, Outcome.Failed) or body.exit is not None:
-        failures.append(f"a missing temp-root path must end the run without a workload exit; got {body.outcome} {body.exit}")
-    if not any(missing in d for d in facts_of(gated.result, "mountpoint_missing")):
-        failures.append(f"the report must say why (mountpoint_missing naming {missing}); facts={body.observed}")
-    if gated.seen or gated.stdout or gated.stderr:
-        failures.append(f"the workload must never run; seen={gated.seen} stdout={gated.stdout!r} stderr={gated.stderr!r}")
-    if os.path.lexists(missing):
-        failures.append(f"the launcher created {missing} on the host")
-        shutil.rmtree(missing, ignore_errors=True)
+    _, failures = run_with_a_missing_mountpoint(identity, argv, [HostControl.TempRoot(path=missing)], marker, missing, missing)
     check_no_leftovers(failures, marker)
     assert not failures, f"missing temp-root path failures [{identity}]: {failures}"
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)
-def test_under_landlock_the_temp_root_is_writable_and_a_root_beneath_it_stays_the_hosts(identity):
+def test_under_landlock_the_temp_root_is_writable_and_a_root_beneath_it_stays_the_hosts(identity, host_dir):
     """Filesystem(read-write, [host dir under /tmp]) + TempRoot: the temp root gets full access
     though it is no declared root, the declared root is attached over the tmpfs (writes reach
     the host), and a path that is neither does not exist in the run."""
-    root = shared_host_dir("bvisor-tr-fsroot-", 0o777)
-    outside = shared_host_dir("bvisor-tr-outside-", 0o777, parent="/var/tmp")
+    root = host_dir("bvisor-tr-fsroot-", 0o777)
+    outside = host_dir("bvisor-tr-outside-", 0o777, "/var/tmp")
     marker = unique_marker("BVISOR-TR-LANDLOCK")
     script = (
         'printf root > "$R/$0-root"; echo "ROOT-RC $?"; '
@@ -458,66 +411,50 @@ def test_under_landlock_the_temp_root_is_writable_and_a_root_beneath_it_stays_th
             "tmp_mount": host_mount_at(pid, "/tmp"),
         }
 
-    try:
-        run = runner_for(linux_backend(identity), spec_for(argv, [HostControl.TempRoot()], caps))
-        gated = run_gated(run, marker, inspect, timeout=GATE)
-        host = gated.inspected or {}
-        print(f"TempRoot+landlock [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-        failures = []
-        if gated.result.body.outcome != Outcome.Completed:
-            failures.append(f"the workload must run to Completed; got {gated.result.body.outcome} facts={gated.result.body.observed}")
-        if not host:
-            failures.append(f"CHANNEL A: the host never inspected the parked workload; stdout={gated.stdout!r}")
-        else:
-            if host["root_on_host"] != "root":
-                failures.append(f"CHANNEL A: a write into the declared root beneath /tmp must reach the host; read {host['root_on_host']!r}")
-            if host["scratch_inside"] != "scratch" or host["scratch_on_host"]:
-                failures.append(f"CHANNEL A: the scratch file must be in the private tmpfs only; {host}")
-            if host["outside_on_host"]:
-                failures.append("CHANNEL A: landlock let the workload write outside its roots and temp root")
-            if host["tmp_mount"] is None or host["tmp_mount"][1] != "tmpfs":
-                failures.append(f"CHANNEL A: /tmp must be the private tmpfs; got {host['tmp_mount']}")
-        for key, want in (("ROOT-RC", "0"), ("SCRATCH-RC", "0")):
-            if reported(gated.stdout, key) != want:
-                failures.append(f"CHANNEL B: {key} must be {want}; stdout={gated.stdout!r} stderr={gated.stderr!r}")
-        if reported(gated.stdout, "OUTSIDE-RC") in (None, "0") or "nonexistent" not in gated.stderr.decode(errors="replace"):
-            failures.append(f"CHANNEL B: the write outside must fail: its directory does not exist in the run; stdout={gated.stdout!r} stderr={gated.stderr!r}")
-        if reported(gated.stdout, "SCRATCH") != "scratch":
-            failures.append(f"CHANNEL B: the workload must read its scratch file back; stdout={gated.stdout!r}")
-        if not facts_of(gated.result, "landlock_installed"):
-            failures.append(f"the report must record landlock_installed; facts={gated.result.body.observed}")
-        # The temp root's rule is a grant like any other: the plan and the report list it.
-        tmpfs_grant = "read-write /tmp (private tmpfs)"
-        plan_grants = [g for item in gated.result.body.admitted if item.kind is RequirementKind.TempRoot for g in item.grants]
-        if plan_grants != [tmpfs_grant]:
-            failures.append(f"the admitted TempRoot must grant {tmpfs_grant!r}; got {plan_grants}")
-        confined = facts_of(gated.result, "filesystem_confined")
-        if not confined or tmpfs_grant not in confined[0].partition("granted: ")[2].split("; "):
-            failures.append(f"filesystem_confined must list {tmpfs_grant!r}; got {confined}")
-        check_no_leftovers(failures, f"{marker}-scratch")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(outside, ignore_errors=True)
+    spec = mount_spec(argv, [HostControl.TempRoot()], caps)
+    gated = run_parked(identity, spec, marker, inspect)
+    host = gated.inspected or {}
+    print(f"TempRoot+landlock [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+    failures = []
+    check_completed(failures, gated.result)
+    if not host:
+        failures.append(f"CHANNEL A: the host never inspected the parked workload; stdout={gated.stdout!r}")
+    else:
+        if host["root_on_host"] != "root":
+            failures.append(f"CHANNEL A: a write into the declared root beneath /tmp must reach the host; read {host['root_on_host']!r}")
+        if host["scratch_inside"] != "scratch" or host["scratch_on_host"]:
+            failures.append(f"CHANNEL A: the scratch file must be in the private tmpfs only; {host}")
+        if host["outside_on_host"]:
+            failures.append("CHANNEL A: landlock let the workload write outside its roots and temp root")
+        if host["tmp_mount"] is None or host["tmp_mount"][1] != "tmpfs":
+            failures.append(f"CHANNEL A: /tmp must be the private tmpfs; got {host['tmp_mount']}")
+    for key, want in (("ROOT-RC", "0"), ("SCRATCH-RC", "0")):
+        if reported(gated.stdout, key) != want:
+            failures.append(f"CHANNEL B: {key} must be {want}; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+    if reported(gated.stdout, "OUTSIDE-RC") in (None, "0") or "nonexistent" not in gated.stderr.decode(errors="replace"):
+        failures.append(f"CHANNEL B: the write outside must fail: its directory does not exist in the run; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+    if reported(gated.stdout, "SCRATCH") != "scratch":
+        failures.append(f"CHANNEL B: the workload must read its scratch file back; stdout={gated.stdout!r}")
+    if not facts_of(gated.result, "landlock_installed"):
+        failures.append(f"the report must record landlock_installed; facts={gated.result.body.observed}")
+    # The temp root's rule is a grant like any other: the plan and the report list it.
+    tmpfs_grant = "read-write /tmp (private tmpfs)"
+    plan_grants = [g for item in gated.result.body.admitted if item.kind is RequirementKind.TempRoot for g in item.grants]
+    if plan_grants != [tmpfs_grant]:
+        failures.append(f"the admitted TempRoot must grant {tmpfs_grant!r}; got {plan_grants}")
+    confined = facts_of(gated.result, "filesystem_confined")
+    if not confined or tmpfs_grant not in confined[0].partition("granted: ")[2].split("; "):
+        failures.append(f"filesystem_confined must list {tmpfs_grant!r}; got {confined}")
+    check_no_leftovers(failures, f"{marker}-scratch")
     assert not failures, f"TempRoot under landlock failures [{identity}]: {failures}"
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_a_host_without_unprivileged_mount_namespaces_refuses_temp_root_at_plan(identity):
     marker = unique_marker("BVISOR-TR-NOMNTNS")
-    spec = spec_for(["/bin/sh", "-c", 'printf ran > "/tmp/$0"', marker], [HostControl.TempRoot()])
+    spec = mount_spec(["/bin/sh", "-c", 'printf ran > "/tmp/$0"', marker], [HostControl.TempRoot()])
     failures = []
-    try:
-        runner_for(linux_backend(identity), spec)
-    except UnsupportedRequirement as exc:
-        failures.append(f"control: the same spec must be admitted on the real host; refused {exc}")
-    try:
-        runner_for(linux_backend(identity, userns_mount="failed forced"), spec)
-        failures.append("the planner ADMITTED TempRoot on a host without unprivileged mount namespaces")
-    except UnsupportedRequirement as refusal:
-        if refusal.requirement != "temp_root" or refusal.kind is not RequirementKind.TempRoot:
-            failures.append(f"the refusal must name temp_root; got requirement={refusal.requirement!r} ({refusal})")
-        if "mount namespace" not in refusal.reason:
-            failures.append(f"the refusal must say why (mount namespace); got {refusal.reason!r}")
+    check_refused_without_mount_namespaces(failures, identity, spec, RequirementKind.TempRoot)
     if host_paths_named(marker) or scan_proc_cmdline(marker) is not None:
         failures.append("a refused spec's workload ran")
     assert not failures, f"TempRoot refusal failures [{identity}]: {failures}"
@@ -539,7 +476,7 @@ ESCAPE_SCRIPT = (
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_the_workload_cannot_lift_its_storage_cap_or_uncover_the_hosts_tmp(identity):
     marker = unique_marker("BVISOR-TR-ESCAPE")
-    run = runner_for(linux_backend(identity), spec_for(["/bin/sh", "-c", ESCAPE_SCRIPT, marker], [HostControl.TempRoot()]))
+    spec = mount_spec(["/bin/sh", "-c", ESCAPE_SCRIPT, marker], [HostControl.TempRoot()])
 
     def inspect(pid: int) -> dict:
         return {
@@ -549,7 +486,7 @@ def test_the_workload_cannot_lift_its_storage_cap_or_uncover_the_hosts_tmp(ident
         }
 
     try:
-        gated = run_gated(run, marker, inspect, timeout=GATE)
+        gated = run_parked(identity, spec, marker, inspect)
         host = gated.inspected or {}
         print(f"TempRoot escape [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
         failures = []
@@ -581,7 +518,7 @@ def test_the_workload_cannot_lift_its_storage_cap_or_uncover_the_hosts_tmp(ident
 def test_control_without_temp_root_the_workload_writes_into_the_hosts_tmp(identity):
     marker = unique_marker("BVISOR-TR-CONTROL")
     content = f"content-{uuid.uuid4().hex}"
-    run = runner_for(linux_backend(identity), spec_for(temp_root_argv("/tmp", marker, content)))
+    spec = mount_spec(temp_root_argv("/tmp", marker, content))
 
     def inspect(pid: int) -> dict:
         return {
@@ -592,7 +529,7 @@ def test_control_without_temp_root_the_workload_writes_into_the_hosts_tmp(identi
         }
 
     try:
-        gated = run_gated(run, marker, inspect, timeout=GATE)
+        gated = run_parked(identity, spec, marker, inspect)
         host = gated.inspected or {}
         print(f"TempRoot control [{identity}]: host={host} stdout={gated.stdout!r}", file=sys.stderr)
         failures = []
@@ -618,9 +555,9 @@ def test_control_without_temp_root_the_workload_writes_into_the_hosts_tmp(identi
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_control_without_temp_root_the_same_2mib_write_succeeds(identity):
     marker = unique_marker("BVISOR-TR-FILL-CONTROL")
-    run = runner_for(linux_backend(identity), spec_for(FILLERS["dd"](marker)))
+    spec = mount_spec(FILLERS["dd"](marker))
     try:
-        gated = run_gated(run, marker, lambda pid: {"size": os.stat(f"/tmp/{marker}").st_size}, timeout=GATE)
+        gated = run_parked(identity, spec, marker, lambda pid: {"size": os.stat(f"/tmp/{marker}").st_size})
         failures = []
         if (gated.inspected or {}).get("size") != 2 * MIB:
             failures.append(f"CONTROL CHANNEL A: the host must see 2 MiB in its /tmp; got {gated.inspected}")
@@ -752,20 +689,17 @@ def test_cli_tmp_gives_a_private_tmpfs_sized_by_storage(identity, flags, limit):
 def test_cli_a_write_beyond_storage_fails_enospc_and_the_exit_passes_through(identity):
     marker = unique_marker("BVISOR-TR-CLI-FILL")
     script = '/bin/dd if=/dev/zero of="/tmp/$0" bs=65536 count=32'
-    done = subprocess.run(
-        [*cli_prefix(identity), BVISOR, "run", "--quiet", "--ro", "/", "--tmp", "--storage", "1M", "--", "sh", "-c", script, marker],
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        cwd="/",
-        timeout=120,
-    )
-    control = subprocess.run(
-        [*cli_prefix(identity), BVISOR, "run", "--quiet", "--ro", "/", "--tmp", "--storage", "4M", "--", "sh", "-c", script, marker],
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        cwd="/",
-        timeout=120,
-    )
+
+    def write_2mib(storage: str):
+        return subprocess.run(
+            [*cli_prefix(identity), BVISOR, "run", "--quiet", "--ro", "/", "--tmp", "--storage", storage, "--", "sh", "-c", script, marker],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            cwd="/",
+            timeout=120,
+        )
+
+    done, control = write_2mib("1M"), write_2mib("4M")
     failures = []
     if done.returncode != 1 or NO_SPACE.encode() not in done.stderr:
         failures.append(f"--storage 1M: dd must fail with {NO_SPACE!r} and its exit 1 pass through; got {done.returncode} {done.stderr!r}")
