@@ -470,21 +470,42 @@ def sysctl(name: str):
 # =============================================================================================
 
 
+def check_said(failures: list, gated, expected: dict, what: str, channel: str = "CHANNEL B") -> dict:
+    """The workload's own report must hold ``expected``; returns the report ({} if none)."""
+    said = result_of(gated.stdout)
+    if said is None:
+        failures.append(f"{channel}: the workload must report; stdout={gated.stdout!r}")
+        return {}
+    wrong = {k: (said.get(k), v) for k, v in expected.items() if said.get(k) != v}
+    if wrong:
+        failures.append(f"{channel}: {what}; (said, wanted): {wrong}")
+    return said
+
+
+def run_spawn_policy(identity: str, policy, threads: int, expected: dict, what: str):
+    """The spawn workload under ChildSpawn ``policy``: its report, the run's, and the failures
+    of the checks both spawn policies pass. It completed under the filter as the identity;
+    channel A: while it is parked the host reads ``threads`` threads and no child; channel B:
+    it reports ``expected``."""
+    marker = unique_marker("BVISOR-SC-SPAWN")
+    gated = gated_run(linux_backend(identity), spec_for(spawn_argv(marker), [spawn(policy)]), marker)
+    view = gated.inspected
+    print(f"{type(policy).__name__} [{identity}]: host={view} stdout={gated.stdout!r} stderr={gated.stderr[-400:]!r}", file=sys.stderr)
+    failures = []
+    check_completed(failures, gated.result)
+    check_filtered(failures, view, identity)
+    if view and (view["threads"] != str(threads) or view["children"]):
+        failures.append(f"CHANNEL A: the parked workload must be {threads} thread(s) (the held one started or not) and no child; got {view}")
+    said = check_said(failures, gated, expected, what)
+    return said, gated.result, failures
+
+
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_deny_new_tasks_refuses_fork_threads_and_children_by_both_channels(identity):
     """Attack: under ChildSpawn DenyNewTasks, fork, start Python threads, pthread_create,
     run a subprocess, raw fork and clone3, then start a thread to outlive the park. Every one
     must fail with EPERM (a Python thread start as RuntimeError, pthread_create returning
     EPERM); the host reads Seccomp: 2, one thread and no child while the workload is parked."""
-    marker = unique_marker("BVISOR-SC-DENY")
-    gated = gated_run(linux_backend(identity), spec_for(spawn_argv(marker), [spawn(SpawnPolicy.DenyNewTasks())]), marker)
-    said, view, report = result_of(gated.stdout), gated.inspected, gated.result
-    print(f"DenyNewTasks [{identity}]: host={view} said={said} stderr={gated.stderr[-400:]!r}", file=sys.stderr)
-    failures = []
-    check_completed(failures, report)
-    check_filtered(failures, view, identity)
-    if view and (view["threads"] != "1" or view["children"]):
-        failures.append(f"CHANNEL A: the parked workload must be one thread with no child; got {view}")
     expected = {
         "fork": EPERM,
         "pthread_create": EPERM,
@@ -494,14 +515,9 @@ def test_deny_new_tasks_refuses_fork_threads_and_children_by_both_channels(ident
         "held_thread": "refused",
         "tasks": 1,
     }
-    if said is None:
-        failures.append(f"CHANNEL B: the workload must report; stdout={gated.stdout!r}")
-    else:
-        wrong = {k: (said.get(k), v) for k, v in expected.items() if said.get(k) != v}
-        if wrong:
-            failures.append(f"CHANNEL B: every new task must be refused with EPERM; (said, wanted): {wrong}")
-        if not str(said.get("threads", "")).startswith("RuntimeError: can't start new thread"):
-            failures.append(f"CHANNEL B: a Python thread must fail to start; threads={said.get('threads')!r}")
+    said, report, failures = run_spawn_policy(identity, SpawnPolicy.DenyNewTasks(), 1, expected, "every new task must be refused with EPERM")
+    if said and not str(said.get("threads", "")).startswith("RuntimeError: can't start new thread"):
+        failures.append(f"CHANNEL B: a Python thread must fail to start; threads={said.get('threads')!r}")
     check_attested(failures, report, [DENY_NEW_TASKS, *EVERY_RUN])
     check_admitted(failures, report, RequirementKind.ChildSpawnDenyNewTasks)
     for rule in ("clone: errno:EPERM always", "clone3: errno:EPERM always", "fork: errno:EPERM always", "vfork: errno:EPERM always"):
@@ -522,16 +538,6 @@ def test_threads_only_runs_threads_but_refuses_fork_and_children_by_both_channel
     live through the park (the host reads Threads: 2); fork, the subprocess and raw fork fail
     with EPERM, clone3 with ENOSYS (so libc falls back to a clone the filter can read); the
     host reads Seccomp: 2 and no child."""
-    marker = unique_marker("BVISOR-SC-THREADS")
-    spec = spec_for(spawn_argv(marker), [spawn(SpawnPolicy.AllowThreadsWithinBoundary())])
-    gated = gated_run(linux_backend(identity), spec, marker)
-    said, view, report = result_of(gated.stdout), gated.inspected, gated.result
-    print(f"threads-only [{identity}]: host={view} said={said} stderr={gated.stderr[-400:]!r}", file=sys.stderr)
-    failures = []
-    check_completed(failures, report)
-    check_filtered(failures, view, identity)
-    if view and (view["threads"] != "2" or view["children"]):
-        failures.append(f"CHANNEL A: the parked workload must be two threads (it and the held one) and no child; got {view}")
     expected = {
         "threads": WORKERS_SUM,
         "pthread_create": 0,
@@ -542,12 +548,7 @@ def test_threads_only_runs_threads_but_refuses_fork_and_children_by_both_channel
         "raw_clone3": ENOSYS,
         "tasks": 2,
     }
-    if said is None:
-        failures.append(f"CHANNEL B: the workload must report; stdout={gated.stdout!r}")
-    else:
-        wrong = {k: (said.get(k), v) for k, v in expected.items() if said.get(k) != v}
-        if wrong:
-            failures.append(f"CHANNEL B: threads must run and processes be refused; (said, wanted): {wrong}")
+    _, report, failures = run_spawn_policy(identity, SpawnPolicy.AllowThreadsWithinBoundary(), 2, expected, "threads must run and processes be refused")
     check_attested(failures, report, [THREADS_ONLY, *EVERY_RUN])
     check_admitted(failures, report, RequirementKind.ChildSpawnAllowThreads)
     if "clone: errno:EPERM if arg0 & 0x10000 == 0" not in facts_of(report, "seccomp_rule"):
@@ -561,8 +562,8 @@ def test_control_inert_the_same_workload_forks_threads_and_spawns():
     reads no added filter and two threads."""
     marker = unique_marker("BVISOR-SC-SPAWN-CTL")
     gated = gated_run(InertBackend(), spec_for(spawn_argv(marker)), marker)
-    said, view = result_of(gated.stdout), gated.inspected
-    print(f"spawn control: host={view} said={said}", file=sys.stderr)
+    view = gated.inspected
+    print(f"spawn control: host={view} stdout={gated.stdout!r}", file=sys.stderr)
     failures = []
     check_completed(failures, gated.result)
     check_unfiltered(failures, view, "inert")
@@ -575,12 +576,7 @@ def test_control_inert_the_same_workload_forks_threads_and_spawns():
         "raw_clone3": EINVAL,
         "held_thread": "started",
     }
-    if said is None:
-        failures.append(f"the control workload must report; stdout={gated.stdout!r}")
-    else:
-        wrong = {k: (said.get(k), v) for k, v in expected.items() if said.get(k) != v}
-        if wrong:
-            failures.append(f"CONTROL: without a filter every task must start; (said, wanted): {wrong}")
+    check_said(failures, gated, expected, "without a filter every task must start", "CONTROL")
     if view and view["threads"] != "2":
         failures.append(f"CONTROL: the host must read two threads; got {view}")
     assert not failures, f"spawn control failures (the oracles would be vacuous): {failures}"

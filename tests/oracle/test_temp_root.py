@@ -100,8 +100,9 @@ def check_attested(failures: list, report, path: str, limit: int) -> None:
         failures.append(f"the storage witness must carry the limit {limit} and the tmpfs_size mechanism; got {storage}")
 
 
-def temp_root_view(path: str, marker: str, host_only: str, content: str):
-    """Channel A: what the host reads of a parked workload whose temp root is ``path``."""
+def temp_root_view(path: str, marker: str, foreign: str, content: str):
+    """Channel A: what the host reads of a parked workload whose temp root is ``path``;
+    ``foreign`` names a file that is not the run's (the host's own, or another run's)."""
 
     def inspect(pid: int) -> dict:
         inside = f"/proc/{pid}/root{path}"
@@ -114,15 +115,16 @@ def temp_root_view(path: str, marker: str, host_only: str, content: str):
             "dev_host": os.stat(path).st_dev,
             "content_inside": read_text(f"{inside}/{marker}"),
             "on_host": os.path.lexists(f"{path}/{marker}"),
-            "host_only_inside": os.path.lexists(f"{inside}/{host_only}"),
+            "foreign_inside": os.path.lexists(f"{inside}/{foreign}"),
             "content": content,
         }
 
     return inspect
 
 
-def check_private_tmpfs(failures: list, gated, path: str, marker: str, host_only: str, limit: int) -> None:
-    """Both channels of a parked temp-root workload that wrote ``path/marker`` and lists ``path``."""
+def check_private_tmpfs(failures: list, gated, path: str, marker: str, foreign: str, limit: int) -> None:
+    """Both channels of a parked temp-root workload that wrote ``path/marker`` and lists
+    ``path``, where the file ``foreign`` is not the run's (the host's own, or another run's)."""
     host = gated.inspected or {}
     if not gated.seen or not host:
         failures.append(f"CHANNEL A: the host never inspected the parked workload; stdout={gated.stdout!r} stderr={gated.stderr!r}")
@@ -140,16 +142,16 @@ def check_private_tmpfs(failures: list, gated, path: str, marker: str, host_only
         failures.append(f"CHANNEL A: the workload's file must be in its own {path}; read {host['content_inside']!r}")
     if host["on_host"]:
         failures.append(f"CHANNEL A: the workload's file is visible in the host's {path}")
-    if host["host_only_inside"]:
-        failures.append(f"CHANNEL A: the host's file {host_only} is visible in the workload's {path}")
+    if host["foreign_inside"]:
+        failures.append(f"CHANNEL A: {foreign}, not the run's own file, is visible in the workload's {path}")
     listing = lines_between(gated.after_park(), "LS-BEGIN", "LS-END")
     if listing is None:
         failures.append(f"CHANNEL B: the workload never listed {path}; stdout={gated.stdout!r} stderr={gated.stderr!r}")
     else:
         if marker not in listing:
             failures.append(f"CHANNEL B: the workload must see its own file in {path}; it listed {listing}")
-        if host_only in listing:
-            failures.append(f"CHANNEL B: the workload sees the host's file {host_only} in {path}: {listing}")
+        if foreign in listing:
+            failures.append(f"CHANNEL B: the workload sees {foreign}, not its own file, in {path}: {listing}")
     if reported(gated.stdout, "CONTENT") != host["content"]:
         failures.append(f"CHANNEL B: the workload must read its file back; stdout={gated.stdout!r}")
     want = f"tmpfs {PAGE} {tmpfs_bytes(limit) // PAGE}"
@@ -219,19 +221,17 @@ def test_two_concurrent_runs_do_not_see_each_others_temp_roots(identity):
     results, errors = {}, []
 
     def inspect_for(mine: str, other: str):
+        """temp_root_view, the other run's file foreign to this one, read while both are parked."""
+        view = temp_root_view("/tmp", mine, other, content[mine])
+
         def inspect(pid: int) -> dict:
             try:
                 both_parked.wait()
-                view = {
-                    "mine_inside": read_text(f"/proc/{pid}/root/tmp/{mine}"),
-                    "other_inside": os.path.lexists(f"/proc/{pid}/root/tmp/{other}"),
-                    "mine_on_host": os.path.lexists(f"/tmp/{mine}"),
-                    "dev": os.stat(f"/proc/{pid}/root/tmp").st_dev,
-                }
+                seen = view(pid)
                 both_read.wait()
-                return view
-            except threading.BrokenBarrierError:
-                return {"error": "the other workload never parked"}
+                return seen
+            except threading.BrokenBarrierError:  # the other workload never parked
+                return {}
 
         return inspect
 
@@ -254,25 +254,14 @@ def test_two_concurrent_runs_do_not_see_each_others_temp_roots(identity):
     failures = []
     for mine, other in (markers, markers[::-1]):
         gated = results[mine]
-        view = gated.inspected or {}
-        print(f"twin {mine}: host={view} stdout={gated.stdout!r}", file=sys.stderr)
-        if gated.result.body.outcome != Outcome.Completed:
-            failures.append(f"{mine}: must run to Completed; got {gated.result.body.outcome} facts={gated.result.body.observed}")
-        if "error" in view or not view:
-            failures.append(f"{mine}: CHANNEL A: not inspected while both were parked: {view}")
-            continue
-        if view["mine_inside"] != content[mine]:
-            failures.append(f"{mine}: CHANNEL A: its own file must be in its /tmp; read {view['mine_inside']!r}")
-        if view["other_inside"]:
-            failures.append(f"{mine}: CHANNEL A: the other run's file is visible in its /tmp")
-        if view["mine_on_host"]:
-            failures.append(f"{mine}: CHANNEL A: its file is visible in the host's /tmp")
-        listing = lines_between(gated.after_park(), "LS-BEGIN", "LS-END")
-        if listing is None or mine not in listing or other in listing:
-            failures.append(f"{mine}: CHANNEL B: it must list its own file and not the other's; listed {listing}")
+        print(f"twin {mine}: host={gated.inspected} stdout={gated.stdout!r}", file=sys.stderr)
+        twin = []
+        check_completed(twin, gated.result)
+        check_private_tmpfs(twin, gated, "/tmp", mine, other, MIB)
+        failures += [f"{mine}: {failure}" for failure in twin]
     views = [results[m].inspected or {} for m in markers]
-    if all("dev" in v for v in views) and views[0]["dev"] == views[1]["dev"]:
-        failures.append(f"CHANNEL A: the two runs share one /tmp filesystem (st_dev {views[0]['dev']})")
+    if all(views) and views[0]["dev_inside"] == views[1]["dev_inside"]:
+        failures.append(f"CHANNEL A: the two runs share one /tmp filesystem (st_dev {views[0]['dev_inside']})")
     for marker in markers:
         check_no_leftovers(failures, marker, f"{marker}: ")
     assert not failures, f"concurrent TempRoot isolation failures [{identity}]: {failures}"
