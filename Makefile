@@ -53,7 +53,7 @@ lint: $(STAMP)
 # The oracle suites then run again through the warm launcher: both paths must hold.
 test: lint $(STAMP) $(CLI_DOCS)
 	BVISOR_LEDGER_GATE=1 $(BIN)/python -m pytest -q
-	BVISOR_LAUNCHER=warm $(BIN)/python -m pytest -q tests/oracle tests/unit/test_protocol.py
+	BVISOR_LAUNCHER=warm $(BIN)/python -m pytest -q tests/oracle tests/launcher/test_protocol.py
 
 # The pure tier alone (tests/unit: no process, no namespace, no sleep), in seconds, while you
 # edit. Not a substitute for `make test`, which runs every tier.

@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bvisor.wire import vocabulary
+from bvisor.wire.frame import HEADER_LEN
 from bvisor.backends.linux import launch
 from bvisor.backends.linux.identity import id_range as identity_range
 from bvisor.backends.linux.launch import AuthorityFd
@@ -538,3 +540,13 @@ def left_behind(*argv, env=None, cwd=None, timeout: float = 60) -> dict:
         [sys.executable, "-c", _LEFT_BEHIND, str(timeout), *argv], capture_output=True, env=env, cwd=cwd, timeout=timeout + 30, check=True
     )
     return json.loads(done.stdout)
+
+
+# Each way a frame is broken, with the reason its parser gives (the launcher's too).
+FRAME_MANGLES = [
+    (lambda f: f[: HEADER_LEN - 1], "Truncated"),
+    (lambda f: b"BVZLNCH2" + f[8:], "BadMagic"),
+    (lambda f: f[:8] + struct.pack("<H", 2) + f[10:], "UnsupportedVersion"),
+    (lambda f: f + b"\x00", "LengthMismatch"),
+    (lambda f: f[:-1] + bytes([f[-1] ^ 1]), "DigestMismatch"),
+]
