@@ -192,13 +192,25 @@ def floor_unmet(floor: Floor, snapshot: BackendProfileSnapshot) -> list[str]:
 
 
 def _missing_tests(root: Path, test_ids: set[str]) -> set[str]:
-    """The cited ids naming no module-level test function; each file is parsed once."""
-    defined = {}
-    for file in {test_id.partition("::")[0] for test_id in test_ids}:
-        path = root / file
-        body = ast.parse(path.read_text()).body if path.is_file() else []
-        defined[file] = {node.name for node in body if isinstance(node, ast.FunctionDef)}
+    """The cited ids naming no module-level test function."""
+    defined = {file: _test_functions(root / file) for file in {test_id.partition("::")[0] for test_id in test_ids}}
     return {t for t in test_ids if t.partition("::")[2] not in defined[t.partition("::")[0]]}
+
+
+# The module-level functions of each test file, by (path, mtime, size): the gate and its
+# tests ask of the same two dozen files again and again, and a parse costs ~10 ms.
+_parsed: dict[tuple[Path, int, int], frozenset[str]] = {}
+
+
+def _test_functions(path: Path) -> frozenset[str]:
+    if not path.is_file():
+        return frozenset()
+    st = path.stat()
+    key = (path, st.st_mtime_ns, st.st_size)
+    if key not in _parsed:
+        body = ast.parse(path.read_text()).body
+        _parsed[key] = frozenset(node.name for node in body if isinstance(node, ast.FunctionDef))
+    return _parsed[key]
 
 
 def live_cells(backend, snapshot: BackendProfileSnapshot) -> list[tuple[RequirementKind | BudgetDimension, Enforcement, str]]:
