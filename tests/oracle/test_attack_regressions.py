@@ -31,10 +31,20 @@ import sys
 import msgspec
 import pytest
 
-from bvisor import BoundarySpec, Capability, EnvPolicy, HostControl, StdStreams, Workload
-from bvisor.contract import EnvEntry, FsAccess
-from helpers import PARK, IDENTITIES, UNPRIVILEGED_PREFIX, check_completed, cli_prefix, identity_uid, loud_skip, run_gated, runner_for, shared_host_dir, unique_marker
-from mount_oracles import budgets, linux_backend
+from bvisor import Capability, HostControl
+from bvisor.contract import FsAccess
+from helpers import (
+    IDENTITIES,
+    PARK,
+    UNPRIVILEGED_PREFIX,
+    check_completed,
+    cli_prefix,
+    identity_uid,
+    loud_skip,
+    unique_marker,
+)
+from mount_oracles import mount_spec, run_parked
+from oracle_specs import exact_environment
 
 BVISOR = os.path.join(os.path.dirname(sys.executable), "bvisor")
 PYTHON = os.path.realpath(sys.executable)
@@ -60,10 +70,8 @@ def _with_home(identity: str, home: str) -> list:
 
 
 @pytest.fixture
-def place():
-    made = shared_host_dir("bvisor-attack-", 0o777, parent="/var/tmp")
-    yield made
-    shutil.rmtree(made, ignore_errors=True)
+def place(host_dir):
+    return host_dir("bvisor-attack-", 0o777, "/var/tmp")
 
 
 def _victim(place: str) -> str:
@@ -253,17 +261,9 @@ def test_the_evidence_home_exposed_at_another_path_is_masked_there(identity, pla
     marker = unique_marker("BVISOR-EXPOSED-EVIDENCE")
     shown = os.path.join(dest, "evidence", "signing-key.pem")
     argv = ["/bin/sh", "-c", PARK + f'cat {shown}; echo "listed $(ls -A {dest})"', marker]
-    spec = BoundarySpec(
-        workload=Workload.Process(exe=argv[0], args=argv[1:]),
-        capabilities=[Capability.Filesystem(access=FsAccess.Read, roots=["/bin", "/usr", "/lib", "/lib64"])],
-        controls=[
-            HostControl.LaunchWorkload(),
-            HostControl.CaptureStreams(streams=StdStreams.capture_out_err()),
-            HostControl.ExposePath(source=os.path.dirname(home), dest=dest, access=FsAccess.Read),
-        ],
-        budgets=budgets(),
-    )
-    gated = run_gated(runner_for(linux_backend(identity), spec), marker, lambda pid: os.path.lexists(f"/proc/{pid}/root{shown}"), timeout=10.0)
+    exposed = HostControl.ExposePath(source=os.path.dirname(home), dest=dest, access=FsAccess.Read)
+    spec = mount_spec(argv, [exposed], [Capability.Filesystem(access=FsAccess.Read, roots=["/bin", "/usr", "/lib", "/lib64"])])
+    gated = run_parked(identity, spec, marker, lambda pid: os.path.lexists(f"/proc/{pid}/root{shown}"))
     said = gated.after_park()
     print(f"evidence exposed [{identity}]: inside={gated.inspected} said={said!r} err={gated.stderr[-800:]!r}", file=sys.stderr)
     failures = []
@@ -315,39 +315,34 @@ def _root_owned_tree(place: str, mode: int) -> str:
     return tree
 
 
-def test_a_shared_writable_root_is_written_as_the_runs_own_id_not_its_owners():
+def attack_a_root_owned_tree(host_dir, mode: int) -> tuple:
+    """``SHARED_ATTACK`` in a root-owned tree of ``mode`` given to a root-invoked run as
+    ``--rw`` (a loud skip where bvisor does not run as root): (the tree, the finished run)."""
+    if os.geteuid() != 0:
+        loud_skip("the transient identity is made only when bvisor runs as root")
+    tree = _root_owned_tree(host_dir("bvisor-shared-", 0o755, "/var/tmp"), mode)
+    return tree, bvisor_run("caller", "--rw", tree, "--", "/bin/sh", "-c", SHARED_ATTACK.format(d=tree))
+
+
+def test_a_shared_writable_root_is_written_as_the_runs_own_id_not_its_owners(host_dir):
     """Finding 2 of the third review: ``--rw /tmp`` as root idmapped /tmp's owner (root) to
     the run, which then read and wrote every root-owned file in it. A directory every user may
     write is attached without the idmap: the run is one more user there."""
-    if os.geteuid() != 0:
-        loud_skip("the transient identity is made only when bvisor runs as root")
-    place = shared_host_dir("bvisor-shared-", 0o755, parent="/var/tmp")
-    try:
-        tree = _root_owned_tree(place, 0o1777)
-        done = bvisor_run("caller", "--rw", tree, "--", "/bin/sh", "-c", SHARED_ATTACK.format(d=tree))
-        print(f"shared rw root: rc={done.returncode} out={done.stdout!r} err={done.stderr[-600:]!r}", file=sys.stderr)
-        assert done.stdout == b"made\n", "CHANNEL B: the run may create its own file, and neither read nor append root's"
-        with open(os.path.join(tree, "rootfile")) as f:
-            assert f.read() == "root's\n", "CHANNEL A: root's file changed"
-        made = os.stat(os.path.join(tree, "made")).st_uid
-        assert made not in (0, os.geteuid()), f"CHANNEL A: the run's file must belong to its transient id, not {made}"
-    finally:
-        shutil.rmtree(place, ignore_errors=True)
+    tree, done = attack_a_root_owned_tree(host_dir, 0o1777)
+    print(f"shared rw root: rc={done.returncode} out={done.stdout!r} err={done.stderr[-600:]!r}", file=sys.stderr)
+    assert done.stdout == b"made\n", "CHANNEL B: the run may create its own file, and neither read nor append root's"
+    with open(os.path.join(tree, "rootfile")) as f:
+        assert f.read() == "root's\n", "CHANNEL A: root's file changed"
+    made = os.stat(os.path.join(tree, "made")).st_uid
+    assert made not in (0, os.geteuid()), f"CHANNEL A: the run's file must belong to its transient id, not {made}"
 
 
-def test_control_a_writable_root_the_owner_keeps_for_itself_gives_the_owners_rights():
+def test_control_a_writable_root_the_owner_keeps_for_itself_gives_the_owners_rights(host_dir):
     """The idmap the shared directory no longer gets: in a root-owned 0755 writable root the
     same attack reads and appends root's files (what --rw of one's own tree means)."""
-    if os.geteuid() != 0:
-        loud_skip("the transient identity is made only when bvisor runs as root")
-    place = shared_host_dir("bvisor-owned-", 0o755, parent="/var/tmp")
-    try:
-        tree = _root_owned_tree(place, 0o755)
-        done = bvisor_run("caller", "--rw", tree, "--", "/bin/sh", "-c", SHARED_ATTACK.format(d=tree))
-        assert done.stdout == b"root's\nread-secret\nappended\nmade\n", (done.stdout, done.stderr[-600:])
-        assert os.stat(os.path.join(tree, "made")).st_uid == 0
-    finally:
-        shutil.rmtree(place, ignore_errors=True)
+    tree, done = attack_a_root_owned_tree(host_dir, 0o755)
+    assert done.stdout == b"root's\nread-secret\nappended\nmade\n", (done.stdout, done.stderr[-600:])
+    assert os.stat(os.path.join(tree, "made")).st_uid == 0
 
 
 
@@ -437,14 +432,7 @@ def test_a_store_kept_elsewhere_stays_out_of_reach_of_runs_that_do_not_name_it(i
 
 def _host_tree_spec(script: str) -> bytes:
     """A spec with no Filesystem requirement (the run sees the host's tree), as JSON."""
-    return msgspec.json.encode(
-        BoundarySpec(
-            workload=Workload.Process(exe="/bin/sh", args=["-c", script]),
-            capabilities=[Capability.Environment(policy=EnvPolicy.Exact([EnvEntry.literal("PATH", "/usr/bin:/bin")]))],
-            controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())],
-            budgets=budgets(),
-        )
-    )
+    return msgspec.json.encode(mount_spec(["/bin/sh", "-c", script], capabilities=[exact_environment([("PATH", "/usr/bin:/bin")])]))
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)

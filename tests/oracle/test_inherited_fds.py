@@ -19,33 +19,28 @@ from pathlib import Path
 import pytest
 
 from bvisor import (
-    BoundarySpec,
-    BudgetRequirements,
     Capability,
     FdPolicy,
-    HostControl,
     InertBackend,
     LinuxBackend,
-    MinGuarantee,
     Outcome,
-    StdStreams,
-    Workload,
 )
 from bvisor.backends.linux import launch
 from helpers import (
-    runner_for,
     EXE_SLOT,
     IDENTITIES,
     PARK,
     free_fd_at_or_above,
     host_read_fds,
     host_read_uid,
-    workload_uid_problem,
     launcher_as,
     plan,
     run_gated,
+    runner_for,
     unique_marker,
+    workload_uid_problem,
 )
+from oracle_specs import oracle_spec
 
 BASH = "/bin/bash"
 STDIO = [0, 1, 2]
@@ -115,15 +110,6 @@ def host_view(pid: int) -> dict:
     return {"fds": host_read_fds(pid), "uid": host_read_uid(pid)}
 
 
-def spec_for(argv, capabilities) -> BoundarySpec:
-    return BoundarySpec(
-        workload=Workload.Process(exe=argv[0], args=list(argv[1:])),
-        capabilities=list(capabilities),
-        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err())],
-        budgets=BudgetRequirements.uniform(8, MinGuarantee.Mediated),
-    )
-
-
 NO_FDS = Capability.InheritedFds(policy=FdPolicy.Nothing())
 
 
@@ -178,7 +164,7 @@ def scrub_note_closed(notes) -> int | None:
 def test_no_inherited_fd_reaches_the_workload_through_the_execute_path(identity, inherited_secret):
     marker = unique_marker("BVISOR-FD-MARKER")
     backend = LinuxBackend(launcher_as(identity))
-    run = runner_for(backend, spec_for(parked_bash(marker, inherited_secret.number), [NO_FDS]))
+    run = runner_for(backend, oracle_spec(parked_bash(marker, inherited_secret.number), [NO_FDS]))
     gated = run_gated(run, marker, host_view)
     body = gated.result.body
     print(f"InheritedFdsNone [{identity}]: host={gated.inspected} stdout={gated.stdout!r}", file=sys.stderr)
@@ -229,7 +215,7 @@ def test_control_without_the_capability_the_unconfined_workload_reads_the_inheri
     the inheritable fd, and reads the secret through it — by both channels."""
     marker = unique_marker("BVISOR-FD-CONTROL-MARKER")
     n = inherited_secret.number
-    run = runner_for(InertBackend(), spec_for(parked_bash(marker, n), []))
+    run = runner_for(InertBackend(), oracle_spec(parked_bash(marker, n), []))
     gated = run_gated(run, marker, host_view)
     host_fds = (gated.inspected or {}).get("fds") or {}
     own = reported_fds(gated.after_park()) or {}

@@ -30,7 +30,15 @@ import pytest
 
 from bvisor import Capability, LinuxBackend, RunIO
 from bvisor.capture import CHUNK
-from helpers import IDENTITIES, check_completed, deny_all_spec, facts_of, launcher_as, runner_for, unique_marker
+from helpers import (
+    IDENTITIES,
+    check_completed,
+    deny_all_spec,
+    facts_of,
+    launcher_as,
+    runner_for,
+    unique_marker,
+)
 from stdio_oracles import DatagramPeer, attack_argv
 
 
@@ -62,11 +70,18 @@ def datagram_peer(request):
     peer.close()
 
 
-def check_stdio_pipes(failures: list, stdout: str) -> None:
-    """Channel B: the workload's fd 0, 1 and 2 are pipes — no socket, no terminal."""
+def check_stdin_relayed(failures: list, report, stdout: str, source: str, call: str, refused: int) -> None:
+    """The attack ran to its end; channel B: ``call`` on fd 0 failed with ``refused`` and the
+    workload's fd 0, 1 and 2 are pipes (no socket, no terminal); the report says stdin was
+    relayed from ``source``."""
+    check_completed(failures, report)
+    if f"{call} errno={refused}" not in stdout.splitlines():
+        failures.append(f"CHANNEL B: {call} on fd 0 must fail with {errno.errorcode[refused]}; stdout={stdout!r}")
     for fd in (0, 1, 2):
         if f"fd{fd}=pipe" not in stdout.splitlines():
             failures.append(f"CHANNEL B: the workload's fd {fd} must be a pipe; stdout={stdout!r}")
+    if facts_of(report, "stdin") != [f"relayed from={source} bytes=0"]:
+        failures.append(f"the report must say stdin was relayed from a {source}; facts={facts_of(report, 'stdin')}")
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)
@@ -77,14 +92,9 @@ def test_a_socket_as_stdin_is_no_network_under_net_none(identity, datagram_peer)
     received = datagram_peer.received()
     print(f"Stdio socket [{identity}]: stdout={stdout!r} received={received}", file=sys.stderr)
     failures = []
-    check_completed(failures, report)
     if received:
         failures.append(f"CHANNEL A: the host listener received {received} from inside the boundary")
-    if f"send errno={errno.ENOTSOCK}" not in stdout.splitlines():
-        failures.append(f"CHANNEL B: send on fd 0 must fail with ENOTSOCK; stdout={stdout!r}")
-    check_stdio_pipes(failures, stdout)
-    if facts_of(report, "stdin") != ["relayed from=socket bytes=0"]:
-        failures.append(f"the report must say stdin was relayed from a socket; facts={facts_of(report, 'stdin')}")
+    check_stdin_relayed(failures, report, stdout, "socket", "send", errno.ENOTSOCK)
     assert not failures, f"socket-as-stdin oracle failures [{identity}]: {failures}"
 
 
@@ -120,14 +130,9 @@ def test_a_terminal_as_stdin_keeps_its_settings(identity, pty_pair):
     after = termios.tcgetattr(secondary)
     print(f"Stdio tty [{identity}]: stdout={stdout!r}", file=sys.stderr)
     failures = []
-    check_completed(failures, report)
     if after != before:
         failures.append(f"CHANNEL A: the caller's terminal settings changed: before={before} after={after}")
-    if f"tcsetattr errno={errno.ENOTTY}" not in stdout.splitlines():
-        failures.append(f"CHANNEL B: tcsetattr on fd 0 must fail with ENOTTY; stdout={stdout!r}")
-    check_stdio_pipes(failures, stdout)
-    if facts_of(report, "stdin") != ["relayed from=tty bytes=0"]:
-        failures.append(f"the report must say stdin was relayed from a terminal; facts={facts_of(report, 'stdin')}")
+    check_stdin_relayed(failures, report, stdout, "tty", "tcsetattr", errno.ENOTTY)
     assert not failures, f"terminal-as-stdin oracle failures [{identity}]: {failures}"
 
 

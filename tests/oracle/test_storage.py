@@ -36,8 +36,6 @@ from bvisor import (
     HostControl,
     MinGuarantee,
     Outcome,
-    StdStreams,
-    Workload,
 )
 from bvisor.backends.linux.budgets import temp_root_inodes
 from bvisor.capture import RunIO
@@ -53,7 +51,16 @@ from helpers import (
     shared_host_dir,
     unique_marker,
 )
-from mount_oracles import MIB, budgets, check_identity, linux_backend, reported, run_parked
+from mount_oracles import (
+    MIB,
+    budgets,
+    check_identity,
+    linux_backend,
+    mount_spec,
+    reported,
+    run_parked,
+)
+from oracle_specs import oracle_spec
 
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 BIG = 5_000_000
@@ -102,12 +109,7 @@ print("SYMLINKS", len(links), "ENOSPC", nospace, "OTHER", ",".join(sorted(other)
 
 
 def filler_spec(marker: str, storage: int) -> BoundarySpec:
-    return BoundarySpec(
-        workload=Workload.Process(exe=sys.executable, args=["-c", FILLER, marker]),
-        capabilities=[READ_EVERYTHING],
-        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err()), HostControl.TempRoot()],
-        budgets=budgets(storage, MinGuarantee.Enforced),
-    )
+    return oracle_spec([sys.executable, "-c", FILLER, marker], [READ_EVERYTHING], [HostControl.TempRoot()], budgets(storage, MinGuarantee.Enforced))
 
 
 def tmpfs_view(pid: int) -> dict:
@@ -286,12 +288,7 @@ def test_a_mediated_storage_witness_counts_the_temp_root_only_where_it_is_the_on
     witnesses = {}
     try:
         for name, caps in (("only-temp-root", [READ_EVERYTHING]), ("with-a-rw-root", [READ_EVERYTHING, Capability.Filesystem(access=FsAccess.ReadWrite, roots=[outside])])):
-            spec = BoundarySpec(
-                workload=Workload.Process(exe="/bin/sh", args=["-c", TOUCH, marker, outside]),
-                capabilities=caps,
-                controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err()), HostControl.TempRoot()],
-                budgets=budgets(MIB, MinGuarantee.Mediated),
-            )
+            spec = mount_spec(["/bin/sh", "-c", TOUCH, marker, outside], [HostControl.TempRoot()], caps)
             report = runner_for(linux_backend(identity), spec)(RunIO())
             witnesses[name] = (report.body.outcome, next(w for w in report.body.budget if w.dimension is BudgetDimension.Storage), note_fields(report, "temp_root_usage"))
         on_host = os.path.exists(f"{outside}/{marker}")

@@ -24,12 +24,19 @@ import subprocess
 
 import pytest
 
-from bvisor import BoundarySpec, Capability, EnvPolicy, HostControl, NetPolicy, Outcome, StdStreams, Workload
+from bvisor import (
+    BoundarySpec,
+    Capability,
+    HostControl,
+    LinuxBackend,
+    NetPolicy,
+    Outcome,
+)
 from bvisor.capture import RunIO
 from bvisor.contract import FsAccess
 from helpers import IDENTITIES, facts_of, launcher_as, loud_skip, runner_for, shared_host_dir
-from mount_oracles import MIB, budgets
-from bvisor import LinuxBackend
+from mount_oracles import mount_spec
+from oracle_specs import exact_environment
 
 PYTHON = os.path.realpath("/usr/bin/python3")
 PAYLOAD = b"BVISOR-UNIX-GATE"
@@ -218,17 +225,13 @@ def host():
 
 def spec_for(host: HostSockets, argv, deny_network: bool) -> BoundarySpec:
     network = [Capability.Network(policy=NetPolicy.DenyAll())] if deny_network else []
-    return BoundarySpec(
-        workload=Workload.Process(exe=PYTHON, args=list(argv)),
-        capabilities=[
-            *network,
-            Capability.Environment(policy=EnvPolicy.Exact([])),
-            Capability.Filesystem(access=FsAccess.Read, roots=[host.dirs["ro"]]),
-            Capability.Filesystem(access=FsAccess.Write, roots=[host.dirs["rw"]]),
-        ],
-        controls=[HostControl.LaunchWorkload(), HostControl.CaptureStreams(streams=StdStreams.capture_out_err()), HostControl.TempRoot()],
-        budgets=budgets(MIB),
-    )
+    capabilities = [
+        *network,
+        exact_environment(),
+        Capability.Filesystem(access=FsAccess.Read, roots=[host.dirs["ro"]]),
+        Capability.Filesystem(access=FsAccess.Write, roots=[host.dirs["rw"]]),
+    ]
+    return mount_spec([PYTHON, *argv], [HostControl.TempRoot()], capabilities)
 
 
 def run(identity: str, spec: BoundarySpec):
@@ -283,13 +286,27 @@ def check_completed(failures: list, report, stderr: str) -> None:
         failures.append(f"the workload must run to Completed; got {report.body.outcome} facts={report.body.observed} stderr={stderr!r}")
 
 
-@pytest.mark.parametrize("identity", IDENTITIES)
-def test_under_deny_all_no_host_unix_socket_is_reachable(identity, host):
-    report, stdout, stderr = run(identity, spec_for(host, attack_argv(host), True))
-    reached, reports = host.reached(), said(stdout)
+def run_to_completion(identity: str, host: HostSockets, argv, deny_network: bool) -> tuple:
+    """``run`` of ``spec_for``: the report, the workload's stdout and stderr, and the failures
+    so far (it must run to Completed)."""
+    report, stdout, stderr = run(identity, spec_for(host, argv, deny_network))
     failures = []
     check_completed(failures, report, stderr)
+    return report, stdout, stderr, failures
+
+
+def attack_host_sockets(identity: str, host: HostSockets, deny_network: bool) -> tuple:
+    """Every attempt of ``attack_argv``: the report, how often each host listener was reached,
+    what the workload said of each attempt (by label), its labels, and the failures so far
+    (the run must complete)."""
+    report, stdout, _, failures = run_to_completion(identity, host, attack_argv(host), deny_network)
     labels = [a.split(":", 1)[0] for a in host.attempts() + symlink_attempts(host)]
+    return report, host.reached(), said(stdout), labels, failures
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_under_deny_all_no_host_unix_socket_is_reachable(identity, host):
+    report, reached, reports, labels, failures = attack_host_sockets(identity, host, True)
     for label in labels:
         expected = f"errno {refusal_errno(label)}"
         if reports.get(label) != expected:
@@ -306,13 +323,10 @@ def test_under_deny_all_no_host_unix_socket_is_reachable(identity, host):
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_control_without_deny_all_every_host_unix_socket_is_reached(identity, host):
-    report, stdout, stderr = run(identity, spec_for(host, attack_argv(host), False))
-    reached, reports = host.reached(), said(stdout)
-    failures = []
-    check_completed(failures, report, stderr)
+    report, reached, reports, labels, failures = attack_host_sockets(identity, host, False)
     # Without deny-all the gate is gone, the view stays: a socket outside every root does not
     # exist in the run (the constructed-world control shows it reachable without bvisor).
-    for label in [a.split(":", 1)[0] for a in host.attempts() + symlink_attempts(host)]:
+    for label in labels:
         want = f"errno {errno.ENOENT}" if outside_every_root(label) else "reached"
         if reports.get(label) != want:
             failures.append(f"CONTROL CHANNEL B: {label} must say {want}; the workload said {reports.get(label)!r}")
@@ -338,10 +352,8 @@ OWN_CHECKS = (
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_under_deny_all_the_runs_own_unix_sockets_keep_working(identity, host):
-    report, stdout, stderr = run(identity, spec_for(host, ["-c", OWN], True))
+    report, stdout, stderr, failures = run_to_completion(identity, host, ["-c", OWN], True)
     reports = said(stdout)
-    failures = []
-    check_completed(failures, report, stderr)
     for label in OWN_CHECKS:
         if reports.get(label) != "ok":
             failures.append(f"CHANNEL B: {label} must work inside the run; the workload said {reports.get(label)!r}")
@@ -363,12 +375,10 @@ def flip_argv(host: HostSockets, kind: str) -> list:
 @pytest.mark.parametrize("kind", ("stream", "dgram"))
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_flipping_the_address_while_sending_never_reaches_the_host(identity, kind, host):
-    report, stdout, stderr = run(identity, spec_for(host, flip_argv(host, kind), True))
+    report, stdout, stderr, failures = run_to_completion(identity, host, flip_argv(host, kind), True)
     reached, reports = host.reached(), said(stdout)
     results = dict(kv.split(":") for kv in reports.get("flip_results", "").split(",") if kv)
-    failures = []
     print(f"unix gate TOCTOU [{identity} {kind}]: calls={results} host={reached}")
-    check_completed(failures, report, stderr)
     if sum(map(int, results.values())) != ROUNDS:
         failures.append(f"CHANNEL B: the workload must report all {ROUNDS} calls: {reports.get('flip_results')!r}")
     # ENOENT: the gate read the address mid-flip, a torn mix of the two paths naming nothing.
@@ -381,9 +391,7 @@ def test_flipping_the_address_while_sending_never_reaches_the_host(identity, kin
 
 @pytest.mark.parametrize("kind", ("stream", "dgram"))
 def test_control_without_deny_all_the_flipping_calls_reach_the_host(kind, host):
-    report, stdout, stderr = run("caller", spec_for(host, flip_argv(host, kind), False))
-    failures = []
-    check_completed(failures, report, stderr)
+    report, stdout, stderr, failures = run_to_completion("caller", host, flip_argv(host, kind), False)
     if not host.reached()[f"rw_{kind}"]:
         failures.append(f"CONTROL CHANNEL A: some flipped calls must reach the host; the workload said {stdout!r}")
     assert not failures, f"unix socket gate TOCTOU control failures [{kind}]: {failures}"
@@ -447,10 +455,8 @@ def credentials_said(stdout: str) -> dict:
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_under_deny_all_a_message_through_the_gate_carries_only_the_callers_own_credentials(identity, host):
-    report, stdout, stderr = run(identity, spec_for(host, ["-c", CREDENTIALS], True))
+    report, stdout, stderr, failures = run_to_completion(identity, host, ["-c", CREDENTIALS], True)
     reports = credentials_said(stdout)
-    failures = []
-    check_completed(failures, report, stderr)
     claimed = stdout.split("claimed", 1)[1].split("\n", 1)[0].strip(" ()").replace(" ", "") if "claimed" in stdout else None
     if reports.get("own") != claimed:
         failures.append(f"CHANNEL B: the sender's own credentials must arrive as claimed; said {reports.get('own')!r}, claimed {claimed!r}")
