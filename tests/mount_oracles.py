@@ -13,6 +13,7 @@ from bvisor.contract import BudgetRequest, RequirementKind
 from bvisor.contract.errors import UnsupportedRequirement
 from helpers import (
     GatedRun,
+    check_completed,
     facts_of,
     host_paths_named,
     launcher_as,
@@ -42,10 +43,23 @@ def mount_spec(argv, controls=(), capabilities=(), storage: int = MIB) -> Bounda
     return oracle_spec(argv, capabilities, controls, budgets(storage))
 
 
-def run_parked(identity: str, spec: BoundarySpec, marker: str, inspect) -> GatedRun:
+def run_parked(identity: str, spec: BoundarySpec, marker: str, inspect, gate: float = GATE) -> GatedRun:
     """``spec`` run on the identity's backend; the host calls ``inspect(pid)`` while the
-    workload is parked (``helpers.run_gated``)."""
-    return run_gated(runner_for(linux_backend(identity), spec), marker, inspect, timeout=GATE)
+    workload is parked (``helpers.run_gated``, which waits ``gate`` seconds for it)."""
+    return run_gated(runner_for(linux_backend(identity), spec), marker, inspect, timeout=gate)
+
+
+def run_inspected(what: str, identity: str, spec: BoundarySpec, marker: str, inspect):
+    """``run_parked``: the run, what the host read of it parked ({} if nothing), and the
+    failures of the checks every such run passes (it ran to Completed, the host read it)."""
+    gated = run_parked(identity, spec, marker, inspect)
+    host = gated.inspected or {}
+    print(f"{what} [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
+    failures = []
+    check_completed(failures, gated.result)
+    if not host:
+        failures.append(f"CHANNEL A: the host never inspected the parked workload; stdout={gated.stdout!r} stderr={gated.stderr!r}")
+    return gated, host, failures
 
 
 def check_mount_attested(failures: list, report, made: str) -> None:

@@ -687,16 +687,23 @@ def check_fds_capped(failures: list, host: dict | None, own: dict | None, stderr
         failures.append(f"CHANNEL B: the workload must get fewer than {FDS_LIMIT} fds (all below {FDS_LIMIT}) and EMFILE for the rest; got {own} stderr={stderr!r}")
 
 
+def open_files(identity: str, guarantee: MinGuarantee):
+    """OPEN_FILES tries FDS_TRIES files under handle_count FDS_LIMIT with ``guarantee``: its
+    marker, the run, what the host read of it parked, and what it reported of its own fds."""
+    marker = unique_marker("BVISOR-BUDGET-FDS")
+    gated = run_parked(identity, python_argv(OPEN_FILES, marker, FDS_TRIES), marker, fds_view, handle_count=(FDS_LIMIT, guarantee))
+    host, own = gated.inspected or {}, fields_of(reported(gated.stdout, "FDS"))
+    print(f"handle_count {guarantee.value} [{identity}]: host={brief(host)} self={own} {report_summary(gated.result)}", file=sys.stderr)
+    return marker, gated, host, own
+
+
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_opening_files_past_the_handle_count_fails_with_emfile(identity):
     """Attack: open 64 files under handle_count 16 Enforced. /proc/<pid>/limits must read 16
     (soft and hard, so it cannot raise it), the host counts at most 16 open fds, and the
     workload gets fewer than 16 — the rest fail with EMFILE."""
-    marker = unique_marker("BVISOR-BUDGET-FDS")
-    gated = run_parked(identity, python_argv(OPEN_FILES, marker, FDS_TRIES), marker, fds_view, handle_count=(FDS_LIMIT, ENFORCED))
-    report, host = gated.result, gated.inspected or {}
-    own = fields_of(reported(gated.stdout, "FDS"))
-    print(f"handle_count [{identity}]: host={brief(host)} self={own} {report_summary(report)}", file=sys.stderr)
+    marker, gated, host, own = open_files(identity, ENFORCED)
+    report = gated.result
     failures = []
     check_fds_capped(failures, host if check_parked(failures, gated, "file opener") else None, own, gated.stderr)
     if report.body.outcome != Outcome.Completed:
@@ -711,11 +718,8 @@ def test_opening_files_past_the_handle_count_fails_with_emfile(identity):
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_control_without_the_cap_the_same_workload_opens_every_file(identity):
     """Control: handle_count only Mediated: no rlimit is set and the workload opens all 64."""
-    marker = unique_marker("BVISOR-BUDGET-FDS-CTL")
-    gated = run_parked(identity, python_argv(OPEN_FILES, marker, FDS_TRIES), marker, fds_view, handle_count=(FDS_LIMIT, MEDIATED))
-    report, host = gated.result, gated.inspected or {}
-    own = fields_of(reported(gated.stdout, "FDS"))
-    print(f"handle_count control [{identity}]: host={brief(host)} self={own} {report_summary(report)}", file=sys.stderr)
+    marker, gated, host, own = open_files(identity, MEDIATED)
+    report = gated.result
     failures = []
     if check_parked(failures, gated, "uncapped file opener") and (host["fd_count"] or 0) <= FDS_TRIES:
         failures.append(f"CHANNEL A: the host must count all {FDS_TRIES} opened fds (+ stdio); counted {host['fd_count']}")

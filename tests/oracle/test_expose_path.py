@@ -38,12 +38,10 @@ from helpers import (
     host_read_uid,
     planned,
     read_text,
-    run_gated,
     scan_proc_cmdline,
     unique_marker,
 )
 from mount_oracles import (
-    GATE,
     check_identity,
     check_mount_attested,
     check_no_leftovers,
@@ -51,6 +49,7 @@ from mount_oracles import (
     linux_backend,
     mount_spec,
     reported,
+    run_inspected,
     run_parked,
     run_with_a_missing_mountpoint,
 )
@@ -311,15 +310,8 @@ def test_with_a_filesystem_capability_the_exposed_object_is_granted_and_nothing_
     def inspect(pid: int) -> dict:
         return {"uid": host_read_uid(pid), "source_listing": src.listing(), "mount": host_mount_at(pid, dest)}
 
-    plan, run = planned(linux_backend(identity), spec)
-    gated = run_gated(run, marker, inspect, timeout=GATE)
-    host = gated.inspected or {}
-    print(f"ExposePath+landlock [{identity}/{temp_root}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-    failures = []
-    check_completed(failures, gated.result)
-    if not host:
-        failures.append(f"CHANNEL A: the host never inspected the parked workload; stdout={gated.stdout!r} stderr={gated.stderr!r}")
-    else:
+    gated, host, failures = run_inspected(f"ExposePath+landlock {temp_root}", identity, spec, marker, inspect)
+    if host:
         if host["source_listing"] != sorted([FILE, f"{marker}-via-dest"]):
             failures.append(f"CHANNEL A: the source must hold the write through the dest and nothing else; listing={host['source_listing']}")
         if host["mount"] is None or "rw" not in host["mount"][2].split(","):
@@ -344,6 +336,7 @@ def test_with_a_filesystem_capability_the_exposed_object_is_granted_and_nothing_
     granted = f"read-write {src.dir} (exposed at {dest})"
     if not any(granted in f for f in facts_of(gated.result, "filesystem_confined")):
         failures.append(f"the report's filesystem_confined must list {granted!r}")
+    plan, _ = planned(linux_backend(identity), spec)
     if not any(granted in g for a in plan.admitted for g in a.grants):
         failures.append(f"the plan must list {granted!r} among its grants; admitted={plan.admitted}")
     check_bind_attested(failures, gated.result, dest, writable=True)

@@ -43,8 +43,6 @@ from helpers import (
     host_paths_named,
     host_read_uid,
     read_text,
-    run_gated,
-    runner_for,
     scan_proc_cmdline,
     unique_marker,
 )
@@ -54,9 +52,9 @@ from mount_oracles import (
     check_mount_attested,
     check_no_leftovers,
     check_refused_without_mount_namespaces,
-    linux_backend,
     mount_spec,
     reported,
+    run_inspected,
     run_parked,
     run_with_a_missing_mountpoint,
 )
@@ -238,7 +236,7 @@ def test_two_concurrent_runs_do_not_see_each_others_temp_roots(identity):
     def drive(mine: str, other: str) -> None:
         try:
             spec = mount_spec(temp_root_argv("/tmp", mine, content[mine]), [HostControl.TempRoot()])
-            results[mine] = run_gated(runner_for(linux_backend(identity), spec), mine, inspect_for(mine, other), timeout=30)
+            results[mine] = run_parked(identity, spec, mine, inspect_for(mine, other), gate=30)
         except BaseException as exc:
             errors.append(exc)
             both_parked.abort()
@@ -401,14 +399,8 @@ def test_under_landlock_the_temp_root_is_writable_and_a_root_beneath_it_stays_th
         }
 
     spec = mount_spec(argv, [HostControl.TempRoot()], caps)
-    gated = run_parked(identity, spec, marker, inspect)
-    host = gated.inspected or {}
-    print(f"TempRoot+landlock [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-    failures = []
-    check_completed(failures, gated.result)
-    if not host:
-        failures.append(f"CHANNEL A: the host never inspected the parked workload; stdout={gated.stdout!r}")
-    else:
+    gated, host, failures = run_inspected("TempRoot+landlock", identity, spec, marker, inspect)
+    if host:
         if host["root_on_host"] != "root":
             failures.append(f"CHANNEL A: a write into the declared root beneath /tmp must reach the host; read {host['root_on_host']!r}")
         if host["scratch_inside"] != "scratch" or host["scratch_on_host"]:
@@ -475,13 +467,8 @@ def test_the_workload_cannot_lift_its_storage_cap_or_uncover_the_hosts_tmp(ident
         }
 
     try:
-        gated = run_parked(identity, spec, marker, inspect)
-        host = gated.inspected or {}
-        print(f"TempRoot escape [{identity}]: host={host} stdout={gated.stdout!r} stderr={gated.stderr!r}", file=sys.stderr)
-        failures = []
-        if not host:
-            failures.append(f"CHANNEL A: the host never inspected the parked workload; stdout={gated.stdout!r}")
-        else:
+        gated, host, failures = run_inspected("TempRoot escape", identity, spec, marker, inspect)
+        if host:
             if host["on_host"]:
                 failures.append(f"CHANNEL A: the workload's writes reached the host's /tmp: {host['on_host']}")
             if host["mount"] is None or host["mount"][1] != "tmpfs" or size_option(MIB) not in host["mount"][3].split(","):
