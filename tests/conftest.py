@@ -1,7 +1,7 @@
-"""Registers the same-run ledger gate for every test run (it acts only with BVISOR_LEDGER_GATE=1),
-marks each test with its tier, and gives the session its own BVISOR_HOME, so every `bvisor
-run` a test makes is stored in a throwaway evidence store instead of the user's; uid 65534's
-store goes with the session."""
+"""Registers the same-run ledger gate for every test run (it acts only with BVISOR_LEDGER_GATE=1)
+and the shipped ledger as a fixture (tests/ledger_rows.py), marks each test with its tier,
+and gives the session its own BVISOR_HOME, so every `bvisor run` a test makes is stored in a
+throwaway evidence store instead of the user's; uid 65534's store goes with the session."""
 
 import os
 import shutil
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import UNPRIVILEGED_HOME
 
-pytest_plugins = ["ledger_gate"]
+pytest_plugins = ["ledger_gate", "ledger_rows"]
 
 TESTS = Path(__file__).parent
 

@@ -1,12 +1,12 @@
 """The Linux backend's pure parts: the ceiling as a function of probed facts, and the judge
-that turns a launcher observation into an outcome — including the honesty faults."""
+that turns a launcher observation into an outcome — including the honesty faults. A fact
+forced to fail on the live probe is tests/launcher/test_linux_backend_probes.py."""
 
 import msgspec
 import pytest
 
-from bvisor import BackendRegistry, BoundaryPlanner, LinuxBackend
 from bvisor.capture import StreamCapture
-from bvisor.contract import Enforcement, Outcome, RequirementKind, UnsupportedRequirement
+from bvisor.contract import Enforcement, Outcome, RequirementKind
 from bvisor.backends.linux.ceiling import linux_ceiling
 from bvisor.backends.linux.facts import parse_facts
 from bvisor.backends.linux.verdict import judge, required_attestations, timeline_fact
@@ -14,7 +14,7 @@ from bvisor.backends.linux.launch import LaunchObservation, state_arrivals
 from bvisor.wire.plan import LauncherState
 from bvisor.backends.linux.lowering import LoweredLaunch
 from bvisor.wire.plan import LinuxLaunchPlanV1, NetworkNsRequest, UnixGateRequest
-from helpers import deny_all_spec, launcher_path, plan
+from helpers import plan
 
 PROVEN = {
     "launcher.launcher_probe": "ok",
@@ -54,15 +54,6 @@ def test_deny_all_is_refused_without_the_unix_socket_gate_and_says_why():
     assert "unix sockets" in cell.reason and "no listener" in cell.reason and "seccomp user notification" in cell.remediation
 
 
-def test_forcing_the_gate_probe_makes_a_deny_all_plan_refuse():
-    backend = LinuxBackend(launcher_path(), fact_overrides={"launcher.unix_gate": "failed forced-by-test"})
-    registry = BackendRegistry()
-    registry.register(backend)
-    with pytest.raises(UnsupportedRequirement) as refused:
-        BoundaryPlanner(registry).plan(deny_all_spec(), backend.id())
-    assert refused.value.requirement == RequirementKind.NetworkDenyAll.value
-
-
 def test_a_launcher_that_cannot_probe_enforces_nothing():
     cells = _cells({"launcher.launcher_probe": "failed exit=1"})
     assert all(c.verdict.enforcement is Enforcement.Unsupported for c in cells.values())
@@ -85,19 +76,6 @@ def test_a_host_without_the_runs_ipc_uts_and_cgroup_namespaces_launches_nothing(
     assert cell.verdict.enforcement is Enforcement.Unsupported and "IPC, UTS and cgroup" in cell.reason
 
 
-def test_forcing_the_transient_identity_proof_to_fail_refuses_a_root_plan_at_admission():
-    backend = LinuxBackend(launcher_path(), fact_overrides={"launcher.userns_transient": "failed forced-by-test"})
-    registry = BackendRegistry()
-    registry.register(backend)
-    planner = BoundaryPlanner(registry)
-    if backend.probe().fact("launcher.launcher_euid") != "0":
-        planner.plan(deny_all_spec(), backend.id())  # rootless: the caller's own identity, admitted
-        return
-    with pytest.raises(UnsupportedRequirement) as refused:
-        planner.plan(deny_all_spec(), backend.id())
-    assert refused.value.requirement == RequirementKind.LaunchWorkload.value and "host root" in str(refused.value)
-
-
 def test_a_kind_no_version_implements_names_the_spec_edit_that_runs_without_it():
     cells = _cells(PROVEN)
     named = {
@@ -113,17 +91,6 @@ def test_a_kind_no_version_implements_names_the_spec_edit_that_runs_without_it()
 
 def test_allow_list_is_never_enforced():
     assert _cells(PROVEN)[RequirementKind.NetworkAllowList].verdict.enforcement is Enforcement.Unsupported
-
-
-def test_forcing_the_probe_makes_a_deny_all_plan_refuse_and_the_snapshot_says_so():
-    backend = LinuxBackend(launcher_path(), fact_overrides={"launcher.userns_netns": "failed forced-by-test"})
-    registry = BackendRegistry()
-    registry.register(backend)
-    with pytest.raises(UnsupportedRequirement) as refused:
-        BoundaryPlanner(registry).plan(deny_all_spec(), backend.id())
-    assert refused.value.requirement == RequirementKind.NetworkDenyAll.value
-    snapshot = backend.probe()
-    assert snapshot.fact("override.launcher.userns_netns") == "forced"
 
 
 def _observation(terminal, notes):

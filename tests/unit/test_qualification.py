@@ -1,13 +1,12 @@
-"""The coupling law: what the live ceiling advertises as Enforced must be proven in the
-committed ledger (or waived, by someone, until a date), on a floor this host meets, by the
-backend's own mechanism, by tests that exist; and under the same-run gate, by tests that ran
-and passed in this session. Each planted lie below must be caught, so the gate itself is not
-vacuous."""
+"""The coupling law: what the ceiling advertises as Enforced must be proven in the committed
+ledger (or waived, by someone, until a date), on a floor the host meets, by the backend's own
+mechanism, by tests that exist; and under the same-run gate, by tests that ran and passed in
+this session. Each planted lie below must be caught, so the gate itself is not vacuous.
+
+Pure: the host is a canned snapshot (PROVEN_HOST). This host's live ceiling against the
+ledger, and `bvisor probe`, are tests/launcher/test_qualification_live.py."""
 
 import datetime
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
@@ -25,30 +24,34 @@ from bvisor.qualification import (
     Status,
     coupling_problems,
     gate_problems,
-    load_ledger,
     parse_ledger,
     qualifications,
 )
-from helpers import launcher_path
 from ledger_gate import fold
+from ledger_rows import REPO, with_budget_row, with_row
+from test_linux_facts import PROBED
 
-REPO = Path(__file__).resolve().parents[2]
 TODAY = datetime.date(2026, 6, 1)
 
+# The probe of a host that meets every floor the ledger names: test_linux_facts' capable
+# (rootless) host, with the cpu controller delegated too.
+PROVEN_HOST = {**PROBED, "cgroup.cpu": "v2"}
 
-@pytest.fixture(scope="module")
-def backend():
-    return LinuxBackend(launcher_path())
 
-
-@pytest.fixture(scope="module")
-def snapshot(backend):
-    return backend.probe()
+def _snapshot_of(facts: dict) -> BackendProfileSnapshot:
+    return BackendProfileSnapshot.of("linux", facts, linux_budget_profile(parse_facts(facts)))
 
 
 @pytest.fixture(scope="module")
-def ledger():
-    return load_ledger()
+def backend() -> LinuxBackend:
+    """The Linux backend unconstructed: its constructor probes the launcher and reconciles
+    cgroups, while id() and profile() read nothing but the snapshot they are given."""
+    return object.__new__(LinuxBackend)
+
+
+@pytest.fixture(scope="module")
+def snapshot() -> BackendProfileSnapshot:
+    return _snapshot_of(PROVEN_HOST)
 
 
 def _problems(ledger, backend, snapshot, prefix: str) -> list:
@@ -58,10 +61,6 @@ def _problems(ledger, backend, snapshot, prefix: str) -> list:
 def test_the_ledger_ships_inside_the_package():
     assert LEDGER.name == "ledger.toml" and LEDGER.is_file()
     assert Path(str(LEDGER)).parent == REPO / "src" / "bvisor"
-
-
-def test_the_live_ceiling_is_covered_by_the_committed_ledger(backend, snapshot, ledger):
-    assert coupling_problems(ledger, backend, snapshot, REPO).problems == ()
 
 
 def test_every_requirement_kind_has_a_linux_row_and_each_mechanism_one_at_most(ledger):
@@ -96,43 +95,32 @@ def test_two_rows_for_one_kind_and_mechanism_are_rejected_at_load_but_two_mechan
         parse_ledger("row = []\n" + budget)
 
 
-def _with_row(ledger: Ledger, kind: RequirementKind, **changes) -> Ledger:
-    rows = [msgspec.structs.replace(r, **changes) if r.kind is kind else r for r in ledger.row]
-    return Ledger(row=rows, budget=ledger.budget)
-
-
-def _with_budget_row(ledger: Ledger, dimension: BudgetDimension, **changes) -> Ledger:
-    rows = [msgspec.structs.replace(r, **changes) if r.dimension is dimension else r for r in ledger.budget]
-    return Ledger(row=ledger.row, budget=rows)
-
-
 def test_an_advertised_cell_without_a_proven_row_fails_the_gate(backend, snapshot, ledger):
-    planted = _with_row(ledger, RequirementKind.NetworkDenyAll, status=Status.FailClosed)
+    planted = with_row(ledger, RequirementKind.NetworkDenyAll, status=Status.FailClosed)
     assert _problems(planted, backend, snapshot, "network_deny_all: advertised enforced without a proven")
     missing = Ledger(row=[r for r in ledger.row if r.kind is not RequirementKind.Environment], budget=ledger.budget)
     assert _problems(missing, backend, snapshot, "environment:")
 
 
 def test_a_receipt_naming_a_missing_test_fails_the_gate(backend, snapshot, ledger):
-    planted = _with_row(ledger, RequirementKind.Environment, tests=["tests/oracle/test_environment.py::test_that_was_never_written"])
+    planted = with_row(ledger, RequirementKind.Environment, tests=["tests/oracle/test_environment.py::test_that_was_never_written"])
     assert any("test_that_was_never_written does not exist" in p for p in _problems(planted, backend, snapshot, "environment:"))
 
 
 def test_a_host_below_the_proofs_floor_fails_the_gate(backend, snapshot, ledger):
-    planted = _with_row(ledger, RequirementKind.NetworkDenyAll, floor=Floor(userns_netns=True, landlock_abi_min=99))
+    planted = with_row(ledger, RequirementKind.NetworkDenyAll, floor=Floor(userns_netns=True, landlock_abi_min=99))
     assert any("below the row's floor (landlock_abi>=99)" in p for p in _problems(planted, backend, snapshot, "network_deny_all:"))
 
 
 def test_a_different_mechanism_fails_the_gate(backend, snapshot, ledger):
-    planted = _with_row(ledger, RequirementKind.InheritedFdsNone, mechanism="close_some_fds")
+    planted = with_row(ledger, RequirementKind.InheritedFdsNone, mechanism="close_some_fds")
     assert _problems(planted, backend, snapshot, "inherited_fds_none: no ledger row for the mechanism this host installs, fd_scrub (rows are for close_some_fds)")
 
 
 def _host_without_a_killable_leaf(snapshot) -> BackendProfileSnapshot:
-    """This host's facts with no cgroup kill (as for uid 65534): the run tree then dies by
+    """The snapshot's facts with no cgroup kill (as for uid 65534): the run tree then dies by
     its pid namespace init, a different mechanism under the same kinds and wall budget."""
-    facts = {**{f.name: f.value for f in snapshot.facts}, "cgroup.kill": "unavailable: planted", "launcher.userns_pid": "ok"}
-    return BackendProfileSnapshot.of("linux", facts, linux_budget_profile(parse_facts(facts)))
+    return _snapshot_of({**{f.name: f.value for f in snapshot.facts}, "cgroup.kill": "unavailable: planted", "launcher.userns_pid": "ok"})
 
 
 def _without_pid_namespace_rows(ledger) -> Ledger:
@@ -153,10 +141,9 @@ def test_the_mechanism_is_the_live_cells_so_a_pid_namespace_host_is_not_covered_
     assert "kill: no ledger row for the mechanism this host installs, run_tree_kill:pid_namespace_init (rows are for run_tree_kill:cgroup.kill)" in problems
     assert any(p.startswith("child_spawn_allow_descendants: no ledger row for the mechanism this host installs, run_tree:pid_namespace_init") for p in problems)
     assert any(p.startswith("budget wall: no ledger row for the mechanism this host installs, supervisor_deadline+pid_namespace_init") for p in problems)
-    # The same row, relabelled for the pid namespace, is caught on this host instead.
-    if snapshot.fact("cgroup.kill") == "cgroup.kill":
-        planted = _with_row(_without_pid_namespace_rows(ledger), RequirementKind.Kill, mechanism="run_tree_kill:pid_namespace_init")
-        assert _problems(planted, backend, snapshot, "kill: no ledger row for the mechanism this host installs, run_tree_kill:cgroup.kill")
+    # The same row, relabelled for the pid namespace, is caught on a cgroup.kill host instead.
+    planted = with_row(_without_pid_namespace_rows(ledger), RequirementKind.Kill, mechanism="run_tree_kill:pid_namespace_init")
+    assert _problems(planted, backend, snapshot, "kill: no ledger row for the mechanism this host installs, run_tree_kill:cgroup.kill")
 
 
 def test_a_kind_may_carry_one_row_per_mechanism_each_judged_on_its_own_floor(backend, snapshot, ledger):
@@ -167,7 +154,7 @@ def test_a_kind_may_carry_one_row_per_mechanism_each_judged_on_its_own_floor(bac
     elsewhere = _host_without_a_killable_leaf(snapshot)
     kill_problems = [p for p in coupling_problems(both, backend, elsewhere, REPO, TODAY).problems if p.startswith("kill:")]
     assert kill_problems == ["kill: advertised enforced on a host below the row's floor (landlock_abi>=99)"]
-    # On this host the cgroup.kill row still speaks for the cell, untouched by the other row.
+    # On a cgroup.kill host the cgroup.kill row still speaks for the cell, untouched by the other row.
     assert _problems(both, backend, snapshot, "kill:") == []
     met = Ledger(row=[*ledger.row, msgspec.structs.replace(pidns, floor=Floor(userns_pid=True))], budget=ledger.budget)
     assert [p for p in coupling_problems(met, backend, elsewhere, REPO, TODAY).problems if p.startswith("kill:")] == []
@@ -179,11 +166,11 @@ def test_every_budget_dimension_has_a_linux_row_and_one_per_mechanism(ledger):
 
 
 def test_an_enforced_budget_without_its_proof_fails_the_gate(backend, snapshot, ledger):
-    planted = _with_budget_row(ledger, BudgetDimension.ProcessCount, status=Status.FailClosed)
+    planted = with_budget_row(ledger, BudgetDimension.ProcessCount, status=Status.FailClosed)
     assert _problems(planted, backend, snapshot, "budget process_count: advertised enforced")
-    other = _with_budget_row(ledger, BudgetDimension.ResidentMemory, mechanism="rusage_maxrss:kill")
+    other = with_budget_row(ledger, BudgetDimension.ResidentMemory, mechanism="rusage_maxrss:kill")
     assert _problems(other, backend, snapshot, "budget resident_memory: no ledger row for the mechanism this host installs")
-    below = _with_budget_row(ledger, BudgetDimension.Wall, floor=Floor(landlock_abi_min=99))
+    below = with_budget_row(ledger, BudgetDimension.Wall, floor=Floor(landlock_abi_min=99))
     assert _problems(below, backend, snapshot, "budget wall: advertised enforced on a host below")
 
 
@@ -223,31 +210,31 @@ def test_waiver_fields_on_a_row_that_is_not_waived_are_rejected_at_load():
 
 
 def test_an_expired_waiver_fails_the_gate(backend, snapshot, ledger):
-    planted = _with_row(ledger, RequirementKind.NetworkDenyAll, **_waive(expires=datetime.date(2026, 5, 31)))
+    planted = with_row(ledger, RequirementKind.NetworkDenyAll, **_waive(expires=datetime.date(2026, 5, 31)))
     assert _problems(planted, backend, snapshot, "network_deny_all:") == [
         "network_deny_all: the waiver by alice expired on 2026-05-31 (the oracle is being rewritten)"
     ]
-    budget = _with_budget_row(ledger, BudgetDimension.HandleCount, **_waive(expires=datetime.date(2026, 5, 31)))
+    budget = with_budget_row(ledger, BudgetDimension.HandleCount, **_waive(expires=datetime.date(2026, 5, 31)))
     assert _problems(budget, backend, snapshot, "budget handle_count: the waiver by alice expired on 2026-05-31")
 
 
 def test_a_live_waiver_passes_the_gate_with_a_warning(backend, snapshot, ledger):
-    planted = _with_row(ledger, RequirementKind.NetworkDenyAll, **_waive(expires=datetime.date(2026, 6, 1)))
+    planted = with_row(ledger, RequirementKind.NetworkDenyAll, **_waive(expires=datetime.date(2026, 6, 1)))
     findings = coupling_problems(planted, backend, snapshot, REPO, TODAY)
     assert [p for p in findings.problems if p.startswith("network_deny_all:")] == []
     assert findings.warnings == (
         "network_deny_all: advertised enforced on a waiver, not a proof, until 2026-06-01 (owner alice: the oracle is being rewritten)",
     )
-    budget = _with_budget_row(ledger, BudgetDimension.Storage, **_waive(expires=datetime.date(2027, 1, 31)))
+    budget = with_budget_row(ledger, BudgetDimension.Storage, **_waive(expires=datetime.date(2027, 1, 31)))
     assert [w.split(":")[0] for w in coupling_problems(budget, backend, snapshot, REPO, TODAY).warnings] == ["budget storage"]
 
 
 def test_a_fault_injected_row_counts_as_proven_but_must_cite_tests(backend, snapshot, ledger):
-    proven = _with_row(ledger, RequirementKind.NetworkDenyAll, status=Status.FaultInjected)
+    proven = with_row(ledger, RequirementKind.NetworkDenyAll, status=Status.FaultInjected)
     assert _problems(proven, backend, snapshot, "network_deny_all:") == []
-    bare = _with_row(ledger, RequirementKind.NetworkDenyAll, status=Status.FaultInjected, tests=[])
+    bare = with_row(ledger, RequirementKind.NetworkDenyAll, status=Status.FaultInjected, tests=[])
     assert _problems(bare, backend, snapshot, "network_deny_all:") == ["network_deny_all: a fault-injected row cites no test"]
-    budget = _with_budget_row(ledger, BudgetDimension.Network, status=Status.FaultInjected, tests=[])
+    budget = with_budget_row(ledger, BudgetDimension.Network, status=Status.FaultInjected, tests=[])
     assert _problems(budget, backend, snapshot, "budget network:") == ["budget network: a fault-injected row cites no test"]
 
 
@@ -298,9 +285,9 @@ def test_a_proof_is_rerun_where_its_floor_holds_even_unadvertised_and_not_below_
     # commit_artifact is never advertised, so only the row's own claim and floor gate it.
     cited = ["tests/unit/test_qualification.py::test_the_ledger_ships_inside_the_package"]
     results = {t: r for t, r in _all_passed(ledger).items() if t not in cited}
-    transfers = _with_row(ledger, RequirementKind.CommitArtifact, status=status, tests=cited)
+    transfers = with_row(ledger, RequirementKind.CommitArtifact, status=status, tests=cited)
     assert _gate(transfers, backend, snapshot, results, "commit_artifact") == [f"commit_artifact cites {cited[0]} which did not run in this session"]
-    below = _with_row(ledger, RequirementKind.CommitArtifact, status=status, tests=cited, floor=Floor(landlock_abi_min=99))
+    below = with_row(ledger, RequirementKind.CommitArtifact, status=status, tests=cited, floor=Floor(landlock_abi_min=99))
     assert _gate(below, backend, snapshot, results, "commit_artifact") == []
 
 
@@ -334,73 +321,31 @@ def test_each_cell_has_a_short_qualification_label(backend, snapshot, ledger):
     assert set(labels) == {*RequirementKind, *BudgetDimension}
     other = Ledger(row=[msgspec.structs.replace(r, backend="gvisor") for r in ledger.row])
     assert _labels(other, backend, snapshot)[RequirementKind.NetworkAllowList] == "no ledger row"
-    waived = _with_row(ledger, RequirementKind.Environment, **_waive(expires=datetime.date(2027, 1, 31)))
+    waived = with_row(ledger, RequirementKind.Environment, **_waive(expires=datetime.date(2027, 1, 31)))
     assert _labels(waived, backend, snapshot)[RequirementKind.Environment] == "waived until 2027-01-31 by alice: the oracle is being rewritten"
-    expired = _with_row(ledger, RequirementKind.Environment, **_waive(expires=datetime.date(2026, 5, 31)))
+    expired = with_row(ledger, RequirementKind.Environment, **_waive(expires=datetime.date(2026, 5, 31)))
     assert _labels(expired, backend, snapshot)[RequirementKind.Environment].startswith("waiver expired on 2026-05-31")
-    single = _with_row(ledger, RequirementKind.Environment, status=Status.FaultInjected, tests=["tests/x.py::test_y"])
+    single = with_row(ledger, RequirementKind.Environment, status=Status.FaultInjected, tests=["tests/x.py::test_y"])
     assert _labels(single, backend, snapshot)[RequirementKind.Environment] == "fault-injected (1 test)"
 
 
 def test_a_label_says_proven_only_where_the_rows_floor_and_mechanism_hold_here(backend, snapshot, ledger):
-    below = _with_row(ledger, RequirementKind.NetworkDenyAll, floor=Floor(userns_netns=True, landlock_abi_min=99))
+    below = with_row(ledger, RequirementKind.NetworkDenyAll, floor=Floor(userns_netns=True, landlock_abi_min=99))
     (q,) = [q for c, q in qualifications(below, backend, snapshot, TODAY).items() if c is RequirementKind.NetworkDenyAll]
     assert (q.applies, q.status, q.label) == (False, Status.Proven, "row floor not met: landlock_abi>=99 (a proven row)")
-    other = _with_row(ledger, RequirementKind.InheritedFdsNone, mechanism="close_some_fds")
+    other = with_row(ledger, RequirementKind.InheritedFdsNone, mechanism="close_some_fds")
     q = qualifications(other, backend, snapshot, TODAY)[RequirementKind.InheritedFdsNone]
     assert (q.applies, q.status, q.mechanism) == (False, None, "fd_scrub")
     assert q.label == "no row for mechanism fd_scrub (rows are for close_some_fds)"
-    lying = _with_row(ledger, RequirementKind.Environment, status=Status.FailClosed)
+    lying = with_row(ledger, RequirementKind.Environment, status=Status.FailClosed)
     assert qualifications(lying, backend, snapshot, TODAY)[RequirementKind.Environment].label == "fail-closed row, yet the cell is advertised enforced"
     elsewhere = qualifications(_without_pid_namespace_rows(ledger), backend, _host_without_a_killable_leaf(snapshot), TODAY)
     assert elsewhere[RequirementKind.Kill].label == "no row for mechanism run_tree_kill:pid_namespace_init (rows are for run_tree_kill:cgroup.kill)"
     assert not elsewhere[BudgetDimension.Wall].applies
     shipped = qualifications(ledger, backend, _host_without_a_killable_leaf(snapshot), TODAY)
     assert shipped[RequirementKind.Kill].applies and shipped[BudgetDimension.Wall].applies
-    # On this host every advertised cell's row applies (the probe says so for each).
+    # On a host that proved everything every advertised cell's row applies (this host's live
+    # cells: tests/launcher/test_qualification_live.py).
     advertised = set(backend.profile(snapshot).enforced_kinds())
     assert all(q.applies for c, q in qualifications(ledger, backend, snapshot).items() if c in advertised)
 
-
-# `bvisor probe` ---------------------------------------------------------------------------
-
-
-def test_probe_json_carries_each_live_cells_qualification_on_this_host():
-    done = subprocess.run([str(Path(sys.executable).parent / "bvisor"), "probe", "--json"], capture_output=True, timeout=120, check=True)
-    probed = json.loads(done.stdout)
-    kinds, budget = probed["qualification"]["kinds"], probed["qualification"]["budget"]
-    assert set(kinds) == {k.value for k in RequirementKind} and set(budget) == {d.value for d in BudgetDimension}
-    for cell in probed["profile"]["cells"]:
-        q = kinds[cell["kind"]]
-        assert q["mechanism"] == cell["mechanism"]
-        if cell["verdict"]["enforcement"] == "enforced":
-            assert q["applies"] and q["status"] in ("proven", "fault-injected") and q["tests"], (cell, q)
-    for dimension, availability in probed["snapshot"]["budget"].items():
-        assert budget[dimension]["mechanism"] == availability["mechanism"]
-        if availability["enforcement"] == "enforced":
-            assert budget[dimension]["applies"], (dimension, budget[dimension])
-
-
-def test_probe_says_why_a_row_does_not_apply_here(monkeypatch, capsys, ledger):
-    import bvisor.qualification
-    from bvisor.cli import main
-
-    planted = _with_row(ledger, RequirementKind.NetworkDenyAll, floor=Floor(landlock_abi_min=99))
-    planted = _with_row(planted, RequirementKind.InheritedFdsNone, mechanism="close_some_fds")
-    monkeypatch.setattr(bvisor.qualification, "load_ledger", lambda: planted)
-    assert main(["probe"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    after = {lines[i].split()[0]: lines[i + 1].strip() for i in range(len(lines) - 1) if lines[i + 1].strip().startswith("ledger: ")}
-    assert after["network_deny_all"] == "ledger: row floor not met: landlock_abi>=99 (a proven row)"
-    assert after["inherited_fds_none"] == "ledger: no row for mechanism fd_scrub (rows are for close_some_fds)"
-    assert after["environment"] == "ledger: proven (5 tests)"
-    assert main(["probe", "--json"]) == 0
-    qualification = json.loads(capsys.readouterr().out)["qualification"]
-    assert qualification["kinds"]["network_deny_all"]["applies"] is False
-    assert qualification["kinds"]["inherited_fds_none"] == {
-        "mechanism": "fd_scrub",
-        "applies": False,
-        "label": "no row for mechanism fd_scrub (rows are for close_some_fds)",
-        "status": None,
-        "tests": [],
-    }
