@@ -281,6 +281,19 @@ def test_a_missing_dest_outside_any_temp_root_ends_the_run_before_the_workload(i
     assert not failures, f"missing-dest failures [{identity}/{temp_root}]: {failures}"
 
 
+# Reads and writes through the dest $D, then tries the source's own host path $S and a sibling
+# $X beside it, and parks.
+GRANT_SCRIPT = (
+    'echo "DEST-READ $(cat "$D/exposed.txt")"; '
+    'printf via-dest > "$D/$0-via-dest"; echo "DEST-WRITE-RC $?"; '
+    'cat "$S/exposed.txt" >/dev/null; echo "SOURCE-READ-RC $?"; '
+    'printf via-source > "$S/$0-via-source"; echo "SOURCE-WRITE-RC $?"; '
+    'printf escape > "$X/$0-escape"; echo "SIBLING-WRITE-RC $?"; '
+    + PARK
+    + "true"
+)
+
+
 @pytest.mark.parametrize("temp_root", [False, True], ids=["host-dest", "dest-in-temp-root"])
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_with_a_filesystem_capability_the_exposed_object_is_granted_and_nothing_beside_it(identity, temp_root, host_dest, host_dir):
@@ -293,16 +306,7 @@ def test_with_a_filesystem_capability_the_exposed_object_is_granted_and_nothing_
     unrelated = host_dir("bvisor-expose-unrelated-")
     marker = unique_marker("BVISOR-EXPOSE-LANDLOCK")
     dest = f"/tmp/{marker}-data" if temp_root else host_dest
-    script = (
-        'echo "DEST-READ $(cat "$D/exposed.txt")"; '
-        'printf via-dest > "$D/$0-via-dest"; echo "DEST-WRITE-RC $?"; '
-        'cat "$S/exposed.txt" >/dev/null; echo "SOURCE-READ-RC $?"; '
-        'printf via-source > "$S/$0-via-source"; echo "SOURCE-WRITE-RC $?"; '
-        'printf escape > "$X/$0-escape"; echo "SIBLING-WRITE-RC $?"; '
-        + PARK
-        + "true"
-    )
-    argv = ["/bin/sh", "-c", f"D={dest}; S={src.dir}; X={sibling}; " + script, marker]
+    argv = ["/bin/sh", "-c", f"D={dest}; S={src.dir}; X={sibling}; " + GRANT_SCRIPT, marker]
     caps = [Capability.Filesystem(access=FsAccess.Read, roots=[unrelated])]
     controls = ([HostControl.TempRoot()] if temp_root else []) + [expose(src.dir, dest, FsAccess.ReadWrite)]
     spec = mount_spec(argv, controls, caps)
