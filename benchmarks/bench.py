@@ -96,7 +96,7 @@ def render(title: str, rows: list, baseline: str | None) -> str:
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     out = [title]
     for i, row in enumerate(lines):
-        out.append("  " + "  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))))
+        out.append("  " + "  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))))
         if i == 0:
             out.append("  " + "  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -220,7 +220,7 @@ def throughput(runs: int, warm: "Boundary", peers: dict) -> dict:
         per_caller = runs // callers
         errors = []
 
-        def caller() -> None:
+        def caller(per_caller: int = per_caller, errors: list = errors) -> None:
             try:
                 for _ in range(per_caller):
                     warm.run(plan)
@@ -273,7 +273,7 @@ def step_durations(timeline: str) -> list:
     """``[(step, ms)]`` from a report's ``launch_timeline`` fact: each state's time since the
     one before it (the first since the run began)."""
     marks = [(name, float(at.removesuffix("ms"))) for name, at in (item.split("=") for item in timeline.split())]
-    return [(name, at - before) for (name, at), before in zip(marks, [0.0] + [at for _, at in marks])]
+    return [(name, at - before) for (name, at), before in zip(marks, [0.0] + [at for _, at in marks], strict=False)]
 
 
 def steps(runs: int, warm: "Boundary") -> list:
@@ -352,7 +352,7 @@ def memory(warm: "Boundary") -> dict:
 def targets(latency_rows: list, cli_rows: list, host_rows: list, rates: dict, overhead: dict) -> list:
     """``[(target, measured, met)]``: each of the issue's targets against this run's figures;
     ``met`` is None where a peer it is a ratio to is absent. Ratios are of medians."""
-    lat, cl, host = (dict((name, stats["median_ms"]) for name, stats in rows) for rows in (latency_rows, cli_rows, host_rows))
+    lat, cl, host = ({name: stats["median_ms"] for name, stats in rows} for rows in (latency_rows, cli_rows, host_rows))
 
     def ratio(table: dict, name: str, base: str):
         return table[name] / table[base] if base in table else None
@@ -386,7 +386,7 @@ def plot(path: Path, sections: dict) -> str:
         return "plot skipped: matplotlib is not installed (pip install -e '.[bench]')"
     panels = [(title, rows) for title, rows in sections.items() if rows]
     figure, axes = plt.subplots(len(panels), 1, figsize=(9, 2.2 * len(panels) + 1))
-    for axis, (title, rows) in zip(axes if len(panels) > 1 else [axes], panels):
+    for axis, (title, rows) in zip(axes if len(panels) > 1 else [axes], panels, strict=True):
         axis.boxplot([stats["samples_ms"] for _, stats in rows], orientation="horizontal", tick_labels=[name for name, _ in rows], showfliers=False)
         axis.set_xscale("log")
         axis.set_title(title)
@@ -425,7 +425,7 @@ def main(argv=None) -> int:
     # The CLI's target is a ratio to firejail's command; bwrap's where firejail is absent.
     baselines = ["bwrap", "firejail", None, None, "bare"]
     print(f"bvisor benchmark — uid {os.geteuid()}, kernel {platform.release()}, {os.cpu_count()} CPUs\n")
-    for (title, rows), baseline in zip(sections.items(), baselines):
+    for (title, rows), baseline in zip(sections.items(), baselines, strict=True):
         present = next((name for name in (baseline, "bwrap", "unshare") if baseline and name in dict(rows)), None)
         print(render(title, rows, present) + "\n")
     print(

@@ -53,7 +53,7 @@ _EXPORTS = {
     "CommandNotFound": "bvisor.flags",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 (the lazy exports above, one list to keep)
 
 
 def __getattr__(name: str):

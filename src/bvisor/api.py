@@ -22,13 +22,13 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from bvisor.backend import BackendRegistry
+from bvisor.backends.linux.backend import LinuxBackend
 from bvisor.capture import RunIO
 from bvisor.contract import BoundaryReport, BudgetDimension, Outcome
 from bvisor.explain import why_no_exit
 from bvisor.flags import build_spec
-from bvisor.backends.linux.backend import LinuxBackend
 from bvisor.planner import BoundaryPlanner
-from bvisor.backend import BackendRegistry
 from bvisor.runner import BoundaryRunner
 from bvisor.secrets import EnvSecretResolver
 

@@ -30,7 +30,8 @@ def _is_reason(fact) -> bool:
 
 
 def why_no_exit(report) -> str:
-    """Why a run has no exit status, in one line: its outcome and the first fact that explains it."""
+    """Why a run has no exit status, in one line: its outcome and the first fact that
+    explains it."""
     # The judge's own words first (they name the field to fix), then the launcher's.
     reasons = sorted((f for f in report.body.observed if _is_reason(f)), key=lambda f: f.kind == "launcher_note")
     return report.body.outcome.value + (f": {reasons[0].kind}: {reasons[0].detail}" if reasons else "")

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
+from bvisor.backends.linux.filesystem import present_system_roots
 from bvisor.contract import (
     BoundarySpec,
     BudgetDimension,
@@ -34,7 +35,6 @@ from bvisor.contract import (
     Workload,
 )
 from bvisor.contract.validate import LIMIT_CEILING, env_name_problem
-from bvisor.backends.linux.filesystem import present_system_roots
 from bvisor.planner import BUDGET_FLAGS
 
 

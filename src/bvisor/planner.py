@@ -8,6 +8,7 @@ refusal; every refusal is a ``PlanError``.
 
 import msgspec
 
+from bvisor.backend import Backend, BackendRegistry
 from bvisor.contract import (
     AdmittedBudget,
     AdmittedRequirement,
@@ -46,7 +47,6 @@ from bvisor.contract import (
 )
 from bvisor.contract.evidence import claim_names
 from bvisor.contract.storage import has_temp_root, uncapped_writable_places
-from bvisor.backend import Backend, BackendRegistry
 
 # Bound into every plan's admission hash: change it whenever these rules change meaning.
 ADMISSION_RULES_VERSION = 2
@@ -202,7 +202,7 @@ def classify_requirement(support: SupportMatrix, profile: BackendProfile, requir
 
 
 def _support_membrane(requirements: list[Requirement], verdicts: list[SupportVerdict], profile: BackendProfile, backend_id: BackendId) -> None:
-    for requirement, verdict in zip(requirements, verdicts):
+    for requirement, verdict in zip(requirements, verdicts, strict=True):
         if verdict.enforcement is not Enforcement.Unsupported:
             continue
         kind = requirement_kind(requirement)
@@ -251,7 +251,7 @@ class BoundaryPlanner:
             profile_hash=profile_hash(snapshot),
             admission_hash=admission_hash(ADMISSION_RULES_VERSION, support, profile, snapshot.budget),
             spec=spec,
-            admitted=[_admitted(backend, spec, snapshot, req, verdict) for req, verdict in zip(requirements, verdicts)],
+            admitted=[_admitted(backend, spec, snapshot, req, verdict) for req, verdict in zip(requirements, verdicts, strict=True)],
             budgets=budgets,
         )
         return msgspec.structs.replace(unsealed, plan_id=compute_plan_id(unsealed))

@@ -26,8 +26,8 @@ from typing import Literal
 
 import msgspec
 
-from bvisor.contract import BackendProfileSnapshot, BudgetDimension, Enforcement, RequirementKind
 from bvisor.backends.linux.facts import LinuxFacts, TreeKill, linux_facts
+from bvisor.contract import BackendProfileSnapshot, BudgetDimension, Enforcement, RequirementKind
 
 LEDGER: Traversable = importlib.resources.files("bvisor") / "ledger.toml"
 
@@ -168,7 +168,8 @@ def ledger_rows(ledger: Ledger, backend_id: str, cell: RequirementKind | BudgetD
 
 
 def _row_for(rows: list[Row], mechanism: str) -> Row | None:
-    """Of one cell's rows, the one for ``mechanism`` (at most one: the ledger refuses duplicates)."""
+    """Of one cell's rows, the one for ``mechanism`` (at most one: the ledger refuses
+    duplicates)."""
     return next((row for row in rows if row.mechanism == mechanism), None)
 
 

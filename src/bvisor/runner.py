@@ -8,6 +8,7 @@ the caller gets a sealed report, never an exception from the backend.
 import time
 from typing import TYPE_CHECKING
 
+from bvisor.backend import Backend, BackendRegistry
 from bvisor.contract import (
     BackendProfileSnapshot,
     BoundaryPlan,
@@ -23,7 +24,6 @@ from bvisor.contract import (
     snapshot_drift,
     witness_budgets,
 )
-from bvisor.backend import Backend, BackendRegistry
 
 if TYPE_CHECKING:
     from bvisor.capture import RunIO

@@ -11,7 +11,12 @@ import os
 import subprocess
 import time
 
-from bvisor.backends.observed import Rusage, execution_record, observed_usage, uncapped_budget_profile
+from bvisor.backends.observed import (
+    Rusage,
+    execution_record,
+    observed_usage,
+    uncapped_budget_profile,
+)
 from bvisor.capture import RunIO, StreamCapture, pump
 from bvisor.contract import (
     BackendProfile,

@@ -68,7 +68,8 @@ def _epilog_sections(command: argparse.ArgumentParser) -> str:
 
 
 def _roff(text: str) -> str:
-    """Text as roff prints it literally: backslashes and hyphens escaped, no line taken for a request."""
+    """Text as roff prints it literally: backslashes and hyphens escaped, no line taken for a
+    request."""
     escaped = text.replace("\\", "\\\\").replace("-", "\\-")
     return "\n".join("\\&" + line if line.startswith((".", "'")) else line for line in escaped.split("\n"))
 

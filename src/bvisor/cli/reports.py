@@ -125,12 +125,12 @@ def _since_ns(text: str | None):
     except ValueError:
         raise BadInput(f"reports list: --since: {text!r} is not an ISO 8601 time") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
+        moment = moment.replace(tzinfo=datetime.UTC)
     return int(moment.timestamp() * 1_000_000_000)
 
 
 def _when(unix_ns: int) -> str:
-    return datetime.datetime.fromtimestamp(unix_ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(unix_ns / 1e9, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _list(store, args) -> int:

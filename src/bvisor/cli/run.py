@@ -124,9 +124,9 @@ def _checked_spec(spec):
 
 
 def _planner(prestarted=None, evidence_paths=()):
+    from bvisor.backend import BackendRegistry
     from bvisor.backends.linux.backend import LinuxBackend
     from bvisor.planner import BoundaryPlanner
-    from bvisor.backend import BackendRegistry
     from bvisor.secrets import EnvSecretResolver
 
     registry = BackendRegistry()

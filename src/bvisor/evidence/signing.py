@@ -15,7 +15,10 @@ import msgspec
 from bvisor.contract.report import BoundaryReport, ReportSignature, signature_message, verify_report
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 KEY_FILE = "signing-key.pem"
 # The evidence store's head: (row count, chain hash of the last row), signed on every append.

@@ -41,11 +41,15 @@ from types import MappingProxyType
 import blake3
 import msgspec
 
-from bvisor.evidence.home import evidence_home
-
 from bvisor.contract.decode import ReportVerdict, encode_report_json, verify_report_json
 from bvisor.contract.report import BoundaryReport, CaptureRef, verify_report
-from bvisor.evidence.signing import HostSigningKey, checkpoint_message, head_message, store_signature_holds
+from bvisor.evidence.home import evidence_home
+from bvisor.evidence.signing import (
+    HostSigningKey,
+    checkpoint_message,
+    head_message,
+    store_signature_holds,
+)
 
 DEFAULT_STREAM_CAP = 16 * 1024 * 1024  # bytes kept per captured stream
 # 2: blobs carry a codec (zlib-compressed streams). A version-1 store is migrated on open:
@@ -240,7 +244,7 @@ def _index_problem(indexed: tuple, report: BoundaryReport) -> str | None:
     the index (say, to hide a failure from ``list``)."""
     body = report.body
     expected = (body.outcome.value, body.workload.exe, body.started_unix_ns, body.backend)
-    for column, stored, wanted in zip(("outcome", "exe", "started_unix_ns", "backend"), indexed, expected):
+    for column, stored, wanted in zip(("outcome", "exe", "started_unix_ns", "backend"), indexed, expected, strict=True):
         if stored != wanted:
             return f"its index {column} disagrees with its report (changed)"
     return None
@@ -443,7 +447,7 @@ class EvidenceStore:
         self._db.execute("DELETE FROM meta WHERE key = 'checkpoint_signature'")
         self._db.executemany(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            zip(_CHECKPOINT_KEYS, (cut, chain, time.time_ns())),
+            zip(_CHECKPOINT_KEYS, (cut, chain, time.time_ns()), strict=True),
         )
 
     def _sign(self, signer: HostSigningKey, checkpoint: bool) -> None:

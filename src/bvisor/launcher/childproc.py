@@ -5,9 +5,9 @@ EOF on the pipe means the child exec'd (the pipe closed with it) or exited clean
 ``step:errno`` record means it failed at that step and exited 127 without exec'ing.
 """
 
+import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 import ctypes
 import os
-import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 
 from bvisor.launcher import libc
 from bvisor.mechanism import fdio
@@ -55,7 +55,8 @@ def fail(write_fd: int, step: str, exc: BaseException) -> None:
 
 
 def read_failure(read_fd: int):
-    """Block until the child exec'd or failed; ``None`` on success, else ``(step, errno, detail)``."""
+    """Block until the child exec'd or failed; ``None`` on success, else ``(step, errno,
+    detail)``."""
     record = fdio.read_all(read_fd)
     if not record:
         return None

@@ -5,8 +5,8 @@ thread. It writes nothing to its own stdout/stderr once a plan is being carried 
 fds belong to the workload — and reports everything on the control channel instead.
 """
 
-import os
 import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
+import os
 import sys
 
 from bvisor.launcher import (
@@ -33,10 +33,25 @@ from bvisor.launcher import (
 from bvisor.launcher.request import LaunchRequest, Refusal, build_request, verify_identity
 from bvisor.launcher.transcript import Transcript
 from bvisor.mechanism import fdio
-from bvisor.mechanism.landlock import SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL, access_mask, handled_rights, right_names
+from bvisor.mechanism.landlock import (
+    SCOPE_ABSTRACT_UNIX_SOCKET,
+    SCOPE_SIGNAL,
+    access_mask,
+    handled_rights,
+    right_names,
+)
 from bvisor.mechanism.seccomp import UNIX_GATE_MECHANISM, planned_program, policy_lists
-from bvisor.wire.frame import ENV_CONTROL_FD, ENV_HOST_PID, ENV_PLAN_FD, EXIT_EXEC_SUCCEEDED, EXIT_FAULTED, EXIT_REFUSED, FrameReject, parse_frame
 from bvisor.wire import attest, vocabulary
+from bvisor.wire.frame import (
+    ENV_CONTROL_FD,
+    ENV_HOST_PID,
+    ENV_PLAN_FD,
+    EXIT_EXEC_SUCCEEDED,
+    EXIT_FAULTED,
+    EXIT_REFUSED,
+    FrameReject,
+    parse_frame,
+)
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """The last step: exec the workload from the host-opened exe fd with exactly the declared env."""
 
-import os
 import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
+import os
 
 # CPython ignores these at start-up; ignored dispositions survive exec, so restore them or the
 # workload would silently run with SIGPIPE ignored.

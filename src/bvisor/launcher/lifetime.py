@@ -1,8 +1,8 @@
 """Tie each launcher process's life to its parent's: if the launcher dies, the run dies."""
 
+import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 import os
 import select
-import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 
 from bvisor.launcher import libc
 from bvisor.wire import attest

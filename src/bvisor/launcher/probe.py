@@ -6,9 +6,22 @@ result goes to stdout as ``name=value`` lines — no workload runs in this mode.
 
 import os
 
-from bvisor.launcher import cgroup, childproc, idmap, ipc, landlock, mounts, netns, pidns, seccomp, unixgate, userns, uts, view
+from bvisor.launcher import (
+    cgroup,
+    childproc,
+    idmap,
+    ipc,
+    landlock,
+    mounts,
+    netns,
+    pidns,
+    seccomp,
+    unixgate,
+    userns,
+    uts,
+    view,
+)
 from bvisor.mechanism import fdio
-
 
 # Each namespace proof is a child cloned into the namespaces a run's child is born in, as
 # the launcher makes it (``childproc.fork_with_error_pipe``), mapping itself the same way.

@@ -13,8 +13,8 @@ import posixpath
 import msgpack
 
 from bvisor.mechanism import seccomp
-from bvisor.wire.frame import lowering_digest
 from bvisor.wire import vocabulary
+from bvisor.wire.frame import lowering_digest
 
 
 class Refusal(Exception):
@@ -468,7 +468,7 @@ def _check_schedule(entries: list, target: dict) -> tuple:
     scheduled = tuple(entry["id"] for entry in entries)
     if scheduled != tuple(p.id for p in implied):
         raise Refusal("PlanInvalid", f"schedule {list(scheduled)} is not the one its target implies {[p.id for p in implied]}")
-    for entry, primitive in zip(entries, implied):
+    for entry, primitive in zip(entries, implied, strict=True):
         seed_zero = primitive.id in vocabulary.SEED_ZERO_DIGEST_PRIMITIVES
         for field, recomputed in (
             ("param_digest", vocabulary.param_digest(primitive, target)),

@@ -22,12 +22,12 @@ At import only the stdlib and three small launcher modules; the coordinator (msg
 mechanism) is imported by ``main``.
 """
 
+import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 import gc
 import os
 import select
 import socket
 import sys
-import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 
 from bvisor.launcher import execve, fds, lifetime
 from bvisor.mechanism import fdio
@@ -47,6 +47,7 @@ from bvisor.wire.warm import (
     receive,
     send,
 )
+
 
 def main() -> None:
     """``--serve``: tie this server to the host, pre-import, serve until the host hangs up."""

@@ -3,9 +3,9 @@ sockets inside granted roots included, while sockets the run makes for itself ke
 
 An empty network namespace does not cover pathname unix sockets (the filesystem is their
 namespace), and landlock on this kernel generation does not mediate connecting to one. So
-the workload runs under a second seccomp filter (``mechanism.seccomp.gate_program``) whose connect(2),
-sendto(2) with a destination, and sendmsg(2) stop in the kernel until the run's init answers
-them. The init (pid 1 of the run's pid namespace) is under no filter; it:
+the workload runs under a second seccomp filter (``mechanism.seccomp.gate_program``) whose
+connect(2), sendto(2) with a destination, and sendmsg(2) stop in the kernel until the run's
+init answers them. The init (pid 1 of the run's pid namespace) is under no filter; it:
 
 - reads the address from the caller's memory (/proc/<pid>/mem), and for a pathname resolves
   it from the caller's cwd with no magic links (openat2 RESOLVE_NO_MAGICLINKS), pinning what
@@ -26,18 +26,18 @@ filter cannot read, so every one is carried out on behalf from copies: header, d
 control messages with each passed fd taken from the caller. sendmmsg(2) is refused (EPERM).
 
 The listener exists only once the workload installed the filter, and from then on the
-workload's own sendmsg would wait for the listener's holder: it writes the listener's fd number on a pipe and waits,
-and the init takes the listener with pidfd_getfd before it lets the workload go on
-(``Handoff``).
+workload's own sendmsg would wait for the listener's holder: it writes the listener's fd
+number on a pipe and waits, and the init takes the listener with pidfd_getfd before it lets
+the workload go on (``Handoff``).
 """
 
+import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 import ctypes
 import errno
 import os
 import select
 import stat
 import struct
-import _signal as signal  # the C module; "signal" wraps it in enums that cost ~7 ms of start-up
 
 from bvisor.launcher import libc, pidns, seccomp
 from bvisor.mechanism import syscalls

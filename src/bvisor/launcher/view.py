@@ -201,7 +201,8 @@ def make_dev(base: str, devices: list, creatable: set) -> tuple:
 
 
 def _cover(path: str) -> None:
-    """Hide what ``path`` holds: /dev/null over a file, an empty read-only tmpfs over a directory."""
+    """Hide what ``path`` holds: /dev/null over a file, an empty read-only tmpfs over a
+    directory."""
     if os.path.isdir(path):
         os.close(_tmpfs(path, "0555", 4096, MOUNT_ATTR_RDONLY | mounts.MOUNT_ATTR_NOSUID | mounts.MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC))
         return
@@ -296,7 +297,8 @@ def shown_trees(request) -> list:
 def assemble(request, trees: dict, note) -> int | None:
     """Build the run's root as the plan's view says, pivot into it; returns an fd on the temp
     root's tmpfs (or None). ``trees``: clones a root launcher made from the host's fds
-    (idmapped or plain), by slot, attached in place of one located and made here. ``note``: the transcript's note writer. Mounts go in path order, so a parent is
+    (idmapped or plain), by slot, attached in place of one located and made here. ``note``:
+    the transcript's note writer. Mounts go in path order, so a parent is
     in place before anything beneath it (the temp root before a root inside it); /proc and
     /dev go last, over whatever a root at / brought."""
     view = request.view

@@ -6,8 +6,8 @@ what was admitted, what is installed and what the report says are one list.
 
 import os
 
-from bvisor.contract import BackendProfileSnapshot, Capability, FsAccess, HostControl
 from bvisor.backends.linux.facts import SYSTEM_ROOTS_FACT, linux_facts
+from bvisor.contract import BackendProfileSnapshot, Capability, FsAccess, HostControl
 
 # What an ordinary program needs to load and run, read-only — except /dev/null, which
 # programs open for writing (`2>/dev/null`). Only those present on the host are granted.

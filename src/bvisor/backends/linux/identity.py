@@ -11,9 +11,9 @@ A lease is an exclusive ``flock`` on ``<lock dir>/<id>``, held by the host for t
 
 import errno
 import fcntl
+import grp
 import os
 import pwd
-import grp
 import random
 
 RANGE_ENV = "BVISOR_ID_RANGE"

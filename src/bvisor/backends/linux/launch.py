@@ -296,7 +296,8 @@ class PipeHandover:
         self.host_ends = {out_r: "stdout", err_r: "stderr"}
 
     def describe(self) -> str:
-        """The report's words: ``relayed from=socket bytes=12``, ``as_is from=pipe``, ``devnull from=none``."""
+        """The report's words: ``relayed from=socket bytes=12``, ``as_is from=pipe``,
+        ``devnull from=none``."""
         if self.relay is not None:
             return f"relayed from={self.source} bytes={self.relay.relayed}"
         how = "as_is" if self.source in HANDED_AS_IS else "devnull"

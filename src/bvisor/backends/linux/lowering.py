@@ -12,6 +12,17 @@ import stat
 
 import msgspec
 
+from bvisor.backends.linux import mountinfo
+from bvisor.backends.linux.budgets import temp_root_inodes
+from bvisor.backends.linux.exe_identity import exe_identity
+from bvisor.backends.linux.facts import linux_facts
+from bvisor.backends.linux.filesystem import (
+    exe_grant,
+    exposed_grant,
+    filesystem_grants,
+    temp_root_grant,
+)
+from bvisor.backends.linux.launch import AuthorityFd
 from bvisor.contract import (
     BoundaryPlan,
     BudgetDimension,
@@ -23,37 +34,34 @@ from bvisor.contract import (
     Workload,
     capped_limit,
 )
+from bvisor.environment import lower_environment
+from bvisor.evidence.home import ensure_home, evidence_dirs, lookups
 from bvisor.mechanism import landlock, seccomp
+from bvisor.secrets import SecretUnavailable
 from bvisor.wire import vocabulary
-from bvisor.backends.linux import mountinfo
-from bvisor.backends.linux.budgets import temp_root_inodes
-from bvisor.backends.linux.exe_identity import exe_identity
-from bvisor.backends.linux.facts import linux_facts
-from bvisor.backends.linux.filesystem import exe_grant, exposed_grant, filesystem_grants, temp_root_grant
-from bvisor.backends.linux.launch import AuthorityFd
 from bvisor.wire.plan import (
+    BindRequest,
+    CgroupNsRequest,
+    CgroupPlacementRequest,
     DescriptorKind,
     DescriptorRole,
     DescriptorShape,
     DescriptorSlotV1,
-    BindRequest,
-    CgroupNsRequest,
-    CgroupPlacementRequest,
     IdmappedMountRequest,
     IpcNsRequest,
     LandlockRequest,
     LandlockScopeRequest,
-    ProcRootRequest,
-    SeccompRequest,
     LinuxLaunchBodyV1,
     LinuxLaunchPlanV1,
     MountNsRequest,
     NetworkNsRequest,
     PidNsRequest,
+    ProcRootRequest,
     RlimitRequest,
+    SeccompRequest,
     TargetSpecV1,
-    TerminalRequest,
     TempRootRequest,
+    TerminalRequest,
     UnixGateRequest,
     UserNsRequest,
     UtsNsRequest,
@@ -62,9 +70,7 @@ from bvisor.wire.plan import (
     lowering_hash,
     schedule,
 )
-from bvisor.environment import lower_environment
-from bvisor.evidence.home import ensure_home, evidence_dirs, lookups
-from bvisor.secrets import SecretUnavailable
+
 
 class LoweringFailed(Exception):
     """The plan cannot be carried out as admitted; nothing was started.
@@ -570,5 +576,5 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
     for limit in rlimits:
         facts.append(ObservedFact(kind="rlimit_lowered", detail=f"{limit.resource}={limit.limit} per process"))
     facts += seccomp_facts or [ObservedFact(kind="seccomp_lowered", detail="none: this host cannot install a seccomp filter")]
-    procs = [AuthorityFd(slot, fd) for slot, fd in zip(placement.procs_slots if placement else [], cgroup_procs)]
+    procs = [AuthorityFd(slot, fd) for slot, fd in zip(placement.procs_slots if placement else [], cgroup_procs, strict=True)]
     return LoweredLaunch(launch_plan, [AuthorityFd(vocabulary.EXE_SLOT, exe_fd), *procs, *authorities.fds], facts, deny_network)

@@ -8,8 +8,8 @@ probe's strings, as the snapshot binds them; ``facts.parse_facts`` is what decis
 
 import os
 
-from bvisor.mechanism.fdio import read_text
 from bvisor.backends.linux.filesystem import probe_system_roots
+from bvisor.mechanism.fdio import read_text
 
 _SYSCTLS = (
     "user/max_user_namespaces",

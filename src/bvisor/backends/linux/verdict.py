@@ -8,14 +8,14 @@ A run counts as confined only when the launcher attested every mechanism its pla
 import errno
 import os
 
-from bvisor.contract import ExitStatus, ObservedFact, Outcome
-from bvisor.mechanism.seccomp import UNIX_GATE_MECHANISM
 from bvisor.backends.linux.launch import (
     CONFINEMENT_UNAVAILABLE_FACT,
     LaunchObservation,
     launch_confinement_unavailable,
 )
 from bvisor.backends.linux.lowering import LoweredLaunch
+from bvisor.contract import ExitStatus, ObservedFact, Outcome
+from bvisor.mechanism.seccomp import UNIX_GATE_MECHANISM
 from bvisor.wire import attest
 from bvisor.wire.plan import LauncherState
 

@@ -22,19 +22,19 @@ import socket
 import threading
 import time
 
-from bvisor.capture import RunIO
-from bvisor.mechanism import fdio
-from bvisor.wire.frame import ENV_HOST_PID
-from bvisor.wire import warm as protocol
 from bvisor.backends.linux.launch import (
     HarnessError,
     LaunchChannels,
-    LaunchObservation,
     LauncherProbe,
+    LaunchObservation,
     default_launcher,
     launcher_argv,
     spawn_launcher,
 )
+from bvisor.capture import RunIO
+from bvisor.mechanism import fdio
+from bvisor.wire import warm as protocol
+from bvisor.wire.frame import ENV_HOST_PID
 
 # A live server answers within milliseconds; a reply this late means it is wedged (stopped,
 # or stuck), and waiting on would hang the run. It is then killed, so its runs end too.
