@@ -1,5 +1,6 @@
-"""Registers the same-run ledger gate for every test run (it acts only with BVISOR_LEDGER_GATE=1)
-and the shipped ledger as a fixture (tests/ledger_rows.py), marks each test with its tier,
+"""Registers the same-run ledger gate for every test run (it acts only with BVISOR_LEDGER_GATE=1),
+the shipped ledger as a fixture (tests/ledger_rows.py) and the evidence store's sealed report
+and path as fixtures (tests/evidence_reports.py), marks each test with its tier,
 and gives the session its own BVISOR_HOME, so every `bvisor run` a test makes is stored in a
 throwaway evidence store instead of the user's; uid 65534's store goes with the session."""
 
@@ -8,9 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from helpers import UNPRIVILEGED_HOME
 
-pytest_plugins = ["ledger_gate", "ledger_rows"]
+pytest_plugins = ["ledger_gate", "ledger_rows", "evidence_reports"]
 
 TESTS = Path(__file__).parent
 

@@ -16,11 +16,6 @@ import pytest
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 
 
-@pytest.fixture
-def home(tmp_path):
-    return tmp_path / "home"
-
-
 def bvisor(home, *args, extra_env=None):
     env = {**os.environ, "BVISOR_HOME": str(home), **(extra_env or {})}
     return subprocess.run([BVISOR, *args], capture_output=True, stdin=subprocess.DEVNULL, env=env, timeout=60, check=False)

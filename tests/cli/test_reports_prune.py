@@ -10,8 +10,7 @@ import time
 
 import blake3
 import pytest
-
-from test_reports_cli import bvisor, home, stored_ids  # noqa: F401 (home is a fixture)
+from test_reports_cli import bvisor, stored_ids
 
 
 def runs(home, count: int, *flags: str) -> None:

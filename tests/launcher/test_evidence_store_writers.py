@@ -11,7 +11,7 @@ import pytest
 
 from bvisor.contract import BoundaryReport, encode_report_json
 from bvisor.evidence import EvidenceStore, StoreError
-from test_evidence_store import base_report, raw, store_path, variant  # noqa: F401 (base_report and store_path are fixtures)
+from evidence_reports import raw, variant
 
 # Appends reports varied from the base report in argv[2] (exe argv[3]) to the store in
 # argv[1], argv[4] of them (0: until killed), printing "seq report_id" once each append has

@@ -15,7 +15,7 @@ from bvisor.contract import Workload, decode_report_json, encode_report_json, fr
 from bvisor.evidence import EvidenceStore, StoreError
 from bvisor.evidence.signing import HostSigningKey
 from bvisor.evidence.store import _chain_hash
-from test_evidence_store import base_report, raw, variant  # noqa: F401 (base_report is a fixture)
+from evidence_reports import raw, variant
 
 ROWS = 6
 

@@ -11,7 +11,7 @@ import pytest
 
 from bvisor.evidence import EvidenceStore, StoreError
 from bvisor.evidence.signing import HostSigningKey
-from test_evidence_store import base_report, raw, variant  # noqa: F401 (base_report is a fixture)
+from evidence_reports import raw, variant
 
 ROWS = 8
 SHARED = b"the same output in every run\n" * 100
@@ -104,7 +104,7 @@ def test_a_broken_chain_is_never_pruned(tmp_path, base_report):
     with raw(path) as db:
         db.execute("UPDATE reports SET outcome = 'failed' WHERE seq = 2")
     with EvidenceStore(path) as store:
-        with pytest.raises(StoreError, match="does not verify .*seq 2.*nothing pruned"):
+        with pytest.raises(StoreError, match=r"does not verify .*seq 2.*nothing pruned"):
             store.prune(keep=1)
         verdict = store.verify_chain()
         assert (verdict.ok, verdict.first_bad_seq, verdict.rows) == (False, 2, ROWS), verdict

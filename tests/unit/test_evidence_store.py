@@ -2,13 +2,10 @@
 edits of the file, files that are not stores, and what the index may hold. Several writer
 processes and a writer killed mid-append: tests/launcher/test_evidence_store_writers.py."""
 
-import contextlib
 import os
 import shutil
-import sqlite3
 import stat
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
@@ -21,9 +18,7 @@ from bvisor.contract import (
     CaptureRef,
     Outcome,
     ReportVerdict,
-    Workload,
     encode_report_json,
-    fresh_attempt_id,
     seal,
     verify_report_json,
 )
@@ -36,50 +31,13 @@ from bvisor.evidence import (
     default_store_path,
 )
 from bvisor.evidence.store import SCHEMA_VERSION
-from bvisor.planner import BoundaryPlanner
-from bvisor.backend import BackendRegistry
-from bvisor.runner import BoundaryRunner
-from fake_backend import FakeBackend, seed_spec
-
-
-@pytest.fixture(scope="module")
-def base_report() -> BoundaryReport:
-    """A real sealed report: the seed spec planned and run on the fake backend."""
-    registry = BackendRegistry()
-    registry.register(FakeBackend())
-    return BoundaryRunner(registry).run(BoundaryPlanner(registry).plan(seed_spec(), "fake"))
-
-
-def variant(base: BoundaryReport, *, outcome=Outcome.Completed, exe="/bin/sh", started=1) -> BoundaryReport:
-    body = msgspec.structs.replace(
-        base.body,
-        attempt_id=fresh_attempt_id(),
-        outcome=outcome,
-        workload=Workload.Process(exe=exe, args=["-c", "true"]),
-        started_unix_ns=started,
-    )
-    return seal(body)
-
-
-@pytest.fixture
-def store_path(tmp_path) -> Path:
-    return tmp_path / "home" / "evidence.sqlite3"
+from evidence_reports import raw, variant
 
 
 @pytest.fixture
 def store(store_path):
     with EvidenceStore(store_path) as store:
         yield store
-
-
-@contextlib.contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    """The file opened behind the store's back, as a tamperer would."""
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        yield db
-    finally:
-        db.close()
 
 
 def fill(store: EvidenceStore, base: BoundaryReport, count: int) -> list[StoredReport]:
@@ -145,7 +103,7 @@ def test_resolve_by_prefix(store, base_report):
     unknown = next(f"{n:04x}" for n in range(0x10000) if f"{n:04x}" not in seen)
 
     assert store.resolve(report.body_hash) == report.body_hash
-    longer = report.body_hash[: len(os.path.commonprefix([report.body_hash, twin.body_hash])) + 1]
+    longer = report.body_hash[: len(os.path.commonprefix([report.body_hash, twin.body_hash])) + 1]  # noqa: RUF071 (hex digests, not paths)
     assert store.resolve(longer) == report.body_hash
     assert store.resolve(longer.upper()) == report.body_hash
     with pytest.raises(StoreError, match="ambiguous") as ambiguous:
