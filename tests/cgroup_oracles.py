@@ -7,7 +7,8 @@ from helpers import read_text
 
 
 def cgroup_mounts() -> dict:
-    """Where this host mounts each hierarchy: ``{controller ('' = cgroup2): (mountpoint, root)}``."""
+    """Where this host mounts each hierarchy:
+    ``{controller ('' = cgroup2): (mountpoint, root)}``."""
     mounts = {}
     for line in (read_text("/proc/self/mountinfo") or "").splitlines():
         head, _, tail = line.partition(" - ")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.wire import vocabulary
-from bvisor.wire.frame import HEADER_LEN
 from bvisor.backends.linux import launch
 from bvisor.backends.linux.identity import id_range as identity_range
 from bvisor.backends.linux.launch import AuthorityFd
+from bvisor.wire import vocabulary
+from bvisor.wire.frame import HEADER_LEN
 from bvisor.wire.plan import (
     DescriptorKind,
     DescriptorRole,
@@ -92,10 +92,10 @@ def unprivileged_prefix(trees) -> tuple:
     q, fds = shlex.quote, [f"tree{i}" for i in range(len(hidden))]
     script = [
         "set -e",
-        *(f"exec {{{fd}}}<{q(tree)}" for fd, tree in zip(fds, hidden)),
+        *(f"exec {{{fd}}}<{q(tree)}" for fd, tree in zip(fds, hidden, strict=True)),
         *(f"mount -t tmpfs -o mode=0711 bvisor-test-reach {q(closed)}" for closed in sorted(set(hidden.values()))),
         "mkdir -p " + " ".join(map(q, hidden)),
-        *(f'mount --no-canonicalize --bind "/proc/self/fd/${fd}" {q(tree)}' for fd, tree in zip(fds, hidden)),
+        *(f'mount --no-canonicalize --bind "/proc/self/fd/${fd}" {q(tree)}' for fd, tree in zip(fds, hidden, strict=True)),
         "exec " + " ".join(f"{{{fd}}}<&-" for fd in fds),
         'exec "$@"',
     ]
@@ -290,7 +290,7 @@ class GatedRun:
 
     def after_park(self) -> bytes:
         """The workload's stdout after its ``PARK`` line (its self-report)."""
-        head, sep, tail = self.stdout.partition(PARKED.encode() + b"\n")
+        _head, sep, tail = self.stdout.partition(PARKED.encode() + b"\n")
         return tail if sep else self.stdout
 
 
@@ -442,7 +442,8 @@ def host_read_mountinfo(pid):
 
 
 def host_mount_at(pid, path: str):
-    """The topmost mount at ``path`` in ``pid``'s mount namespace (see host_read_mountinfo), or None."""
+    """The topmost mount at ``path`` in ``pid``'s mount namespace (see host_read_mountinfo), or
+    None."""
     rows = [row for row in host_read_mountinfo(pid) or [] if row[0] == path]
     return rows[-1] if rows else None
 
@@ -474,7 +475,8 @@ def registry_of(backend):
 
 
 def planned(backend, spec):
-    """Plan ``spec`` on ``backend`` (raises PlanError on refusal); return (plan, run(io) -> report)."""
+    """Plan ``spec`` on ``backend`` (raises PlanError on refusal); return
+    (plan, run(io) -> report)."""
     from bvisor import BoundaryPlanner, BoundaryRunner
 
     registry = registry_of(backend)

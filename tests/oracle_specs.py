@@ -30,7 +30,8 @@ GENEROUS = {
 
 
 def oracle_spec(argv, capabilities=(), controls=(), budgets: BudgetRequirements = SEED_BUDGETS) -> BoundarySpec:
-    """``argv`` under ``capabilities``; launched, its stdout and stderr captured, and ``controls``."""
+    """``argv`` under ``capabilities``; launched, its stdout and stderr captured, and
+    ``controls``."""
     return BoundarySpec(
         workload=Workload.Process(exe=argv[0], args=list(argv[1:])),
         capabilities=list(capabilities),

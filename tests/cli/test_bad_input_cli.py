@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import UNPRIVILEGED_PREFIX, left_behind, shared_host_dir
 
 from bvisor.contract import MAX_INPUT_BYTES
+from helpers import UNPRIVILEGED_PREFIX, left_behind, shared_host_dir
 
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 IDENTITIES = ("root", "unprivileged")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers import left_behind
 
 BVISOR = str(Path(sys.executable).parent / "bvisor")
@@ -248,7 +249,8 @@ def _run_rootless(prefix, tmp_path):
     assert interfaces == ["lo"]
     document = json.loads(report.read_text())
     assert document["outcome"] == "completed"
-    # In-run root is the user who ran bvisor: uid 65534 through the prefix, else this (non-root) user.
+    # In-run root is the user who ran bvisor: uid 65534 through the prefix, else this
+    # (non-root) user.
     runner = 65534 if prefix else os.geteuid()
     mapped = [f["detail"] for f in document["observed"] if f["kind"] == "launcher_note" and f["detail"].startswith("user_namespace=mapped ")]
     assert mapped and all(f" uid0={runner} " in detail for detail in mapped), mapped

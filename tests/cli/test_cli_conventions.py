@@ -71,7 +71,7 @@ def test_the_default_summary_is_one_line_verbose_adds_the_table_and_quiet_none(t
     assert line[-12:] in listed, listed
     verbose = bvisor(home, "run", "-v", "--report", str(tmp_path / "r.json"), "--", "/bin/true").stderr.decode().splitlines()
     assert re.fullmatch(rf"bvisor: outcome completed \(exit code 0\); report {re.escape(str(tmp_path / 'r.json'))}; stored [0-9a-f]{{12}}", verbose[0]), verbose
-    assert any(l.startswith("  admitted  ") for l in verbose) and any(l.startswith("  sealed    body_hash ") for l in verbose), verbose
+    assert any(row.startswith("  admitted  ") for row in verbose) and any(row.startswith("  sealed    body_hash ") for row in verbose), verbose
     assert bvisor(home, "run", "--quiet", "--", "/bin/true").stderr == b""
 
 

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import shared_host_dir
 
 from bvisor.contract import Capability
 from bvisor.flags import BASELINE_PATH, CommandNotFound, build_spec
+from helpers import shared_host_dir
 
 BVISOR = str(Path(sys.executable).parent / "bvisor")
 BASELINE = ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"]

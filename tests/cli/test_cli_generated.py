@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bvisor.cli.docs import completion, commands, generated, man_page
+from bvisor.cli.docs import commands, completion, generated, man_page
 from bvisor.cli.parser import build_parser
 
 BVISOR = str(Path(sys.executable).parent / "bvisor")
@@ -143,7 +143,7 @@ def _zsh_view(script: str):
     command_lists = dict(re.findall(r"(?ms)^_shtab_(\w+?)_commands\(\) \{\n  local _commands=\(\n(.*?)\n  \)", script))
     subcommands = {" ".join(name.split("_")): set(re.findall(r"(?m)^ *([\w-]+):", body)) for name, body in command_lists.items()}
     flags = {
-        prog: {flag for line in lines for flag in re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*", re.split(r"(?<!\\)\[", line, 1)[0])}
+        prog: {flag for line in lines for flag in re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*", re.split(r"(?<!\\)\[", line, maxsplit=1)[0])}
         for prog, lines in _zsh_arrays(script, "options").items()
     }
     return subcommands, flags
@@ -160,7 +160,7 @@ def test_zsh_specs_keep_a_metavar_colon_inside_the_message():
     bind = next(spec for spec in specs if spec.startswith('"*--bind['))
     assert bind.endswith(':SRC\\:DST[\\:ro]:"'), bind
     for spec in specs:
-        after_help = re.split(r"(?<!\\)\]", spec, 1)[1]
+        after_help = re.split(r"(?<!\\)\]", spec, maxsplit=1)[1]
         assert len(re.findall(r"(?<!\\):", after_help)) in (0, 2), spec
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers import loud_skip, shared_host_dir
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

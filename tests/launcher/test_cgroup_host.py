@@ -19,6 +19,7 @@ from bvisor.backends.linux.cgroupfs import CgroupError
 from helpers import UNPRIVILEGED_PREFIX, loud_skip
 
 MiB = 1 << 20
+NO_LIMITS = LeafLimits()  # frozen, so one instance serves every default
 
 
 def test_process_start_time_of_self_and_of_a_gone_process():
@@ -84,7 +85,7 @@ class _Made:
         self.layout, self.delegation = layout, delegation
         self.leaves, self.children = [], []
 
-    def leaf(self, limits=LeafLimits(), delegation=None, owner=None) -> RunLeaf:
+    def leaf(self, limits=NO_LIMITS, delegation=None, owner=None) -> RunLeaf:
         pid, start = owner or (os.getpid(), process_start_time(os.getpid()))
         name = leaf_name(pid, start, secrets.token_hex(16))
         leaf = RunLeaf.create(self.layout, delegation or self.delegation, name, limits)

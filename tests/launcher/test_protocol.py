@@ -13,8 +13,6 @@ from bvisor.wire.frame import EXIT_FAULTED, EXIT_REFUSED, build_frame, parse_fra
 from bvisor.wire.plan import encode_frame
 from helpers import FRAME_MANGLES, entry, launcher_path, plan, sh_authority
 
-
-
 ARGV = ["sh", "-c", "true"]
 
 

@@ -117,7 +117,8 @@ def test_the_kernel_lets_threads_through_threads_only():
 
 @needs_native_table
 def test_the_kernel_enforces_no_setid(tmp_path):
-    # The child keeps root's capabilities: any refusal below is the filter's, not a permission check.
+    # The child keeps root's capabilities: any refusal below is the filter's, not a permission
+    # check.
     target = tmp_path / "file"
     target.write_bytes(b"x")
     path = str(target)

@@ -20,11 +20,11 @@ import time
 
 import pytest
 
+from bvisor.backends.linux import launch, warm
 from bvisor.capture import RunIO
-from bvisor.wire.frame import EXIT_REFUSED, HEADER_LEN
 from bvisor.wire import vocabulary
 from bvisor.wire import warm as protocol
-from bvisor.backends.linux import launch, warm
+from bvisor.wire.frame import EXIT_REFUSED, HEADER_LEN
 from bvisor.wire.plan import encode_frame
 from helpers import (
     EXE_SLOT,
@@ -172,7 +172,10 @@ def test_a_bad_frame_is_refused_the_same_way(warm_as, reason):
 
 def test_a_handle_of_the_wrong_shape_is_refused_the_same_way(warm_as):
     identity, launcher = warm_as
-    directory = lambda: [launch.AuthorityFd(EXE_SLOT, os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))]
+
+    def directory():
+        return [launch.AuthorityFd(EXE_SLOT, os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))]
+
     cold, hot = one_shot_and_warm(identity, launcher, _frame(["sh", "-c", "true"]), directory)
     assert not parity_failures(cold, hot), f"warm vs one-shot [{identity}]: {parity_failures(cold, hot)}"
     assert any("HandleMismatch" in note and "not a regular" in note for note in hot.notes), hot.notes
@@ -183,7 +186,7 @@ def test_a_missing_handle_is_refused_the_same_way(warm_as):
     the host left inheritable, so it may find one of the host's own at the empty slot, where
     a warm coordinator finds nothing."""
     identity, launcher = warm_as
-    cold, hot = one_shot_and_warm(identity, launcher, _frame(["sh", "-c", "true"]), lambda: [])
+    cold, hot = one_shot_and_warm(identity, launcher, _frame(["sh", "-c", "true"]), list)
     assert (hot.terminal, hot.transcript, hot.launcher_exit) == (cold.terminal, cold.transcript, cold.launcher_exit)
     assert hot.terminal is launch.LauncherState.SetupRefused
     assert any(f"HandleMismatch slot {EXE_SLOT}" in note for note in hot.notes), hot.notes

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import blake3
 import pytest
-from helpers import shared_host_dir
 
 import bvisor
 from bvisor.contract import Outcome, ReportVerdict, encode_report_json, verify_report_json
+from helpers import shared_host_dir
 
 MIXED = ("sh", "-c", "printf 'out\\000bytes\\n'; printf 'err line\\n' >&2; exit 3")
 CONNECT = (

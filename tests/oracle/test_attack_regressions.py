@@ -254,7 +254,7 @@ def test_the_evidence_home_behind_a_bind_mount_is_refused_writable_and_masked_re
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_the_evidence_home_exposed_at_another_path_is_masked_there(identity, place, monkeypatch):
-    home, key = _evidence(place)
+    home, _key = _evidence(place)
     monkeypatch.setenv("BVISOR_HOME", home)
     dest = os.path.join(place, "dest")
     os.mkdir(dest)

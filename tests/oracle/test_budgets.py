@@ -142,7 +142,8 @@ def read_counter(dirs: dict, name: str):
 
 
 def cgroup_view(pid: int, *names) -> dict:
-    """Channel A: the parked workload's uid, cgroup dirs and the named counters, read by the host."""
+    """Channel A: the parked workload's uid, cgroup dirs and the named counters, read by the
+    host."""
     dirs = host_cgroup_dirs(pid)
     view = {"dirs": dirs, "uid": host_read_uid(pid)}
     for name in names:
@@ -838,7 +839,8 @@ def report_dir():
 
 
 def check_cli_refused(failures: list, done, document: dict, dimension: str) -> None:
-    """Where no cgroup is delegated to the identity the cap cannot be installed: refused, never run."""
+    """Where no cgroup is delegated to the identity the cap cannot be installed: refused, never
+    run."""
     if done.returncode != 125:
         failures.append(f"without a delegated cgroup the CLI must refuse (exit 125); exit {done.returncode} stderr={done.stderr!r}")
     if document.get("refused", {}).get("requirement") != dimension:

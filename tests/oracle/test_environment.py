@@ -62,13 +62,14 @@ def environ_bytes(pairs) -> bytes:
 
 def reported_environ(stdout: bytes):
     """The bytes the workload printed between its delimiters, or None if it never did."""
-    head, sep, rest = stdout.partition(b"ENVIRON-BEGIN:")
+    _head, sep, rest = stdout.partition(b"ENVIRON-BEGIN:")
     body, sep2, _ = rest.partition(b":ENVIRON-END\n")
     return body if sep and sep2 else None
 
 
 def parked_sh(marker: str) -> list:
-    """argv of a shell that parks (so the host can read it), then self-reports; ``marker`` is its $0."""
+    """argv of a shell that parks (so the host can read it), then self-reports; ``marker`` is
+    its $0."""
     return ["/bin/sh", "-c", PARK + SELF_REPORT, marker]
 
 
@@ -99,7 +100,8 @@ def check_identity(failures: list, identity: str, gated, user_namespace: bool = 
 
 
 def check_both_channels(failures: list, gated, expected: bytes, sentinel: bytes) -> None:
-    """Channel A (host) and channel B (workload) must each equal ``expected`` and lack ``sentinel``."""
+    """Channel A (host) and channel B (workload) must each equal ``expected`` and lack
+    ``sentinel``."""
     host, reported = (gated.inspected or {}).get("environ"), reported_environ(gated.after_park())
     if not gated.seen:
         failures.append("CHANNEL A: the host never found the workload by its marker")

@@ -225,7 +225,7 @@ def test_a_dest_inside_the_temp_root_is_created_privately(identity, access, sour
     hides it."""
     marker = unique_marker("BVISOR-EXPOSE-INTMP")
     dest = f"/tmp/{marker}/data"
-    gated, host, failures = run_bind(identity, marker, source, dest, access, f"written-{uuid.uuid4().hex}", [HostControl.TempRoot()])
+    _gated, host, failures = run_bind(identity, marker, source, dest, access, f"written-{uuid.uuid4().hex}", [HostControl.TempRoot()])
     if host.get("host_dest_exists"):
         failures.append(f"CHANNEL A: the dest {dest} must not appear on the host")
     expected_listing = sorted([FILE, marker]) if access.writes else [FILE]

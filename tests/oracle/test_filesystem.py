@@ -745,7 +745,8 @@ def test_the_plan_and_the_report_list_every_granted_root_and_the_landlock_abi(id
     exe_grants = [g for item in admitted.admitted if item.kind is RequirementKind.LaunchWorkload for g in item.grants]
     if exe_grants != [f"read {BASH} (the workload's exe)"]:
         failures.append(f"the plan must list the exe as read under launch_workload; got {exe_grants}")
-    # The report: the same admitted grants, and the fact lists every granted root, implicit ones included.
+    # The report: the same admitted grants, and the fact lists every granted root, implicit ones
+    # included.
     if [i.grants for i in report.body.admitted] != [i.grants for i in admitted.admitted]:
         failures.append("the report's admitted requirements must carry the plan's grants")
     granted = report_granted(report)

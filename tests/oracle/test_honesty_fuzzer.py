@@ -19,8 +19,8 @@ printing one JSON verdict per attack, then parks so the host can look at it:
 - launch_workload (the constructed world): open core_pattern for writing, in-run root mapped to
   host uid 0 (the outside column of /proc/self/uid_map) when the launcher is root, find a host
   SysV segment and leave one behind, read the host's hostname, find a mount of the view
-  (``/``, the interpreter's, every root, the temp root) without nosuid,nodev, set a setuid/setgid bit on a file in
-  every writable place;
+  (``/``, the interpreter's, every root, the temp root) without nosuid,nodev, set a
+  setuid/setgid bit on a file in every writable place;
 - budgets — storage: write more than the cap into every writable place; process_count: keep
   more tasks alive than the cap; handle_count: hold more descriptors than the cap (and raise
   the limit); wall: outlive the deadline.

@@ -83,7 +83,8 @@ def inherited_secret(tmp_path):
 
 
 def parked_bash(marker: str, fd: int) -> list:
-    """argv of a bash that parks (so the host can read it), then tries fd ``fd`` and lists its fds."""
+    """argv of a bash that parks (so the host can read it), then tries fd ``fd`` and lists its
+    fds."""
     script = PARK + (
         f"if /bin/cat <&{fd}; then printf '\\nfd{fd}=open\\n'; else printf 'fd{fd}=closed\\n'; fi; "
         "printf 'FDS-BEGIN\\n'; /bin/ls -l /proc/$$/fd; printf 'FDS-END\\n'"
@@ -92,7 +93,8 @@ def parked_bash(marker: str, fd: int) -> list:
 
 
 def reported_fds(stdout: bytes):
-    """``{fd: target}`` from the workload's own ``ls -l /proc/$$/fd``, or None if it never listed."""
+    """``{fd: target}`` from the workload's own ``ls -l /proc/$$/fd``, or None if it never
+    listed."""
     _, sep, rest = stdout.partition(b"FDS-BEGIN\n")
     listing, sep2, _ = rest.partition(b"FDS-END\n")
     if not (sep and sep2):

@@ -38,10 +38,10 @@ from helpers import (
     host_find_child,
     host_read_child_interfaces,
     launcher_as,
+    launcher_path,
     loud_skip,
     plan,
     sh_authority,
-    launcher_path,
     unique_marker,
     unprivileged_userns_available,
 )

@@ -1035,7 +1035,8 @@ def test_fully_unprivileged_host_fails_closed_on_cgroup_budgets_but_keeps_wall_a
             failures.append(f"probe: {kind} must be Enforced by the pid namespace init; got {cell}")
     if plan_pids.returncode != 125 or b"process_count" not in plan_pids.stdout:
         failures.append(f"`bvisor plan` of an Enforced process_count must refuse (exit 125) naming it; got {plan_pids.returncode} {plan_pids.stdout!r}")
-    # An admitted plan lists every budget ("budget cpu ..."), so the refusal line itself must name cpu.
+    # An admitted plan lists every budget ("budget cpu ..."), so the refusal line itself must
+    # name cpu.
     if plan_cpu.returncode != 125 or b"refused: cpu:" not in plan_cpu.stdout:
         failures.append(f"`bvisor plan` of an Enforced cpu must refuse (exit 125) naming cpu; got {plan_cpu.returncode} {plan_cpu.stdout!r} {plan_cpu.stderr!r}")
     if plan_wall.returncode != 0 or b"kill" not in plan_wall.stdout:

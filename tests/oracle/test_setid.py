@@ -176,9 +176,9 @@ CP_SRC_MODE = 0o745  # readable by whatever uid the workload has on the host
 
 def expected_in_boundary() -> dict:
     absent = syscalls.ABSENT.get(os.uname().machine, frozenset())
-    wanted = {name: errno.EPERM for name in MODE_ATTACKS}
-    wanted.update({name: errno.EOPNOTSUPP for name in XATTR_ATTACKS})
-    wanted.update({name: "ok" for name in ORDINARY})
+    wanted = dict.fromkeys(MODE_ATTACKS, errno.EPERM)
+    wanted.update(dict.fromkeys(XATTR_ATTACKS, errno.EOPNOTSUPP))
+    wanted.update(dict.fromkeys(ORDINARY, "ok"))
     wanted["openat2"] = errno.ENOSYS
     wanted.update({probe: "absent" for probe, call in LEGACY.items() if call in absent})
     return wanted

@@ -51,7 +51,8 @@ def stdio_spec(argv: list, deny_network: bool):
 
 
 def confined(identity: str, argv: list, stdin_fd: int, deny_network: bool = False):
-    """Run ``stdio_spec(argv, deny_network)`` with ``stdin_fd`` as the caller's stdin: (report, stdout bytes)."""
+    """Run ``stdio_spec(argv, deny_network)`` with ``stdin_fd`` as the caller's stdin:
+    (report, stdout bytes)."""
     backend = LinuxBackend(launcher_as(identity))
     out = bytearray()
     report = runner_for(backend, stdio_spec(argv, deny_network))(RunIO(stdin_fd=stdin_fd, stdout_sink=out.extend))
@@ -186,7 +187,8 @@ def _feed_tty():
 # source → (what the workload must read, the report's stdin fact)
 SOURCES = {
     "pipe": (DATA, "as_is from=pipe"),
-    # A file is relayed too: handed as it is, its owner could chmod or utime it through /proc/self/fd.
+    # A file is relayed too: handed as it is, its owner could chmod or utime it through
+    # /proc/self/fd.
     "file": (DATA, f"relayed from=file bytes={len(DATA)}"),
     "socket": (DATA, f"relayed from=socket bytes={len(DATA)}"),
     "tty": (TTY_LINE, f"relayed from=tty bytes={len(TTY_LINE)}"),

@@ -388,7 +388,8 @@ def result_of(stdout) -> dict | None:
 
 
 def gated_run(backend, spec: BoundarySpec, marker: str):
-    """Plan and run ``spec`` on ``backend``, the host reading the parked workload's seccomp state."""
+    """Plan and run ``spec`` on ``backend``, the host reading the parked workload's seccomp
+    state."""
     return run_gated(planned(backend, spec)[1], marker, seccomp_view, timeout=GATE)
 
 
@@ -452,7 +453,7 @@ def table(columns: dict, probes, why: bool = True) -> str:
     names = list(columns)
     lines = [f"  {'probe':<30}" + "".join(f"{n:>14}" for n in names) + ("   unfiltered kernel path" if why else "")]
     for label, _, _, reason in probes:
-        cells = "".join(f"{str((columns[n] or {}).get(label)):>14}" for n in names)
+        cells = "".join(f"{(columns[n] or {}).get(label)!s:>14}" for n in names)
         lines.append(f"  {label:<30}{cells}" + (f"   {reason}" if why else ""))
     return "\n".join(lines)
 

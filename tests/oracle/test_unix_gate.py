@@ -10,9 +10,10 @@ host after the run). Channel B: the workload's own report of each attempt, with 
 Control: the same program and roots without NetworkDenyAll reaches every host listener, so
 the oracle is not vacuous (landlock alone does not stop it). Positive: sockets the run makes
 for itself (socketpair; a stream server and a datagram pair in its own /tmp, by absolute and
-relative path, through a symlink, from a thread, by sendmsg, and passing an fd) keep working. TOCTOU: a thread flips the address between the run's own socket
-and a host socket while another connects (or sendmsg's a datagram) in a loop; the host
-never sees a connection or a datagram.
+relative path, through a symlink, from a thread, by sendmsg, and passing an fd) keep working.
+TOCTOU: a thread flips the address between the run's own socket and a host socket while
+another connects (or sendmsg's a datagram) in a loop; the host never sees a connection or a
+datagram.
 As the caller (root here) and as uid 65534.
 """
 
@@ -42,7 +43,8 @@ PYTHON = os.path.realpath("/usr/bin/python3")
 PAYLOAD = b"BVISOR-UNIX-GATE"
 
 # Each argument "label:kind:path" is one attempt (kind: stream connects, dgram uses sendto,
-# msg uses sendmsg on a datagram socket), reported as "label=reached" or "label=errno N". A path "fdlink:P" means: open P as O_PATH and use /proc/self/fd/<fd>.
+# msg uses sendmsg on a datagram socket), reported as "label=reached" or "label=errno N". A
+# path "fdlink:P" means: open P as O_PATH and use /proc/self/fd/<fd>.
 ATTEMPTS = r"""
 import os, socket, sys
 for item in sys.argv[1:]:
@@ -375,7 +377,7 @@ def flip_argv(host: HostSockets, kind: str) -> list:
 @pytest.mark.parametrize("kind", ("stream", "dgram"))
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_flipping_the_address_while_sending_never_reaches_the_host(identity, kind, host):
-    report, stdout, stderr, failures = run_to_completion(identity, host, flip_argv(host, kind), True)
+    _report, stdout, stderr, failures = run_to_completion(identity, host, flip_argv(host, kind), True)
     reached, reports = host.reached(), said(stdout)
     results = dict(kv.split(":") for kv in reports.get("flip_results", "").split(",") if kv)
     print(f"unix gate TOCTOU [{identity} {kind}]: calls={results} host={reached}")
@@ -391,7 +393,7 @@ def test_flipping_the_address_while_sending_never_reaches_the_host(identity, kin
 
 @pytest.mark.parametrize("kind", ("stream", "dgram"))
 def test_control_without_deny_all_the_flipping_calls_reach_the_host(kind, host):
-    report, stdout, stderr, failures = run_to_completion("caller", host, flip_argv(host, kind), False)
+    _report, stdout, _stderr, failures = run_to_completion("caller", host, flip_argv(host, kind), False)
     if not host.reached()[f"rw_{kind}"]:
         failures.append(f"CONTROL CHANNEL A: some flipped calls must reach the host; the workload said {stdout!r}")
     assert not failures, f"unix socket gate TOCTOU control failures [{kind}]: {failures}"

@@ -10,7 +10,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from helpers import SETPRIV_NOBODY, UNPRIVILEGED_PREFIX, free_fd_at_or_above, loud_skip, unprivileged_prefix
+from helpers import (
+    SETPRIV_NOBODY,
+    UNPRIVILEGED_PREFIX,
+    free_fd_at_or_above,
+    loud_skip,
+    unprivileged_prefix,
+)
 
 # Run as uid 65534 from inside the tree: who it runs as, the inode it runs, whether it can see
 # the private directory ($1: its listing, a file beside the tree) and what the fds after it are.

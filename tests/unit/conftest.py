@@ -3,8 +3,8 @@ an attacker's, each made anew."""
 
 import pytest
 
-from bvisor.evidence.signing import HostSigningKey
 from bvisor.backend import BackendRegistry
+from bvisor.evidence.signing import HostSigningKey
 from fake_backend import FakeBackend
 
 

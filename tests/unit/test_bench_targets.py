@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import bench  # noqa: E402
+import bench
 
 
 def rows(medians: dict) -> list:

@@ -103,7 +103,7 @@ def test_unproven_delegation_says_why_without_the_random_probe_name():
 def test_a_limit_on_an_undelegated_controller_is_refused_before_any_mkdir(tmp_path):
     delegation = Delegation(kill=None, pids=None, memory=None, cpu="v1", reasons={"pids": "EACCES"})
     layout = CgroupLayout(unified=None, v1={"cpuacct": str(tmp_path)})
-    with pytest.raises(NotDelegated, match="pids_max.*EACCES"):
+    with pytest.raises(NotDelegated, match=r"pids_max.*EACCES"):
         RunLeaf.create(layout, delegation, "bvisor-1-2-0123456789abcdef", LeafLimits(pids_max=5))
     assert os.listdir(tmp_path) == []
 

@@ -9,7 +9,9 @@ import msgspec
 import pytest
 
 from bvisor.contract import (
+    MAX_INPUT_BYTES,
     UNSUPPORTED,
+    AdmittedBudget,
     BackendProfile,
     BackendProfileSnapshot,
     BoundaryReport,
@@ -35,7 +37,6 @@ from bvisor.contract import (
     HostControl,
     InputFileError,
     KillGuarantee,
-    MAX_INPUT_BYTES,
     MinGuarantee,
     NetDest,
     NetPolicy,
@@ -49,7 +50,6 @@ from bvisor.contract import (
     StdStreams,
     SupportMatrix,
     SupportVerdict,
-    AdmittedBudget,
     canonical_bytes,
     decode_report_json,
     decode_spec_json,
@@ -67,7 +67,6 @@ from bvisor.contract import (
     verify_report_json,
     witness_budgets,
 )
-
 from fake_backend import UNLIMITED_MEDIATED, seed_spec
 
 E = Enforcement

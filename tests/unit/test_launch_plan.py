@@ -20,8 +20,6 @@ from bvisor.wire.plan import (
 )
 from helpers import FRAME_MANGLES, plan
 
-
-
 ARGV = ["sh", "-c", "true"]
 
 
@@ -132,7 +130,7 @@ def test_malformed_bodies_are_refused_as_plan_invalid(change, match):
 def test_a_seccomp_policy_this_launcher_does_not_know_is_a_missing_primitive():
     body = _body_dict(plan(ARGV, False))
     body["target"]["seccomp"] = {"policies": ["teleport.v1"], "program_digest": bytes(32)}
-    with pytest.raises(Refusal, match="MissingPrimitive.*teleport.v1") as refused:
+    with pytest.raises(Refusal, match=r"MissingPrimitive.*teleport\.v1") as refused:
         _request_from(body)
     assert refused.value.reason == "MissingPrimitive"
 

@@ -5,15 +5,14 @@ forced to fail on the live probe is tests/launcher/test_linux_backend_probes.py.
 import msgspec
 import pytest
 
-from bvisor.capture import StreamCapture
-from bvisor.contract import Enforcement, Outcome, RequirementKind
 from bvisor.backends.linux.ceiling import linux_ceiling
 from bvisor.backends.linux.facts import parse_facts
-from bvisor.backends.linux.verdict import judge, required_attestations, timeline_fact
 from bvisor.backends.linux.launch import LaunchObservation, state_arrivals
-from bvisor.wire.plan import LauncherState
 from bvisor.backends.linux.lowering import LoweredLaunch
-from bvisor.wire.plan import LinuxLaunchPlanV1, NetworkNsRequest, UnixGateRequest
+from bvisor.backends.linux.verdict import judge, required_attestations, timeline_fact
+from bvisor.capture import StreamCapture
+from bvisor.contract import Enforcement, Outcome, RequirementKind
+from bvisor.wire.plan import LauncherState, LinuxLaunchPlanV1, NetworkNsRequest, UnixGateRequest
 from helpers import plan
 
 PROVEN = {

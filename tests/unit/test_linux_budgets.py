@@ -4,12 +4,27 @@ tests/oracle/test_budgets.py and tests/oracle/test_run_tree.py prove the mechani
 
 import pytest
 
-from bvisor.capture import StreamCapture
-from bvisor.contract import AdmittedBudget, BudgetDimension, BudgetUsage, Enforcement, MinGuarantee, Outcome
-from bvisor.backends.linux.budgets import RunSupervisor, budget_ending, leaf_limits, linux_budget_profile, run_tree_kill, run_usage, temp_root_inodes
+from bvisor.backends.linux.budgets import (
+    RunSupervisor,
+    budget_ending,
+    leaf_limits,
+    linux_budget_profile,
+    run_tree_kill,
+    run_usage,
+    temp_root_inodes,
+)
 from bvisor.backends.linux.cgroup_leaf import LeafUsage
 from bvisor.backends.linux.facts import parse_facts
 from bvisor.backends.linux.launch import LaunchObservation
+from bvisor.capture import StreamCapture
+from bvisor.contract import (
+    AdmittedBudget,
+    BudgetDimension,
+    BudgetUsage,
+    Enforcement,
+    MinGuarantee,
+    Outcome,
+)
 from bvisor.wire.plan import LauncherState
 
 D = BudgetDimension

@@ -13,9 +13,9 @@ import msgspec
 import pytest
 
 from bvisor import LinuxBackend
-from bvisor.contract import BackendProfileSnapshot, BudgetDimension, RequirementKind
 from bvisor.backends.linux.budgets import linux_budget_profile
 from bvisor.backends.linux.facts import parse_facts
+from bvisor.contract import BackendProfileSnapshot, BudgetDimension, RequirementKind
 from bvisor.qualification import (
     LEDGER,
     Floor,
@@ -133,7 +133,8 @@ def _without_pid_namespace_rows(ledger) -> Ledger:
 
 def test_the_mechanism_is_the_live_cells_so_a_pid_namespace_host_is_not_covered_by_the_cgroup_kill_row(backend, snapshot, ledger):
     elsewhere = _host_without_a_killable_leaf(snapshot)
-    # The shipped ledger proves the pid namespace's kill, descendants and wall cap by rows of their own ...
+    # The shipped ledger proves the pid namespace's kill, descendants and wall cap by rows of
+    # their own ...
     shipped = coupling_problems(ledger, backend, elsewhere, REPO, TODAY).problems
     assert not [p for p in shipped if p.startswith(("kill:", "child_spawn_allow_descendants:", "budget wall:"))], shipped
     # ... and without them, the cgroup.kill rows do not stand in for that mechanism.
@@ -154,7 +155,8 @@ def test_a_kind_may_carry_one_row_per_mechanism_each_judged_on_its_own_floor(bac
     elsewhere = _host_without_a_killable_leaf(snapshot)
     kill_problems = [p for p in coupling_problems(both, backend, elsewhere, REPO, TODAY).problems if p.startswith("kill:")]
     assert kill_problems == ["kill: advertised enforced on a host below the row's floor (landlock_abi>=99)"]
-    # On a cgroup.kill host the cgroup.kill row still speaks for the cell, untouched by the other row.
+    # On a cgroup.kill host the cgroup.kill row still speaks for the cell, untouched by the
+    # other row.
     assert _problems(both, backend, snapshot, "kill:") == []
     met = Ledger(row=[*ledger.row, msgspec.structs.replace(pidns, floor=Floor(userns_pid=True))], budget=ledger.budget)
     assert [p for p in coupling_problems(met, backend, elsewhere, REPO, TODAY).problems if p.startswith("kill:")] == []

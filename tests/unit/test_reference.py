@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from bvisor.backends import inert
+from bvisor.backends.linux import ceiling as linux
+from bvisor.backends.linux.budgets import linux_budget_profile
+from bvisor.backends.linux.facts import parse_facts
 from bvisor.backends.observed import uncapped_budget_profile
 from bvisor.contract import Enforcement, EvidenceClaim, RequirementKind
 from bvisor.contract.reference import ALWAYS_REFUSED, generate, main
 from bvisor.contract.schemas import SCHEMAS, file_name
 from bvisor.contract.schemas import generate as generate_schemas
 from bvisor.contract.spec import _KIND_OF_POLICY, _KIND_OF_REQUIREMENT
-from bvisor.backends.linux import ceiling as linux
-from bvisor.backends.linux.budgets import linux_budget_profile
-from bvisor.backends.linux.facts import parse_facts
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "spec-reference.md"
 SHIPPED_FAMILIES = (linux.FAMILY, inert.FAMILY)

@@ -6,6 +6,7 @@ import json
 import msgspec
 import pytest
 
+from bvisor.backend import BackendRegistry
 from bvisor.capture import RunIO
 from bvisor.contract import (
     BudgetDimension,
@@ -31,7 +32,6 @@ from bvisor.contract import (
     verify_report_json,
 )
 from bvisor.planner import BoundaryPlanner
-from bvisor.backend import BackendRegistry
 from bvisor.runner import BoundaryRunner
 from fake_backend import FakeBackend, seed_spec, unsupported_cell
 

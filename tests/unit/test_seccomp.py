@@ -76,7 +76,7 @@ PINNED = {
         "userfaultfd": 323, "vfork": 58, "write": 1,
         "chmod": 90, "creat": 85, "fchmod": 91, "fchmodat": 268, "fchmodat2": 452, "fremovexattr": 199,
         "fsetxattr": 190, "lremovexattr": 198, "lsetxattr": 189, "mknod": 133, "mknodat": 259,
-        "open": 2, "openat": 257, "openat2": 437, "removexattr": 197, "removexattrat": 466,
+        "open": 2, "openat": 257, "removexattr": 197, "removexattrat": 466,
         "setxattr": 188, "setxattrat": 463,
     },
     "aarch64": {
@@ -93,7 +93,7 @@ PINNED = {
         "socket": 198, "swapoff": 225, "swapon": 224, "umount2": 39, "unshare": 97,
         "userfaultfd": 282, "write": 64,
         "fchmod": 52, "fchmodat": 53, "fchmodat2": 452, "fremovexattr": 16, "fsetxattr": 7,
-        "lremovexattr": 15, "lsetxattr": 6, "mknodat": 33, "openat": 56, "openat2": 437,
+        "lremovexattr": 15, "lsetxattr": 6, "mknodat": 33, "openat": 56,
         "removexattr": 14, "removexattrat": 466, "setxattr": 5, "setxattrat": 463,
     },
 }

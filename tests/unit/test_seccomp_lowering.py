@@ -5,9 +5,9 @@ import os
 
 import pytest
 
+from bvisor.backends.linux.lowering import seccomp_policies
 from bvisor.contract import Capability, SpawnPolicy
 from bvisor.mechanism import seccomp
-from bvisor.backends.linux.lowering import seccomp_policies
 
 
 def spawn(policy):

@@ -7,7 +7,8 @@ import pytest
 
 from bvisor.launcher.request import Refusal, build_request, verify_identity
 from bvisor.mechanism.seccomp import BASELINE_POLICY
-from bvisor.wire import plan as host, vocabulary
+from bvisor.wire import plan as host
+from bvisor.wire import vocabulary
 from bvisor.wire.frame import parse_frame
 from helpers import entry, plan
 
