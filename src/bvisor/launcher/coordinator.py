@@ -10,6 +10,7 @@ import os
 import sys
 
 from bvisor.launcher import (
+    attach,
     caps,
     cgroup,
     childproc,
@@ -122,6 +123,7 @@ def confine_and_exec(request: LaunchRequest, transcript: Transcript, error_fd: i
     see ``_identity_phase``. ``trees``: idmapped clones to attach, by slot. Never returns."""
     step = "child"
     try:
+        attach.allow_own_proc()
         transcript.state("ChildCreated")
         mechanism = "clone" if request.user_namespace else "fork"
         # /proc is still the launcher's here: /proc/self names this child by its pid out there.
@@ -240,7 +242,7 @@ def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: i
     ``wire.vocabulary.PRIMITIVES`` fixes). Never returns.
     ``temp_root``: an fd on the temp root's tmpfs (its rule's object), closed here.
     ``gate``: the unix socket gate's ``Handoff`` to the init, or None."""
-    step = "terminal"
+    step, workload = "terminal", None
     try:
         if request.terminal:
             if request.view is not None:
@@ -251,22 +253,22 @@ def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: i
         if temp_root is not None:
             os.close(temp_root)
         workload = _Workload(request, transcript, error_fd, sigint, ruleset, _seccomp_program(request, transcript), gate)
-        for primitive, run in request.scheduled(_WORKLOAD_STEPS):
-            step = _STEP_NAMES.get(primitive, "confinement")
+        for _, run in request.scheduled(_WORKLOAD_STEPS):
             run(workload)
     except BaseException as exc:
-        childproc.fail(error_fd, step, exc)
+        childproc.fail(error_fd, workload.step if workload is not None else step, exc)
     os._exit(childproc.CHILD_FAILED)  # unreachable: exec or fail() ends the child
 
 
 class _Workload:
     """What the workload's steps share: the request, the prepared ruleset and filter program,
-    the gate's handoff, and whether the confinement phase has been resolved yet."""
+    the gate's handoff, whether the confinement phase has been resolved yet, and ``step``: the
+    name a failure is reported under (the host's verdict reads "confinement", "exec"...)."""
 
     def __init__(self, request: LaunchRequest, transcript: Transcript, error_fd: int, sigint, ruleset, program, gate):
         self.request, self.transcript, self.error_fd, self.sigint = request, transcript, error_fd, sigint
         self.ruleset, self.program, self.gate = ruleset, program, gate
-        self.ready = False
+        self.ready, self.step = False, "confinement"
 
     def restrict(self) -> None:
         """Landlock's one ruleset (paths and scopes alike) is enforced once."""
@@ -278,6 +280,7 @@ class _Workload:
     def ready_to_exec(self) -> None:
         """Confinement resolved: what remains are the steps that seal the exec itself."""
         if not self.ready:
+            self.step = "exec"
             self.transcript.state("ConfinementPhaseResolved")
             execve.restore_signals(self.sigint)
             self.transcript.state("ReadyToExec")
@@ -285,43 +288,51 @@ class _Workload:
 
 
 def _set_rlimits(w: _Workload) -> None:
+    w.step = "confinement"
     w.transcript.note(rlimits.apply(w.request.rlimits))
 
 
 def _scrub_ambient(w: _Workload) -> None:
     """Ambient authority: every fd but what the exec needs, the environment (exact), then
     every privilege: no_new_privs and no capabilities (before landlock: it reads /proc)."""
+    w.step = "ambient"
     keep = {0, 1, 2, w.request.exe_slot, w.transcript.fd, w.error_fd} | ({w.ruleset} if w.ruleset is not None else set())
     keep |= w.gate.workload_fds() if w.gate is not None else set()
     w.transcript.note(fds.scrub(keep))
     w.transcript.note(f"{attest.ENVIRONMENT} entries={len(w.request.envp)} inherited=none")
     w.transcript.state("AmbientAuthorityPhaseResolved")
+    w.step = "confinement"
     w.transcript.note(seccomp.no_new_privs())
     w.transcript.note(caps.drop_all())
 
 
 def _apply_landlock(w: _Workload) -> None:
+    w.step = "confinement"
     w.restrict()
     w.transcript.note(attest.LANDLOCK)
 
 
 def _scope_landlock(w: _Workload) -> None:
+    w.step = "confinement"
     w.restrict()
     w.transcript.note(attest.LANDLOCK_SCOPE)
 
 
 def _hand_over_gate(w: _Workload) -> None:
     w.ready_to_exec()
+    w.step = "unix_gate"
     w.gate.hand_over()  # its filter first: the run's own, last, may refuse what it needs
 
 
 def _install_seccomp(w: _Workload) -> None:
     w.ready_to_exec()
+    w.step = "seccomp"
     seccomp.install(w.program)  # last: from here on only execve runs
 
 
 def _exec(w: _Workload) -> None:
     w.ready_to_exec()
+    w.step = "exec"
     execve.exec_fd(w.request.exe_slot, w.request.argv, w.request.envp)
 
 
@@ -337,15 +348,6 @@ _WORKLOAD_STEPS = {
     vocabulary.ID_SECCOMP_APPLY: _install_seccomp,
     vocabulary.ID_EXEC: _exec,
 }
-# The step a failure names (the host's verdict reads "exec", "seccomp", "unix_gate").
-_STEP_NAMES = {
-    vocabulary.ID_AMBIENT_SCRUB: "ambient",
-    vocabulary.ID_UNIX_GATE: "unix_gate",
-    vocabulary.ID_SECCOMP_APPLY: "seccomp",
-    vocabulary.ID_EXEC: "exec",
-}
-
-
 def _check_kernel_floors(request: LaunchRequest) -> None:
     """Refuse before any child exists when this kernel lacks what the plan needs."""
     floors = [f for f in (request.landlock_floor, request.scope_floor) if f is not None]
@@ -507,6 +509,7 @@ def _launch(request: LaunchRequest, transcript: Transcript) -> int:
     # The init's parent is outside its pid namespace (getppid() reads 0 there): a lifeline,
     # whose write end only this process holds, proves it is still alive. Held to the end.
     life_r, life_w = lifetime.lifeline() if request.pid_namespace else (None, None)
+    transcript.note(attach.refuse_attach())  # before the child exists: the workload descends from it
     try:
         pid, error_fd = childproc.fork_with_error_pipe(_namespaces(request))
     except OSError as exc:  # the kernel refused the namespaces: no child exists

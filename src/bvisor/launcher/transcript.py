@@ -1,6 +1,9 @@
-"""The control channel: one line per state, ``# `` notes attesting mechanisms."""
+"""The control channel: one line per state, ``# `` notes attesting mechanisms, each line as
+``wire.frame.control_line`` writes it."""
 
 import os
+
+from bvisor.wire.frame import control_line
 
 
 class Transcript:
@@ -10,7 +13,7 @@ class Transcript:
         self.fd = fd
 
     def _line(self, text: str) -> None:
-        data = (text.replace("\n", " ") + "\n").encode("utf-8", "backslashreplace")
+        data = control_line(text)
         while data:
             data = data[os.write(self.fd, data):]
 

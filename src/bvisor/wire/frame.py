@@ -68,3 +68,17 @@ def parse_frame(frame: bytes) -> bytes:
 def lowering_digest(lowering_bytes: bytes) -> bytes:
     """``h_l``: blake3 of the canonical bytes of the lowering, no domain tag (as the seed)."""
     return blake3.blake3(lowering_bytes).digest()
+
+
+# The control channel: one line per launcher state, one ``# `` line per note. A note may carry
+# text the plan or the host's filesystem chose (a path, a hostname, an argv word): every
+# control character in it (C0, DEL, C1) and the two Unicode line separators are written as
+# escapes, so no text can end a line early and put a line of its own on the channel.
+CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {
+    c: f"\\u{c:04x}" for c in (0x2028, 0x2029)
+}
+
+
+def control_line(text: str) -> bytes:
+    """One control-channel line: ``text`` escaped, then the one line end ("\\n")."""
+    return (text.translate(CONTROL_ESCAPES) + "\n").encode("utf-8", "backslashreplace")

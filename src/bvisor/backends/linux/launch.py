@@ -92,8 +92,10 @@ class LaunchObservation:
         return None
 
     def workload_exit(self):
+        """How the workload ended, from the one ``workload_exit`` note; None without one, and
+        None where there are two (only the launcher writes it, once)."""
         fields = self.note_fields("workload_exit")
-        if fields is None:
+        if fields is None or len(self._heads["workload_exit"]) > 1:
             return None
         if "signal" in fields:
             return WorkloadExit(signal=int(fields["signal"]))
@@ -323,9 +325,12 @@ class TerminalHandover:
 
 
 def _read_control(control_bytes: bytes) -> tuple:
-    """The control channel's lines as (states, notes)."""
+    """The control channel's lines as (states, notes). A line ends at "\\n" alone, as the
+    launcher writes it (``wire.frame.control_line``): ``str.splitlines`` would also end one at
+    \\r, \\x1e or U+2028, which a path in a note could carry."""
     transcript, notes = [], []
-    for line in control_bytes.decode("utf-8", "replace").splitlines():
+    lines = control_bytes.decode("utf-8", "replace").split("\n")
+    for line in lines[:-1] if lines[-1] == "" else lines:
         if line.startswith("# "):
             notes.append(line[2:])
         elif line in LauncherState.__members__:

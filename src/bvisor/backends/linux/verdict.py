@@ -17,6 +17,7 @@ from bvisor.backends.linux.lowering import LoweredLaunch
 from bvisor.contract import ExitStatus, ObservedFact, Outcome
 from bvisor.mechanism.seccomp import UNIX_GATE_MECHANISM
 from bvisor.wire import attest
+from bvisor.wire.frame import CONTROL_ESCAPES
 from bvisor.wire.plan import LauncherState
 
 
@@ -106,7 +107,8 @@ def judge(obs: LaunchObservation, lowered: LoweredLaunch):
     """Map the launcher's verdict to (outcome, exit status, extra facts). Pure."""
     if obs.terminal is LauncherState.ExecSucceeded:
         # Admitted Enforced but not attested by the launcher: an honesty fault, not a pass.
-        missing = [note for note in required_attestations(lowered) if obs.note_fields(note) is None]
+        # As the launcher wrote them: a path or hostname in a note is escaped on the channel.
+        missing = [note for note in required_attestations(lowered) if obs.note_fields(note.translate(CONTROL_ESCAPES)) is None]
         if missing:
             return Outcome.SupervisorFault, None, [ObservedFact(kind="confinement_not_attested", detail=" ".join(missing))]
         status = obs.workload_exit()
