@@ -221,10 +221,6 @@ def plan(argv, deny_network: bool, envp=None, entries=None, identity: str = "cal
         user_namespace=UserNsRequest(outside_id=outside_id) if deny_network else None,
         network_namespace=NetworkNsRequest() if deny_network else None,
     )
-    entries = entries or [entry(ID_AMBIENT_SCRUB, PHASE_CODE_SCRUB), entry(ID_EXEC, PHASE_CODE_EXEC)]
-    if outside_id is not None:
-        entries = [schedule(target).entries[0], *entries]
-    lowering = LoweringWireV1(entries=entries)
     table = [
         DescriptorSlotV1(
             slot_index=EXE_SLOT,
@@ -232,6 +228,10 @@ def plan(argv, deny_network: bool, envp=None, entries=None, identity: str = "cal
             expected=DescriptorShape(kind=DescriptorKind.Regular, writable=False),
         )
     ]
+    entries = entries or [entry(ID_AMBIENT_SCRUB, PHASE_CODE_SCRUB), entry(ID_EXEC, PHASE_CODE_EXEC)]
+    if outside_id is not None:
+        entries = [schedule(target, table).entries[0], *entries]
+    lowering = LoweringWireV1(entries=entries)
     return LinuxLaunchPlanV1(
         body=LinuxLaunchBodyV1(
             attempt_id=bytes([7]) * 32,

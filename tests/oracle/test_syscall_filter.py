@@ -1107,7 +1107,7 @@ def launcher_plan_with(marker: str, request: SeccompRequest):
     """A hand-made launch plan: ``sh`` reporting its own seccomp mode, with ``request``."""
     base = plan(["/bin/sh", "-c", f"echo RAN; {SELF_STATUS}", marker], False, envp=[("PATH", PATH_ENV)])
     target = msgspec.structs.replace(base.body.target, seccomp=request)
-    lowering = schedule(target)  # its seccomp entry binds ``request``, whatever program digest it claims
+    lowering = schedule(target, base.body.descriptor_table)  # its seccomp entry binds ``request``, whatever program digest it claims
     body = msgspec.structs.replace(base.body, target=target, lowering=lowering, h_l=lowering_hash(lowering))
     return msgspec.structs.replace(base, body=body)
 

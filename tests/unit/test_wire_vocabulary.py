@@ -90,22 +90,27 @@ _TARGET = host.TargetSpecV1(
     seccomp=host.SeccompRequest(policies=[BASELINE_POLICY], program_digest=bytes(range(32))),
 )
 TAMPERS = {
-    vocabulary.ID_TRANSIENT_ID: lambda t: t["user_namespace"].update(outside_id=1879048192 + 8),
-    vocabulary.ID_UTS_NS: lambda t: t["uts_namespace"].update(hostname="host"),
-    vocabulary.ID_RLIMIT_SET: lambda t: t["rlimits"][0].update(limit=65536),
-    vocabulary.ID_LANDLOCK_SCOPE: lambda t: t["landlock_scope"].update(abi_floor=7),
-    vocabulary.ID_SECCOMP_APPLY: lambda t: t["seccomp"].update(program_digest=bytes(32)),
-    vocabulary.ID_EXEC: lambda t: t["argv"].append("--more"),
+    vocabulary.ID_TRANSIENT_ID: lambda b: b["target"]["user_namespace"].update(outside_id=1879048192 + 8),
+    vocabulary.ID_UTS_NS: lambda b: b["target"]["uts_namespace"].update(hostname="host"),
+    vocabulary.ID_RLIMIT_SET: lambda b: b["target"]["rlimits"][0].update(limit=65536),
+    vocabulary.ID_LANDLOCK_SCOPE: lambda b: b["target"]["landlock_scope"].update(abi_floor=7),
+    vocabulary.ID_SECCOMP_APPLY: lambda b: b["target"]["seccomp"].update(program_digest=bytes(32)),
+    vocabulary.ID_EXEC: lambda b: b["target"]["argv"].append("--more"),
+}
+# The descriptor table is bound too: each slot by the entries whose roles use it.
+TABLE_TAMPERS = {
+    "the exe slot's kind": lambda b: b["descriptor_table"][0]["expected"].update(kind="char_device"),
+    "the exe slot's mode": lambda b: b["descriptor_table"][0]["expected"].update(writable=True),
 }
 
 
 def _body(target: host.TargetSpecV1, lowering: host.LoweringWireV1 | None = None) -> dict:
-    lowering = lowering or host.schedule(target)
     exe = host.DescriptorSlotV1(
         slot_index=vocabulary.EXE_SLOT,
         role=host.DescriptorRole.TargetExe,
         expected=host.DescriptorShape(kind=host.DescriptorKind.Regular, writable=False),
     )
+    lowering = lowering or host.schedule(target, [exe])
     body = host.LinuxLaunchBodyV1(
         attempt_id=bytes(32), plan_id=bytes(32), h_a=bytes(32), h_p=bytes(32),
         h_l=host.lowering_hash(lowering), lowering=lowering, descriptor_table=[exe], target=target,
@@ -115,6 +120,11 @@ def _body(target: host.TargetSpecV1, lowering: host.LoweringWireV1 | None = None
 
 def _request(body: dict):
     return build_request(verify_identity(msgspec.msgpack.encode(body)))
+
+
+def _zeroed(lowering: host.LoweringWireV1, keep) -> host.LoweringWireV1:
+    """The lowering with all-zero digests on every entry ``keep`` does not name."""
+    return host.LoweringWireV1(entries=[e if keep(e.id) else entry(e.id, e.phase_code) for e in lowering.entries])
 
 
 def test_the_launcher_runs_the_schedule_the_host_lowered_in_the_vocabularys_order():
@@ -127,10 +137,18 @@ def test_the_launcher_runs_the_schedule_the_host_lowered_in_the_vocabularys_orde
 def test_a_parameter_changed_after_scheduling_is_refused_by_the_entry_that_applies_it(primitive):
     body = _body(_TARGET)
     _request(body)  # the control: as lowered, the plan is accepted
-    TAMPERS[primitive](body["target"])  # h_l still holds: it covers the schedule, not the target
+    TAMPERS[primitive](body)  # h_l still holds: it covers the schedule, not the target
     with pytest.raises(Refusal, match=f"{primitive} param_digest does not bind") as refused:
         _request(body)
     assert refused.value.reason == "IdentityMismatch"
+
+
+@pytest.mark.parametrize("tamper", sorted(TABLE_TAMPERS))
+def test_a_slot_changed_after_scheduling_is_refused_by_the_entry_that_uses_it(tamper):
+    body = _body(_TARGET)
+    TABLE_TAMPERS[tamper](body)
+    with pytest.raises(Refusal, match=f"{vocabulary.ID_EXEC} param_digest does not bind"):
+        _request(body)
 
 
 def test_an_entry_that_declares_itself_otherwise_is_refused():
@@ -141,13 +159,15 @@ def test_an_entry_that_declares_itself_otherwise_is_refused():
         _request(body)
 
 
-def test_the_seeds_zero_digests_are_accepted_for_its_two_entries_and_no_other():
-    _request(msgspec.msgpack.decode(parse_frame(host.encode_frame(plan(["true"], True)))))  # the seed's own shape
-    lowering = host.schedule(_TARGET)
-    zeroed = [
-        entry(e.id, e.phase_code) if e.id != vocabulary.ID_UTS_NS else e for e in lowering.entries
-    ]  # every entry zeroed but the hostname's: refused at the first non-seed entry
+def test_the_seeds_zero_digests_are_accepted_in_a_seed_shaped_plan_and_nowhere_else():
+    seed = plan(["true"], True)  # the seed's shape (a root launcher's adds the transient id)
+    _request(msgspec.msgpack.decode(parse_frame(host.encode_frame(seed))))
+    lowering = host.schedule(_TARGET, [])
+    # A full plan: zero digests on the seed's own two entries are refused there too, since
+    # they would leave argv, envp, the exe slot and the terminal unbound.
+    seed_zeros = _zeroed(lowering, lambda primitive: primitive not in vocabulary.SEED_ZERO_DIGEST_PRIMITIVES)
+    with pytest.raises(Refusal, match=f"{vocabulary.ID_AMBIENT_SCRUB} param_digest does not bind"):
+        _request(_body(_TARGET, seed_zeros))
+    all_zeros = _zeroed(lowering, lambda primitive: False)
     with pytest.raises(Refusal, match=f"{vocabulary.ID_TRANSIENT_ID} param_digest does not bind"):
-        _request(_body(_TARGET, host.LoweringWireV1(entries=zeroed)))
-    seed_only = [entry(e.id, e.phase_code) if e.id in vocabulary.SEED_ZERO_DIGEST_PRIMITIVES else e for e in lowering.entries]
-    assert _request(_body(_TARGET, host.LoweringWireV1(entries=seed_only))).schedule == tuple(e.id for e in lowering.entries)
+        _request(_body(_TARGET, all_zeros))

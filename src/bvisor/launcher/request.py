@@ -229,7 +229,7 @@ def build_request(fields: dict) -> LaunchRequest:
         raise _invalid("network_namespace.unix_gate requires pid_namespace (the init supervises it)")
     if request.cgroup_slots and not pidns:
         raise _invalid("cgroup placement requires pid_namespace (the init places itself)")
-    request.schedule = _check_schedule(fields["lowering"]["entries"], target)
+    request.schedule = _check_schedule(fields["lowering"]["entries"], target, fields["descriptor_table"])
     return request
 
 
@@ -450,7 +450,7 @@ def _decode_table(table) -> list:
     return slots
 
 
-def _check_schedule(entries: list, target: dict) -> tuple:
+def _check_schedule(entries: list, target: dict, table: list) -> tuple:
     """The schedule is the program: exactly the primitives the target implies, in the
     vocabulary's order, each known in its frozen phase and version, each entry's digests
     recomputed here from the parameters this launcher will apply. Returns the ids in order."""
@@ -468,10 +468,11 @@ def _check_schedule(entries: list, target: dict) -> tuple:
     scheduled = tuple(entry["id"] for entry in entries)
     if scheduled != tuple(p.id for p in implied):
         raise Refusal("PlanInvalid", f"schedule {list(scheduled)} is not the one its target implies {[p.id for p in implied]}")
+    seed_shaped = set(scheduled) <= vocabulary.SEED_SHAPED
     for entry, primitive in zip(entries, implied, strict=True):
-        seed_zero = primitive.id in vocabulary.SEED_ZERO_DIGEST_PRIMITIVES
+        seed_zero = seed_shaped and primitive.id in vocabulary.SEED_ZERO_DIGEST_PRIMITIVES
         for field, recomputed in (
-            ("param_digest", vocabulary.param_digest(primitive, target)),
+            ("param_digest", vocabulary.param_digest(primitive, target, table)),
             ("decl_digest", vocabulary.decl_digest(primitive)),
         ):
             if entry[field] != recomputed and not (seed_zero and entry[field] == vocabulary.ZERO_DIGEST):

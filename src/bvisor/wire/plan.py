@@ -273,17 +273,19 @@ class LauncherState(enum.Enum):
 TERMINAL_STATES = frozenset(LauncherState(name) for name in vocabulary.TERMINAL_STATES)
 
 
-def schedule(target: TargetSpecV1) -> LoweringWireV1:
+def schedule(target: TargetSpecV1, table: list[DescriptorSlotV1]) -> LoweringWireV1:
     """The lowering a target implies: its primitives in the vocabulary's order, each entry's
-    param digest over the very fields the launcher will apply (as it will decode them)."""
+    param digest over the very fields and slots the launcher will apply (as it will decode
+    them)."""
     decoded = msgpack.unpackb(_canonical.encode(target), raw=False)
+    slots = msgpack.unpackb(_canonical.encode(table), raw=False)
     return LoweringWireV1(
         entries=[
             LoweringWireEntryV1(
                 id=p.id,
                 version=vocabulary.PRIMITIVE_VERSION,
                 phase_code=p.phase,
-                param_digest=vocabulary.param_digest(p, decoded),
+                param_digest=vocabulary.param_digest(p, decoded, slots),
                 decl_digest=vocabulary.decl_digest(p),
             )
             for p in vocabulary.schedule_for(decoded)

@@ -152,12 +152,13 @@ PRIMITIVE_VERSION = 1
 class Primitive:
     """One step a schedule may name. ``present``: the target field (or ``field.subfield``)
     whose presence schedules it, None for a step every plan has. ``params``: the target
-    fields it applies, which its ``param_digest`` binds."""
+    fields it applies, and ``roles``: the descriptor roles whose slots it uses; its
+    ``param_digest`` binds both."""
 
-    __slots__ = ("id", "phase", "present", "params")
+    __slots__ = ("id", "phase", "present", "params", "roles")
 
-    def __init__(self, id: str, phase: int, present: str | None, params: tuple[str, ...]) -> None:
-        self.id, self.phase, self.present, self.params = id, phase, present, params
+    def __init__(self, id: str, phase: int, present: str | None, params: tuple[str, ...], roles: tuple[str, ...] = ()) -> None:
+        self.id, self.phase, self.present, self.params, self.roles = id, phase, present, params, roles
 
 
 # Every primitive this launcher carries out, in the one order a schedule lists them: by
@@ -169,27 +170,31 @@ PRIMITIVES: tuple[Primitive, ...] = (
     Primitive(ID_IPC_NS, PHASE_NAMESPACE_CREATE, "ipc_namespace", ("ipc_namespace",)),
     Primitive(ID_UTS_NS, PHASE_NAMESPACE_CREATE, "uts_namespace", ("uts_namespace",)),
     Primitive(ID_PID_INIT, PHASE_NAMESPACE_CREATE, "pid_namespace", ("pid_namespace",)),
-    Primitive(ID_CGROUP_PLACE, PHASE_NAMESPACE_CREATE, "cgroup", ("cgroup",)),
+    Primitive(ID_CGROUP_PLACE, PHASE_NAMESPACE_CREATE, "cgroup", ("cgroup",), ("cgroup_procs",)),
     Primitive(ID_CGROUP_NS, PHASE_NAMESPACE_CREATE, "cgroup_namespace", ("cgroup_namespace",)),
     Primitive(ID_MOUNT_TEMP_ROOT, PHASE_FS_SETUP, "temp_root", ("temp_root",)),
-    Primitive(ID_MOUNT_BIND, PHASE_FS_SETUP, "binds", ("binds",)),
-    Primitive(ID_MOUNT_IDMAPPED, PHASE_FS_SETUP, "idmapped_mounts", ("idmapped_mounts",)),
-    Primitive(ID_MOUNT_VIEW, PHASE_FS_SETUP, "view", ("mount_namespace", "view")),
+    Primitive(ID_MOUNT_BIND, PHASE_FS_SETUP, "binds", ("binds",), ("expose_source",)),
+    Primitive(ID_MOUNT_IDMAPPED, PHASE_FS_SETUP, "idmapped_mounts", ("idmapped_mounts",), ("write_root", "expose_source")),
+    Primitive(ID_MOUNT_VIEW, PHASE_FS_SETUP, "view", ("mount_namespace", "view"), ("read_root", "write_root")),
     Primitive(ID_AMBIENT_SCRUB, PHASE_FD_HYGIENE, None, ()),
     Primitive(ID_RLIMIT_SET, PHASE_POLICY_INSTALL, "rlimits", ("rlimits",)),
-    Primitive(ID_LANDLOCK_APPLY, PHASE_POLICY_INSTALL, "landlock", ("landlock", "proc_roots")),
+    Primitive(
+        ID_LANDLOCK_APPLY, PHASE_POLICY_INSTALL, "landlock", ("landlock", "proc_roots"), ("read_root", "write_root", "expose_source", "target_exe")
+    ),
     Primitive(ID_LANDLOCK_SCOPE, PHASE_POLICY_INSTALL, "landlock_scope", ("landlock_scope",)),
     Primitive(ID_UNIX_GATE, PHASE_POLICY_INSTALL, "network_namespace.unix_gate", ("network_namespace",)),
     Primitive(ID_SECCOMP_APPLY, PHASE_POLICY_INSTALL, "seccomp", ("seccomp",)),
-    Primitive(ID_EXEC, PHASE_LAUNCH, None, ("argv", "envp", "exe_slot", "terminal")),
+    Primitive(ID_EXEC, PHASE_LAUNCH, None, ("argv", "envp", "exe_slot", "terminal"), ("target_exe",)),
 )
 PRIMITIVE_BY_ID = {p.id: p for p in PRIMITIVES}
 
 # The seed's acceptance test (shared/seed/network_deny_all_linux.rs) builds exactly these two
-# entries with all-zero param and decl digests; a zero digest is accepted for them and for
-# nothing else. The seed's target also sets user_namespace and network_namespace, which
+# entries with all-zero param and decl digests; a zero digest is accepted for them, and only
+# in a seed-shaped schedule (these two, and the transient id a root launcher needs, whose
+# digests must bind). The seed's target also sets user_namespace and network_namespace, which
 # schedule no primitive of their own (no outside id, no unix gate): the fields are the request.
 SEED_ZERO_DIGEST_PRIMITIVES = frozenset({ID_AMBIENT_SCRUB, ID_EXEC})
+SEED_SHAPED = SEED_ZERO_DIGEST_PRIMITIVES | {ID_TRANSIENT_ID}
 ZERO_DIGEST = bytes(32)
 
 _PARAMS_DOMAIN = b"bvisor.primitive-params.v1\x00"
@@ -207,11 +212,14 @@ def schedule_for(target: dict[str, "Any"]) -> list[Primitive]:
     return [p for p in PRIMITIVES if p.present is None or _present(target, p.present)]
 
 
-def param_digest(primitive: Primitive, target: dict[str, "Any"]) -> bytes:
-    """blake3 over the canonical MessagePack of the target fields ``primitive`` applies, as a
-    list of their values (nil where absent). The host computes it from the target it encoded,
-    the launcher from the target it decoded: one function, so the two cannot drift."""
+def param_digest(primitive: Primitive, target: dict[str, "Any"], table: list["Any"]) -> bytes:
+    """blake3 over the canonical MessagePack of what ``primitive`` applies: the values of its
+    target fields (nil where absent), then the descriptor-table slots of its roles, in table
+    order. The host computes it from the body it encoded, the launcher from the body it
+    decoded: one function, so the two cannot drift. (It checks that both read one schedule
+    the same way; the body's integrity is the frame's digest and the sealed memfd's.)"""
     values = [target.get(name) for name in primitive.params]
+    values += [slot for slot in table if isinstance(slot, dict) and slot.get("role") in primitive.roles]
     return blake3.blake3(_PARAMS_DOMAIN + msgpack.packb(values, use_bin_type=True)).digest()
 
 

@@ -494,6 +494,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
     gate = _unix_gate(plan, deny_network, pid_ns)
     exe_shape = DescriptorShape(kind=DescriptorKind.Regular, writable=False)
     table = [DescriptorSlotV1(slot_index=vocabulary.EXE_SLOT, role=DescriptorRole.TargetExe, expected=exe_shape)]
+    table += cgroup_table + authorities.table
     target = TargetSpecV1(
         argv=argv,
         envp=envp,
@@ -517,7 +518,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
         view=view,
         terminal=TerminalRequest() if terminal else None,
     )
-    lowering = schedule(target)
+    lowering = schedule(target, table)
     launch_plan = LinuxLaunchPlanV1(
         body=LinuxLaunchBodyV1(
             attempt_id=bytes.fromhex(attempt_id),
@@ -526,7 +527,7 @@ def lower(plan: BoundaryPlan, attempt_id: str, resolver, cgroup_procs=(), outsid
             h_p=bytes.fromhex(plan.profile_hash),
             h_l=lowering_hash(lowering),
             lowering=lowering,
-            descriptor_table=table + cgroup_table + authorities.table,
+            descriptor_table=table,
             target=target,
         )
     )
