@@ -23,6 +23,7 @@ from bvisor.contract import (
     SupportVerdict,
 )
 from bvisor.mechanism import landlock
+from bvisor.mechanism.seccomp import UNIX_GATE_MECHANISM
 
 BACKEND_ID = "linux"
 
@@ -155,7 +156,7 @@ CEILING = {
     K.CaptureStreams: Row("pipe_capture", frozenset({E.CapturedStreams})),
     K.Environment: Row("explicit_envp", MA),
     K.InheritedFdsNone: Row("fd_scrub", MA),
-    K.NetworkDenyAll: Row("empty_netns+unix_gate:seccomp_user_notif", MA, _network_deny_all_refused),
+    K.NetworkDenyAll: Row(f"empty_netns+unix_gate:{UNIX_GATE_MECHANISM}", MA, _network_deny_all_refused),
     K.Filesystem: Row("landlock", frozenset({E.MechanismAttestation, E.AllowedActions}), _filesystem_refused, _filesystem_on_host),
     K.TempRoot: Row("private_tmpfs", MA, _mount_refused),
     K.ExposePath: Row("bind_mount", MA, _mount_refused),
