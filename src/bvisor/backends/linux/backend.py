@@ -21,7 +21,7 @@ from bvisor.backends.linux.budgets import (
     workload_rusage,
 )
 from bvisor.backends.linux.ceiling import BACKEND_ID, FAMILY, mechanism_name, profile_of
-from bvisor.backends.linux.facts import LinuxFacts, linux_facts, parse_facts
+from bvisor.backends.linux.facts import LinuxFacts, linux_facts, parse_facts, probed_facts
 from bvisor.backends.linux.filesystem import (
     exe_grant,
     exposed_grant,
@@ -126,7 +126,7 @@ class LinuxBackend:
 
     def probe(self) -> BackendProfileSnapshot:
         facts = {**probe.read_live(), **self._proven, **self._overrides}
-        typed = parse_facts(facts)
+        typed = probed_facts(facts)
         facts.update(seccomp_baseline_facts(typed))  # derived after overrides: a simulated host says so
         # An overridden fact is marked, so a plan made on a simulated host says so.
         facts.update({f"override.{name}": "forced" for name in self._overrides})

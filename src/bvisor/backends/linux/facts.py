@@ -121,6 +121,11 @@ def linux_facts(snapshot: BackendProfileSnapshot) -> LinuxFacts:
     return _parsed(tuple((fact.name, fact.value) for fact in snapshot.facts))
 
 
+def probed_facts(raw: Mapping[str, str]) -> LinuxFacts:
+    """The typed facts of a probe's strings, before they are a snapshot (cached alike)."""
+    return _parsed(tuple(raw.items()))
+
+
 # A snapshot's facts change only on drift: parsed once per set of facts, however many
 # readers (ceiling, budgets, lowering, qualification) ask.
 @functools.lru_cache(maxsize=8)
