@@ -29,6 +29,7 @@ _LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
 _JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
 _JGE_K = 0x35  # BPF_JMP | BPF_JGE | BPF_K
 _JSET_K = 0x45  # BPF_JMP | BPF_JSET | BPF_K
+_JA = 0x05  # BPF_JMP | BPF_JA: an unconditional jump by k, which fits any distance
 _RET_K = 0x06  # BPF_RET | BPF_K
 
 # Offsets in struct seccomp_data {int nr; u32 arch; u64 instruction_pointer; u64 args[6]}.
@@ -306,18 +307,36 @@ def _prologue(arch: str) -> list:
     return insns
 
 
+# A dispatch subtree of at most this many syscalls is a chain of `jeq nr`; a larger one splits
+# in two at its middle number.
+_CHAIN = 4
+
+
+def _dispatch(groups: list) -> list:
+    """``(number, body)`` pairs, in ascending number order, as a balanced tree of compares on
+    nr. Every path through it reads nr alone until it reaches a syscall's body, and a syscall
+    without rules meets only compares and the allow: so the kernel's seccomp action cache,
+    which emulates a filter on arch and nr alone, decides every such syscall without running
+    the filter; a syscall with rules reaches its body in about log2(n) compares, not n."""
+    if len(groups) <= _CHAIN:
+        insns = []
+        for number, body in groups:
+            insns.append(_insn(_JEQ_K, 0, len(body), number))
+            insns += body
+        return insns + [_insn(_RET_K, 0, 0, _RET_ALLOW)]
+    middle = len(groups) // 2
+    below, above = _dispatch(groups[:middle]), _dispatch(groups[middle:])
+    # nr >= the middle number: on to the jump over the lower half; else past it, into it.
+    return [_insn(_JGE_K, 0, 1, groups[middle][0]), _insn(_JA, 0, 0, len(below))] + below + above
+
+
 def compile_program(rules, arch: str) -> bytes:
-    """A sock_filter array for ``arch`` ("x86_64" or "aarch64"), syscalls in ascending number
-    order. Same rules and arch, same bytes."""
+    """A sock_filter array for ``arch`` ("x86_64" or "aarch64"): the prologue, then the
+    syscalls with rules dispatched by ``_dispatch``. Same rules and arch, same bytes."""
     if arch not in syscalls.NUMBERS:
         raise ValueError(f"no seccomp syscall table for {arch}")
     groups = _by_number(rules, arch)
-    insns = _prologue(arch)
-    for number in sorted(groups):
-        body = _body(groups[number])
-        insns.append(_insn(_JEQ_K, 0, len(body), number))
-        insns += body
-    insns.append(_insn(_RET_K, 0, 0, _RET_ALLOW))
+    insns = _prologue(arch) + _dispatch([(number, _body(groups[number])) for number in sorted(groups)])
     if len(insns) > _BPF_MAXINSNS:
         raise ValueError(f"seccomp program too long: {len(insns)} instructions")
     return b"".join(_INSN.pack(*insn) for insn in insns)
