@@ -293,15 +293,14 @@ def steps(runs: int, warm: "Boundary") -> list:
     return [(name, summarise(samples)) for name, samples in per_step.items()]
 
 
-def cpu(pairs: int, warm: "Boundary") -> tuple[list, dict]:
-    """The workload's own loop wall time, bare and inside a full boundary (deny-all network,
-    exact environment, fd scrub, pid namespace, cgroup leaf, seccomp baseline), and the
-    overhead in percent of its wall and of its CPU time. Runs alternate bare/inside and each
-    overhead is the median of each pair's ratio: on a shared machine the speed drifts by tens
-    of percent within a minute, and a pair sees the same drift on both sides."""
+def inside_vs_bare(argv: list, measures: tuple, pairs: int, warm: "Boundary") -> tuple[list, dict]:
+    """A workload that prints its own figures (``measures``, in order), bare and inside a full
+    boundary (deny-all network with its seccomp filters and unix gate, exact environment, fd
+    scrub, pid namespace, cgroup leaf), and the overhead in percent of each. Runs alternate
+    bare/inside and each overhead is the median of each pair's ratio: on a shared machine the
+    speed drifts by tens of percent within a minute, and a pair sees the same drift on both
+    sides. Rows: the first measure's samples."""
     from bvisor import RunIO
-
-    argv = [PYTHON, "-c", CPU_PROGRAM]
 
     def bare() -> tuple:
         # The same (empty) environment the boundary gives it: its size alone moves the stack.
@@ -317,10 +316,35 @@ def cpu(pairs: int, warm: "Boundary") -> tuple[list, dict]:
     measured = [(bare(), inside()) for _ in range(pairs)]
     overhead = {
         measure: 100 * (percentile([within[i] / alone[i] for alone, within in measured], 50) - 1)
-        for i, measure in enumerate(CPU_MEASURES)
+        for i, measure in enumerate(measures)
     }
     rows = [("bare", summarise([alone[0] for alone, _ in measured])), ("bvisor-warm", summarise([within[0] for _, within in measured]))]
     return rows, overhead
+
+
+# Exec argv[1:] under a one-instruction allow filter: what any seccomp filter costs a syscall
+# on this kernel (its entry's slow path), which no design of the filter itself removes.
+ALLOW_ALL_WRAPPER = (
+    "import os, sys; from bvisor.launcher import seccomp; from bvisor.mechanism.seccomp import allow_all_program; "
+    "seccomp.no_new_privs(); seccomp.install(allow_all_program()); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def under_allow_all(binary: str, runs: int) -> tuple:
+    """The loop's row under ``ALLOW_ALL_WRAPPER``."""
+    samples = [float(subprocess.run([sys.executable, "-c", ALLOW_ALL_WRAPPER, binary], capture_output=True, env={}, check=True).stdout) for _ in range(runs)]
+    return ("seccomp allow-all (floor)", summarise(samples))
+
+
+def getppid_loop(directory: str) -> str | None:
+    """``getppid_loop.c`` built with gcc into ``directory`` (which a run's transient id can
+    reach); None where gcc is absent."""
+    if shutil.which("gcc") is None:
+        return None
+    binary = os.path.join(directory, "getppid_loop")
+    source = str(Path(__file__).parent / "getppid_loop.c")
+    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", binary, source], check=True)
+    return binary
 
 
 def memory(warm: "Boundary") -> dict:
@@ -349,7 +373,7 @@ def memory(warm: "Boundary") -> dict:
     }
 
 
-def targets(latency_rows: list, cli_rows: list, host_rows: list, rates: dict, overhead: dict) -> list:
+def targets(latency_rows: list, cli_rows: list, host_rows: list, rates: dict, overhead: dict, syscall_overhead: dict | None = None) -> list:
     """``[(target, measured, met)]``: each of the issue's targets against this run's figures;
     ``met`` is None where a peer it is a ratio to is absent. Ratios are of medians."""
     lat, cl, host = ({name: stats["median_ms"] for name, stats in rows} for rows in (latency_rows, cli_rows, host_rows))
@@ -373,6 +397,8 @@ def targets(latency_rows: list, cli_rows: list, host_rows: list, rates: dict, ov
         row("CLI cold p50 <= 2x firejail", command, 2.0, True, "{:.2f}x",
             f" (python+msgspec alone {command_floor:.2f}x)" if command_floor is not None else ""),
         row("CPU-bound overhead inside a full boundary <= 2%", max(overhead.values()), 2.0, True, "{:+.1f}% (the larger of wall and CPU time)"),
+        row("syscall overhead inside a full boundary <= +5%", syscall_overhead["getppid"] if syscall_overhead else None, 5.0, True, "{:+.1f}% (getppid)",
+            f" (a one-instruction allow filter alone {syscall_overhead['allow-all floor']:+.1f}%)" if syscall_overhead else ""),
     ]
 
 
@@ -415,15 +441,28 @@ def main(argv=None) -> int:
             f"where a warm run's time goes: ms since the step before, {args.runs} runs": steps(args.runs, warm),
         }
         cpu_title = "CPU-bound workload (its own loop wall time), 30 alternating pairs"
-        sections[cpu_title], overhead = cpu(30, warm)
+        sections[cpu_title], overhead = inside_vs_bare([PYTHON, "-c", CPU_PROGRAM], CPU_MEASURES, 30, warm)
+        with tempfile.TemporaryDirectory() as scratch:
+            os.chmod(scratch, 0o755)
+            loop = getppid_loop(scratch)
+            if loop is None:
+                skipped["syscall overhead"] = "gcc is not installed"
+                syscall_overhead = None
+            else:
+                title = "syscall cost: ns per getppid(2), 15 alternating pairs"
+                sections[title], syscall_overhead = inside_vs_bare([loop], ("getppid",), 15, warm)
+                floor = under_allow_all(loop, 15)
+                sections[title].append(floor)
+                bare_ns = dict(sections[title])["bare"]["median_ms"]
+                syscall_overhead["allow-all floor"] = 100 * (floor[1]["median_ms"] / bare_ns - 1)
         rates = throughput(args.runs, warm, peers)
         mem = memory(warm)
     finally:
         warm.close()
         cold.close()
-    verdicts = targets(latency_rows, cli_rows, host_rows, rates, overhead)
+    verdicts = targets(latency_rows, cli_rows, host_rows, rates, overhead, syscall_overhead)
     # The CLI's target is a ratio to firejail's command; bwrap's where firejail is absent.
-    baselines = ["bwrap", "firejail", None, None, "bare"]
+    baselines = ["bwrap", "firejail", None, None, "bare", "bare"][: len(sections)]
     print(f"bvisor benchmark — uid {os.geteuid()}, kernel {platform.release()}, {os.cpu_count()} CPUs\n")
     for (title, rows), baseline in zip(sections.items(), baselines, strict=True):
         present = next((name for name in (baseline, "bwrap", "unshare") if baseline and name in dict(rows)), None)
@@ -432,6 +471,11 @@ def main(argv=None) -> int:
         "CPU-bound overhead inside the boundary (median of the per-pair ratios): "
         + ", ".join(f"{measure} {value:+.1f}%" for measure, value in overhead.items())
     )
+    if syscall_overhead is not None:
+        print(
+            f"syscall overhead inside the boundary (median of the per-pair ratios): getppid {syscall_overhead['getppid']:+.1f}%; "
+            f"any seccomp filter here (a one-instruction allow, medians): {syscall_overhead['allow-all floor']:+.1f}%"
+        )
     print("throughput (runs/s): " + ", ".join(f"{name} {rate:.1f}" for name, rate in rates.items()))
     print("memory: " + ", ".join(f"{k} {v}" for k, v in mem.items()))
     for name, why in skipped.items():
@@ -443,6 +487,7 @@ def main(argv=None) -> int:
         "host": {"kernel": platform.release(), "uid": os.geteuid(), "python": platform.python_version(), "cpus": os.cpu_count()},
         "sections": {title: dict(rows) for title, rows in sections.items()},
         "cpu_overhead_percent": overhead,
+        "syscall_overhead_percent": syscall_overhead,
         "throughput_runs_per_s": rates,
         "memory": mem,
         "targets": [{"target": target, "measured": measured, "met": met} for target, measured, met in verdicts],
