@@ -17,6 +17,8 @@ Sections, each printed as a table with medians, spreads (p10/p90) and ratios:
   steps        where a warm run's time goes, step by step, from each report's launch_timeline
   cpu          a CPU-bound workload inside a full boundary vs bare, alternating: the overhead
                in percent (median of the per-pair ratios)
+  syscall      a C loop of getppid(2) bare, inside a full boundary, and under a one-instruction
+               allow filter (what any seccomp filter costs a syscall on this kernel): ns per call
   memory       the warm launcher's resident set, and the host's resident growth per run
   targets      each of the issue's targets against this run's figures: met or not
 
