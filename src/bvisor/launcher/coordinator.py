@@ -161,7 +161,7 @@ def _init(request: LaunchRequest, transcript: Transcript, error_fd: int, status_
         raise OSError(0, f"the init is pid {os.getpid()}, not 1")
     step = "cgroup"
     try:
-        for _, place in request.scheduled(_INIT_STEPS):
+        for place in request.scheduled(_INIT_STEPS):
             transcript.note(place(request))
         step = "visibility"
         temp_root = _visibility_phase(request, transcript, trees)
@@ -253,7 +253,7 @@ def confine_workload(request: LaunchRequest, transcript: Transcript, error_fd: i
         if temp_root is not None:
             os.close(temp_root)
         workload = _Workload(request, transcript, error_fd, sigint, ruleset, _seccomp_program(request, transcript), gate)
-        for _, run in request.scheduled(_WORKLOAD_STEPS):
+        for run in request.scheduled(_WORKLOAD_STEPS):
             run(workload)
     except BaseException as exc:
         childproc.fail(error_fd, workload.step if workload is not None else step, exc)
@@ -348,6 +348,8 @@ _WORKLOAD_STEPS = {
     vocabulary.ID_SECCOMP_APPLY: _install_seccomp,
     vocabulary.ID_EXEC: _exec,
 }
+
+
 def _check_kernel_floors(request: LaunchRequest) -> None:
     """Refuse before any child exists when this kernel lacks what the plan needs."""
     floors = [f for f in (request.landlock_floor, request.scope_floor) if f is not None]
@@ -365,8 +367,8 @@ def _namespaces(request: LaunchRequest) -> int:
     if not request.user_namespace:
         return 0
     flags = userns.CLONE_NEWUSER | (netns.CLONE_NEWNET if request.network_namespace else 0)
-    for primitive in request.schedule:
-        flags |= _BIRTH_FLAGS.get(primitive, 0)
+    for flag in request.scheduled(_BIRTH_FLAGS):
+        flags |= flag
     return flags
 
 
@@ -401,7 +403,7 @@ def _identity_phase(request: LaunchRequest, transcript: Transcript, identity) ->
         transcript.note(userns.map_self(*identity))
     if request.network_namespace:
         transcript.note(netns.attest())
-    for _, attest_namespace in request.scheduled(_IDENTITY_STEPS):
+    for attest_namespace in request.scheduled(_IDENTITY_STEPS):
         transcript.note(attest_namespace(request))
 
 

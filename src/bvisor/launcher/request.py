@@ -76,9 +76,9 @@ class LaunchRequest:
             setattr(self, name, fields[name])
 
     def scheduled(self, handlers: dict) -> list:
-        """``(primitive, handler)`` for each scheduled entry ``handlers`` carries out, in
-        schedule order: how each launcher process dispatches its part of the program."""
-        return [(primitive, handlers[primitive]) for primitive in self.schedule if primitive in handlers]
+        """The handler of each scheduled entry ``handlers`` carries out, in schedule order: how
+        each launcher process dispatches its part of the program."""
+        return [handlers[primitive] for primitive in self.schedule if primitive in handlers]
 
     def roots(self) -> list:
         """The landlock roots the host declared: ``(slot, writable)``."""
@@ -273,7 +273,7 @@ def _binds(value, slots) -> list:
 def _abi_floor(value, name: str):
     if value is None:
         return None
-    floor = _typed(_fields(value, name, name.removeprefix("target."))["abi_floor"], int, f"{name}.abi_floor")
+    floor = _typed(_fields(value, name, name.rsplit(".", 1)[-1])["abi_floor"], int, f"{name}.abi_floor")
     if floor < 1:
         raise _invalid(f"{name}.abi_floor must be at least 1")
     return floor

@@ -79,24 +79,26 @@ class LaunchObservation:
     def exec_succeeded(self) -> bool:
         return self.terminal is LauncherState.ExecSucceeded
 
-    def note_fields(self, head: str):
-        """The ``key=value`` fields of the first note starting with ``head``, or None. (A run's
+    def _notes_with(self, head: str) -> list:
+        """The notes that are ``head``, or ``head`` and a space and more, in order. (A run's
         verdict asks this of every attested note: the notes are indexed by first word once.)"""
         if self._heads is None:
             self._heads = {}
             for note in self.notes:
                 self._heads.setdefault(note.split(" ", 1)[0], []).append(note)
-        for note in self._heads.get(head.split(" ", 1)[0], ()):
-            if note == head or note.startswith(head + " "):
-                return dict(p.split("=", 1) for p in note[len(head):].split() if "=" in p)
-        return None
+        return [note for note in self._heads.get(head.split(" ", 1)[0], ()) if note == head or note.startswith(head + " ")]
+
+    def note_fields(self, head: str):
+        """The ``key=value`` fields of the first note starting with ``head``, or None."""
+        found = self._notes_with(head)
+        return dict(p.split("=", 1) for p in found[0][len(head):].split() if "=" in p) if found else None
 
     def workload_exit(self):
         """How the workload ended, from the one ``workload_exit`` note; None without one, and
         None where there are two (only the launcher writes it, once)."""
-        fields = self.note_fields("workload_exit")
-        if fields is None or len(self._heads["workload_exit"]) > 1:
+        if len(self._notes_with("workload_exit")) != 1:
             return None
+        fields = self.note_fields("workload_exit")
         if "signal" in fields:
             return WorkloadExit(signal=int(fields["signal"]))
         if "code" in fields:
